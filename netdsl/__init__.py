@@ -1,0 +1,8 @@
+"""netdsl: a compiler for convolutional networks described by their connectivity."""
+
+__version__ = "0.1.0"
+
+from .api import build_model, compile_spec, torch_source  # noqa: E402
+from .errors import NetdslError  # noqa: E402
+
+__all__ = ["NetdslError", "__version__", "build_model", "compile_spec", "torch_source"]

@@ -1,0 +1,1 @@
+"""Backends read the IR (and the analyses' node attributes) and never change it."""

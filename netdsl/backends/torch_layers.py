@@ -1,0 +1,32 @@
+"""The few torch modules netdsl needs beyond torch.nn. The emitted standalone source embeds
+this file's classes (inspect.getsource), so they must depend on torch alone."""
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al.): x * sigmoid(W2 relu(W1 gap(x)))."""
+
+    def __init__(self, channels: int, hidden: int, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=bias)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class Affine(nn.Module):
+    """Per-channel y = x * scale + shift (an inference-time BatchNorm)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import sys
+
+from ..errors import SpecValueError
+from ..io import write_atomic
+from .common import add_target, compile_target, limits, overrides
+
+# target name -> function(args) returning the bytes/str to write. Other backends register here.
+TARGETS = {}
+
+
+def _torch(args):
+    from ..api import torch_source
+
+    return torch_source(args.target, overrides(args), limits=limits(args))
+
+
+TARGETS["torch"] = _torch
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="emit a backend artifact (torch source, ...)")
+    add_target(p)
+    p.add_argument("--target", dest="backend", default="torch", help="backend: " + ", ".join(sorted(TARGETS)))
+    p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.backend not in TARGETS:
+        raise SpecValueError(f"unknown target '{args.backend}'", None, "targets: " + ", ".join(sorted(TARGETS)))
+    data = TARGETS[args.backend](args)
+    if args.output:
+        write_atomic(args.output, data)
+        print(f"wrote {args.output}", file=sys.stderr)
+    elif isinstance(data, str):
+        sys.stdout.write(data)
+    else:
+        raise SpecValueError(f"target '{args.backend}' is binary; give -o FILE", None)
+    return 0

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+
+from .common import add_target, compile_target
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
+    add_target(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..summary import summary_dict
+
+    g = compile_target(args)
+    data = summary_dict(g)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data['name']}" + (f" (preset {data['preset']})" if data["preset"] else ""),
+                  show_footer=True)
+    table.add_column("layer", footer="total")
+    table.add_column("output", footer="x".join(map(str, data["output"])))
+    table.add_column("params", justify="right", footer=f"{data['params']:,}")
+    table.add_column("FLOPs (MAC)", justify="right", footer=f"{data['flops']:,}")
+    table.add_column("reads", footer=f"{data['connections']} connections")
+    for r in data["layers"]:
+        reads = "" if r["reads"] is None else _fmt_reads(r["reads"])
+        table.add_row(r["name"], r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
+    console = Console()
+    console.print(table)
+    for b in data["blocks"]:
+        console.print(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections, "
+                      f"output {b['output']} -> {'x'.join(map(str, b['out_shape']))}")
+    console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
+                  "1 multiply-accumulate = 1 FLOP)")
+    return 0
+
+
+def _fmt_reads(reads) -> str:
+    if len(reads) > 6:
+        return f"x{reads[0]}..x{reads[-1]} ({len(reads)})" if list(reads) == list(range(reads[0], reads[-1] + 1)) \
+            else ", ".join(f"x{j}" for j in reads[:3]) + f", ... ({len(reads)})"
+    return ", ".join(f"x{j}" for j in reads)

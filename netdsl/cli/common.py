@@ -1,0 +1,39 @@
+"""Arguments shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import SpecTypeError
+from ..frontend import Limits
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="a .net spec file or a preset name (see 'netdsl list')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a spec parameter, e.g. --set k=24 (repeatable)")
+    lim = Limits()
+    p.add_argument("--max-params", type=int, default=lim.max_params, help="refuse specs with more parameters")
+    p.add_argument("--max-nodes", type=int, default=lim.max_nodes, help="refuse specs with more ops")
+    p.add_argument("--max-map-elements", type=int, default=lim.max_map_elements,
+                   help="refuse tensors with more values per sample")
+
+
+def overrides(args) -> dict:
+    out = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise SpecTypeError(f"--set expects NAME=VALUE, got {item!r}", None, "for example --set k=24")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def limits(args) -> Limits:
+    return Limits(max_params=args.max_params, max_nodes=args.max_nodes, max_map_elements=args.max_map_elements)
+
+
+def compile_target(args, **kw):
+    from ..api import compile_spec
+
+    return compile_spec(args.target, overrides(args), limits=limits(args), **kw)

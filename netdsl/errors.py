@@ -1,0 +1,133 @@
+"""The error classes of netdsl and how a located error is shown to a user.
+
+Every mistake in a spec is raised as a :class:`NetdslError` carrying a :class:`Span`;
+``str(err)`` is the full user-facing message::
+
+    specs/x.net:3:14: error: unknown template 'botleneck'
+        block(n, dense) { botleneck(k) }
+                          ^^^^^^^^^
+    hint: did you mean 'bottleneck'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source file: 1-based line and column, end exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+    text: str | None = None  # the whole source, kept so the message can quote the line
+
+    def source_line(self) -> str | None:
+        text = self.text
+        if text is None:
+            try:
+                text = Path(self.file).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+        lines = text.splitlines()
+        if 1 <= self.line <= len(lines):
+            return lines[self.line - 1]
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class NetdslError(Exception):
+    """Base of every error netdsl reports to a user (exit code 2 at the CLI)."""
+
+    kind = "error"
+
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+
+    def with_span(self, span: Span | None) -> "NetdslError":
+        if self.span is None and span is not None:
+            self.span = span
+        return self
+
+    def __str__(self) -> str:
+        return format_error(self)
+
+
+class SpecSyntaxError(NetdslError):
+    kind = "syntax error"
+
+
+class SpecNameError(NetdslError):
+    """An unknown or duplicated name: template, parameter, op, label, preset."""
+
+
+class SpecTypeError(NetdslError):
+    """A value of the wrong type or a call with the wrong arguments."""
+
+
+class SpecValueError(NetdslError):
+    """A value out of its valid range (channels, depth, window, scale, ...)."""
+
+
+class ShapeError(NetdslError):
+    """Tensors whose shapes do not agree (add, concat, a map shrunk below 1x1)."""
+
+
+class LimitError(NetdslError):
+    """A spec that would need absurd resources, refused before allocating."""
+
+
+class IncludeError(NetdslError):
+    """A missing or recursive include."""
+
+
+class IRError(NetdslError):
+    """A broken IR contract: a bug in netdsl or in a pass, not in the user's spec."""
+
+    kind = "internal error"
+
+
+class PassError(NetdslError):
+    """A pass failed; names the pass and the ones that ran before it."""
+
+    kind = "internal error"
+
+
+def format_error(err: NetdslError) -> str:
+    span = err.span
+    head = f"{err.kind}: {err.message}"
+    if span is None:
+        out = [head]
+    else:
+        out = [f"{span}: {head}"]
+        line = span.source_line()
+        if line is not None:
+            shown = line.expandtabs(1)
+            width = 1
+            if span.end_line == span.line and span.end_column and span.end_column > span.column:
+                width = span.end_column - span.column
+            width = max(1, min(width, len(shown) - span.column + 1))
+            out.append("    " + shown)
+            out.append("    " + " " * (span.column - 1) + "^" * width)
+    if err.hint:
+        out.append(f"hint: {err.hint}")
+    return "\n".join(out)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A 'did you mean' hint for a misspelled name, or None."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,162 @@
+"""Loading a spec: a file with its includes, a network chosen, parameters bound, lowered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+from ..errors import IncludeError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
+from ..ir import patterns as P
+from . import ast
+from .evaluate import Env, Evaluator, fmt_value, type_name
+from .lower import Limits, Lowerer, Scope
+from .parser import parse, parse_file
+
+MAX_INCLUDE_DEPTH = 32
+
+
+def library_dirs() -> list[Path]:
+    """Where ``include "lib/x.net"`` looks after the including file's own folder."""
+    here = Path(__file__).resolve().parent.parent
+    return [d for d in (here / "specs", here.parent / "specs") if d.is_dir()]
+
+
+def _resolve_include(inc: ast.Include, including: Path) -> Path:
+    if not inc.path or "\x00" in inc.path:
+        raise IncludeError("empty include path", inc.span)
+    for base in [including.parent] + library_dirs():
+        candidate = (base / inc.path)
+        if candidate.is_file():
+            return candidate.resolve()
+    raise IncludeError(f"include file '{inc.path}' not found", inc.span,
+                       f"looked in {including.parent} and the bundled specs/ library")
+
+
+def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = ()) -> dict[str, ast.Template]:
+    """The templates of a module and, depth first, of everything it includes."""
+    templates: dict[str, ast.Template] = {}
+    me = path.resolve() if path.exists() else path
+    for inc in module.includes:
+        target = _resolve_include(inc, path)
+        if target == me or target in stack:
+            chain = " -> ".join(p.name for p in stack + (me, target))
+            raise IncludeError(f"recursive include: {chain}", inc.span)
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            raise IncludeError("includes nested too deeply", inc.span)
+        sub = parse_file(target)
+        if sub.networks:
+            raise IncludeError(f"included file '{inc.path}' defines a network", inc.span,
+                               "included files hold templates (def) only")
+        for name, t in collect_templates(sub, target, stack + (me,)).items():
+            _add_template(templates, t)
+    for t in module.templates:
+        _add_template(templates, t)
+    return templates
+
+
+def _add_template(templates: dict, t: ast.Template) -> None:
+    from .builtins import OPS, STRUCTURAL
+
+    if t.name in OPS or t.name in STRUCTURAL:
+        raise SpecNameError(f"template '{t.name}' would hide the built-in op '{t.name}'", t.span,
+                            "choose another name")
+    if t.name in templates and templates[t.name] is not t:
+        prev = templates[t.name]
+        raise SpecNameError(f"template '{t.name}' is defined twice", t.span, f"first defined at {prev.span}")
+    templates[t.name] = t
+
+
+def parse_value(text: str, what: str = "--set"):
+    """Parse a parameter value given on the command line (``24``, ``[6,12,24,16]``, ``path(14)``)."""
+    prefix = "network __value__(v = "
+    src = f"{prefix}{text}) {{}}"
+    try:
+        module = parse(src, what)
+        return Evaluator().eval(module.networks[0].params[0].default, Env())
+    except NetdslError as err:
+        # Show the user's value, not the wrapper it was parsed in.
+        col = err.span.column - len(prefix) if err.span is not None and err.span.line == 1 else 1
+        end = (err.span.end_column - len(prefix)) if err.span is not None and err.span.end_column else None
+        col = max(1, min(col, len(text) + 1))
+        err.span = Span(what, 1, col, 1, end, text=text)
+        if err.hint is None:
+            err.hint = "values are numbers, true/false, lists [..] or patterns like path(far=7, near=7)"
+        raise err from None
+
+
+def _same_type(default, value) -> bool:
+    td, tv = type_name(default), type_name(value)
+    return td == tv or (td == "float" and tv == "int") or td == "none" or (
+        td == "pattern" and tv == "pattern")
+
+
+def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict:
+    names = [p.name for p in net.params]
+    for key in overrides:
+        if key not in names:
+            raise SpecNameError(
+                f"network '{net.name}' has no parameter '{key}'", net.span,
+                did_you_mean(key, names) or ("its parameters are: " + ", ".join(names) if names else "it has no parameters"),
+            )
+    env = Env()
+    for p in net.params:
+        default = evaluator.eval(p.default, env) if p.default is not None else None
+        if p.name in overrides:
+            value = overrides[p.name]
+            if isinstance(value, str) and not isinstance(default, str):
+                value = parse_value(value, f"--set {p.name}")
+            if p.default is not None and not _same_type(default, value):
+                raise SpecTypeError(
+                    f"parameter '{p.name}' is {type_name(default)} ({fmt_value(default)} by default), "
+                    f"got {type_name(value)} {fmt_value(value)}", p.span,
+                )
+            if type_name(default) == "float" and type_name(value) == "int":
+                value = float(value)
+        elif p.default is None:
+            raise SpecTypeError(f"parameter '{p.name}' has no default and was not set", p.span,
+                                f"set it, e.g. --set {p.name}=...")
+        else:
+            value = default
+        env.vars[p.name] = value
+    return env.vars
+
+
+def load_module(source: str | Path, text: str | None = None) -> tuple[ast.Module, Path]:
+    path = Path(source)
+    module = parse(text, str(path)) if text is not None else parse_file(path)
+    return module, path
+
+
+def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits | None = None,
+               text: str | None = None) -> nx.DiGraph:
+    """Parse, resolve includes, bind parameters and lower a spec file into an IR graph.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "t.net")
+    >>> _ = open(f, "w").write("network t(k=4) { input(3, 8, 8); conv(k, 3) }")
+    >>> g = lower_spec(f, {"k": 6})
+    >>> g.nodes["conv1"]["shape"]
+    (6, 8, 8)
+    """
+    module, path = load_module(source, text)
+    if len(module.networks) != 1:
+        span = module.networks[1].span if len(module.networks) > 1 else Span(str(path), 1, 1, text=text)
+        raise SpecNameError(
+            "a spec file defines exactly one network" + (f", this one defines {len(module.networks)}" if module.networks else ", this one defines none"),
+            span, "put shared templates in a file of their own and include it",
+        )
+    net = module.networks[0]
+    templates = collect_templates(module, path)
+    lw = Lowerer(templates, limits)
+    params = bind_params(net, dict(overrides or {}), lw.evaluator)
+    scope = Scope("", None)
+    lw.body(net.body, scope, Env(params), {"network": net.name})
+    if scope.current is None:
+        raise SpecTypeError(f"network '{net.name}' has no input", net.span, "start its body with input(channels, height, width)")
+    g = lw.graph
+    g.graph["name"] = net.name
+    g.graph["output"] = scope.current
+    g.graph["file"] = str(path)
+    g.graph["params"] = {k: (v if isinstance(v, (int, float, bool, str, list)) else str(v)) for k, v in params.items()}
+    return g

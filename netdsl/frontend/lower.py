@@ -1,0 +1,693 @@
+"""AST -> IR: evaluates a network's statements and builds the networkx graph.
+
+Lowering walks the body like an interpreter: each statement transforms the *current* tensor.
+Every node gets a deterministic dotted name from its scope (``block1.unit3.conv1``): labels
+(``stem: conv(...)``) name it explicitly, otherwise the op's name plus a per-scope counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..errors import (LimitError, NetdslError, ShapeError, Span, SpecNameError, SpecTypeError,
+                      SpecValueError, did_you_mean)
+from ..ir import patterns as P
+from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
+from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
+from . import ast
+from .builtins import OPS, REQUIRED, RESERVED_LABELS, STRUCTURAL, Arg
+from .evaluate import Env, Evaluator, OpValue, TensorRef, fmt_value, type_name
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits checked while lowering, before anything is allocated."""
+
+    max_params: int = 2_000_000_000
+    max_nodes: int = 250_000
+    max_map_elements: int = 2**31  # C*H*W of any one tensor, per sample
+    max_template_depth: int = 48
+    max_loop_iterations: int = 100_000
+
+
+class Scope:
+    """A naming scope: one network body, template instance, unit or branch."""
+
+    __slots__ = ("path", "counters", "used", "labels", "input", "current")
+
+    def __init__(self, path: str, input: str | None):
+        self.path = path
+        self.counters: dict[str, int] = {}
+        self.used: set[str] = set()
+        self.labels: dict[str, str] = {}
+        self.input = input
+        self.current = input
+
+    def fresh(self, base: str) -> str:
+        n = self.counters.get(base, 0)
+        while True:
+            n += 1
+            name = f"{base}{n}"
+            if name not in self.used:
+                self.counters[base] = n
+                self.used.add(name)
+                return name
+
+    def claim(self, label: str, span: Span) -> str:
+        if label in self.used:
+            raise SpecNameError(f"the name '{label}' is already used in this scope", span,
+                                "labels must be unique within a body")
+        self.used.add(label)
+        return label
+
+    def id(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
+@dataclass
+class _State:
+    params: int = 0
+    flops: int = 0
+    template_stack: list = field(default_factory=list)
+
+
+class Lowerer:
+    def __init__(self, templates: dict[str, ast.Template], limits: Limits | None = None):
+        self.templates = templates
+        self.limits = limits or Limits()
+        self.graph = nx.DiGraph()
+        self.graph.graph["blocks"] = []
+        self.state = _State()
+        self.scope: Scope | None = None
+        self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
+
+    # ---- name resolution for the evaluator
+    def _resolve(self, name: str):
+        scope = self.scope
+        if scope is None:
+            return False, None
+        if name in scope.labels:
+            return True, TensorRef(scope.labels[name], name)
+        if name == "input" and scope.input is not None:
+            return True, TensorRef(scope.input, "input")
+        if name in ("channels", "height", "width") and scope.current is not None:
+            shape = self.shape(scope.current)
+            if name == "channels":
+                return True, shape[0]
+            if len(shape) != 3:
+                raise SpecValueError(f"'{name}' needs a feature map, the current value is a vector")
+            return True, shape[1] if name == "height" else shape[2]
+        return False, None
+
+    def _is_op(self, name: str) -> bool:
+        return name in OPS or name in self.templates
+
+    def _extra_names(self) -> set[str]:
+        names = {"channels", "height", "width", "input"}
+        if self.scope is not None:
+            names |= set(self.scope.labels)
+        return names
+
+    def eval(self, e: ast.Expr, env: Env):
+        return self.evaluator.eval(e, env)
+
+    def shape(self, node: str) -> tuple[int, ...]:
+        return self.graph.nodes[node]["shape"]
+
+    # ---- node creation
+    def add(self, node_id: str, kind: str, inputs: tuple[str, ...], attrs: dict, span: Span | None, **extra) -> str:
+        in_shapes = [self.shape(i) for i in inputs]
+        try:
+            shape = infer_shape(kind, attrs, in_shapes)
+        except ShapeError as err:
+            if len(inputs) > 1:
+                err.message += " (inputs: " + ", ".join(
+                    f"'{i}' {fmt_shape(s)}" for i, s in zip(inputs, in_shapes)) + ")"
+            raise err.with_span(span)
+        elems = 1
+        for d in shape:
+            elems *= d
+        lim = self.limits
+        if elems > lim.max_map_elements:
+            raise LimitError(
+                f"'{node_id}' would hold {elems:,} values per sample ({fmt_shape(shape)})", span,
+                f"the limit is {lim.max_map_elements:,}; raise it with --max-map-elements",
+            )
+        kind_info = OP_KINDS[kind]
+        params = kind_info.params(attrs, in_shapes, shape)
+        self.state.params += params
+        if self.state.params > lim.max_params:
+            raise LimitError(
+                f"the network would need about {self.state.params:,} parameters "
+                f"({self.state.params * 4 / 2**30:,.1f} GiB in float32)", span,
+                f"the limit is {lim.max_params:,}; raise it with --max-params",
+            )
+        if self.graph.number_of_nodes() >= lim.max_nodes:
+            raise LimitError(f"the network has more than {lim.max_nodes:,} ops", span,
+                             "raise the limit with --max-nodes")
+        if node_id in self.graph:
+            raise SpecNameError(f"the name '{node_id}' is used twice", span)
+        add_op(self.graph, node_id, kind, inputs, attrs, span=span, shape=shape, **extra)
+        return node_id
+
+    # ---- statements
+    def body(self, stmts: tuple[ast.Stmt, ...], scope: Scope, env: Env, ctx: dict) -> None:
+        for stmt in stmts:
+            self.stmt(stmt, scope, env, ctx)
+
+    def stmt(self, stmt: ast.Stmt, scope: Scope, env: Env, ctx: dict) -> None:
+        prev, self.scope = self.scope, scope
+        try:
+            if isinstance(stmt, ast.Let):
+                if stmt.name in env.vars:
+                    raise SpecNameError(f"'{stmt.name}' is already defined here", stmt.span,
+                                        "names are bound once; use a new name")
+                env.vars[stmt.name] = self.eval(stmt.value, env)
+            elif isinstance(stmt, ast.For):
+                self._for(stmt, scope, env, ctx)
+            elif isinstance(stmt, ast.If):
+                cond = self.eval(stmt.cond, env)
+                if not isinstance(cond, (bool, int)) or isinstance(cond, float):
+                    raise SpecTypeError(f"'if' needs a condition, got {type_name(cond)}", stmt.cond.span)
+                self.body(stmt.then if cond else stmt.orelse, scope, env.child(), ctx)
+            else:
+                self.op_stmt(stmt, scope, env, ctx)
+        except NetdslError as err:
+            raise err.with_span(stmt.span)
+        finally:
+            self.scope = prev
+
+    def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
+        start = self.eval(stmt.start, env)
+        if stmt.stop is not None:
+            stop = self.eval(stmt.stop, env)
+            for v, e in ((start, stmt.start), (stop, stmt.stop)):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise SpecTypeError(f"a range needs integers, got {type_name(v)}", e.span)
+            items = range(start, stop + 1)
+        elif isinstance(start, list):
+            items = start
+        else:
+            raise SpecTypeError(f"'for' needs a range a..b or a list, got {type_name(start)}", stmt.start.span)
+        if len(items) > self.limits.max_loop_iterations:
+            raise LimitError(f"loop of {len(items):,} iterations", stmt.span,
+                             f"the limit is {self.limits.max_loop_iterations:,}")
+        for v in items:
+            self.body(stmt.body, scope, env.child({stmt.var: v}), ctx)
+
+    def _need_current(self, scope: Scope, span: Span) -> str:
+        if scope.current is None:
+            raise SpecValueError("no input yet", span, "a network body starts with input(channels, height, width)")
+        return scope.current
+
+    def op_stmt(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+        call = stmt.call
+        name = call.name
+        if stmt.label is not None:
+            if stmt.label in RESERVED_LABELS:
+                raise SpecNameError(f"'{stmt.label}' cannot be a label: it is reserved", stmt.span,
+                                    "pick another name; reserved names would clash in the emitted module")
+            found, _ = env.lookup(stmt.label)
+            if found:
+                raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
+        if name in STRUCTURAL:
+            getattr(self, f"_s_{name}")(stmt, scope, env, ctx)
+            return
+        if stmt.body is not None:
+            raise SpecTypeError(f"'{name}' takes no body", stmt.span,
+                                "only block, residual, parallel, branch and repeat take { ... }")
+        found, value = env.lookup(name)
+        if found:
+            if not isinstance(value, OpValue):
+                raise SpecTypeError(f"'{name}' is a {type_name(value)}, not an op", call.name_span or call.span)
+            if call.args or call.kwargs:
+                raise SpecTypeError(f"'{name}' is an op value; it is applied without arguments", call.span)
+            self.apply_call(value.call, value.env, scope, stmt.label, ctx)
+            return
+        self.apply_call(call, env, scope, stmt.label, ctx)
+
+    def apply_call(self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict) -> None:
+        name = call.name
+        if name in self.templates:
+            self._template(call, env, scope, label, ctx)
+        elif name in OPS:
+            self._primitive(call, env, scope, label)
+        else:
+            known = set(OPS) | set(self.templates) | set(STRUCTURAL)
+            raise SpecNameError(f"unknown op or template '{name}'", call.name_span or call.span,
+                                did_you_mean(name, known))
+
+    # ---- argument binding
+    def bind(self, call: ast.Call, names: list[str], env: Env, what: str) -> dict[str, tuple[object, Span]]:
+        if len(call.args) > len(names):
+            raise SpecTypeError(
+                f"{what} takes at most {len(names)} positional argument{'s' if len(names) != 1 else ''}, "
+                f"got {len(call.args)}", call.args[len(names)].span,
+                f"its arguments are: {', '.join(names)}" if names else None,
+            )
+        out = {names[k]: (self.eval(a, env), a.span) for k, a in enumerate(call.args)}
+        for kw in call.kwargs:
+            if kw.name not in names:
+                raise SpecTypeError(f"{what} has no argument '{kw.name}'", kw.span,
+                                    did_you_mean(kw.name, names) or f"its arguments are: {', '.join(names)}")
+            if kw.name in out:
+                raise SpecTypeError(f"{what} got argument '{kw.name}' twice", kw.span)
+            out[kw.name] = (self.eval(kw.value, env), kw.span)
+        return out
+
+    @staticmethod
+    def check(arg: Arg, value, span: Span, what: str):
+        c = arg.check
+        if c == "bool":
+            if not isinstance(value, bool):
+                raise SpecTypeError(f"{what} '{arg.name}' must be true or false, got {fmt_value(value)}", span)
+            return value
+        if c.startswith("int"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecTypeError(f"{what} '{arg.name}' must be an integer, got {type_name(value)} {fmt_value(value)}",
+                                    span, "use // or floor() to get an integer")
+            low = int(c[-1])
+            if value < low:
+                raise SpecValueError(f"{what} '{arg.name}' must be >= {low}, got {value}", span)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecTypeError(f"{what} '{arg.name}' must be a number, got {type_name(value)} {fmt_value(value)}", span)
+        value = float(value)
+        if c == "prob" and not 0.0 <= value <= 1.0:
+            raise SpecValueError(f"{what} '{arg.name}' must be in [0, 1], got {value}", span)
+        if c == "float>0" and value <= 0:
+            raise SpecValueError(f"{what} '{arg.name}' must be > 0, got {value}", span)
+        return value
+
+    def _primitive(self, call: ast.Call, env: Env, scope: Scope, label: str | None) -> None:
+        sig = OPS[call.name]
+        bound = self.bind(call, [a.name for a in sig.args], env, f"{call.name}()")
+        vals = {}
+        for arg in sig.args:
+            if arg.name in bound:
+                value, span = bound[arg.name]
+                vals[arg.name] = None if value is None and arg.default is None else self.check(arg, value, span, f"{call.name}()")
+            elif arg.default is REQUIRED:
+                raise SpecTypeError(f"{call.name}() needs the argument '{arg.name}'", call.span,
+                                    f"for example {call.name}({', '.join(a.name for a in sig.args if a.default is REQUIRED)})")
+            else:
+                vals[arg.name] = arg.default
+        cur = self._need_current(scope, call.span)
+        in_shape = self.shape(cur)
+        kind = sig.kind
+        attrs: dict = dict(sig.fixed)
+        if kind == "conv":
+            pad = vals["pad"] if vals["pad"] is not None else vals["dilation"] * (vals["kernel"] // 2)
+            attrs.update(out=vals["out"], kernel=vals["kernel"], stride=vals["stride"], padding=pad,
+                         dilation=vals["dilation"], groups=vals["groups"], bias=vals["bias"])
+        elif kind == "bn":
+            attrs.update(eps=vals["eps"], momentum=vals["momentum"])
+        elif kind == "act":
+            if attrs["fn"] == "leaky_relu":
+                attrs["slope"] = vals["slope"]
+        elif kind in ("maxpool", "avgpool"):
+            attrs.update(kernel=vals["kernel"], stride=vals["stride"] or vals["kernel"], padding=vals["pad"],
+                         ceil_mode=vals["ceil"])
+            if kind == "avgpool":
+                attrs["count_include_pad"] = vals["count_pad"]
+        elif kind == "linear":
+            attrs.update(out=vals["out"], bias=vals["bias"])
+            if len(in_shape) == 3:  # linear flattens a feature map first, as users expect
+                cur = self.add(scope.id(scope.fresh("flatten")), "flatten", (cur,), {}, call.span)
+        elif kind == "dropout":
+            attrs["p"] = vals["p"]
+        elif kind == "se":
+            hidden = vals["hidden"] if vals["hidden"] is not None else max(1, in_shape[0] // vals["reduction"])
+            attrs.update(hidden=hidden, bias=vals["bias"])
+        name = scope.claim(label, call.span) if label else scope.fresh(call.name)
+        node = self.add(scope.id(name), kind, (cur,), attrs, call.span)
+        if label:
+            scope.labels[label] = node
+        scope.current = node
+
+    # ---- templates
+    def _template(self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict,
+                  inline: Scope | None = None) -> None:
+        t = self.templates[call.name]
+        stack = self.state.template_stack
+        if call.name in stack:
+            chain = " -> ".join(stack[stack.index(call.name):] + [call.name])
+            raise SpecValueError(f"recursive template: {chain}", call.span, "templates cannot call themselves")
+        if len(stack) >= self.limits.max_template_depth:
+            raise LimitError(f"templates nested more than {self.limits.max_template_depth} deep", call.span)
+        names = [p.name for p in t.params]
+        bound = self.bind(call, names, env, f"template '{t.name}'")
+        tenv = Env()
+        for p in t.params:
+            if p.name in bound:
+                tenv.vars[p.name] = bound[p.name][0]
+            elif p.default is not None:
+                tenv.vars[p.name] = self.eval(p.default, tenv)
+            else:
+                raise SpecTypeError(f"template '{t.name}' needs the argument '{p.name}'", call.span,
+                                    f"it is declared at {t.span}")
+        cur = self._need_current(scope, call.span)
+        if inline is not None:
+            sub = inline
+        else:
+            name = scope.claim(label, call.span) if label else scope.fresh(t.name)
+            sub = Scope(scope.id(name), cur)
+        stack.append(call.name)
+        try:
+            self.body(t.body, sub, tenv, ctx)
+        finally:
+            stack.pop()
+        scope.current = sub.current
+        if label:
+            scope.labels[label] = sub.current
+
+    # ---- structural statements
+    def _s_input(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+        if scope.path or not ctx.get("network") or scope.current is not None:
+            raise SpecValueError("input(...) must be the first op of a network", stmt.span)
+        b = self.bind(stmt.call, ["channels", "height", "width"], env, "input()")
+        if len(b) != 3:
+            raise SpecTypeError("input() needs channels, height and width", stmt.call.span,
+                                "for example input(3, 32, 32)")
+        dims = tuple(self.check(Arg(n, "int>=1"), *b[n], "input()") for n in ("channels", "height", "width"))
+        node = self.add("input", "input", (), {"shape": dims}, stmt.span)
+        scope.used.add("input")
+        scope.input = scope.current = node
+        self.graph.graph["input"] = node
+
+    def _tensor_args(self, stmt: ast.OpStmt, env: Env) -> list[str]:
+        if stmt.call.kwargs:
+            raise SpecTypeError(f"{stmt.call.name}() takes only tensors", stmt.call.kwargs[0].span)
+        out = []
+        for a in stmt.call.args:
+            v = self.eval(a, env)
+            if not isinstance(v, TensorRef):
+                raise SpecTypeError(f"{stmt.call.name}() takes labelled tensors, got {type_name(v)} {fmt_value(v)}",
+                                    a.span, "label a statement (h: conv(...)) and pass its name")
+            out.append(v.node)
+        return out
+
+    def _s_use(self, stmt, scope, env, ctx):
+        refs = self._tensor_args(stmt, env)
+        if len(refs) != 1 or stmt.body is not None or stmt.label:
+            raise SpecTypeError("use() takes exactly one labelled tensor", stmt.span)
+        scope.current = refs[0]
+
+    def _merge(self, stmt, scope, env, kind):
+        refs = self._tensor_args(stmt, env)
+        if stmt.body is not None:
+            raise SpecTypeError(f"'{kind}' takes no body", stmt.span)
+        if not refs:
+            raise SpecTypeError(f"{kind}() needs at least one labelled tensor", stmt.span)
+        inputs = refs if len(refs) > 1 else [self._need_current(scope, stmt.span)] + refs
+        if kind == "mul" and len(inputs) != 2:
+            raise SpecTypeError("mul() multiplies exactly two tensors", stmt.span)
+        name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh(kind)
+        node = self.add(scope.id(name), kind, tuple(inputs), {}, stmt.span)
+        if stmt.label:
+            scope.labels[stmt.label] = node
+        scope.current = node
+
+    def _s_add(self, stmt, scope, env, ctx):
+        self._merge(stmt, scope, env, "add")
+
+    def _s_mul(self, stmt, scope, env, ctx):
+        self._merge(stmt, scope, env, "mul")
+
+    def _s_concat(self, stmt, scope, env, ctx):
+        self._merge(stmt, scope, env, "concat")
+
+    def _need_body(self, stmt):
+        if stmt.body is None:
+            raise SpecTypeError(f"'{stmt.call.name}' needs a body {{ ... }}", stmt.span)
+        return stmt.body
+
+    def _s_repeat(self, stmt, scope, env, ctx):
+        body = self._need_body(stmt)
+        b = self.bind(stmt.call, ["n"], env, "repeat()")
+        if "n" not in b:
+            raise SpecTypeError("repeat() needs a count", stmt.call.span)
+        n = self.check(Arg("n", "int>=0"), *b["n"], "repeat()")
+        if n > self.limits.max_loop_iterations:
+            raise LimitError(f"repeat of {n:,} iterations", stmt.span)
+        for _ in range(n):
+            self.body(body, scope, env.child(), ctx)
+
+    def _s_residual(self, stmt, scope, env, ctx):
+        body = self._need_body(stmt)
+        self.bind(stmt.call, [], env, "residual")
+        cur = self._need_current(scope, stmt.span)
+        name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("residual")
+        sub = Scope(scope.id(name), cur)
+        self.body(body, sub, env.child(), ctx)
+        node = self.add(sub.id("add"), "add", (sub.current, cur), {}, stmt.span)
+        scope.current = node
+        if stmt.label:
+            scope.labels[stmt.label] = node
+
+    def _s_branch(self, stmt, scope, env, ctx):
+        raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
+
+    def _s_parallel(self, stmt, scope, env, ctx):
+        body = self._need_body(stmt)
+        b = self.bind(stmt.call, ["mode"], env, "parallel()")
+        mode = b.get("mode", ("concat", stmt.span))
+        if mode[0] not in ("add", "mul", "concat"):
+            raise SpecValueError(f"parallel() mode must be add, mul or concat, got {fmt_value(mode[0])}", mode[1])
+        cur = self._need_current(scope, stmt.span)
+        name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("parallel")
+        pscope = Scope(scope.id(name), cur)
+        outs: list[str] = []
+
+        def visit(stmts, penv):
+            for s in stmts:
+                if isinstance(s, ast.OpStmt) and s.call.name == "branch":
+                    bbody = self._need_body(s)
+                    self.bind(s.call, [], penv, "branch")
+                    bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
+                    bscope = Scope(pscope.id(bname), cur)
+                    self.body(bbody, bscope, penv.child(), ctx)
+                    outs.append(bscope.current)
+                elif isinstance(s, ast.Let):
+                    self.stmt(s, pscope, penv, ctx)
+                elif isinstance(s, ast.For):
+                    start = self.eval(s.start, penv)
+                    items = range(start, self.eval(s.stop, penv) + 1) if s.stop is not None else start
+                    for v in items:
+                        visit(s.body, penv.child({s.var: v}))
+                else:
+                    raise SpecValueError("parallel(...) { } holds only branch { } statements", s.span)
+
+        visit(body, env.child())
+        if len(outs) < 2:
+            raise SpecValueError(f"parallel() needs at least two branches, got {len(outs)}", stmt.span)
+        if mode[0] == "mul" and len(outs) != 2:
+            raise SpecValueError("parallel(mul) multiplies exactly two branches", stmt.span)
+        node = self.add(pscope.id(mode[0]), mode[0], tuple(outs), {}, stmt.span)
+        scope.current = node
+        if stmt.label:
+            scope.labels[stmt.label] = node
+
+    # ---- blocks
+    def _s_block(self, stmt, scope, env, ctx):
+        body = self._need_body(stmt)
+        call = stmt.call
+        pos = [(self.eval(a, env), a.span) for a in call.args]
+        opts: dict[str, tuple[object, Span]] = {}
+        for v, sp in pos:
+            key = "connect" if isinstance(v, (P.Dense, P.Path, P.Window, P.Split, P.Rule)) else "units"
+            if key in opts:
+                raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
+            opts[key] = (v, sp)
+        names = ("units", "connect", "output", "aggregate", "width", "stage", "bypass")
+        for kw in call.kwargs:
+            if kw.name not in names:
+                raise SpecTypeError(f"block() has no argument '{kw.name}'", kw.span,
+                                    did_you_mean(kw.name, names) or "its arguments are: " + ", ".join(names))
+            if kw.name in opts:
+                raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
+            opts[kw.name] = (self.eval(kw.value, env), kw.span)
+        pattern, psp = opts.get("connect", (P.Dense(), call.span))
+        if not isinstance(pattern, (P.Dense, P.Path, P.Window, P.Split, P.Rule)):
+            raise SpecTypeError(f"block() 'connect' must be a pattern, got {type_name(pattern)}", psp,
+                                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr)")
+        cur = self._need_current(scope, stmt.span)
+        name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
+        bscope = Scope(scope.id(name), cur)
+        if isinstance(pattern, P.Split):
+            for bad in ("units", "output", "aggregate", "width"):
+                if bad in opts:
+                    raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
+            info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
+        else:
+            for bad in ("stage", "bypass"):
+                if bad in opts:
+                    raise SpecTypeError(f"'{bad}' belongs to split blocks", opts[bad][1])
+            info = self._pattern_block(stmt, bscope, env, ctx, pattern, psp, opts)
+        self.graph.graph["blocks"].append(info)
+        scope.current = info.output
+        if stmt.label:
+            scope.labels[stmt.label] = info.output
+
+    def _unit_body(self, body, uscope: Scope, env: Env, ctx: dict) -> None:
+        # A unit that is one template call names its ops directly under the unit
+        # (block1.unit3.conv1, not block1.unit3.bottleneck1.conv1).
+        if (len(body) == 1 and isinstance(body[0], ast.OpStmt) and body[0].label is None
+                and body[0].body is None and body[0].call.name in self.templates
+                and env.lookup(body[0].call.name)[0] is False):
+            prev, self.scope = self.scope, uscope
+            try:
+                self._template(body[0].call, env, uscope, None, ctx, inline=uscope)
+            except NetdslError as err:
+                raise err.with_span(body[0].span)
+            finally:
+                self.scope = prev
+        else:
+            self.body(body, uscope, env, ctx)
+
+    def _gather(self, feats: list[Feature | tuple], prefix: str, kind: str, span, role: str) -> str:
+        """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
+        runs: list[list] = []
+        for node, start, stop in feats:
+            c = self.shape(node)[0]
+            start, stop = (0, c) if start is None else (start, stop)
+            if runs and runs[-1][0] == node and runs[-1][2] == start:
+                runs[-1][2] = stop
+            else:
+                runs.append([node, start, stop])
+        pieces = []
+        for k, (node, start, stop) in enumerate(runs):
+            if start == 0 and stop == self.shape(node)[0]:
+                pieces.append(node)
+            else:
+                sid = f"{prefix}.slice{k + 1}"
+                pieces.append(self.add(sid, "slice", (node,), {"start": start, "stop": stop}, span, role="feature"))
+        if len(pieces) == 1:
+            return pieces[0]
+        return self.add(f"{prefix}.{'cat' if kind == 'concat' else 'sum'}", kind, tuple(pieces), {}, span, role=role)
+
+    def _probe_width(self, body, env: Env, in_node: str, ctx: dict) -> int:
+        probe = Lowerer(self.templates, self.limits)
+        add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
+        pscope = Scope("probe_unit", "probe")
+        probe._unit_body(body, pscope, env.child({"unit": 1}), dict(ctx))
+        return probe.shape(pscope.current)[0]
+
+    def _pattern_block(self, stmt, bscope: Scope, env, ctx, pattern, psp, opts) -> BlockInfo:
+        if "units" not in opts:
+            raise SpecTypeError("block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }")
+        units = self.check(Arg("units", "int>=1"), *opts["units"], "block()")
+        if units > self.limits.max_nodes:
+            raise LimitError(f"a block of {units:,} units", opts["units"][1], f"the limit is {self.limits.max_nodes:,} ops")
+        output, osp = opts.get("output", ("all", stmt.span))
+        if output not in ("all", "new", "last"):
+            raise SpecValueError(f"block() output must be all, new or last, got {fmt_value(output)}", osp)
+        kind, asp = opts.get("aggregate", ("concat", stmt.span))
+        if kind not in ("concat", "add"):
+            raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
+        x0 = bscope.input
+        c0 = self.shape(x0)[0]
+        feats: dict[int, tuple] = {}
+        first = 0
+        if isinstance(pattern, P.Window):
+            if "width" in opts:
+                width = self.check(Arg("width", "int>=1"), *opts["width"], "block()")
+            else:
+                width = self._probe_width(stmt.body, env, x0, ctx)
+            if c0 % width:
+                raise SpecValueError(
+                    f"window blocks split their input into groups of the unit width {width}, "
+                    f"but the input has {c0} channels", psp,
+                    f"make the input a multiple of {width} channels, or pass width= to block()",
+                )
+            groups = c0 // width
+            first = 1 - groups
+            for g in range(groups):
+                feats[first + g] = (x0, g * width, (g + 1) * width)
+        else:
+            feats[0] = (x0, None, None)
+        unit_infos = []
+        for i in range(1, units + 1):
+            reads = P.connections(pattern, i, first)
+            if not reads:
+                raise SpecValueError(f"unit {i} of the block reads no feature", psp,
+                                     "a rule must select at least one j in 0..i-1 for every unit i")
+            prefix = bscope.id(f"unit{i}")
+            agg = self._gather([feats[j] for j in reads], prefix, kind, stmt.span, "aggregate")
+            uscope = Scope(prefix, agg)
+            bscope.used.add(f"unit{i}")
+            self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
+            out = uscope.current
+            if kind == "add" and self.shape(out) != self.shape(agg):
+                raise ShapeError(
+                    f"in an add block every unit must keep the shape: unit {i} maps "
+                    f"{fmt_shape(self.shape(agg))} to {fmt_shape(self.shape(out))}", stmt.span)
+            feats[i] = (out, None, None)
+            for node in self._nodes_under(prefix):
+                self.graph.nodes[node].setdefault("block", bscope.path)
+                self.graph.nodes[node].setdefault("unit", i)
+            unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
+        sel = {"all": range(first, units + 1), "new": range(1, units + 1), "last": range(units, units + 1)}[output]
+        out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
+        features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
+        return BlockInfo(bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span)
+
+    def _nodes_under(self, prefix: str):
+        dot = prefix + "."
+        return [n for n in self.graph.nodes if n.startswith(dot)]
+
+    def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
+        s = pattern.scale
+        x0 = bscope.input
+        shape = self.shape(x0)
+        c = shape[0]
+        if c % s:
+            divisors = [d for d in range(2, min(c, 64) + 1) if c % d == 0]
+            raise SpecValueError(f"split scale {s} does not divide the width {c}", opts["connect"][1],
+                                 f"scales that divide {c}: {', '.join(map(str, divisors)) or 'none'}")
+        stage = opts.get("stage", (False, None))
+        if not isinstance(stage[0], bool):
+            raise SpecTypeError("block() 'stage' must be true or false", stage[1])
+        hierarchical = not stage[0]
+        w = c // s
+        xs = {}
+        for i in range(1, s + 1):
+            xs[i] = self.add(bscope.id(f"x{i}"), "slice", (x0,), {"start": (i - 1) * w, "stop": i * w}, stmt.span,
+                             role="feature", block=bscope.path)
+            bscope.used.add(f"x{i}")
+        y1 = xs[1]
+        if "bypass" in opts:
+            bv, bsp = opts["bypass"]
+            if not isinstance(bv, OpValue):
+                raise SpecTypeError(f"block() 'bypass' must be an op such as avgpool(3, 2, pad=1), got {type_name(bv)}", bsp)
+            byscope = Scope(bscope.id("bypass"), xs[1])
+            bscope.used.add("bypass")
+            prev, self.scope = self.scope, byscope
+            try:
+                self.apply_call(bv.call, bv.env, byscope, None, ctx)
+            finally:
+                self.scope = prev
+            y1 = byscope.current
+        ys = {1: y1}
+        units = []
+        for i in range(2, s + 1):
+            prefix = bscope.id(f"unit{i}")
+            bscope.used.add(f"unit{i}")
+            if hierarchical and i > 2:
+                agg = self.add(f"{prefix}.sum", "add", (xs[i], ys[i - 1]), {}, stmt.span, role="aggregate")
+                reads = (i - s, i - 1)
+            else:
+                agg, reads = xs[i], (i - s,)
+            uscope = Scope(prefix, agg)
+            self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
+            ys[i] = uscope.current
+            for node in self._nodes_under(prefix):
+                self.graph.nodes[node].setdefault("block", bscope.path)
+                self.graph.nodes[node].setdefault("unit", i)
+            units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
+        out = self.add(bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span,
+                       role="block_output")
+        features = tuple([Feature(i - s, xs[i]) for i in range(1, s + 1)] + [Feature(i, ys[i]) for i in range(1, s + 1)])
+        return BlockInfo(bscope.path, str(pattern), "split", "all", x0, features, tuple(units), out, stmt.span)

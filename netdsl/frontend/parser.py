@@ -1,0 +1,393 @@
+"""Text -> AST. The grammar lives in grammars/netdsl.lark and is loaded once."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ..errors import NetdslError, Span, SpecSyntaxError
+from . import ast
+
+MAX_NESTING = 64  # brackets/braces; deeper specs are refused before the recursive transform
+MAX_SOURCE_BYTES = 2_000_000
+
+
+def grammar_path() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "grammars" / "netdsl.lark", here.parent / "grammars" / "netdsl.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("grammars/netdsl.lark not found beside the netdsl package")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+# Labelled examples of common mistakes: lark's match_examples picks the closest one.
+_EXAMPLES: dict[str, list[str]] = {
+    "missing closing brace '}'": [
+        "network n() { conv(8) ",
+        "def t() { bn ",
+        "network n() { block(2, dense) { bn ",
+    ],
+    "missing closing parenthesis ')'": [
+        "network n() { conv(8, 3 }",
+        "network n() { let a = (1 + 2 }",
+        "network n() { conv(8, 3 bn }",
+    ],
+    "missing opening brace '{' after the header": [
+        "network n() conv(8) }",
+        "def t(k) bn }",
+    ],
+    "expected a parameter list '(...)' after the name": [
+        "network n { }",
+        "def t { }",
+    ],
+    "expected an expression": [
+        "network n() { conv(,) }",
+        "network n() { let a = }",
+        "network n() { conv(8 + ) }",
+        "network n() { let a = 1 * }",
+    ],
+    "only 'network', 'def' and 'include' may appear at the top level": [
+        "conv(8)",
+        "let a = 1",
+        "network n() { } bn",
+    ],
+    "a statement cannot start here": [
+        "network n() { 3 }",
+        "network n() { (bn) }",
+        "network n() { = }",
+    ],
+    "unexpected extra ')'": [
+        "network n() { conv(8)) }",
+    ],
+}
+
+
+def _pos(meta, file: str, text: str) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(file, 1, 1, text=text)
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column, text=text)
+
+
+def _tok_span(tok: Token, file: str, text: str) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column, text=text)
+
+
+class _ToAst(Transformer):
+    """Builds frozen AST dataclasses with spans from lark's parse tree."""
+
+    def __init__(self, file: str, text: str):
+        super().__init__()
+        self.file = file
+        self.text = text
+
+    def _s(self, meta) -> Span:
+        return _pos(meta, self.file, self.text)
+
+    # ---- top level
+    @v_args(meta=True)
+    def start(self, meta, items):
+        includes = tuple(i for i in items if isinstance(i, ast.Include))
+        templates = tuple(i for i in items if isinstance(i, ast.Template))
+        networks = tuple(i for i in items if isinstance(i, ast.Network))
+        return ast.Module(self._s(meta), self.file, includes, templates, networks)
+
+    @v_args(meta=True)
+    def include(self, meta, items):
+        return ast.Include(self._s(meta), str(items[0])[1:-1])
+
+    @v_args(meta=True)
+    def template(self, meta, items):
+        name, params, body = items
+        return ast.Template(self._s(meta), str(name), tuple(params or ()), body)
+
+    @v_args(meta=True)
+    def network(self, meta, items):
+        name, params, body = items
+        return ast.Network(self._s(meta), str(name), tuple(params or ()), body)
+
+    def params(self, items):
+        return tuple(p for p in items if p is not None)
+
+    @v_args(meta=True)
+    def param(self, meta, items):
+        return ast.Param(self._s(meta), str(items[0]), items[1])
+
+    def body(self, items):
+        return tuple(s for s in items if s is not None)
+
+    # ---- statements
+    def empty(self, _items):
+        return None
+
+    @v_args(meta=True)
+    def let_stmt(self, meta, items):
+        return ast.Let(self._s(meta), str(items[0]), items[1])
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, items):
+        var, start, stop, body = items
+        return ast.For(self._s(meta), str(var), start, stop, body)
+
+    @v_args(meta=True)
+    def if_stmt(self, meta, items):
+        cond, then, orelse = items
+        if orelse is None:
+            orelse = ()
+        elif isinstance(orelse, ast.If):
+            orelse = (orelse,)
+        return ast.If(self._s(meta), cond, then, orelse)
+
+    def if_else(self, items):
+        return items[0]
+
+    @v_args(meta=True)
+    def label_stmt(self, meta, items):
+        label, stmt = items
+        return ast.OpStmt(self._s(meta), stmt.call, str(label), stmt.body)
+
+    @v_args(meta=True)
+    def call_stmt(self, meta, items):
+        name, args, body = items
+        call = self._call(meta, name, args)
+        return ast.OpStmt(self._s(meta), call, None, body)
+
+    # ---- expressions
+    def _call(self, meta, name: Token, args):
+        pos, kws = [], []
+        for a in args or ():
+            if isinstance(a, ast.Kwarg):
+                kws.append(a)
+            else:
+                pos.append(a)
+        return ast.Call(self._s(meta), str(name), tuple(pos), tuple(kws), _tok_span(name, self.file, self.text))
+
+    @v_args(meta=True)
+    def call(self, meta, items):
+        return self._call(meta, items[0], items[1])
+
+    def args(self, items):
+        return [a for a in items if a is not None]
+
+    @v_args(meta=True)
+    def kwarg(self, meta, items):
+        return ast.Kwarg(self._s(meta), str(items[0]), items[1])
+
+    @v_args(meta=True)
+    def or_(self, meta, items):
+        return ast.BinOp(self._s(meta), "or", items[0], items[1])
+
+    @v_args(meta=True)
+    def and_(self, meta, items):
+        return ast.BinOp(self._s(meta), "and", items[0], items[1])
+
+    @v_args(meta=True)
+    def not_(self, meta, items):
+        return ast.UnaryOp(self._s(meta), "not", items[0])
+
+    @v_args(meta=True)
+    def compare(self, meta, items):
+        return ast.BinOp(self._s(meta), str(items[1]), items[0], items[2])
+
+    @v_args(meta=True)
+    def binop(self, meta, items):
+        return ast.BinOp(self._s(meta), str(items[1]), items[0], items[2])
+
+    @v_args(meta=True)
+    def pow(self, meta, items):
+        return ast.BinOp(self._s(meta), "**", items[0], items[2])
+
+    @v_args(meta=True)
+    def neg(self, meta, items):
+        return ast.UnaryOp(self._s(meta), "-", items[0])
+
+    @v_args(meta=True)
+    def index(self, meta, items):
+        return ast.Index(self._s(meta), items[0], items[1])
+
+    def _lit(self, tok: Token, value):
+        return ast.Literal(_tok_span(tok, self.file, self.text), value)
+
+    def int_lit(self, items):
+        return self._lit(items[0], int(items[0]))
+
+    def float_lit(self, items):
+        return self._lit(items[0], float(items[0]))
+
+    def str_lit(self, items):
+        return self._lit(items[0], str(items[0])[1:-1])
+
+    @v_args(meta=True)
+    def true(self, meta, _items):
+        return ast.Literal(self._s(meta), True)
+
+    @v_args(meta=True)
+    def false(self, meta, _items):
+        return ast.Literal(self._s(meta), False)
+
+    @v_args(meta=True)
+    def none(self, meta, _items):
+        return ast.Literal(self._s(meta), None)
+
+    def var(self, items):
+        tok = items[0]
+        return ast.Var(_tok_span(tok, self.file, self.text), str(tok))
+
+    @v_args(meta=True)
+    def list_lit(self, meta, items):
+        return ast.ListExpr(self._s(meta), tuple(i for i in items if i is not None))
+
+
+def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError:
+    parser = _parser()
+    label = None
+    try:
+        label = exc.match_examples(parser.parse, _EXAMPLES, use_accepts=True)
+    except Exception:  # match_examples re-parses examples; never let it mask the real error
+        label = None
+    line, col = exc.line, exc.column
+    if line is None or line < 1:
+        line, col = max(1, text.count("\n") + 1), 1
+    width = 1
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END":
+            label = label or "unexpected end of file"
+            width = 1
+        else:
+            width = max(1, len(str(tok)))
+        expected = sorted(exc.accepts or exc.expected)
+        found = "end of file" if tok.type == "$END" else repr(str(tok))
+        message = label or f"unexpected {found}"
+        if label:
+            message = f"{label} (found {found})"
+        hint = "expected " + _describe_expected(expected) if expected else None
+    elif isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if ch == '"':
+            message, hint = "unterminated string", "strings are written \"...\" on one line"
+        elif text.startswith("/*", exc.pos_in_stream):
+            message, hint = "unterminated comment", "close a /* comment with */"
+        else:
+            message = f"unexpected character {ch!r}"
+            hint = "names are ASCII letters, digits and '_'; comments start with '#'"
+    elif isinstance(exc, UnexpectedEOF):
+        message, hint = label or "unexpected end of file", None
+    else:  # pragma: no cover - lark has no other kinds today
+        message, hint = str(exc), None
+    span = Span(file, line, col, line, col + width, text=text)
+    return SpecSyntaxError(message, span, hint)
+
+
+_TERMINAL_NAMES = {
+    "RBRACE": "'}'", "LBRACE": "'{'", "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['",
+    "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'", "EQUAL": "'='", "NAME": "a name",
+    "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file",
+}
+
+
+def _describe_expected(expected: list[str]) -> str:
+    names = []
+    for e in expected:
+        name = _TERMINAL_NAMES.get(e)
+        if name is None:
+            if e.isupper() and not e.startswith("__"):
+                name = e.lower()
+            else:
+                continue
+        if name not in names:
+            names.append(name)
+    if len(names) > 8:
+        names = names[:8] + ["..."]
+    return ", ".join(names) if names else "something else"
+
+
+def _check_nesting(text: str, file: str) -> None:
+    depth = 0
+    line, col = 1, 0
+    in_comment = in_block = in_string = False
+    prev = ""
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+            in_comment = False
+            in_string = False
+        elif in_block:
+            if prev == "*" and ch == "/":
+                in_block = False
+        elif in_comment:
+            pass
+        elif in_string:
+            if ch == '"':
+                in_string = False
+        elif ch == "#":
+            in_comment = True
+        elif ch == '"':
+            in_string = True
+        elif prev == "/" and ch == "*":
+            in_block = True
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SpecSyntaxError(
+                    f"nesting deeper than {MAX_NESTING} levels",
+                    Span(file, line, col, line, col + 1, text=text),
+                    "flatten the expression or split it with 'let'",
+                )
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        prev = ch
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse the text of one .net file into an :class:`ast.Module`.
+
+    >>> m = parse("network n() { input(3, 8, 8); conv(4, 3) }")
+    >>> m.networks[0].name
+    'n'
+    """
+    if len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
+        raise SpecSyntaxError(
+            f"spec file is larger than {MAX_SOURCE_BYTES // 1_000_000} MB", Span(file, 1, 1, text=text),
+            "a .net file describes a network in tens of lines; check that this is a spec",
+        )
+    _check_nesting(text, file)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, file, text) from None
+    try:
+        return _ToAst(file, text).transform(tree)
+    except VisitError as exc:  # unwrap: the transformer's own errors are the real ones
+        if isinstance(exc.orig_exc, NetdslError):
+            raise exc.orig_exc from None
+        raise
+
+
+def parse_file(path: str | Path) -> ast.Module:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        from ..errors import IncludeError
+
+        raise IncludeError(f"cannot read spec file '{path}': {exc.strerror or exc}") from None
+    text = raw.decode("utf-8", errors="replace")
+    return parse(text, str(path))
+
+
+__all__ = ["parse", "parse_file", "grammar_path", "lark"]

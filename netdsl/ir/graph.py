@@ -1,0 +1,85 @@
+"""Block metadata and small helpers over the IR graph (see :mod:`netdsl.ir.ops` for the contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import networkx as nx
+
+from ..errors import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """Feature ``x_j`` of a block: the node that holds it, or the channel range
+    ``[start, stop)`` of that node (window blocks view their input as groups)."""
+
+    index: int
+    node: str
+    start: int | None = None
+    stop: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInfo:
+    index: int
+    scope: str  # "block1.unit3"
+    reads: tuple[int, ...]  # feature indices, ascending
+    aggregate: str  # node id of the unit's input (a concat/add node, or the feature itself)
+    output: str  # node id of the unit's output (feature x_i)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    name: str  # the block's scope, "block1"
+    pattern: str  # str() of the pattern
+    kind: str  # "concat", "add" (aggregation of a per-unit pattern) or "split"
+    output_mode: str  # "all", "new" or "last"
+    input: str  # node id of the block input
+    features: tuple[Feature, ...]
+    units: tuple[UnitInfo, ...]
+    output: str  # node id of the block output
+    span: Span | None = None
+
+    def feature_node(self, j: int) -> str:
+        for f in self.features:
+            if f.index == j:
+                return f.node
+        raise KeyError(j)
+
+    def connection_sets(self) -> dict[int, tuple[int, ...]]:
+        return {u.index: u.reads for u in self.units}
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(u.reads) for u in self.units)
+
+
+def topo_nodes(graph: nx.DiGraph) -> list[str]:
+    """Nodes in a deterministic topological order (ties broken by insertion order)."""
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    return list(nx.lexicographical_topological_sort(graph, key=order.__getitem__))
+
+
+def blocks(graph: nx.DiGraph) -> list[BlockInfo]:
+    return list(graph.graph.get("blocks", ()))
+
+
+def iter_ops(graph: nx.DiGraph, kind: str | None = None) -> Iterator[tuple[str, dict]]:
+    for n, data in graph.nodes(data=True):
+        if kind is None or data["kind"] == kind:
+            yield n, data
+
+
+def add_op(graph: nx.DiGraph, node_id: str, kind: str, inputs: tuple[str, ...], attrs: dict, **extra) -> str:
+    """Add one op node and its input edges. Node ids are unique dotted names."""
+    if node_id in graph:
+        raise ValueError(f"duplicate node id {node_id}")
+    graph.add_node(node_id, kind=kind, inputs=tuple(inputs), attrs=dict(attrs), **extra)
+    for pos, src in enumerate(inputs):
+        if graph.has_edge(src, node_id):
+            graph.edges[src, node_id]["index"] += (pos,)
+        else:
+            graph.add_edge(src, node_id, index=(pos,))
+    return node_id

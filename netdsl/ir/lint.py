@@ -1,0 +1,72 @@
+"""``lint(graph)``: checks the IR contract of :mod:`netdsl.ir.ops`. Run after every pass in tests."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import IRError, ShapeError
+from .ops import OP_KINDS, infer_shape
+
+
+def lint(graph: nx.DiGraph) -> None:
+    """Raise :class:`IRError` naming the first broken rule; return None on a valid graph.
+
+    Checks: acyclic; every kind in the closed set; arity; attrs present with the right types;
+    edges mirror ``inputs``; stored shapes equal re-inferred ones (channel and spatial agreement);
+    the graph input/output and block metadata name existing nodes.
+    """
+    if not nx.is_directed_acyclic_graph(graph):
+        raise IRError(f"graph has a cycle: {nx.find_cycle(graph)}")
+    for n, d in graph.nodes(data=True):
+        kind = d.get("kind")
+        if kind not in OP_KINDS:
+            raise IRError(f"node '{n}' has unknown kind {kind!r}")
+        spec = OP_KINDS[kind]
+        inputs = d.get("inputs")
+        if not isinstance(inputs, tuple):
+            raise IRError(f"node '{n}' inputs must be a tuple")
+        if len(inputs) < spec.min_inputs or (spec.max_inputs is not None and len(inputs) > spec.max_inputs):
+            raise IRError(f"node '{n}' ({kind}) has {len(inputs)} inputs")
+        attrs = d.get("attrs")
+        if not isinstance(attrs, dict):
+            raise IRError(f"node '{n}' has no attrs dict")
+        for key, typ in spec.attrs.items():
+            if key not in attrs:
+                raise IRError(f"node '{n}' ({kind}) lacks attribute '{key}'")
+            val = attrs[key]
+            if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
+                raise IRError(f"node '{n}' attribute '{key}' must be int, got {val!r}")
+            if typ is not int and not isinstance(val, typ):
+                raise IRError(f"node '{n}' attribute '{key}' must be {typ}, got {val!r}")
+        preds = {}
+        for pos, src in enumerate(inputs):
+            if src not in graph:
+                raise IRError(f"node '{n}' reads missing node '{src}'")
+            preds[src] = preds.get(src, ()) + (pos,)
+        if set(graph.predecessors(n)) != set(preds):
+            raise IRError(f"node '{n}' edges do not match its inputs")
+        for src, positions in preds.items():
+            if tuple(graph.edges[src, n].get("index", ())) != positions:
+                raise IRError(f"edge {src} -> {n} has index {graph.edges[src, n].get('index')}, expected {positions}")
+        if "shape" in d:
+            try:
+                expect = infer_shape(kind, attrs, [graph.nodes[i]["shape"] for i in inputs])
+            except (ShapeError, KeyError) as err:
+                raise IRError(f"node '{n}' ({kind}) has inconsistent input shapes: {err}") from None
+            if tuple(d["shape"]) != tuple(expect):
+                raise IRError(f"node '{n}' shape {d['shape']} != inferred {expect}")
+    for key in ("input", "output"):
+        node = graph.graph.get(key)
+        if node is None or node not in graph:
+            raise IRError(f"graph {key} {node!r} is not a node")
+    if graph.nodes[graph.graph["input"]]["kind"] != "input":
+        raise IRError("graph input is not an input node")
+    for b in graph.graph.get("blocks", ()):
+        for node in [b.input, b.output] + [f.node for f in b.features] + [u.output for u in b.units] + [u.aggregate for u in b.units]:
+            if node not in graph:
+                raise IRError(f"block '{b.name}' names missing node '{node}'")
+        for u in b.units:
+            if list(u.reads) != sorted(set(u.reads)):
+                raise IRError(f"block '{b.name}' unit {u.index} reads {u.reads}: not ascending and unique")
+            if any(j >= u.index for j in u.reads):
+                raise IRError(f"block '{b.name}' unit {u.index} reads a later feature: {u.reads}")

@@ -1,0 +1,21 @@
+"""Shape inference: writes ``shape`` on every node from the input's declared shape."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir.graph import topo_nodes
+from ..ir.ops import infer_shape
+from . import PassResult
+
+
+def run(graph: nx.DiGraph) -> PassResult:
+    """>>> from netdsl.frontend import lower_spec  # doctest: +SKIP"""
+    modified = False
+    for n in topo_nodes(graph):
+        d = graph.nodes[n]
+        shape = infer_shape(d["kind"], d["attrs"], [graph.nodes[i]["shape"] for i in d["inputs"]])
+        if d.get("shape") != shape:
+            d["shape"] = shape
+            modified = True
+    return PassResult(graph, modified)

@@ -1,0 +1,75 @@
+"""Per-layer summary of a compiled graph: output shape, parameters, FLOPs, connections."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+
+from .ir.graph import blocks, topo_nodes
+from .ir.ops import fmt_shape
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str  # "stem", "block1.unit3", "transition1"
+    kind: str  # "unit", "block", "op", "template"
+    shape: str
+    params: int
+    flops: int
+    reads: tuple[int, ...] | None = None
+
+
+def layer_key(node: str, graph: nx.DiGraph) -> str:
+    d = graph.nodes[node]
+    parts = node.split(".")
+    if d.get("block") and d.get("unit") is not None and len(parts) > 2:
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def rows(graph: nx.DiGraph) -> list[Row]:
+    units = {u.scope: u for b in blocks(graph) for u in b.units}
+    block_names = {b.name for b in blocks(graph)}
+    acc: dict[str, list] = {}
+    for n in topo_nodes(graph):
+        d = graph.nodes[n]
+        if d["kind"] == "input":
+            continue
+        key = layer_key(n, graph)
+        entry = acc.setdefault(key, [None, 0, 0])
+        entry[0] = d["shape"]
+        entry[1] += d.get("params", 0)
+        entry[2] += d.get("flops", 0)
+    out = []
+    for key, (shape, params, flops) in acc.items():
+        if key in units:
+            kind, reads = "unit", units[key].reads
+        else:
+            kind, reads = ("block" if key in block_names else "layer"), None
+        out.append(Row(key, kind, fmt_shape(shape), params, flops, reads))
+    return out
+
+
+def summary_dict(graph: nx.DiGraph) -> dict:
+    """Everything ``netdsl summary --json`` prints."""
+    bl = blocks(graph)
+    return {
+        "name": graph.graph["name"],
+        "preset": graph.graph.get("preset"),
+        "file": graph.graph.get("file"),
+        "parameters": graph.graph.get("params", {}),
+        "input": list(graph.nodes[graph.graph["input"]]["shape"]),
+        "output": list(graph.nodes[graph.graph["output"]]["shape"]),
+        "params": graph.graph["total_params"],
+        "flops": graph.graph["total_flops"],
+        "flops_convention": "multiply-accumulates (1 MAC = 1 FLOP, as the seed papers count)",
+        "connections": sum(b.connection_count for b in bl),
+        "blocks": [
+            {"name": b.name, "pattern": b.pattern, "kind": b.kind, "output": b.output_mode,
+             "units": len(b.units), "connections": b.connection_count,
+             "out_shape": list(graph.nodes[b.output]["shape"])}
+            for b in bl
+        ],
+        "layers": [asdict(r) for r in rows(graph)],
+    }
