@@ -13,10 +13,22 @@ from .presets import resolve
 
 # Optimization levels: 0 = naive (a concat per unit); higher levels add the planning passes.
 OPT_PASSES: dict[int, list[Pass]] = {0: []}
+DEFAULT_OPT = 1
+
+
+def _opt_passes(opt: int) -> list[Pass]:
+    from .errors import SpecValueError
+    from .passes import plan_concat
+
+    OPT_PASSES.setdefault(1, [Pass("plan_concat", plan_concat.run)])
+    if opt not in OPT_PASSES:
+        raise SpecValueError(f"unknown optimization level {opt!r}", None,
+                             "levels: " + ", ".join(map(str, sorted(OPT_PASSES))) + " (0 = naive reference)")
+    return OPT_PASSES[opt]
 
 
 def compile_spec(target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None,
-                 check: bool = False, text: str | None = None) -> nx.DiGraph:
+                 check: bool = False, text: str | None = None, opt: int = DEFAULT_OPT) -> nx.DiGraph:
     """Spec file or preset name -> analysed IR graph (shapes, params, FLOPs).
 
     >>> g = compile_spec("densenet_bc100_k12")
@@ -27,21 +39,34 @@ def compile_spec(target: str | Path, overrides: dict | None = None, *, limits: L
     values.update(overrides or {})
     graph = lower_spec(path, values, limits, text=text)
     graph.graph["preset"] = preset
-    graph = run_pipeline(graph, default_passes(), lint if check else None)
+    graph = run_pipeline(graph, default_passes() + _opt_passes(opt), lint if check else None)
     return graph
 
 
-def build_model(target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, **overrides):
+def build_model(target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, opt: int = DEFAULT_OPT,
+                **overrides):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
 
     >>> m = build_model("densenet_bc100_k12", classes=100)
     >>> m.head1.fc.out_features
     100
     """
+    import torch
+
     from .backends.torch_module import NetdslModule, init_weights
 
-    graph = compile_spec(target, overrides, limits=limits)
-    return init_weights(NetdslModule(graph), seed)
+    graph = compile_spec(target, overrides, limits=limits, opt=opt)
+    if opt == 0:
+        cls = NetdslModule
+    else:
+        from .backends.torch_planned import PlannedModule as cls
+    if seed is None:
+        return init_weights(cls(graph), None)
+    # Every initial tensor (torch's own defaults included) depends on the seed alone, and the
+    # caller's global random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return init_weights(cls(graph), seed)
 
 
 def torch_source(target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None) -> str:
@@ -54,3 +79,25 @@ def torch_source(target: str | Path, overrides: dict | None = None, *, limits: L
               + (f" (preset {graph.graph['preset']})" if graph.graph.get("preset") else "")
               + f"\n\nParameters: {values}\nNeeds only torch. Build with Net().")
     return emit_torch_source(graph, header)
+
+
+def onnx_model(target: str | Path, overrides: dict | None = None, *, weights=None, seed: int | None = 0,
+               limits: Limits | None = None, report: list | None = None):
+    """Spec file or preset name -> ONNX inference model (``onnx.ModelProto``).
+
+    ``weights``: a torch module of the same spec, a state_dict, or a ``torch.save`` file (a raw
+    state_dict or a checkpoint with it under ``"model"``); None exports the torch backend's
+    initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
+    receives the :class:`netdsl.backends.onnx_export.ExportReport`.
+
+    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=build_model("densenet_bc100_k12", depth=10, k=4))
+    >>> m.graph.node[0].name, m.graph.output[0].name
+    ('stem', 'head1.fc')
+    """
+    from .backends.onnx_export import export
+
+    graph = compile_spec(target, overrides, limits=limits, opt=0)
+    model, rep = export(graph, weights, seed=seed)
+    if report is not None:
+        report.append(rep)
+    return model

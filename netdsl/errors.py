@@ -92,6 +92,13 @@ class IncludeError(NetdslError):
     """A missing or recursive include."""
 
 
+class SpecWarning(NetdslError):
+    """Not raised: a legal spec that probably does not mean what it says. Lowering collects these
+    in ``graph.graph["warnings"]``; the CLI prints them and goes on."""
+
+    kind = "warning"
+
+
 class IRError(NetdslError):
     """A broken IR contract: a bug in netdsl or in a pass, not in the user's spec."""
 
@@ -118,11 +125,32 @@ def format_error(err: NetdslError) -> str:
             if span.end_line == span.line and span.end_column and span.end_column > span.column:
                 width = span.end_column - span.column
             width = max(1, min(width, len(shown) - span.column + 1))
+            shown, column, width = _clip_line(shown, span.column, width)
             out.append("    " + shown)
-            out.append("    " + " " * (span.column - 1) + "^" * width)
+            out.append("    " + " " * (column - 1) + "^" * width)
     if err.hint:
         out.append(f"hint: {err.hint}")
     return "\n".join(out)
+
+
+MAX_SHOWN_LINE = 120
+
+
+def _clip_line(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """A window of a long source line around the caret, so a generated 100 kB line cannot flood
+    the terminal. Returns the shown text, the caret's column in it and the caret width.
+
+    >>> _clip_line("x" * 300, 200, 5)[1:]
+    (64, 5)
+    """
+    if len(line) <= MAX_SHOWN_LINE:
+        return line, column, width
+    start = max(0, column - 1 - MAX_SHOWN_LINE // 2)
+    stop = min(len(line), start + MAX_SHOWN_LINE)
+    head = "..." if start else ""
+    tail = "..." if stop < len(line) else ""
+    column = column - start + len(head)
+    return head + line[start:stop] + tail, column, max(1, min(width, stop - (column - len(head) + start) + 1))
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

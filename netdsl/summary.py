@@ -72,4 +72,16 @@ def summary_dict(graph: nx.DiGraph) -> dict:
             for b in bl
         ],
         "layers": [asdict(r) for r in rows(graph)],
+        "memory": memory(graph),
     }
+
+
+def memory(graph: nx.DiGraph) -> dict:
+    """Concat copies and activation memory per sample, naive vs planned (see :mod:`netdsl.memory`);
+    an unplanned graph is planned on a copy, so the figures do not depend on ``--opt``."""
+    from .memory import memory_report
+    from .passes import plan_concat
+
+    if not graph.graph.get("planned"):
+        graph = plan_concat.run(graph.copy()).graph
+    return memory_report(graph, batch=1)

@@ -4,3 +4,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
+
+# ImageNet-sized specs run in tests at this resolution (every bundled architecture allows it),
+# passed as the spec's `size` parameter; CIFAR-sized specs run at their own size.
+TEST_SIZE = 64
+
+
+def small_overrides(spec) -> dict:
+    """Overrides that keep a spec's architecture but shrink its input for quick tests."""
+    import netdsl
+
+    params = netdsl.compile_spec(spec, opt=0).graph["params"]
+    size = params.get("size")
+    return {"size": TEST_SIZE} if isinstance(size, int) and size > TEST_SIZE else {}

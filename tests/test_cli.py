@@ -58,7 +58,9 @@ def test_debug_shows_traceback(write_spec):
 def test_set_wrong_type_points_into_value():
     r = netdsl("check", "specs/densenet_bc.net", "--set", "k=[1")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("--set k:1:")
+    # the message quotes the whole NAME=VALUE argument, the caret under the '[' left open
+    assert r.stderr.startswith("--set:1:3: syntax error: ")
+    assert r.stderr.split("\n")[1:3] == ["    k=[1", "      ^"]
 
 
 def test_set_unknown_parameter():

@@ -12,14 +12,15 @@ import netdsl
 from netdsl.backends.torch_module import NetdslModule
 from netdsl.ir import lint
 
-from helpers import SPECS
+from helpers import SPECS, small_overrides
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_spec_lint_forward_backward(spec):
-    g = netdsl.compile_spec(spec, check=True)
+    over = small_overrides(spec)
+    g = netdsl.compile_spec(spec, over, check=True)
     lint(g)
-    model = netdsl.build_model(spec, seed=0)
+    model = netdsl.build_model(spec, seed=0, **over)
     c, h, w = g.nodes[g.graph["input"]]["shape"]
     x = torch.randn(2, c, h, w)
     y = model(x)
@@ -32,8 +33,10 @@ def test_spec_lint_forward_backward(spec):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_emitted_source_matches_module(spec, tmp_path):
+    over = small_overrides(spec)
     out = tmp_path / "m.py"
-    r = subprocess.run([sys.executable, "-m", "netdsl", "compile", str(spec), "--target", "torch", "-o", str(out)],
+    sets = [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
+    r = subprocess.run([sys.executable, "-m", "netdsl", "compile", str(spec), "--target", "torch", "-o", str(out), *sets],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     # The file must import with torch alone: no netdsl on the path of the importing process.
@@ -43,10 +46,22 @@ def test_emitted_source_matches_module(spec, tmp_path):
     modspec = importlib.util.spec_from_file_location("emitted", out)
     mod = importlib.util.module_from_spec(modspec)
     modspec.loader.exec_module(mod)
-    ref = netdsl.build_model(spec, seed=1).eval()
+    ref = netdsl.build_model(spec, seed=1, opt=0, **over)  # the emitted file is the naive (opt 0) program
+    c, h, w = mod.Net.input_shape
+    # Calibrate the BatchNorm running statistics as training would: with the initial (0, 1)
+    # statistics a deep random network's eval output reaches ~1e6 and float32 rounding alone
+    # exceeds any absolute tolerance.
+    bns = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average: exact statistics of the calibration batches
+    with torch.no_grad():
+        ref.train()
+        for _ in range(2):
+            ref(torch.randn(8, c, h, w))
+    ref.eval()
     emitted = mod.Net().eval()
     emitted.load_state_dict(ref.state_dict())  # strict: the same parameter names
-    c, h, w = mod.Net.input_shape
     x = torch.randn(3, c, h, w)
     with torch.no_grad():
         assert (emitted(x) - ref(x)).abs().max().item() <= 1e-5
@@ -87,3 +102,16 @@ def test_submodule_names_are_readable():
     m = netdsl.build_model("specs/densenet_bc.net", depth=10, k=4)
     names = dict(m.named_modules())
     assert "block1.unit1.conv1" in names and "transition1.conv1" in names and "head1.fc" in names
+
+
+def test_same_seed_same_weights_and_global_rng_untouched():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=5)
+    after = torch.rand(1)
+    b = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=5)
+    c = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=6)
+    assert torch.equal(before, after)  # building did not consume the caller's random stream
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.head1.fc.weight, c.head1.fc.weight)

@@ -6,10 +6,10 @@ import argparse
 import importlib
 import sys
 
-from ..errors import NetdslError
+from ..errors import IncludeError, NetdslError, Span, SpecNameError
 
 # Subcommand modules, in the order `netdsl --help` lists them.
-COMMANDS = ["compile", "summary", "check", "list"]
+COMMANDS = ["compile", "summary", "check", "list", "run", "viz", "train", "eval", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     except NetdslError as err:
         if args.debug:
             raise
+        target = getattr(args, "target", None)
+        if err.span is None and isinstance(target, str) and isinstance(err, (SpecNameError, IncludeError)):
+            # an unknown preset or an unreadable spec file: the mistake is the target argument
+            err.span = Span("<command line>", 1, 1, 1, len(target) + 1, text=target)
         print(str(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,11 +19,31 @@ def _torch(args):
 TARGETS["torch"] = _torch
 
 
+def _onnx(args):
+    import warnings
+
+    from ..api import onnx_model
+    from ..backends.onnx_export import UntrainedWarning
+
+    reports = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrainedWarning)
+        model = onnx_model(args.target, overrides(args), weights=args.weights, limits=limits(args), report=reports)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print("\n".join(reports[0].lines()), file=sys.stderr)
+    return model.SerializeToString()
+
+
+TARGETS["onnx"] = _onnx
+
+
 def register(sub) -> None:
     p = sub.add_parser("compile", help="emit a backend artifact (torch source, ...)")
     add_target(p)
     p.add_argument("--target", dest="backend", default="torch", help="backend: " + ", ".join(sorted(TARGETS)))
     p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
+    p.add_argument("--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)")
     p.set_defaults(func=run)
 
 

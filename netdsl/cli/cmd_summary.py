@@ -40,6 +40,8 @@ def run(args) -> int:
                       f"output {b['output']} -> {'x'.join(map(str, b['out_shape']))}")
     console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
                   "1 multiply-accumulate = 1 FLOP)")
+    # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.
+    Console(width=max(console.width, 132)).print(_memory_table(data["memory"]))
     return 0
 
 
@@ -48,3 +50,29 @@ def _fmt_reads(reads) -> str:
         return f"x{reads[0]}..x{reads[-1]} ({len(reads)})" if list(reads) == list(range(reads[0], reads[-1] + 1)) \
             else ", ".join(f"x{j}" for j in reads[:3]) + f", ... ({len(reads)})"
     return ", ".join(f"x{j}" for j in reads)
+
+
+def _memory_table(mem: dict):
+    """Bytes per sample: concat copies and activation memory, naive (--opt 0) vs planned."""
+    from rich.table import Table
+
+    t = Table(title="per sample, float32: naive vs planned (concat copies; bytes stored into "
+                    "buffers; training: saved for backward; inference: peak live)", show_footer=True)
+    cols = [("copy_naive", "concat copies\nnaive"), ("copy_planned", "\nplanned"), ("store_planned", "stored\nplanned"),
+            ("train_naive", "training\nnaive"), ("train_planned", "\nplanned"),
+            ("infer_naive", "inference\nnaive"), ("infer_planned", "\nplanned")]
+    t.add_column("block", footer="total", no_wrap=True)
+    for key, title in cols:
+        t.add_column(title, justify="right", no_wrap=True, footer=fmt_bytes(mem["total"][key]))
+    for b, v in mem["blocks"].items():
+        t.add_row(b, *[fmt_bytes(v[key]) for key, _ in cols])
+    return t
+
+
+def fmt_bytes(n: int) -> str:
+    """>>> fmt_bytes(224), fmt_bytes(3 * 2**20)
+    ('224 B', '3.0 MiB')"""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..errors import SpecTypeError
+from ..errors import Span, SpecTypeError
 from ..frontend import Limits
 
 
@@ -17,13 +18,16 @@ def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-nodes", type=int, default=lim.max_nodes, help="refuse specs with more ops")
     p.add_argument("--max-map-elements", type=int, default=lim.max_map_elements,
                    help="refuse tensors with more values per sample")
+    p.add_argument("--opt", type=int, default=1, choices=(0, 1),
+                   help="optimization level: 1 plans concat buffers (default), 0 is the naive reference")
 
 
 def overrides(args) -> dict:
     out = {}
     for item in args.overrides:
         if "=" not in item:
-            raise SpecTypeError(f"--set expects NAME=VALUE, got {item!r}", None, "for example --set k=24")
+            raise SpecTypeError(f"--set expects NAME=VALUE, got {item!r}",
+                                Span("--set", 1, 1, 1, len(item) + 1, text=item), "for example --set k=24")
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
@@ -36,4 +40,9 @@ def limits(args) -> Limits:
 def compile_target(args, **kw):
     from ..api import compile_spec
 
-    return compile_spec(args.target, overrides(args), limits=limits(args), **kw)
+    if getattr(args, "opt", None) is not None:
+        kw.setdefault("opt", args.opt)
+    graph = compile_spec(args.target, overrides(args), limits=limits(args), **kw)
+    for warning in graph.graph.get("warnings", ()):
+        print(str(warning), file=sys.stderr)
+    return graph

@@ -137,7 +137,7 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "ispow2": _ispow2,
 }
 PATTERN_FUNCS = ("path", "window", "split", "rule")
-CONSTANTS = {"dense": P.Dense(), "all": "all", "new": "new", "last": "last", "concat": "concat",
+CONSTANTS = {"dense": P.Dense(), "all": "all", "new": "new", "last": "last", "next": "next", "concat": "concat",
              "add": "add", "mul": "mul"}
 
 

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import networkx as nx
 
-from ..errors import IncludeError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
+from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
 from ..ir import patterns as P
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
 from .lower import Limits, Lowerer, Scope
-from .parser import parse, parse_file
+from .parser import parse, parse_expr, parse_file
 
 MAX_INCLUDE_DEPTH = 32
+# Lowering recurses a few frames per statement level (Limits.max_statement_depth levels at most,
+# plus expressions up to parser.MAX_EXPR_DEPTH); this much recursion is enough for the worst case.
+LOWERING_RECURSION = 8000
+
+
+@contextlib.contextmanager
+def _stack_headroom():
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, LOWERING_RECURSION))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def library_dirs() -> list[Path]:
@@ -28,7 +43,7 @@ def _resolve_include(inc: ast.Include, including: Path) -> Path:
     for base in [including.parent] + library_dirs():
         candidate = (base / inc.path)
         if candidate.is_file():
-            return candidate.resolve()
+            return candidate  # unresolved: messages show the path as the user wrote it
     raise IncludeError(f"include file '{inc.path}' not found", inc.span,
                        f"looked in {including.parent} and the bundled specs/ library")
 
@@ -39,7 +54,7 @@ def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = 
     me = path.resolve() if path.exists() else path
     for inc in module.includes:
         target = _resolve_include(inc, path)
-        if target == me or target in stack:
+        if target.resolve() == me or target.resolve() in stack:
             chain = " -> ".join(p.name for p in stack + (me, target))
             raise IncludeError(f"recursive include: {chain}", inc.span)
         if len(stack) >= MAX_INCLUDE_DEPTH:
@@ -68,21 +83,37 @@ def _add_template(templates: dict, t: ast.Template) -> None:
 
 
 def parse_value(text: str, what: str = "--set"):
-    """Parse a parameter value given on the command line (``24``, ``[6,12,24,16]``, ``path(14)``)."""
-    prefix = "network __value__(v = "
-    src = f"{prefix}{text}) {{}}"
+    """Parse a parameter value given on the command line (``24``, ``[6,12,24,16]``, ``path(14)``).
+
+    Errors point into the value itself: ``--set k:1:3: ...`` with a caret under the mistake.
+
+    >>> parse_value("[6, 12, 24, 16]")
+    [6, 12, 24, 16]
+    """
     try:
-        module = parse(src, what)
-        return Evaluator().eval(module.networks[0].params[0].default, Env())
+        return Evaluator().eval(parse_expr(text, what), Env())
     except NetdslError as err:
-        # Show the user's value, not the wrapper it was parsed in.
-        col = err.span.column - len(prefix) if err.span is not None and err.span.line == 1 else 1
-        end = (err.span.end_column - len(prefix)) if err.span is not None and err.span.end_column else None
-        col = max(1, min(col, len(text) + 1))
-        err.span = Span(what, 1, col, 1, end, text=text)
+        if err.span is None:
+            err.span = Span(what, 1, 1, 1, len(text) + 1, text=text)
         if err.hint is None:
             err.hint = "values are numbers, true/false, lists [..] or patterns like path(far=7, near=7)"
         raise err from None
+
+
+def _parse_override(key: str, text: str):
+    """``parse_value`` with the error located in the whole ``--set key=value`` argument."""
+    try:
+        return parse_value(text, "--set")
+    except NetdslError as err:
+        span, shift = err.span, len(key) + 1
+        if span is not None and span.file == "--set" and span.line == 1:
+            err.span = Span("--set", 1, span.column + shift, 1,
+                            span.end_column + shift if span.end_column else None, text=f"{key}={text}")
+        raise
+
+
+def _override_text(key: str, value) -> str:
+    return f"{key}={value if isinstance(value, str) else fmt_value(value)}"
 
 
 def _same_type(default, value) -> bool:
@@ -95,8 +126,9 @@ def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict
     names = [p.name for p in net.params]
     for key in overrides:
         if key not in names:
+            text = _override_text(key, overrides[key])
             raise SpecNameError(
-                f"network '{net.name}' has no parameter '{key}'", net.span,
+                f"network '{net.name}' has no parameter '{key}'", Span("--set", 1, 1, 1, len(key) + 1, text=text),
                 did_you_mean(key, names) or ("its parameters are: " + ", ".join(names) if names else "it has no parameters"),
             )
     env = Env()
@@ -105,11 +137,14 @@ def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict
         if p.name in overrides:
             value = overrides[p.name]
             if isinstance(value, str) and not isinstance(default, str):
-                value = parse_value(value, f"--set {p.name}")
+                value = _parse_override(p.name, value)
             if p.default is not None and not _same_type(default, value):
+                text = _override_text(p.name, overrides[p.name])
                 raise SpecTypeError(
                     f"parameter '{p.name}' is {type_name(default)} ({fmt_value(default)} by default), "
-                    f"got {type_name(value)} {fmt_value(value)}", p.span,
+                    f"got {type_name(value)} {fmt_value(value)}",
+                    Span("--set", 1, len(p.name) + 2, 1, len(text) + 1, text=text),
+                    f"'{p.name}' is declared at {p.span}",
                 )
             if type_name(default) == "float" and type_name(value) == "int":
                 value = float(value)
@@ -151,7 +186,12 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)
     scope = Scope("", None)
-    lw.body(net.body, scope, Env(params), {"network": net.name})
+    with _stack_headroom():
+        try:
+            lw.body(net.body, scope, Env(params), {"network": net.name})
+        except RecursionError:  # the nesting limits should make this unreachable; never a traceback
+            raise LimitError("the spec nests too deeply to lower", net.span,
+                             "reduce the nesting of templates, blocks and statements") from None
     if scope.current is None:
         raise SpecTypeError(f"network '{net.name}' has no input", net.span, "start its body with input(channels, height, width)")
     g = lw.graph

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..errors import (LimitError, NetdslError, ShapeError, Span, SpecNameError, SpecTypeError,
-                      SpecValueError, did_you_mean)
+                      SpecValueError, SpecWarning, did_you_mean)
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
@@ -29,7 +29,21 @@ class Limits:
     max_nodes: int = 250_000
     max_map_elements: int = 2**31  # C*H*W of any one tensor, per sample
     max_template_depth: int = 48
+    # Statements nested inside each other, counting through template calls and unit bodies;
+    # lowering recurses once per level, so this keeps it far from Python's recursion limit.
+    max_statement_depth: int = 100
     max_loop_iterations: int = 100_000
+
+
+def _check_label(label: str, span: Span) -> None:
+    """Labels become attribute names in the emitted torch module (``self.stem``): refuse the
+    names that would replace a module's own attributes or Python's (``forward``, ``__class__``)."""
+    if label in RESERVED_LABELS:
+        raise SpecNameError(f"'{label}' cannot be a label: it is reserved", span,
+                            "pick another name; reserved names would clash in the emitted module")
+    if label.startswith("_"):
+        raise SpecNameError(f"'{label}' cannot be a label: names starting with '_' are reserved", span,
+                            "start the label with a letter; '_' names belong to Python and torch internals")
 
 
 class Scope:
@@ -71,6 +85,7 @@ class _State:
     params: int = 0
     flops: int = 0
     template_stack: list = field(default_factory=list)
+    depth: int = 0  # current statement nesting, checked against Limits.max_statement_depth
 
 
 class Lowerer:
@@ -79,6 +94,7 @@ class Lowerer:
         self.limits = limits or Limits()
         self.graph = nx.DiGraph()
         self.graph.graph["blocks"] = []
+        self.graph.graph["warnings"] = []  # SpecWarning: legal but suspicious, shown by the CLI
         self.state = _State()
         self.scope: Scope | None = None
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
@@ -159,7 +175,12 @@ class Lowerer:
 
     def stmt(self, stmt: ast.Stmt, scope: Scope, env: Env, ctx: dict) -> None:
         prev, self.scope = self.scope, scope
+        self.state.depth += 1
         try:
+            if self.state.depth > self.limits.max_statement_depth:
+                raise LimitError(f"statements nested more than {self.limits.max_statement_depth} deep "
+                                 "(counting through templates and blocks)", stmt.span,
+                                 "flatten the nesting; deep nesting is usually an accidental recursion")
             if isinstance(stmt, ast.Let):
                 if stmt.name in env.vars:
                     raise SpecNameError(f"'{stmt.name}' is already defined here", stmt.span,
@@ -177,6 +198,7 @@ class Lowerer:
         except NetdslError as err:
             raise err.with_span(stmt.span)
         finally:
+            self.state.depth -= 1
             self.scope = prev
 
     def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
@@ -206,9 +228,7 @@ class Lowerer:
         call = stmt.call
         name = call.name
         if stmt.label is not None:
-            if stmt.label in RESERVED_LABELS:
-                raise SpecNameError(f"'{stmt.label}' cannot be a label: it is reserved", stmt.span,
-                                    "pick another name; reserved names would clash in the emitted module")
+            _check_label(stmt.label, stmt.span)
             found, _ = env.lookup(stmt.label)
             if found:
                 raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
@@ -466,6 +486,8 @@ class Lowerer:
                 if isinstance(s, ast.OpStmt) and s.call.name == "branch":
                     bbody = self._need_body(s)
                     self.bind(s.call, [], penv, "branch")
+                    if s.label:
+                        _check_label(s.label, s.span)
                     bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
                     bscope = Scope(pscope.id(bname), cur)
                     self.body(bbody, bscope, penv.child(), ctx)
@@ -570,6 +592,10 @@ class Lowerer:
 
     def _probe_width(self, body, env: Env, in_node: str, ctx: dict) -> int:
         probe = Lowerer(self.templates, self.limits)
+        # The probe continues this lowering's nesting: it must see the same template stack (or a
+        # template holding a window block of itself would probe forever) and the same depth.
+        probe.state.template_stack = list(self.state.template_stack)
+        probe.state.depth = self.state.depth
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
         probe._unit_body(body, pscope, env.child({"unit": 1}), dict(ctx))
@@ -582,8 +608,8 @@ class Lowerer:
         if units > self.limits.max_nodes:
             raise LimitError(f"a block of {units:,} units", opts["units"][1], f"the limit is {self.limits.max_nodes:,} ops")
         output, osp = opts.get("output", ("all", stmt.span))
-        if output not in ("all", "new", "last"):
-            raise SpecValueError(f"block() output must be all, new or last, got {fmt_value(output)}", osp)
+        if output not in ("all", "new", "last", "next"):
+            raise SpecValueError(f"block() output must be all, new, last or next, got {fmt_value(output)}", osp)
         kind, asp = opts.get("aggregate", ("concat", stmt.span))
         if kind not in ("concat", "add"):
             raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
@@ -591,14 +617,16 @@ class Lowerer:
         c0 = self.shape(x0)[0]
         feats: dict[int, tuple] = {}
         first = 0
-        if isinstance(pattern, P.Window):
+        # A window block, or any block given width=, sees its input as groups of the unit width
+        # (SparseNet's reference code drops k-channel groups of the block input as it drops features).
+        if isinstance(pattern, P.Window) or "width" in opts:
             if "width" in opts:
                 width = self.check(Arg("width", "int>=1"), *opts["width"], "block()")
             else:
                 width = self._probe_width(stmt.body, env, x0, ctx)
             if c0 % width:
                 raise SpecValueError(
-                    f"window blocks split their input into groups of the unit width {width}, "
+                    f"window blocks and blocks given width= split their input into groups of {width} channels, "
                     f"but the input has {c0} channels", psp,
                     f"make the input a multiple of {width} channels, or pass width= to block()",
                 )
@@ -608,6 +636,7 @@ class Lowerer:
                 feats[first + g] = (x0, g * width, (g + 1) * width)
         else:
             feats[0] = (x0, None, None)
+        self._check_path(pattern, units - first, psp)
         unit_infos = []
         for i in range(1, units + 1):
             reads = P.connections(pattern, i, first)
@@ -629,10 +658,25 @@ class Lowerer:
                 self.graph.nodes[node].setdefault("block", bscope.path)
                 self.graph.nodes[node].setdefault("unit", i)
             unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
-        sel = {"all": range(first, units + 1), "new": range(1, units + 1), "last": range(units, units + 1)}[output]
+        # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.).
+        sel = {"all": range(first, units + 1), "new": range(1, units + 1), "last": range(units, units + 1),
+               "next": P.connections(pattern, units + 1, first)}[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
-        return BlockInfo(bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span)
+        return BlockInfo(bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span,
+                         tuple(sel))
+
+    def _check_path(self, pattern, features: int, span: Span) -> None:
+        """A path longer than the block is legal -- SparseNet V1 uses path 14 in blocks of 8 units,
+        whose units then read all their predecessors, and one far/near pair is shared by blocks of
+        different sizes -- but far or near ALONE exceeding every feature the block will ever hold
+        (``features``: the block input's groups plus its units) asks for something that does not
+        exist: warn, naming the block."""
+        if isinstance(pattern, P.Path) and max(pattern.far, pattern.near) > features:
+            self.graph.graph["warnings"].append(SpecWarning(
+                f"{pattern} is longer than the block: its units have at most {features} features to "
+                "read, so every unit reads all its predecessors (the block is dense)", span,
+                f"far and near are each at most {features} here; write 'dense' if dense is meant"))
 
     def _nodes_under(self, prefix: str):
         dot = prefix + "."

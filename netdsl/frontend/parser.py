@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import functools
+import gc
 from pathlib import Path
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import NetdslError, Span, SpecSyntaxError
 from . import ast
 
-MAX_NESTING = 64  # brackets/braces; deeper specs are refused before the recursive transform
+MAX_NESTING = 64  # brackets/braces; deeper specs are refused before parsing
+# Operator chains nest without brackets (1+1+1+..., ------1, not not ...); the evaluator and
+# lowering recurse over the AST, so deeper expressions are refused where they are written.
+MAX_EXPR_DEPTH = 100
 MAX_SOURCE_BYTES = 2_000_000
 
 
@@ -31,7 +36,12 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
+        start=["start", "expr"],  # "expr" parses one --set value
     )
+
+
+def _parse_tree(text: str, start: str = "start"):
+    return _parser().parse(text, start=start)
 
 
 # Labelled examples of common mistakes: lark's match_examples picks the closest one.
@@ -86,16 +96,28 @@ def _tok_span(tok: Token, file: str, text: str) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column, text=text)
 
 
-class _ToAst(Transformer):
-    """Builds frozen AST dataclasses with spans from lark's parse tree."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds frozen AST dataclasses with spans from lark's parse tree.
+
+    Non-recursive so that a long operator chain cannot overflow Python's stack; expression
+    depth is measured on the way up and refused past :data:`MAX_EXPR_DEPTH`."""
 
     def __init__(self, file: str, text: str):
         super().__init__()
         self.file = file
         self.text = text
+        self.depth: dict[int, int] = {}  # id(expression node) -> nesting depth; leaves are absent
 
     def _s(self, meta) -> Span:
         return _pos(meta, self.file, self.text)
+
+    def _deep(self, node, *children):
+        depth = 1 + max((self.depth.get(id(c), 0) for c in children), default=0)
+        if depth > MAX_EXPR_DEPTH:
+            raise SpecSyntaxError(f"expression nested more than {MAX_EXPR_DEPTH} levels deep", node.span,
+                                  "split it into steps with 'let'")
+        self.depth[id(node)] = depth
+        return node
 
     # ---- top level
     @v_args(meta=True)
@@ -173,7 +195,8 @@ class _ToAst(Transformer):
                 kws.append(a)
             else:
                 pos.append(a)
-        return ast.Call(self._s(meta), str(name), tuple(pos), tuple(kws), _tok_span(name, self.file, self.text))
+        call = ast.Call(self._s(meta), str(name), tuple(pos), tuple(kws), _tok_span(name, self.file, self.text))
+        return self._deep(call, *pos, *(k.value for k in kws))
 
     @v_args(meta=True)
     def call(self, meta, items):
@@ -188,35 +211,35 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def or_(self, meta, items):
-        return ast.BinOp(self._s(meta), "or", items[0], items[1])
+        return self._deep(ast.BinOp(self._s(meta), "or", items[0], items[1]), items[0], items[1])
 
     @v_args(meta=True)
     def and_(self, meta, items):
-        return ast.BinOp(self._s(meta), "and", items[0], items[1])
+        return self._deep(ast.BinOp(self._s(meta), "and", items[0], items[1]), items[0], items[1])
 
     @v_args(meta=True)
     def not_(self, meta, items):
-        return ast.UnaryOp(self._s(meta), "not", items[0])
+        return self._deep(ast.UnaryOp(self._s(meta), "not", items[0]), items[0])
 
     @v_args(meta=True)
     def compare(self, meta, items):
-        return ast.BinOp(self._s(meta), str(items[1]), items[0], items[2])
+        return self._deep(ast.BinOp(self._s(meta), str(items[1]), items[0], items[2]), items[0], items[2])
 
     @v_args(meta=True)
     def binop(self, meta, items):
-        return ast.BinOp(self._s(meta), str(items[1]), items[0], items[2])
+        return self._deep(ast.BinOp(self._s(meta), str(items[1]), items[0], items[2]), items[0], items[2])
 
     @v_args(meta=True)
     def pow(self, meta, items):
-        return ast.BinOp(self._s(meta), "**", items[0], items[2])
+        return self._deep(ast.BinOp(self._s(meta), "**", items[0], items[2]), items[0], items[2])
 
     @v_args(meta=True)
     def neg(self, meta, items):
-        return ast.UnaryOp(self._s(meta), "-", items[0])
+        return self._deep(ast.UnaryOp(self._s(meta), "-", items[0]), items[0])
 
     @v_args(meta=True)
     def index(self, meta, items):
-        return ast.Index(self._s(meta), items[0], items[1])
+        return self._deep(ast.Index(self._s(meta), items[0], items[1]), items[0], items[1])
 
     def _lit(self, tok: Token, value):
         return ast.Literal(_tok_span(tok, self.file, self.text), value)
@@ -248,39 +271,85 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def list_lit(self, meta, items):
-        return ast.ListExpr(self._s(meta), tuple(i for i in items if i is not None))
+        elems = tuple(i for i in items if i is not None)
+        return self._deep(ast.ListExpr(self._s(meta), elems), *elems)
+
+
+@functools.lru_cache(maxsize=1)
+def _example_states() -> list[tuple[object, frozenset, str]]:
+    """(LALR state, accepted terminals, label) of every labelled example, computed once."""
+    out = []
+    for label, examples in _EXAMPLES.items():
+        for text in examples:
+            try:
+                _parse_tree(text)
+            except UnexpectedToken as ut:
+                out.append((ut.state.position, frozenset(ut.accepts or ()), label))
+            except UnexpectedInput:
+                pass
+    return out
+
+
+def _match_example(exc: UnexpectedInput) -> str | None:
+    """Like lark's ``match_examples`` but keyed on the LALR state alone, so an example written
+    at the top of a body also labels the same mistake deep inside a nested one."""
+    if not isinstance(exc, UnexpectedToken) or exc.state is None:
+        return None
+    key = (exc.state.position, frozenset(exc.accepts or ()))
+    for position, accepts, label in _example_states():
+        if (position, accepts) == key:
+            return label
+    return None
 
 
 def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError:
-    parser = _parser()
-    label = None
-    try:
-        label = exc.match_examples(parser.parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses examples; never let it mask the real error
-        label = None
+    label = _match_example(exc)
     line, col = exc.line, exc.column
     if line is None or line < 1:
         line, col = max(1, text.count("\n") + 1), 1
     width = 1
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
+        expected = sorted(exc.accepts or exc.expected)
+        hint = "expected " + _describe_expected(expected) if expected else None
+        stack = _open_brackets(text, file, tok.start_pos if tok.type != "$END" else len(text))
+        opener = stack[-1] if stack else None
+        number = None if tok.type == "$END" else _bad_number(text, tok.start_pos) or _bad_number(text, tok.end_pos)
         if tok.type == "$END":
-            label = label or "unexpected end of file"
-            width = 1
+            if opener is not None:  # point at the bracket that was never closed, not at the end
+                ch, line, col = opener
+                closer = _CLOSER[ch]
+                message = f"'{ch}' is never closed: the file ends before its '{closer}'"
+                hint = f"add '{closer}'"
+            else:
+                message = label or "unexpected end of file"
+        elif str(tok) == "/" and text.startswith("/*", tok.start_pos):
+            message, hint, width = "unterminated comment", "close a /* comment with */", 2
+        elif number is not None:
+            message, hint, (line, col, width) = f"bad number '{number[0]}'", _NUMBER_HINT, number[1:]
+        elif str(tok) in _OPENER:
+            want = _OPENER[str(tok)]
+            if not any(b[0] == want for b in stack):
+                message, hint = f"unmatched '{tok}': no '{want}' is open here", f"remove it, or add the '{want}' it closes"
+            else:
+                message = f"missing '{_CLOSER[opener[0]]}' before this '{tok}'"
+                hint = f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
         else:
             width = max(1, len(str(tok)))
-        expected = sorted(exc.accepts or exc.expected)
-        found = "end of file" if tok.type == "$END" else repr(str(tok))
-        message = label or f"unexpected {found}"
-        if label:
-            message = f"{label} (found {found})"
-        hint = "expected " + _describe_expected(expected) if expected else None
+            found = repr(str(tok))
+            message = f"{label} (found {found})" if label else f"unexpected {found}"
+            if opener is not None and opener[1] < tok.line and any(
+                    _TERMINAL_NAMES.get(e) == f"'{_CLOSER[opener[0]]}'" for e in expected):
+                hint = (hint + "; " if hint else "") + f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
     elif isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        number = _bad_number(text, exc.pos_in_stream)
         if ch == '"':
             message, hint = "unterminated string", "strings are written \"...\" on one line"
         elif text.startswith("/*", exc.pos_in_stream):
-            message, hint = "unterminated comment", "close a /* comment with */"
+            message, hint, width = "unterminated comment", "close a /* comment with */", 2
+        elif number is not None:
+            message, hint, (line, col, width) = f"bad number '{number[0]}'", _NUMBER_HINT, number[1:]
         else:
             message = f"unexpected character {ch!r}"
             hint = "names are ASCII letters, digits and '_'; comments start with '#'"
@@ -292,10 +361,36 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
     return SpecSyntaxError(message, span, hint)
 
 
+_OPENER = {")": "(", "]": "[", "}": "{"}
+_NUMBER_HINT = "numbers are written 12, 0.5 or 1e-5; a name starts with a letter or '_'"
+
+
+def _bad_number(text: str, pos: int) -> tuple[str, int, int, int] | None:
+    """If ``pos`` is inside a malformed number (``3.5.2``, ``3x``), the whole word and its
+    (line, column, width); else None."""
+    if pos <= 0 or pos >= len(text) or not text[pos - 1].isdigit() or not (text[pos] == "." or text[pos].isalnum()):
+        return None
+    start = pos
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
+        start -= 1
+    if not text[start].isdigit():  # a name that contains digits, such as conv2
+        return None
+    stop = pos
+    while stop < len(text) and (text[stop].isalnum() or text[stop] in "._"):
+        stop += 1
+    if text[start:stop].startswith(text[pos - 1] + "..") or ".." in text[start:stop]:
+        return None  # a range 1..3
+    line = text.count("\n", 0, start) + 1
+    col = start - (text.rfind("\n", 0, start) + 1) + 1
+    return text[start:stop], line, col, stop - start
+
+
 _TERMINAL_NAMES = {
     "RBRACE": "'}'", "LBRACE": "'{'", "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['",
     "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'", "EQUAL": "'='", "NAME": "a name",
     "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file",
+    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "COMP_OP": "a comparison", "POW": "'**'",
+    "MINUS": "'-'", "PLUS": "'+'", "DOT": "'.'", "__ANON_0": "'..'",
 }
 
 
@@ -315,12 +410,17 @@ def _describe_expected(expected: list[str]) -> str:
     return ", ".join(names) if names else "something else"
 
 
-def _check_nesting(text: str, file: str) -> None:
-    depth = 0
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+
+
+def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[str, int, int]]:
+    """The brackets still open at offset ``stop`` (default: the end), as (char, line, column),
+    skipping comments and strings. Refuses nesting deeper than :data:`MAX_NESTING`."""
+    stack: list[tuple[str, int, int]] = []
     line, col = 1, 0
     in_comment = in_block = in_string = False
     prev = ""
-    for ch in text:
+    for pos, ch in enumerate(text if stop is None else text[:stop]):
         col += 1
         if ch == "\n":
             line, col = line + 1, 0
@@ -329,6 +429,7 @@ def _check_nesting(text: str, file: str) -> None:
         elif in_block:
             if prev == "*" and ch == "/":
                 in_block = False
+                ch = ""  # the '/' closing a comment does not start another
         elif in_comment:
             pass
         elif in_string:
@@ -340,17 +441,20 @@ def _check_nesting(text: str, file: str) -> None:
             in_string = True
         elif prev == "/" and ch == "*":
             in_block = True
+            ch = ""  # '/*/' does not close the comment it opens
         elif ch in "([{":
-            depth += 1
-            if depth > MAX_NESTING:
+            stack.append((ch, line, col))
+            if len(stack) > MAX_NESTING:
                 raise SpecSyntaxError(
                     f"nesting deeper than {MAX_NESTING} levels",
                     Span(file, line, col, line, col + 1, text=text),
                     "flatten the expression or split it with 'let'",
                 )
         elif ch in ")]}":
-            depth = max(0, depth - 1)
+            if stack:
+                stack.pop()
         prev = ch
+    return stack
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -365,9 +469,35 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
             f"spec file is larger than {MAX_SOURCE_BYTES // 1_000_000} MB", Span(file, 1, 1, text=text),
             "a .net file describes a network in tens of lines; check that this is a spec",
         )
-    _check_nesting(text, file)
+    return _build(text, file, "start")
+
+
+def parse_expr(text: str, file: str = "<value>") -> ast.Expr:
+    """Parse one expression, such as a ``--set`` value; errors point into ``text`` itself.
+
+    >>> parse_expr("path(far=7, near=7)").name
+    'path'
+    """
+    return _build(text, file, "expr")
+
+
+def _build(text: str, file: str, start: str):
+    _open_brackets(text, file)
+    # Parsing allocates many small, long-lived objects; the cyclic collector would
+    # rescan them again and again, making big files superlinear. Paused while parsing (any
+    # cycles are collected once it resumes).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        tree = _parser().parse(text)
+        return _build_tree(text, file, start)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build_tree(text: str, file: str, start: str):
+    try:
+        tree = _parse_tree(text, start)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, file, text) from None
     try:
@@ -390,4 +520,4 @@ def parse_file(path: str | Path) -> ast.Module:
     return parse(text, str(path))
 
 
-__all__ = ["parse", "parse_file", "grammar_path", "lark"]
+__all__ = ["parse", "parse_expr", "parse_file", "grammar_path", "lark"]

@@ -35,12 +35,13 @@ class BlockInfo:
     name: str  # the block's scope, "block1"
     pattern: str  # str() of the pattern
     kind: str  # "concat", "add" (aggregation of a per-unit pattern) or "split"
-    output_mode: str  # "all", "new" or "last"
+    output_mode: str  # "all", "new", "last" or "next" (what a further unit would read)
     input: str  # node id of the block input
     features: tuple[Feature, ...]
     units: tuple[UnitInfo, ...]
     output: str  # node id of the block output
     span: Span | None = None
+    outputs: tuple[int, ...] = ()  # the feature indices the block output holds, in order
 
     def feature_node(self, j: int) -> str:
         for f in self.features:

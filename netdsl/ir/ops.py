@@ -21,6 +21,14 @@ Analyses add attributes; backends only read them:
   buffers, not parameters, as torchvision counts) and multiply-accumulates. **FLOPs convention:
   one multiply-accumulate counts as one FLOP**, the convention of the seed papers (ResNet's
   "3.8 billion FLOPs", SeqConv's GFLOPs column); only conv, linear and SE contribute.
+- the concat plan (``plan_concat``, optimization level 1; the ops themselves are unchanged, so
+  a backend may ignore it): ``stores`` on a producer, a tuple of ``(buffer, start, stop)``: its
+  value is written into that channel range of the buffer; ``read`` on a concat/slice node that
+  equals channel ranges of one buffer: ``{"buffer", "runs": ((start, stop), ...), "strategy":
+  "view" | "gather" | "split", "copy_bytes"}`` (bytes per sample a gather materializes, 0 for a
+  view or split); ``elided`` on a slice node whose only consumers are reads (executors skip it).
+  ``graph.graph["buffers"]`` maps each buffer id to ``{"block", "shape": (C, H, W)}`` and
+  ``graph.graph["planned"]`` is True.
 
 An edge ``u -> v`` exists iff ``u`` is in ``v``'s ``inputs`` (its ``index`` attribute lists the
 positions). ``graph.graph`` holds ``name``, ``input`` (node id), ``output`` (node id), ``blocks``

@@ -10,7 +10,7 @@ from . import PassResult
 
 
 def run(graph: nx.DiGraph) -> PassResult:
-    """>>> from netdsl.frontend import lower_spec  # doctest: +SKIP"""
+    """Recompute every node's shape in topological order; ``modified`` if any changed."""
     modified = False
     for n in topo_nodes(graph):
         d = graph.nodes[n]

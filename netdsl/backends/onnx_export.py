@@ -1,0 +1,133 @@
+"""From a compiled IR graph and weights to an ONNX inference model: bind the torch module's
+weights to the nodes, run the inference rewrites, emit (:mod:`netdsl.backends.onnx_emit`)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import networkx as nx
+import onnx
+import torch
+from torch import nn
+
+from ..errors import NetdslError
+from ..ir import lint
+from ..passes import Pass, count, run_pipeline
+from ..passes import bn_to_affine, drop_inference_noops, fold_bn, share_concat_prefix
+from ..passes.rewire import copy_graph
+from .onnx_emit import concat_stats, emit_onnx
+from .torch_module import NetdslModule, init_weights
+
+
+def inference_passes() -> list[Pass]:
+    """The rewrites before emission, in order: BN folding must see the graph without no-ops
+    (a dropout between conv and BN would hide the pair)."""
+    return [Pass("drop_inference_noops", drop_inference_noops.run), Pass("fold_bn", fold_bn.run),
+            Pass("bn_to_affine", bn_to_affine.run), Pass("share_concat_prefix", share_concat_prefix.run),
+            Pass("count", count.run)]
+
+
+class UntrainedWarning(UserWarning):
+    """The exported graph carries the torch backend's initialization, not trained weights."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A state_dict from ``torch.save``: a raw state_dict, or a training checkpoint with the
+    state_dict under ``"model"``. Loaded with ``weights_only=True`` (no pickled code runs)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NetdslError(f"weights file '{path}' not found") from None
+    except Exception as err:  # torch raises many types for a corrupt or non-torch file
+        raise NetdslError(f"cannot read weights from '{path}': {str(err).splitlines()[0]}", None,
+                          "give a file written by torch.save(model.state_dict(), path)") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise NetdslError(f"'{path}' holds no state_dict", None,
+                          "expected a state_dict or a checkpoint dict with the state_dict under 'model'")
+    return dict(obj)
+
+
+def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -> tuple[nn.Module, str]:
+    """The torch module whose weights are exported, and a description of where they came from.
+    ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path."""
+    if isinstance(weights, nn.Module):
+        return weights, "module"
+    module = NetdslModule(graph)
+    if weights is None:
+        warnings.warn(f"no weights given: exporting the untrained initialization (seed {seed})",
+                      UntrainedWarning, stacklevel=3)
+        return init_weights(module, seed), f"untrained initialization, seed {seed}"
+    origin = "state_dict"
+    if isinstance(weights, (str, Path)):
+        origin, weights = str(weights), load_checkpoint(weights)
+    missing, unexpected = _key_mismatch(module, weights)
+    if missing or unexpected:
+        raise NetdslError(
+            f"weights do not fit '{graph.graph.get('name')}': {len(missing)} missing, {len(unexpected)} unexpected keys",
+            None, "first missing: " + ", ".join(missing[:3]) + "; first unexpected: " + ", ".join(unexpected[:3])
+            + " (compile with the same --set values the model was trained with)")
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise NetdslError(f"weights do not fit: {str(err).splitlines()[-1].strip()}", None,
+                          "compile with the same --set values the model was trained with") from None
+    return module, origin
+
+
+def _key_mismatch(module: nn.Module, state: Mapping) -> tuple[list[str], list[str]]:
+    want = set(module.state_dict())
+    return sorted(want - set(state)), sorted(set(state) - want)
+
+
+def bind_weights(graph: nx.DiGraph, module: nn.Module) -> nx.DiGraph:
+    """A copy of ``graph`` whose stateful nodes carry ``weights``: name -> float32 numpy array,
+    named as in the node's torch submodule (``weight``, ``running_mean``, ``fc1.weight``)."""
+    out = copy_graph(graph)
+    for n, d in out.nodes(data=True):
+        try:
+            sub = module.get_submodule(n)
+        except AttributeError:
+            continue
+        d["weights"] = {k: v.detach().to("cpu", torch.float32).numpy().copy()
+                        for k, v in sub.state_dict().items() if v.is_floating_point()}
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    weights: str  # where the weights came from
+    onnx_nodes: int
+    concat_nodes: int
+    concat_bytes: int  # bytes the concats copy per sample (float32)
+    folded_bn: int
+    affine_bn: int
+
+    def lines(self) -> list[str]:
+        return [f"weights: {self.weights}",
+                f"onnx: {self.onnx_nodes} nodes; BatchNorm folded into conv: {self.folded_bn}, "
+                f"turned into affine: {self.affine_bn}",
+                f"concat: {self.concat_nodes} Concat nodes copying {self.concat_bytes / 2**20:.2f} MiB per sample"]
+
+
+def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[onnx.ModelProto, ExportReport]:
+    """ONNX inference model of ``graph`` (see :func:`module_with_weights` for ``weights``)."""
+    module, origin = module_with_weights(graph, weights, seed)
+    bound = bind_weights(graph, module)
+    rewritten = run_pipeline(bound, inference_passes(), lint)
+    from .. import __version__
+
+    meta = {"netdsl.version": __version__, "netdsl.spec": Path(graph.graph.get("file", "")).name,
+            "netdsl.preset": graph.graph.get("preset") or "",
+            "netdsl.params": json.dumps(graph.graph.get("params", {}), default=str),
+            "netdsl.weights": origin}
+    model = emit_onnx(rewritten, meta)
+    n_concat, concat_bytes = concat_stats(rewritten)
+    folded = sum(len(d.get("folded", ())) for _, d in rewritten.nodes(data=True))
+    affine = sum(1 for _, d in rewritten.nodes(data=True) if d["kind"] == "affine")
+    return model, ExportReport(origin, len(model.graph.node), n_concat, concat_bytes, folded, affine)

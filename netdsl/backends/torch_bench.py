@@ -1,0 +1,72 @@
+"""Measurements shared by ``netdsl bench`` and ``benchmarks/``: medians of repeated timings and
+the activation memory autograd saves, measured with saved-tensor hooks deduplicated by storage.
+
+>>> import torch
+>>> from netdsl.api import build_model
+>>> m = build_model("specs/densenet_bc.net", depth=10)
+>>> saved_bytes(m, torch.randn(2, 3, 32, 32)) > 0
+True
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes autograd saves for backward in one training forward, each storage counted once
+    (views of one buffer share it; parameters are not activations and are excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    del out
+    return sum(storages.values())
+
+
+def forward_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def train_step_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """One SGD step (forward, cross-entropy against fixed labels, backward, update)."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    out_features = model(x[:1]).shape[1]
+    labels = torch.arange(x.shape[0], device=x.device) % out_features
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+    return run

@@ -1,0 +1,66 @@
+"""``netdsl bench``: throughput, latency and activation memory of a spec, naive vs planned."""
+
+from __future__ import annotations
+
+from ..errors import SpecValueError
+from .common import add_target, limits, overrides
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="time a spec on this machine: naive (--opt 0) vs planned")
+    add_target(p)
+    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--train", action="store_true", help="time a training step instead of inference")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per variant; the median is shown")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..api import build_model, compile_spec
+    from ..backends.torch_bench import forward_fn, median_seconds, saved_bytes, train_step_fn
+    from ..memory import memory_report
+
+    if args.batch_size < 1 or args.repeats < 1:
+        raise SpecValueError("--batch-size and --repeats must be at least 1", None)
+    if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        raise SpecValueError(f"device '{args.device}' is not available here", None,
+                             "use --device cpu" + ("" if torch.cuda.is_available() else " (no CUDA device found)"))
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ov = overrides(args)
+    report = memory_report(compile_spec(args.target, ov, limits=limits(args)), batch=args.batch_size)["total"]
+    rows = []
+    ref = None
+    for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
+        model = build_model(args.target, limits=limits(args), opt=opt, **ov).to(device)
+        if ref is None:
+            ref = model
+        else:
+            model.load_state_dict(ref.state_dict())
+        x = torch.randn((args.batch_size,) + tuple(model.input_shape), device=device)
+        if args.train:
+            model.train()
+            fn = train_step_fn(model, x)
+        else:
+            model.eval()
+            fn = forward_fn(model, x)
+        secs = median_seconds(fn, args.repeats, sync=sync)
+        saved = saved_bytes(model, x)
+        infer = report["infer_naive" if opt == 0 else "infer_planned"]
+        rows.append((label, secs, args.batch_size / secs, saved, infer))
+    from rich.console import Console
+    from rich.table import Table
+
+    what = "training step" if args.train else "inference forward"
+    t = Table(title=f"{args.target}: {what}, batch {args.batch_size}, {device.type}, median of {args.repeats}")
+    for col in ("variant", "latency ms", "samples/s", "train saved MiB (measured)", "inference peak MiB (model)"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for label, secs, thr, saved, infer in rows:
+        t.add_row(label, f"{secs * 1e3:.1f}", f"{thr:.1f}", f"{saved / 2**20:.1f}", f"{infer / 2**20:.1f}")
+    t.add_row("ratio", f"{rows[1][1] / rows[0][1]:.2f}x", f"{rows[1][2] / rows[0][2]:.2f}x",
+              f"{rows[1][3] / max(rows[0][3], 1):.2f}x", f"{rows[1][4] / max(rows[0][4], 1):.2f}x")
+    Console(width=max(Console().width, 120)).print(t)  # five numeric columns and a long title
+    return 0

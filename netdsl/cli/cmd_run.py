@@ -1,0 +1,67 @@
+"""``netdsl run model.onnx [--input x.npy]``: run an ONNX model with onnxruntime and summarize
+the output (a random input of the declared shape when no input is given)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import NetdslError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run an ONNX model with onnxruntime and summarize its output")
+    p.add_argument("model", help="an .onnx file (netdsl compile ... --target onnx -o FILE)")
+    p.add_argument("--input", help=".npy array of shape (N, C, H, W); default: random normal")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="execution provider: auto = CUDA when it loads, else CPU")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    p.add_argument("--output", help="save the output array to this .npy file")
+    p.set_defaults(func=run)
+
+
+def _load_input(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise NetdslError(f"input file '{path}' not found") from None
+    except (ValueError, OSError) as err:
+        raise NetdslError(f"cannot read '{path}' as a .npy array: {err}", None,
+                          "write it with numpy.save(path, array)") from None
+
+
+def summary_lines(y: np.ndarray) -> list[str]:
+    """Shape, statistics and, for (N, classes) outputs, each sample's top class."""
+    lines = [f"output: shape {tuple(y.shape)}, {y.dtype}",
+             f"  min {y.min():.6g}  max {y.max():.6g}  mean {y.mean():.6g}  std {y.std():.6g}"]
+    if y.ndim == 2:
+        top = y.argmax(axis=1)
+        shown = ", ".join(f"{int(c)} ({y[i, c]:.4g})" for i, c in enumerate(top[:8]))
+        lines.append(f"  top class per sample: {shown}" + (" ..." if len(top) > 8 else ""))
+    return lines
+
+
+def run(args) -> int:
+    from ..io import write_atomic
+    from ..onnx_runtime import input_shape, run as run_model, session
+
+    if args.batch < 1:
+        raise NetdslError(f"--batch must be at least 1, got {args.batch}")
+    sess = session(args.model, device=args.device, threads=args.threads)
+    if args.input:
+        x = _load_input(args.input)
+    else:
+        x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
+    y = run_model(sess, x)
+    print(f"model: {args.model}  provider: {sess.get_providers()[0]}")
+    print(f"input: shape {tuple(x.shape)}" + (f" from {args.input}" if args.input else f" (random, seed {args.seed})"))
+    print("\n".join(summary_lines(y)))
+    if args.output:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, y)
+        write_atomic(args.output, buf.getvalue())
+        print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,216 @@
+"""Bytes moved by concatenations and activation memory, naive versus planned -- computed from
+the IR alone (no torch), per block and in total, for one sample of float32 (multiply by the
+batch size; every figure is linear in it).
+
+- ``copy``: bytes written by materialized concatenations per forward. Naive: every concat node.
+  Planned: only reads the plan gathers (dense and window blocks: zero). ``store`` is what the
+  planned executor writes instead: each stored feature once into its buffer range.
+- ``train``: bytes autograd keeps for backward, deduplicated by storage (what saved-tensor hooks
+  measure). Ops save what PyTorch's derivatives need: conv/bn/affine/linear/pools/se their
+  input (gap is a mean and saves nothing), relu/sigmoid/tanh/elu their output, mul both inputs, maxpool also int64 indices,
+  dropout a one-byte mask. Planned: views of a buffer share its storage (counted once, whole);
+  per-channel chains after a view save only their input (they are recomputed in backward).
+- ``infer``: peak live bytes of an eval forward in schedule order (a value dies after its last
+  use; views are free). Planned: buffers live from their first store to their last read, a
+  stored value is a transient, a fused chain materializes one activation, folded BNs and
+  in-place activations allocate nothing.
+
+>>> from netdsl.api import compile_spec
+>>> r = memory_report(compile_spec("densenet_bc100_k12"))
+>>> r["total"]["copy_planned"], r["total"]["copy_naive"] > 0
+(0, True)
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import networkx as nx
+
+from .ir.graph import blocks, topo_nodes
+from .passes.plan_concat import segments
+
+DTYPE_BYTES = 4
+_VIEWS = ("slice", "flatten", "identity")
+_SAVES_INPUT = ("conv", "bn", "affine", "linear", "avgpool", "maxpool", "se")  # gap is a mean: saves nothing
+_SAVES_OUTPUT_ACT = ("relu", "sigmoid", "tanh", "elu")
+FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive",
+          "infer_planned")
+
+
+def nbytes(graph: nx.DiGraph, node: str) -> int:
+    return prod(graph.nodes[node]["shape"]) * DTYPE_BYTES
+
+
+def _block_of(names: list[str]):
+    ordered = sorted(names, key=len, reverse=True)
+
+    def find(node: str) -> str | None:
+        for b in ordered:
+            if node.startswith(b + "."):
+                return b
+        return None
+
+    return find
+
+
+def _saved(graph: nx.DiGraph, n: str) -> list[tuple[str, int]]:
+    """(node whose value is saved, bytes) for op ``n`` in the naive module; extra = non-value bytes."""
+    d = graph.nodes[n]
+    k, ins = d["kind"], d["inputs"]
+    if k in _SAVES_INPUT:
+        out = [(ins[0], 0)]
+        if k == "maxpool":
+            out.append((n + "#indices", 2 * nbytes(graph, n)))
+        return out
+    if k == "act":
+        return [(n, 0)] if d["attrs"]["fn"] in _SAVES_OUTPUT_ACT else [(ins[0], 0)]
+    if k == "mul":
+        return [(i, 0) for i in ins]
+    if k == "dropout":
+        return [(n + "#mask", nbytes(graph, n) // DTYPE_BYTES)]
+    return []
+
+
+def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, int]]:
+    """Node -> storage key, and storage key -> bytes."""
+    root: dict[str, str] = {}
+    size: dict[str, int] = {}
+    for n in topo_nodes(graph):
+        d = graph.nodes[n]
+        read = d.get("read") if planned else None
+        if planned and d.get("stores"):
+            buf = d["stores"][0][0]
+            root[n] = buf
+            size[buf] = prod(graph.graph["buffers"][buf]["shape"]) * DTYPE_BYTES
+        elif read and read["strategy"] == "view":
+            root[n] = read["buffer"]
+        elif d["kind"] in _VIEWS:
+            root[n] = root[d["inputs"][0]]
+        else:
+            root[n] = n
+            size[n] = nbytes(graph, n)
+    return root, size
+
+
+def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
+    """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
+    attributed to the block of the op that first saves it (a buffer: to its own block)."""
+    find = _block_of([b.name for b in blocks(graph)])
+    root, size = _roots(graph, planned)
+    chains = segments(graph) if planned else {}
+    in_chain = {c for chain in chains.values() for c in chain}
+    buffers = graph.graph.get("buffers", {})
+    seen: set[str] = set()
+    out: dict[str | None, int] = {}
+    for n in topo_nodes(graph):
+        if n in chains:
+            items = [(graph.nodes[n]["inputs"][0], 0)]  # recomputed in backward from its input
+        elif n in in_chain:
+            items = []
+        else:
+            items = _saved(graph, n)
+        for value, extra in items:
+            key = value if extra else root[value]
+            if key in seen:
+                continue
+            seen.add(key)
+            block = buffers[key]["block"] if key in buffers else find(n)
+            out[block] = out.get(block, 0) + (extra or size[key])
+    return out
+
+
+def concat_copies(graph: nx.DiGraph) -> tuple[dict, dict, dict]:
+    """Per block: naive concat bytes, planned concat bytes, planned store bytes."""
+    find = _block_of([b.name for b in blocks(graph)])
+    naive: dict = {}
+    planned: dict = {}
+    stored: dict = {}
+    for n, d in graph.nodes(data=True):
+        b = find(n)
+        if d["kind"] == "concat":
+            naive[b] = naive.get(b, 0) + nbytes(graph, n)
+            read = d.get("read")
+            cost = nbytes(graph, n) if read is None else read["copy_bytes"]
+            planned[b] = planned.get(b, 0) + cost
+        for buf, start, stop in d.get("stores", ()):
+            info = graph.graph["buffers"][buf]
+            hw = prod(info["shape"][1:])
+            stored[info["block"]] = stored.get(info["block"], 0) + (stop - start) * hw * DTYPE_BYTES
+    return naive, planned, stored
+
+
+def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
+    """Peak live bytes per block (the peak while that block's ops run) and overall under ``"*"``."""
+    find = _block_of([b.name for b in blocks(graph)])
+    order = topo_nodes(graph)
+    root, size = _roots(graph, planned)
+    heads = segments(graph) if planned else {}
+    alias = {c: h for h, chain in heads.items() for c in chain[1:]}
+    pos = {n: (order.index(alias[n]) if n in alias else k) for k, n in enumerate(order)}
+    last: dict[str, int] = {}
+    for n in order:
+        if planned and graph.nodes[n].get("elided"):
+            continue
+        for i in graph.nodes[n]["inputs"]:
+            if planned and graph.nodes[i].get("elided"):
+                i = graph.nodes[i]["inputs"][0]
+            last[root[i]] = max(last.get(root[i], -1), pos[n])
+    last[root[graph.graph["output"]]] = len(order)
+    live: dict[str, int] = {}
+    peaks: dict[str | None, int] = {}
+    for k, n in enumerate(order):
+        d = graph.nodes[n]
+        if planned and (n in alias or d.get("elided")):
+            continue
+        value = heads[n][-1] if n in heads else n
+        transient = 0
+        if planned:
+            if n in heads and graph.nodes[value]["kind"] == "conv":
+                transient = nbytes(graph, n)  # the fused affine+activation output feeding the conv
+            if d.get("stores") or graph.nodes[value].get("stores"):
+                transient += nbytes(graph, value)  # the producer's own tensor, copied into its range
+        key = root[value]
+        if key not in live and not (planned and _folded_or_inplace(graph, value, alias, heads)):
+            live[key] = size.get(key, 0)
+        now = sum(live.values()) + transient
+        b = find(n)
+        peaks[b] = max(peaks.get(b, 0), now)
+        peaks["*"] = max(peaks.get("*", 0), now)
+        for key2 in [r for r, at in last.items() if at == pos[n]]:
+            live.pop(key2, None)
+    return peaks
+
+
+def _folded_or_inplace(graph, n, alias, heads) -> bool:
+    """Planned eval: a BN folded into the conv before it, or an activation run in place on a
+    fresh single-consumer value, allocates nothing (its value takes the input's storage)."""
+    d = graph.nodes[n]
+    if d["kind"] not in ("bn", "act") or n in heads or n in alias:
+        return False
+    src = d["inputs"][0]
+    sd = graph.nodes[src]
+    single = list(graph.successors(src)) == [n] and not sd.get("stores") and src != graph.graph["output"]
+    if d["kind"] == "bn":
+        return sd["kind"] == "conv" and single
+    return sd["kind"] in ("conv", "bn", "affine", "add", "linear") and single and d["attrs"]["fn"] != "gelu" \
+        and d["attrs"]["fn"] != "leaky_relu"
+
+
+def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:
+    """``{"blocks": {name: {field: bytes}}, "total": {field: bytes}}`` for ``batch`` samples
+    (fields: :data:`FIELDS`). Needs a planned graph (``compile_spec(..., opt=1)``)."""
+    if not graph.graph.get("planned"):
+        raise ValueError("memory_report needs a planned graph (compile_spec(..., opt=1))")
+    cn, cp, st = concat_copies(graph)
+    tn, tp = train_saved(graph, False), train_saved(graph, True)
+    inn, inp = infer_peak(graph, False), infer_peak(graph, True)
+    names = [b.name for b in blocks(graph)]
+    per = {}
+    for b in names:
+        vals = (cn.get(b, 0), cp.get(b, 0), st.get(b, 0), tn.get(b, 0), tp.get(b, 0), inn.get(b, 0), inp.get(b, 0))
+        per[b] = {f: v * batch for f, v in zip(FIELDS, vals)}
+    total = (sum(cn.values()), sum(cp.values()), sum(st.values()), sum(tn.values()), sum(tp.values()),
+             inn.get("*", 0), inp.get("*", 0))
+    return {"batch": batch, "dtype_bytes": DTYPE_BYTES, "blocks": per,
+            "total": {f: v * batch for f, v in zip(FIELDS, total)}}

@@ -1,0 +1,79 @@
+"""Inference rewrite: fold a BatchNorm into the convolution that feeds it.
+
+Valid only when the BN reads a conv whose value nobody else sees: the conv's sole consumer is
+the BN, and the conv is neither the graph output nor named in block metadata (a feature or unit
+output there means the pre-BN value is observable). Then ``bn(conv(x)) = conv'(x)`` with
+``W' = W * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)`` per output
+channel. The conv keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
+
+Needs weights on the nodes (``weights``: name -> numpy array, the torch module's names), which
+the ONNX backend binds before running the inference rewrites. Pre-activation BNs (DenseNet's
+``bn; relu; conv`` after a concat) are left for :mod:`netdsl.passes.bn_to_affine`.
+
+>>> import numpy as np, networkx as nx
+>>> from netdsl.ir.graph import add_op
+>>> g = nx.DiGraph(input="x", output="b")
+>>> _ = add_op(g, "x", "input", (), {"shape": (1, 2, 2)}, shape=(1, 2, 2))
+>>> _ = add_op(g, "c", "conv", ("x",), dict(out=1, kernel=1, stride=1, padding=0, dilation=1, groups=1,
+...            bias=False), shape=(1, 2, 2), weights={"weight": np.full((1, 1, 1, 1), 2.0)})
+>>> _ = add_op(g, "b", "bn", ("c",), dict(eps=0.0, momentum=0.1), shape=(1, 2, 2), weights=dict(
+...            weight=np.array([3.0]), bias=np.array([1.0]), running_mean=np.array([0.5]), running_var=np.array([4.0])))
+>>> r = run(g)
+>>> sorted(r.graph.nodes), r.graph.graph["output"], r.graph.nodes["c"]["weights"]["weight"].ravel().tolist()
+(['c', 'x'], 'c', [3.0])
+>>> r.graph.nodes["c"]["weights"]["bias"].tolist()  # (0 - 0.5) * 1.5 + 1
+[0.25]
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..errors import IRError
+from . import PassResult
+from .rewire import copy_graph, named_in_blocks, replace_uses
+
+
+def foldable(graph: nx.DiGraph, bn: str) -> str | None:
+    """The conv that ``bn`` can be folded into, or None."""
+    src = graph.nodes[bn]["inputs"][0]
+    if graph.nodes[src]["kind"] != "conv":
+        return None
+    if list(graph.successors(src)) != [bn] or graph.graph.get("output") == src or named_in_blocks(graph, src):
+        return None
+    return src
+
+
+def bn_scale_shift(w: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(scale, shift)`` of an eval-mode BN, computed in float64."""
+    scale = np.asarray(w["weight"], np.float64) / np.sqrt(np.asarray(w["running_var"], np.float64) + eps)
+    shift = np.asarray(w["bias"], np.float64) - np.asarray(w["running_mean"], np.float64) * scale
+    return scale, shift
+
+
+def weights_of(graph: nx.DiGraph, node: str) -> dict:
+    w = graph.nodes[node].get("weights")
+    if w is None:
+        raise IRError(f"node '{node}' has no weights bound; inference rewrites need them")
+    return w
+
+
+def run(graph: nx.DiGraph) -> PassResult:
+    pairs = [(bn, conv) for bn, d in graph.nodes(data=True) if d["kind"] == "bn"
+             for conv in [foldable(graph, bn)] if conv is not None]
+    if not pairs:
+        return PassResult(graph, False)
+    out = copy_graph(graph)
+    for bn, conv in pairs:
+        cw, bw = weights_of(out, conv), weights_of(out, bn)
+        scale, shift = bn_scale_shift(bw, out.nodes[bn]["attrs"]["eps"])
+        weight = np.asarray(cw["weight"], np.float64)
+        bias = np.asarray(cw["bias"], np.float64) if "bias" in cw else np.zeros(weight.shape[0])
+        d = out.nodes[conv]
+        d["weights"] = {"weight": (weight * scale[:, None, None, None]).astype(np.float32),
+                        "bias": (bias * scale + shift).astype(np.float32)}
+        d["attrs"]["bias"] = True
+        d["folded"] = tuple(d.get("folded", ())) + (bn,)
+        replace_uses(out, bn, conv)
+    return PassResult(out, True)

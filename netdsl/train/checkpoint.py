@@ -1,0 +1,105 @@
+"""Checkpoints: one dict written atomically, read back only through torch's weights-only loader.
+
+Layout (``FORMAT``, ``VERSION``)::
+
+    model       state_dict of the NetdslModule (keys are the spec's node names)
+    optimizer   optimizer.state_dict()        scheduler  the schedule's state
+    epoch       epochs completed              batch      batches done in epoch ``epoch`` (0 at a boundary)
+    rng         torch / cuda / numpy / python generator states
+    spec        {"target", "file", "name"}    overrides  spec parameter values given by the user
+    recipe      the recipe as a dict          data       {"source", "mean", "std", "classes", "input", "fit"}
+    state       best metric, plateau and early-stopping counters, partial epoch sums
+    history     the per-epoch metrics rows    seed, netdsl_version
+
+Other tools (ONNX export, viz) need only ``ckpt["model"]``, ``ckpt["spec"]`` and ``ckpt["overrides"]``.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import NetdslError
+from ..io import write_atomic
+
+FORMAT = "netdsl-checkpoint"
+VERSION = 1
+REQUIRED = ("model", "epoch", "spec", "overrides", "data")
+
+
+class CheckpointError(NetdslError):
+    """A checkpoint that is missing, truncated, foreign or does not match the network."""
+
+
+def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **ckpt}, buf)
+    return write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and validate a netdsl checkpoint; any other file is a :class:`CheckpointError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, a pickle with foreign classes, not torch at all
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else 'no detail'})",
+                              None, "the file may be truncated; 'last.pt' and 'best.pt' are written atomically") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a netdsl checkpoint (no format marker {FORMAT!r})", None,
+                              "netdsl reads the checkpoints that 'netdsl train' writes (last.pt, best.pt)")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this netdsl reads {VERSION}")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """``load_state_dict`` with a located error when the checkpoint is for another network."""
+    own = model.state_dict()
+    bad = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
+    bad += [f"{k} is {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the network"
+            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if not bad:
+        model.load_state_dict(state)
+    if bad:
+        raise CheckpointError(f"{path}: weights do not fit the network ({len(bad)} keys differ, e.g. {bad[0]})",
+                              None, "build the same spec and --set values that trained it")
+
+
+def rng_states() -> dict:
+    """Every generator the loop touches, in types the weights-only loader accepts."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+             "python": _to_lists(random.getstate())}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_states(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x):
+    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuples(x):
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x

@@ -1,0 +1,52 @@
+"""Evaluate trained weights: the checkpoint says how its data was fitted and normalized."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, load_model_state
+from .data import ImageSet, fit_images, load_data, split_validation
+from .loop import evaluate
+
+from .names import SPLITS  # noqa: E402  (re-exported)
+
+
+def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: str | None = None,
+                        overrides: dict | None = None, split: str = "test", device: str = "auto",
+                        batch_size: int = 500, limits=None) -> dict:
+    """Loss, top-1 and top-5 (in %) of a checkpoint on a split of a data source.
+
+    ``target``, ``data`` and ``overrides`` default to the checkpoint's own; given ``overrides``
+    are applied on top of the checkpoint's (a mismatch with the weights is a located error).
+    """
+    from ..api import build_model, compile_spec
+
+    ckpt = load_checkpoint(weights)
+    target = target or ckpt["spec"]["target"]
+    values = {**ckpt["overrides"], **(overrides or {})}
+    graph = compile_spec(target, values, limits=limits)
+    shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
+    model = build_model(target, seed=None, limits=limits, **values)
+    load_model_state(model, ckpt["model"], weights)
+    info = ckpt["data"]
+    source = data or info["source"]
+    splits = load_data(source, size=shape[1:])
+    if split == "test":
+        chosen = splits.test
+    else:
+        train, val = split_validation(splits.train, ckpt["recipe"]["val_split"], ckpt["seed"])
+        chosen = train if split == "train" else val
+        if chosen is None:
+            from ..errors import NetdslError
+
+            raise NetdslError(f"{weights}: the run had no validation split", None, "use --split test")
+    chosen = ImageSet(fit_images(chosen.images, shape, info["fit"]), chosen.labels)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    model.to(dev)
+    result = evaluate(model, chosen, torch.tensor(info["mean"], device=dev), torch.tensor(info["std"], device=dev),
+                      device=dev, batch_size=batch_size)
+    return {"weights": str(weights), "target": str(target), "data": source, "split": split,
+            "epoch": ckpt["epoch"], **result}

@@ -1,0 +1,159 @@
+"""The ONNX backend against the torch backend: for every bundled spec and every registered
+preset, the emitted model passes ``onnx.checker`` (full check) and onnxruntime's output equals
+the torch module's (same weights, eval mode) within 1e-4 at batch 1 and batch 8.
+
+The weights are not the plain initialization: BatchNorm statistics come from a batch in train
+mode and the BN affines and biases are randomized, so that folding and the affine rewrite are
+exercised with non-trivial values. ImageNet presets run at their ``Preset.test_input`` size."""
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import netdsl
+from netdsl.backends.onnx_export import export
+from netdsl.backends.torch_module import NetdslModule, init_weights
+from netdsl.onnx_runtime import run, session
+from netdsl.passes import count, infer_shapes
+from netdsl.passes.rewire import copy_graph
+from netdsl.presets import presets
+
+from helpers import SPECS
+
+TOL = 1e-4
+
+# Every op kind and activation, a BN on the input (cannot fold), a conv read by its BN and an add
+# (cannot fold), ceil-mode pools, count_pad=false, a 3-way add, a (C,1,1) gate, window slices.
+ALLOPS = """
+network allops(classes=5) {
+    input(3, 17, 17)
+    bn
+    stem: conv(8, 3, stride=2, bias=true)
+    bn; relu6
+    maxpool(3, stride=2, pad=1, ceil=true)
+    a: conv(8, 3, dilation=2); bn; gelu
+    silu; hardswish; dropout(0.2); identity
+    add(a)
+    x: conv(8, 1, groups=2); bn; add(x)
+    leaky_relu(slope=0.2); elu
+    parallel(add) { branch { tanh } branch { sigmoid } branch { identity } }
+    se(reduction=2)
+    residual { conv(8, 1); sigmoid }
+    parallel(mul) { branch { relu } branch { gap } }
+    block(3, window(2), output=new) { conv(4, 3); bn; relu }
+    avgpool(3, stride=2, pad=1, count_pad=false, ceil=true)
+    flatten
+    linear(classes)
+}
+"""
+
+
+def at_input_size(graph, hw):
+    """The graph re-shaped for an input of spatial size ``hw`` (shapes re-inferred)."""
+    g = copy_graph(graph)
+    inp = g.nodes[g.graph["input"]]
+    inp["attrs"]["shape"] = (inp["attrs"]["shape"][0],) + tuple(hw)
+    g = infer_shapes.run(g).graph
+    return count.run(g).graph
+
+
+def calibrated(graph, seed=0):
+    """A torch module of ``graph`` with trained-looking, well-conditioned weights: BN running
+    statistics measured on a random batch (floored, so a dead channel does not divide by ~0),
+    BN scales in [0.2, 0.6] (residual sums stay O(1) instead of growing block after block, which
+    would make *any* float32 implementation drift from the exact result), small random biases."""
+    gen = torch.Generator().manual_seed(seed)
+    m = init_weights(NetdslModule(graph), seed)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.momentum = None  # cumulative average: one batch gives exactly its statistics
+                mod.weight.copy_(0.2 + 0.4 * torch.rand(mod.weight.shape, generator=gen))
+            for name, p in mod.named_parameters(recurse=False):
+                if name == "bias":
+                    p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+        c, h, w = graph.nodes[graph.graph["input"]]["shape"]
+        m.train()(torch.randn(4, c, h, w, generator=gen))
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_var.clamp_(min=1e-2)
+    return m.eval()
+
+
+def assert_matches_torch(graph, module=None, batches=(1, 8)):
+    """Export once, check the model, and compare onnxruntime with torch at each batch size.
+
+    Bound: 1e-4. Where it is exceeded, onnxruntime must be within 1e-4 + 2x torch float32's own
+    distance from a float64 run of the same module: a deep random network can be so
+    ill-conditioned that no float32 implementation stays within 1e-4 of another (measured, e.g.,
+    on SeqResNet-B42). The error is printed (``pytest -s``)."""
+    module = module or calibrated(graph)
+    model, report = export(graph, module)
+    onnx.checker.check_model(model, full_check=True)
+    sess = session(model.SerializeToString(), device="cpu", threads=1)
+    c, h, w = graph.nodes[graph.graph["input"]]["shape"]
+    gen = torch.Generator().manual_seed(1)
+    worst = 0.0
+    for n in batches:
+        x = torch.randn(n, c, h, w, generator=gen)
+        with torch.no_grad():
+            ref = module(x).numpy()
+        got = run(sess, x.numpy())
+        assert got.shape == ref.shape
+        err = float(np.abs(got - ref).max())
+        if err > TOL:  # then onnxruntime must be about as close to the exact result as torch is
+            ref64 = exact_output(module, x)
+            ort_err, torch_err = float(np.abs(got - ref64).max()), float(np.abs(ref - ref64).max())
+            assert ort_err <= TOL + 2 * torch_err, (
+                f"batch {n}: onnxruntime vs torch {err:.3g}; vs float64 torch: onnxruntime {ort_err:.3g}, "
+                f"torch float32 {torch_err:.3g} (output scale {np.abs(ref).max():.3g})")
+        worst = max(worst, err)
+    print(f"onnx-vs-torch {graph.graph.get('preset') or graph.graph.get('name')}: max abs error {worst:.2e}")
+    return model, report
+
+
+def exact_output(module, x):
+    """The module's output computed in float64: the reference both float32 runs are judged by."""
+    with torch.no_grad():
+        return copy.deepcopy(module).double()(x.double()).numpy()
+
+
+def _targets():
+    out = [pytest.param(str(p), id=p.stem) for p in SPECS]
+    out += [pytest.param(name, id=name) for name in sorted(presets())]
+    return out
+
+
+def graph_for_test(target):
+    """The graph a test runs: ``Preset.test_input`` for ImageNet presets, else the smallest of
+    8x8, 16x16 and 32x32 the architecture allows (the computation is the same at any size; small maps
+    keep the 40-odd comparisons fast on a shared 2-core machine), else the declared size."""
+    graph = netdsl.compile_spec(target, opt=0)
+    preset = presets().get(target)
+    if preset is not None and preset.test_input:
+        return at_input_size(graph, preset.test_input)
+    for hw in ((8, 8), (16, 16), (32, 32)):
+        try:
+            return at_input_size(graph, hw)
+        except netdsl.NetdslError:
+            continue
+    return graph
+
+
+@pytest.mark.parametrize("target", _targets())
+def test_onnxruntime_equals_torch(target):
+    assert_matches_torch(graph_for_test(target))
+
+
+def test_every_op_kind_equals_torch(write_spec):
+    graph = netdsl.compile_spec(write_spec(ALLOPS), opt=0)
+    model, report = assert_matches_torch(graph, batches=(1, 3))
+    # stem and the window units' convs fold; the input BN, 'a' and 'x' (read twice) become affines
+    assert (report.folded_bn, report.affine_bn) == (4, 3)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"Gelu", "HardSwish", "LeakyRelu", "Elu", "Clip", "Sum", "Slice", "MaxPool", "AveragePool", "Gemm"} <= ops
+    assert not ops & {"Dropout", "Identity", "BatchNormalization", "ScatterND"}

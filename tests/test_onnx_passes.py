@@ -1,0 +1,132 @@
+"""The inference rewrites (drop_inference_noops, fold_bn, bn_to_affine, share_concat_prefix):
+structure, lint, no mutation of the input graph, and unchanged values -- checked independently
+of ONNX by running a torch module of the *rewritten* graph with the rewritten weights."""
+
+import numpy as np
+import pytest
+import torch
+
+import netdsl
+from netdsl.backends.onnx_emit import concat_stats
+from netdsl.backends.onnx_export import bind_weights, inference_passes
+from netdsl.backends.torch_module import NetdslModule
+from netdsl.ir import lint
+from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
+
+from test_onnx_equivalence import ALLOPS, calibrated
+
+
+def module_of(graph):
+    """A torch module of a rewritten graph, loaded with the weights bound on its nodes."""
+    m = NetdslModule(graph)
+    state = {f"{n}.{k}": torch.from_numpy(np.asarray(v)) for n, d in graph.nodes(data=True)
+             for k, v in d.get("weights", {}).items()}
+    own = m.state_dict()
+    state = {k: v for k, v in state.items() if k in own}  # BN's num_batches_tracked is not exported
+    assert set(state) == {k for k in own if not k.endswith("num_batches_tracked")}
+    m.load_state_dict(state, strict=False)
+    return m.eval()
+
+
+@pytest.fixture
+def allops(write_spec):
+    g = netdsl.compile_spec(write_spec(ALLOPS), opt=0)
+    return g, calibrated(g)
+
+
+def test_rewritten_graph_computes_the_same_function(allops):
+    g, module = allops
+    rewritten = run_pipeline(bind_weights(g, module), inference_passes(), lint)
+    kinds = {d["kind"] for _, d in rewritten.nodes(data=True)}
+    assert not kinds & {"bn", "dropout", "identity"}
+    x = torch.randn(3, 3, 17, 17)
+    with torch.no_grad():
+        assert (module_of(rewritten)(x) - module(x)).abs().max().item() <= 1e-5
+
+
+def test_fold_only_where_the_conv_value_is_private(allops):
+    g, module = allops
+    bound = drop_inference_noops.run(bind_weights(g, module)).graph
+    out = fold_bn.run(bound).graph
+    # 'a' feeds its BN and add1; 'x' feeds its BN and add2: both keep their BN
+    assert out.nodes["a"].get("folded") is None and out.nodes["x"].get("folded") is None
+    assert out.nodes["stem"]["folded"] == ("bn2",) and out.nodes["stem"]["attrs"]["bias"] is True
+    assert out.nodes["block1.unit2.conv1"]["folded"] == ("block1.unit2.bn1",)
+    assert {"bn1", "bn3", "bn4"} <= set(out) and "bn2" not in out
+    assert out.nodes["relu61"]["inputs"] == ("stem",)
+    lint(out)
+    # the input graph is untouched
+    assert "bn2" in bound and bound.nodes["stem"]["attrs"]["bias"] is True
+    assert "folded" not in bound.nodes["stem"]
+
+
+def test_fold_arithmetic_against_torch_conv_bn():
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=True)
+    bn = torch.nn.BatchNorm2d(3, eps=1e-3)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([0.25, 4.0, 1.5]))
+        bn.weight.copy_(torch.tensor([2.0, 0.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    g = netdsl.compile_spec("t.net", opt=0, text="network t() { input(2, 5, 5)\n c: conv(3, 3, bias=true)\n b: bn(eps=0.001) }")
+    g.nodes["c"]["weights"] = {k: v.detach().numpy() for k, v in conv.state_dict().items()}
+    g.nodes["b"]["weights"] = {k: v.numpy() for k, v in bn.state_dict().items()}
+    out = fold_bn.run(g).graph
+    assert set(out) == {"input", "c"} and out.graph["output"] == "c"
+    folded = torch.nn.Conv2d(2, 3, 3, padding=1)
+    folded.load_state_dict({k: torch.from_numpy(v) for k, v in out.nodes["c"]["weights"].items()})
+    x = torch.randn(2, 2, 5, 5)
+    with torch.no_grad():
+        assert (folded(x) - bn.eval()(conv(x))).abs().max().item() <= 1e-5
+
+
+def test_bn_to_affine_keeps_the_id_and_needs_weights():
+    g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4}, opt=0)
+    with pytest.raises(netdsl.NetdslError, match="no weights bound"):
+        bn_to_affine.run(g)
+    bound = bind_weights(g, calibrated(g))
+    out = bn_to_affine.run(bound).graph
+    assert out.nodes["block1.unit1.bn1"]["kind"] == "affine" and bound.nodes["block1.unit1.bn1"]["kind"] == "bn"
+    lint(out)
+
+
+def test_drop_noops_moves_output_and_block_metadata(write_spec):
+    spec = write_spec("network t() { input(3, 8, 8)\n block(2, dense) { conv(4, 3); identity }\n dropout(0.5) }")
+    g = netdsl.compile_spec(spec, opt=0)
+    (b,) = g.graph["blocks"]
+    assert g.nodes[b.units[0].output]["kind"] == "identity"
+    out = drop_inference_noops.run(g).graph
+    lint(out)
+    (b2,) = out.graph["blocks"]
+    assert [out.nodes[u.output]["kind"] for u in b2.units] == ["conv", "conv"]
+    assert out.nodes[out.graph["output"]]["kind"] == "concat"
+    assert g.nodes[g.graph["output"]]["kind"] == "dropout"  # the input graph is untouched
+
+
+def test_dense_aggregates_grow_incrementally_and_copy_the_same_bytes():
+    g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 16, "k": 4}, opt=0)
+    out = share_concat_prefix.run(g).graph
+    lint(out)
+    assert out.nodes["block1.unit2.cat"]["inputs"] == ("stem", "block1.unit1.conv2")
+    assert [len(d["inputs"]) for n, d in out.nodes(data=True) if d["kind"] == "concat"] == [2] * 6
+    assert out.nodes["block1.cat"]["inputs"] == ("block1.unit2.cat", "block1.unit2.conv2")
+    # 3 blocks x (unit-2 aggregate 12 ch + block output 16 ch) at 32, 16, 8 px, float32
+    assert concat_stats(out) == concat_stats(g) == (6, 4 * 28 * (32 * 32 + 16 * 16 + 8 * 8))
+    x = torch.randn(2, 3, 32, 32)
+    m = calibrated(g)
+    m2 = NetdslModule(out).eval()
+    m2.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        assert torch.equal(m2(x), m(x))
+
+
+def test_path_aggregates_share_only_true_prefixes(write_spec):
+    spec = write_spec("network t() { input(3, 8, 8)\n conv(4, 3)\n block(4, rule(j == 0 or i - j == 1)) { conv(4, 3) } }")
+    g = netdsl.compile_spec(spec, opt=0)
+    out = share_concat_prefix.run(g).graph
+    lint(out)
+    # unit 3 reads (x0, x2): no earlier concat computes a prefix of it, so it stays whole
+    assert out.nodes["block1.unit3.cat"]["inputs"] == g.nodes["block1.unit3.cat"]["inputs"]
+    # the block output (x0, x1, x2, x3, x4) extends unit 2's (x0, x1)
+    assert out.nodes["block1.cat"]["inputs"][0] == "block1.unit2.cat"
+    assert len(out.nodes["block1.cat"]["inputs"]) == 4

@@ -1,0 +1,89 @@
+"""The concat plan's byte figures: a hand computation on a small dense block, zero copies in
+planned dense and window blocks, and the training model against autograd's saved tensors."""
+
+import json
+
+import pytest
+import torch
+
+from netdsl.api import build_model, compile_spec
+from netdsl.backends.torch_bench import saved_bytes
+from netdsl.cli import main
+from netdsl.ir.graph import blocks
+from netdsl.memory import memory_report
+
+from helpers import SPECS
+
+SMALL_DENSE = """
+network t(classes=2) {
+    input(4, 2, 2)
+    block(2, dense) { bn; relu; conv(2, 1) }
+    gap; flatten
+    fc: linear(classes)
+}
+"""
+CH = 2 * 2 * 4  # bytes of one channel of a 2x2 float32 map
+
+
+def test_summary_memory_matches_hand_computation(write_spec, capsys):
+    # x0 = input (4 ch), x1, x2 (2 ch each); unit 2 reads cat(x0, x1) (6 ch); output cat (8 ch).
+    assert main(["summary", str(write_spec(SMALL_DENSE)), "--json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    block = mem["blocks"]["block1"]
+    # copies: naive writes unit2.cat (6 ch) and block1.cat (8 ch); planned writes no concat but
+    # stores each feature once into the 8-channel buffer.
+    assert block["copy_naive"] == (6 + 8) * CH == 224
+    assert block["copy_planned"] == 0
+    assert block["store_planned"] == (4 + 2 + 2) * CH
+    # training, naive: bn1 saves x0 (4), relu1 its output (4; conv1 saves the same tensor),
+    # unit 2's bn1 saves the concat (6) and relu1 its output (6). Outside the block gap (a mean)
+    # saves nothing and fc its 8-float input.
+    assert block["train_naive"] == (4 + 4 + 6 + 6) * CH == 320
+    assert mem["total"]["train_naive"] == 320 + 8 * 4 == 352
+    # planned: BN+ReLU+conv chains save only their input, a view of the buffer: the buffer once.
+    assert block["train_planned"] == 8 * CH
+    assert mem["total"]["train_planned"] == 8 * CH + 8 * 4 == 160
+    # inference peak, naive: after unit2.bn1 -- x0 4 + x1 2 + cat 6 + bn 6 = 18 channels.
+    assert block["infer_naive"] == 18 * CH == 288
+    # planned: the buffer (8) + unit 2's fused BN+ReLU output (6) + its conv output before the
+    # store (2) = 16 channels.
+    assert block["infer_planned"] == 16 * CH == 256
+
+
+def test_summary_table_shows_memory(write_spec, capsys):
+    assert main(["summary", str(write_spec(SMALL_DENSE)), "--opt", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "concat copies" in out
+    row = [line for line in out.splitlines() if "block1" in line][-1]  # the memory table is last
+    assert [c.strip() for c in row.split("│")[2:4]] == ["224 B", "0 B"]  # naive, planned copies
+
+
+def test_planned_dense_and_window_blocks_copy_nothing():
+    seen = set()
+    for spec in SPECS:
+        graph = compile_spec(spec)
+        report = memory_report(graph)
+        for b in blocks(graph):
+            kind = b.pattern.split("(")[0]
+            if kind not in ("dense", "window"):
+                continue
+            seen.add(kind)
+            assert report["blocks"][b.name]["copy_planned"] == 0, b.name
+            for u in b.units:
+                read = graph.nodes[u.aggregate].get("read")
+                assert read is None or (read["strategy"] == "view" and len(read["runs"]) == 1), u.aggregate
+    assert seen == {"dense", "window"}
+
+
+@pytest.mark.parametrize("opt", [0, 1])
+def test_training_model_matches_saved_tensors(opt):
+    """The model's training figure against autograd's saved tensors (hooks, deduplicated by
+    storage). They differ only by BatchNorm's per-channel batch statistics, which the model omits."""
+    spec = next(s for s in SPECS if s.stem == "densenet_bc")
+    graph = compile_spec(spec, {"depth": 16, "k": 4})
+    model = build_model(spec, depth=16, k=4, opt=opt)
+    batch = 4
+    measured = saved_bytes(model, torch.randn(batch, 3, 32, 32))
+    predicted = memory_report(graph, batch)["total"]["train_planned" if opt else "train_naive"]
+    bn_stats = sum(2 * m.num_features * 4 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert predicted <= measured <= predicted + bn_stats

@@ -1,0 +1,191 @@
+"""Training: recipes, exact resume after Ctrl-C, checkpoints, eval, and 2-process DDP on CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from netdsl.cli import main
+from netdsl.train import TrainConfig, TrainingInterrupted, load_checkpoint, load_recipe, train
+from netdsl.train.checkpoint import CheckpointError
+from netdsl.train.evaluation import evaluate_checkpoint
+from netdsl.train.recipe import RecipeError, available
+
+# Native 8x8 grey input: digits needs no resize. BN, dropout and augmentation are all exercised.
+TINY = """
+network tiny(classes=10) {
+    input(1, 8, 8)
+    conv(6, 3); bn; relu
+    maxpool(2)
+    dropout(0.25)
+    gap
+    fc: linear(classes)
+}
+"""
+# Without batch norm, a DDP step on two halves of a batch is the single-process step on the whole.
+NO_BN = """
+network nobn(classes=10) {
+    input(1, 8, 8)
+    conv(8, 3, bias=true); relu
+    maxpool(2)
+    conv(8, 3, bias=true); relu
+    gap
+    fc: linear(classes)
+}
+"""
+
+
+def _cfg(spec, out, **kw):
+    base = dict(epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False)
+    return TrainConfig(str(spec), out=out, **{**base, **kw})
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bundled_recipes_are_the_papers():
+    assert available() == ["dense2net", "densenet", "digits", "seqconv", "sparsenet"]
+    d2 = load_recipe("dense2net")
+    assert (d2.batch_size, d2.optimizer["nesterov"], d2.schedule["kind"], d2.schedule["patience"]) == \
+        (128, False, "plateau", 10)
+    assert (d2.augment["cutout_holes"], d2.augment["cutout_size"], d2.early_stopping) == (1, 8, {"patience": 20})
+    sp = load_recipe("sparsenet")
+    assert [sp.lr_factor(e, 280) for e in (149, 150, 200, 250)] == [1.0, 0.1, 0.01, 0.002]
+    dn = load_recipe("densenet").with_overrides(epochs=8, lr=0.05)
+    assert [dn.lr_factor(e, 8) for e in range(8)] == [1.0] * 4 + [0.1] * 2 + [0.01] * 2
+    assert dn.optimizer == {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
+    assert load_recipe("seqconv").spec_params == {"dropout": 0.1}
+
+
+def test_recipe_errors_name_the_problem(tmp_path):
+    with pytest.raises(RecipeError) as e:
+        load_recipe("densnet")
+    assert "densenet" in e.value.hint
+    bad = tmp_path / "mine.json"
+    bad.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(RecipeError, match="mine.json: unknown field 'epoch'") as e:
+        load_recipe(bad)
+    assert "'epochs'" in e.value.hint
+    bad.write_text("{not json")
+    with pytest.raises(RecipeError, match="mine.json: not a JSON recipe"):
+        load_recipe(bad)
+
+
+@pytest.mark.parametrize("recipe, stop_at", [("densenet", (0, 1)), ("dense2net", (0, 2))])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(write_spec, tmp_path, recipe, stop_at):
+    """(0, 1): mid-epoch; (0, 2): after the last step of the first epoch (3 steps per epoch)."""
+    spec = write_spec(TINY)
+    whole = train(_cfg(spec, tmp_path / "whole", recipe=recipe))
+
+    def ctrl_c(epoch, step):
+        if (epoch, step) == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(_cfg(spec, tmp_path / "cut", recipe=recipe), on_step=ctrl_c)
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (ckpt["epoch"], ckpt["batch"]) == (stop_at[0], stop_at[1] + 1)
+    resumed = train(_cfg(spec, tmp_path / "cut", resume=True))
+    assert _same_state(whole["model"].state_dict(), resumed["model"].state_dict())
+    rows = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("whole", "cut")]
+    strip = [[{k: v for k, v in json.loads(r).items() if k not in ("seconds", "images_per_s")}
+              for r in text.splitlines()] for text in rows]
+    assert strip[0] == strip[1] and len(strip[0]) == 2
+    assert whole["best"] == resumed["best"]
+
+
+def test_checkpoint_layout_and_eval_reproduce_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4", "--epochs", "1",
+                 "--batch-size", "32", "--limit-train", "64", "--no-progress", "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "metrics.csv",
+                                                      "metrics.jsonl", "results.json", "run.json"]
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["spec"]["target"] == "densenet_bc100_k12"
+    assert ckpt["overrides"] == {"depth": "10", "k": "4", "classes": 10}
+    assert ckpt["data"]["input"] == [3, 32, 32] and ckpt["data"]["fit"] == "resize"
+    assert {"optimizer", "scheduler", "rng", "recipe", "netdsl_version"} <= set(ckpt)
+    import netdsl
+
+    model = netdsl.build_model("densenet_bc100_k12", depth=10, k=4)
+    model.load_state_dict(ckpt["model"])  # what the ONNX and viz commands read
+    results = json.loads((out / "results.json").read_text())
+    again = evaluate_checkpoint(out / "best.pt")
+    assert again["top1"] == pytest.approx(results["best"]["top1"], abs=1e-9)
+    assert again["loss"] == pytest.approx(results["best"]["loss"], rel=1e-5)
+    assert again["images"] == 359 and "top5" in again
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(out / "best.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == again["top1"]
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s"
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path, capsys):
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 truncated")
+    for name, message in (("foreign.pt", "not a netdsl checkpoint"), ("cut.pt", "not a readable checkpoint"),
+                          ("absent.pt", "no such checkpoint file")):
+        with pytest.raises(CheckpointError, match=f"{name}: {message}"):
+            load_checkpoint(tmp_path / name)
+        assert main(["eval", "--weights", str(tmp_path / name)]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    assert main(["train", "densenet_bc100_k12", "--resume", "--out", str(tmp_path)]) == 2
+    assert "last.pt: no such checkpoint file" in capsys.readouterr().err
+
+
+def test_refusing_a_mismatched_input(tmp_path, capsys):
+    code = main(["train", "densenet_bc100_k12", "--set", "depth=10", "--fit", "refuse", "--out", str(tmp_path)])
+    assert code == 2
+    assert "digits: the data's images are 1x8x8 but the network's input is 3x32x32" in capsys.readouterr().err
+
+
+DDP_SCRIPT = """
+import os, sys, torch
+from netdsl.train import TrainConfig, train
+spec, out = sys.argv[1], sys.argv[2]
+r = train(TrainConfig(spec, out=out, epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False))
+torch.save(r["model"].state_dict(), os.path.join(out, "rank%s.pt" % os.environ["RANK"]))
+"""
+
+
+def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_spec, tmp_path):
+    spec = write_spec(NO_BN)
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(spec), str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert _same_state(rank0, rank1)  # both processes hold the same network
+    assert _same_state(rank0, load_checkpoint(out / "last.pt")["model"])
+    single = train(_cfg(spec, tmp_path / "single"))["model"].state_dict()
+    for k in single:  # gradients averaged over 2 x 16 images == the gradient of 32 (float rounding only)
+        torch.testing.assert_close(rank0[k], single[k], rtol=1e-5, atol=1e-6)
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_curves_on_demand_from_the_metrics(tmp_path, capsys):
+    rows = [{"epoch": e, "lr": 0.1, "train_loss": 1.0 / e, "train_acc": 50.0 + e, "val_loss": 1.5 / e,
+             "val_acc": 40.0 + e, "seconds": 1.0, "images_per_s": 10.0} for e in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["eval", "--curves", str(tmp_path)]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["eval", "--curves", str(tmp_path / "absent")]) == 2
+    assert "metrics.jsonl: no metrics file" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path):
+    spec = write_spec(TINY)
+    train(_cfg(spec, tmp_path, recipe="densenet"))  # 2 epochs: lr 0.1, then /10 at epoch 1
+    train(_cfg(spec, tmp_path, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
+    lrs = [json.loads(r)["lr"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001])
