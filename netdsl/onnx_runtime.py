@@ -35,7 +35,7 @@ def _ort():
         import onnxruntime
     except ImportError:
         raise NetdslError("onnxruntime is not installed", None,
-                          "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)") from None
+                          "pip install 'netdsl[cpu]' (onnxruntime) or 'netdsl[gpu]' (onnxruntime-gpu)") from None
     return onnxruntime
 
 

@@ -110,3 +110,19 @@ def test_custom_rule_spec_forward_matches_hand_model(write_spec):
         feats.append(conv(torch.cat([feats[j] for j in reads], 1)))
     with torch.no_grad():
         assert torch.allclose(m(x), torch.cat(feats, 1), atol=1e-6)
+
+
+def test_block_reading_the_network_input_planned_equals_naive(write_spec):
+    """The planned executor stores the network input itself into the block's buffer."""
+    p = write_spec("network t() { input(2, 4, 4); block(4, rule(j == 0 or i - j == 2)) { bn; relu; conv(2, 1) } }")
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    grads = []
+    for opt in (0, 1):
+        m = netdsl.build_model(p, opt=opt, seed=2).double().train()
+        xi = x.clone().requires_grad_(True)
+        y = m(xi)
+        y.square().sum().backward()
+        grads.append((y.detach(), xi.grad, [q.grad for q in m.parameters()]))
+    (y0, gx0, gp0), (y1, gx1, gp1) = grads
+    assert torch.allclose(y0, y1) and torch.allclose(gx0, gx1)
+    assert all(torch.allclose(a, b) for a, b in zip(gp0, gp1))

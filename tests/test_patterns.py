@@ -90,7 +90,7 @@ def test_ir_window_slides_over_input_groups(write_spec):
 
 def test_ir_window_input_not_multiple_is_error(write_spec):
     p = write_spec("network t() { input(6, 4, 4); block(3, window(2)) { conv(4, 1) } }")
-    with pytest.raises(SpecValueError, match="groups of the unit width 4"):
+    with pytest.raises(SpecValueError, match="split their input into groups of 4 channels, but the input has 6"):
         netdsl.compile_spec(p)
 
 

@@ -48,17 +48,24 @@ def stateful_modules(graph: nx.DiGraph, order: list[str]) -> dict[str, nn.Module
     return mods
 
 
+def setup_module(module: nn.Module, graph: nx.DiGraph):
+    """Give ``module`` the spec's submodules (named by node id) and return the schedule and modules;
+    shared by the naive and planned executors so their state_dicts are interchangeable."""
+    order, last_use = schedule(graph)
+    module.spec_name = graph.graph.get("name", "net")
+    module.input_shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
+    mods = stateful_modules(graph, order)
+    for n, m in mods.items():
+        _attach(module, n, m)
+    return order, last_use, mods
+
+
 class NetdslModule(nn.Module):
     """The network of a compiled spec. ``forward(x)`` takes ``(N, C, H, W)``."""
 
     def __init__(self, graph: nx.DiGraph):
         super().__init__()
-        order, last_use = schedule(graph)
-        self.spec_name = graph.graph.get("name", "net")
-        self.input_shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
-        mods = stateful_modules(graph, order)
-        for n, m in mods.items():
-            _attach(self, n, m)
+        order, last_use, mods = setup_module(self, graph)
         index = {n: k for k, n in enumerate(order)}
         steps = []
         for k, n in enumerate(order):

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..passes.plan_concat import segments
-from .torch_module import _attach, schedule, stateful_modules
+from .torch_module import setup_module
 from .torch_ops import ACT_FUNCS, stateless_fn
 
 # Activations with an in-place form, used on fresh single-consumer tensors in inference.
@@ -325,12 +325,7 @@ class PlannedModule(nn.Module):
         if not graph.graph.get("planned"):
             raise ValueError("PlannedModule needs a graph planned by plan_concat (compile_spec(..., opt=1))")
         self.memory_format = memory_format
-        order, last_use = schedule(graph)
-        self.spec_name = graph.graph.get("name", "net")
-        self.input_shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
-        mods = stateful_modules(graph, order)
-        for n, m in mods.items():
-            _attach(self, n, m)
+        order, last_use, mods = setup_module(self, graph)
         self._mods = mods
         self._build(graph, order, last_use)
 
@@ -394,9 +389,10 @@ class PlannedModule(nn.Module):
         self._n = len(order) + len(buffers)
         for k, n in enumerate(order):
             d = nodes[n]
-            if d["kind"] == "input" or n in alias or d.get("elided"):
+            if (d["kind"] == "input" and not d.get("stores")) or n in alias or d.get("elided"):
                 continue
-            ins = tuple(slot[i] for i in d["inputs"])
+            # A block that starts at the network input stores the input itself into its buffer.
+            ins = (slot[n],) if d["kind"] == "input" else tuple(slot[i] for i in d["inputs"])
             out = k
             step = _Step(out=out, ins=ins, kind="op", node=n)
             if n in seg_head:
@@ -428,7 +424,7 @@ class PlannedModule(nn.Module):
                 step.fn = self._mods[n]
                 step.passthrough = True
             else:
-                step.fn = self._mods.get(n) or stateless_fn(d["kind"], d["attrs"])
+                step.fn = self._mods.get(n) or stateless_fn("identity" if d["kind"] == "input" else d["kind"], d["attrs"])
                 if d["kind"] == "act":
                     src = d["inputs"][0]
                     sd = nodes[src]
