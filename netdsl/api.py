@@ -6,21 +6,18 @@ from pathlib import Path
 
 import networkx as nx
 
+from .errors import SpecValueError
 from .frontend import Limits, lower_spec
 from .ir import lint
-from .passes import Pass, default_passes, run_pipeline
+from .passes import Pass, default_passes, plan_concat, run_pipeline
 from .presets import resolve
 
-# Optimization levels: 0 = naive (a concat per unit); higher levels add the planning passes.
-OPT_PASSES: dict[int, list[Pass]] = {0: []}
+# Optimization levels: 0 = naive (a concat per unit); 1 adds the concat-placement plan.
+OPT_PASSES: dict[int, list[Pass]] = {0: [], 1: [Pass("plan_concat", plan_concat.run)]}
 DEFAULT_OPT = 1
 
 
 def _opt_passes(opt: int) -> list[Pass]:
-    from .errors import SpecValueError
-    from .passes import plan_concat
-
-    OPT_PASSES.setdefault(1, [Pass("plan_concat", plan_concat.run)])
     if opt not in OPT_PASSES:
         raise SpecValueError(f"unknown optimization level {opt!r}", None,
                              "levels: " + ", ".join(map(str, sorted(OPT_PASSES))) + " (0 = naive reference)")

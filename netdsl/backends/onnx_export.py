@@ -21,6 +21,7 @@ from ..passes import bn_to_affine, drop_inference_noops, fold_bn, share_concat_p
 from ..passes.rewire import copy_graph
 from .onnx_emit import concat_stats, emit_onnx
 from .torch_module import NetdslModule, init_weights
+from .torch_weights import read_state_dict
 
 
 def inference_passes() -> list[Pass]:
@@ -35,24 +36,6 @@ class UntrainedWarning(UserWarning):
     """The exported graph carries the torch backend's initialization, not trained weights."""
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A state_dict from ``torch.save``: a raw state_dict, or a training checkpoint with the
-    state_dict under ``"model"``. Loaded with ``weights_only=True`` (no pickled code runs)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise NetdslError(f"weights file '{path}' not found") from None
-    except Exception as err:  # torch raises many types for a corrupt or non-torch file
-        raise NetdslError(f"cannot read weights from '{path}': {str(err).splitlines()[0]}", None,
-                          "give a file written by torch.save(model.state_dict(), path)") from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
-        obj = obj["model"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise NetdslError(f"'{path}' holds no state_dict", None,
-                          "expected a state_dict or a checkpoint dict with the state_dict under 'model'")
-    return dict(obj)
-
-
 def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -> tuple[nn.Module, str]:
     """The torch module whose weights are exported, and a description of where they came from.
     ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path."""
@@ -65,7 +48,7 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
         return init_weights(module, seed), f"untrained initialization, seed {seed}"
     origin = "state_dict"
     if isinstance(weights, (str, Path)):
-        origin, weights = str(weights), load_checkpoint(weights)
+        origin, weights = str(weights), read_state_dict(weights)
     missing, unexpected = _key_mismatch(module, weights)
     if missing or unexpected:
         raise NetdslError(

@@ -97,6 +97,7 @@ class Lowerer:
         self.graph.graph["warnings"] = []  # SpecWarning: legal but suspicious, shown by the CLI
         self.state = _State()
         self.scope: Scope | None = None
+        self._created: list[str] = []  # node ids in creation order, so a unit can tag its own nodes
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
 
     # ---- name resolution for the evaluator
@@ -166,6 +167,7 @@ class Lowerer:
         if node_id in self.graph:
             raise SpecNameError(f"the name '{node_id}' is used twice", span)
         add_op(self.graph, node_id, kind, inputs, attrs, span=span, shape=shape, **extra)
+        self._created.append(node_id)
         return node_id
 
     # ---- statements
@@ -644,6 +646,7 @@ class Lowerer:
                 raise SpecValueError(f"unit {i} of the block reads no feature", psp,
                                      "a rule must select at least one j in 0..i-1 for every unit i")
             prefix = bscope.id(f"unit{i}")
+            start = len(self._created)
             agg = self._gather([feats[j] for j in reads], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
@@ -654,9 +657,7 @@ class Lowerer:
                     f"in an add block every unit must keep the shape: unit {i} maps "
                     f"{fmt_shape(self.shape(agg))} to {fmt_shape(self.shape(out))}", stmt.span)
             feats[i] = (out, None, None)
-            for node in self._nodes_under(prefix):
-                self.graph.nodes[node].setdefault("block", bscope.path)
-                self.graph.nodes[node].setdefault("unit", i)
+            self._tag_unit(start, prefix, bscope.path, i)
             unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
         # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.).
         sel = {"all": range(first, units + 1), "new": range(1, units + 1), "last": range(units, units + 1),
@@ -678,9 +679,14 @@ class Lowerer:
                 "read, so every unit reads all its predecessors (the block is dense)", span,
                 f"far and near are each at most {features} here; write 'dense' if dense is meant"))
 
-    def _nodes_under(self, prefix: str):
+    def _tag_unit(self, start: int, prefix: str, block: str, unit: int) -> None:
+        """Mark the nodes of unit ``prefix`` (all created since ``start``) with their block and unit,
+        keeping an inner block's own marks. Linear in the unit's size, not the graph's."""
         dot = prefix + "."
-        return [n for n in self.graph.nodes if n.startswith(dot)]
+        for node in self._created[start:]:
+            if node.startswith(dot):
+                self.graph.nodes[node].setdefault("block", block)
+                self.graph.nodes[node].setdefault("unit", unit)
 
     def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
         s = pattern.scale
@@ -719,6 +725,7 @@ class Lowerer:
         for i in range(2, s + 1):
             prefix = bscope.id(f"unit{i}")
             bscope.used.add(f"unit{i}")
+            start = len(self._created)
             if hierarchical and i > 2:
                 agg = self.add(f"{prefix}.sum", "add", (xs[i], ys[i - 1]), {}, stmt.span, role="aggregate")
                 reads = (i - s, i - 1)
@@ -727,9 +734,7 @@ class Lowerer:
             uscope = Scope(prefix, agg)
             self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
             ys[i] = uscope.current
-            for node in self._nodes_under(prefix):
-                self.graph.nodes[node].setdefault("block", bscope.path)
-                self.graph.nodes[node].setdefault("unit", i)
+            self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
         out = self.add(bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span,
                        role="block_output")

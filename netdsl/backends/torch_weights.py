@@ -1,0 +1,31 @@
+"""Reading weights saved with ``torch.save``: the one loader behind ``compile --weights`` and
+``viz --weights``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..errors import NetdslError
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a file: a raw state_dict, or a training checkpoint holding it under
+    ``"model"``. Loaded with ``weights_only=True``, so a checkpoint can never run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetdslError(f"no checkpoint file '{path}': not found", None)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors for a foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NetdslError(f"cannot read weights from '{path}': {first}", None,
+                          "give a file written by torch.save(model.state_dict(), path)") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise NetdslError(f"'{path}' holds no state_dict", None,
+                          "expected a state_dict or a checkpoint dict with the state_dict under 'model'")
+    return dict(obj)
