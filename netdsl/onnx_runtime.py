@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,10 @@ def session(model: str | Path | bytes, device: str = "auto", threads: int | None
         previous = ort.get_default_logger_severity() if hasattr(ort, "get_default_logger_severity") else 2
         ort.set_default_logger_severity(4)
         try:
-            with _quiet_stderr():
+            # onnxruntime reports a provider it cannot use both on fd 2 (C++ logger) and as a
+            # Python UserWarning; the fallback below is the answer to either.
+            with _quiet_stderr(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
                 sess = _load(model, so, [CUDA, CPU])
         finally:
             ort.set_default_logger_severity(previous)

@@ -65,15 +65,26 @@ def summary_dict(graph: nx.DiGraph) -> dict:
         "flops": graph.graph["total_flops"],
         "flops_convention": "multiply-accumulates (1 MAC = 1 FLOP, as the seed papers count)",
         "connections": sum(b.connection_count for b in bl),
+        "channels_read": sum(channels_read(graph, b) for b in bl),
         "blocks": [
             {"name": b.name, "pattern": b.pattern, "kind": b.kind, "output": b.output_mode,
              "units": len(b.units), "connections": b.connection_count,
+             "channels_read": channels_read(graph, b),
              "out_shape": list(graph.nodes[b.output]["shape"])}
             for b in bl
         ],
         "layers": [asdict(r) for r in rows(graph)],
         "memory": memory(graph),
     }
+
+
+def channels_read(graph: nx.DiGraph, block) -> int:
+    """Channels the block's units read, summed over units: the width of every feature in every
+    connection set. A unit's parameters grow with it (each channel read costs its first BN and
+    conv one more input channel), so two connection patterns cost the same exactly when they read
+    as many channels -- which is what the SparseNet far/near study turns on (docs/zoo.md)."""
+    width = {f.index: f.channels(graph) for f in block.features}
+    return sum(width[j] for u in block.units for j in u.reads)
 
 
 def memory(graph: nx.DiGraph) -> dict:

@@ -4,9 +4,8 @@ the torch module's (same weights, eval mode) within 1e-4 at batch 1 and batch 8.
 
 The weights are not the plain initialization: BatchNorm statistics come from a batch in train
 mode and the BN affines and biases are randomized, so that folding and the affine rewrite are
-exercised with non-trivial values. ImageNet presets run at their ``Preset.test_input`` size."""
-
-import copy
+exercised with non-trivial values, and chosen so that the networks are well-conditioned (see
+``calibrated``): the bound is a plain 1e-4, with no allowance for float32 drift. ImageNet presets run at their ``Preset.test_input`` size."""
 
 import numpy as np
 import onnx
@@ -61,23 +60,34 @@ def at_input_size(graph, hw):
     return count.run(g).graph
 
 
-def calibrated(graph, seed=0):
-    """A torch module of ``graph`` with trained-looking, well-conditioned weights: BN running
-    statistics measured on a random batch (floored, so a dead channel does not divide by ~0),
-    BN scales in [0.2, 0.6] (residual sums stay O(1) instead of growing block after block, which
-    would make *any* float32 implementation drift from the exact result), small random biases."""
+def calibrated(graph, seed=0, batch=64):
+    """A torch module of ``graph`` with trained-looking, well-conditioned weights.
+
+    - BN running statistics are measured on a random batch of 64 (floored, so a dead channel does
+      not divide by ~0). Fewer samples leave channels whose variance is underestimated, and eval
+      mode then multiplies every later error by their 1/sigma.
+    - BN scales gamma in [0.2, 0.6] and shifts beta = gamma * U(0.5, 1.5), so a following ReLU clips
+      7-31% of a channel instead of half. Why: through BN-ReLU-conv with calibrated statistics a
+      small perturbation grows by E[relu'^2] / Var(relu(u)) = pi / (pi - 1) in variance per layer
+      when beta = 0 (Yang et al., "A Mean Field Theory of Batch Normalization", 2019), i.e. 1.21x
+      per layer in norm: after the ~100 layers of SeqResNet-B42, float32 rounding alone (1e-7)
+      reaches 0.1, and no two float32 implementations agree to 1e-4 however correct both are.
+      With beta = gamma the factor is 1.06x; measured, torch float32 is then within 2e-5 of
+      float64 on every preset.
+    - Small random biases elsewhere, so every parameter reaches the output."""
     gen = torch.Generator().manual_seed(seed)
     m = init_weights(NetdslModule(graph), seed)
     with torch.no_grad():
         for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.momentum = None  # cumulative average: one batch gives exactly its statistics
-                mod.weight.copy_(0.2 + 0.4 * torch.rand(mod.weight.shape, generator=gen))
             for name, p in mod.named_parameters(recurse=False):
                 if name == "bias":
                     p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.momentum = None  # cumulative average: one batch gives exactly its statistics
+                mod.weight.copy_(0.2 + 0.4 * torch.rand(mod.weight.shape, generator=gen))
+                mod.bias.copy_(mod.weight * (0.5 + torch.rand(mod.weight.shape, generator=gen)))
         c, h, w = graph.nodes[graph.graph["input"]]["shape"]
-        m.train()(torch.randn(4, c, h, w, generator=gen))
+        m.train()(torch.randn(batch, c, h, w, generator=gen))
         for mod in m.modules():
             if isinstance(mod, nn.BatchNorm2d):
                 mod.running_var.clamp_(min=1e-2)
@@ -85,12 +95,10 @@ def calibrated(graph, seed=0):
 
 
 def assert_matches_torch(graph, module=None, batches=(1, 8)):
-    """Export once, check the model, and compare onnxruntime with torch at each batch size.
-
-    Bound: 1e-4. Where it is exceeded, onnxruntime must be within 1e-4 + 2x torch float32's own
-    distance from a float64 run of the same module: a deep random network can be so
-    ill-conditioned that no float32 implementation stays within 1e-4 of another (measured, e.g.,
-    on SeqResNet-B42). The error is printed (``pytest -s``)."""
+    """Export once, check the model, and compare onnxruntime with torch at each batch size:
+    every output within 1e-4 absolute. At batch > 1 the outputs must also differ between samples
+    by more than 100x the bound, so the comparison cannot pass on weights that make the network
+    ignore its input. The error is printed (``pytest -s``)."""
     module = module or calibrated(graph)
     model, report = export(graph, module)
     onnx.checker.check_model(model, full_check=True)
@@ -105,21 +113,13 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
         got = run(sess, x.numpy())
         assert got.shape == ref.shape
         err = float(np.abs(got - ref).max())
-        if err > TOL:  # then onnxruntime must be about as close to the exact result as torch is
-            ref64 = exact_output(module, x)
-            ort_err, torch_err = float(np.abs(got - ref64).max()), float(np.abs(ref - ref64).max())
-            assert ort_err <= TOL + 2 * torch_err, (
-                f"batch {n}: onnxruntime vs torch {err:.3g}; vs float64 torch: onnxruntime {ort_err:.3g}, "
-                f"torch float32 {torch_err:.3g} (output scale {np.abs(ref).max():.3g})")
+        assert err <= TOL, f"batch {n}: onnxruntime vs torch {err:.3g} (output scale {np.abs(ref).max():.3g})"
+        if n > 1:
+            spread = float(np.abs(ref - ref.mean(axis=0)).max())
+            assert spread > 100 * TOL, f"batch {n}: outputs barely depend on the input (spread {spread:.3g})"
         worst = max(worst, err)
     print(f"onnx-vs-torch {graph.graph.get('preset') or graph.graph.get('name')}: max abs error {worst:.2e}")
     return model, report
-
-
-def exact_output(module, x):
-    """The module's output computed in float64: the reference both float32 runs are judged by."""
-    with torch.no_grad():
-        return copy.deepcopy(module).double()(x.double()).numpy()
 
 
 def _targets():
@@ -156,4 +156,12 @@ def test_every_op_kind_equals_torch(write_spec):
     assert (report.folded_bn, report.affine_bn) == (4, 3)
     ops = {n.op_type for n in model.graph.node}
     assert {"Gelu", "HardSwish", "LeakyRelu", "Elu", "Clip", "Sum", "Slice", "MaxPool", "AveragePool", "Gemm"} <= ops
-    assert not ops & {"Dropout", "Identity", "BatchNormalization", "ScatterND"}
+    assert not ops & {"Dropout", "Identity", "ScatterND"}
+    # The only BatchNormalization nodes are the affines: statistics (0, 1) and epsilon 0, i.e.
+    # exactly weight * x + bias; every real BN was folded or rewritten.
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    bns = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) == report.affine_bn
+    for n in bns:
+        assert not inits[n.input[3]].any() and (inits[n.input[4]] == 1).all()
+        assert onnx.helper.get_attribute_value(n.attribute[0]) == 0.0

@@ -36,8 +36,8 @@ def run(args) -> int:
     console = Console()
     console.print(table)
     for b in data["blocks"]:
-        console.print(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections, "
-                      f"output {b['output']} -> {'x'.join(map(str, b['out_shape']))}")
+        console.print(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
+                      f"reading {b['channels_read']:,} channels, output {b['output']} -> {'x'.join(map(str, b['out_shape']))}", soft_wrap=True)
     console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
                   "1 multiply-accumulate = 1 FLOP)")
     # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.

@@ -20,6 +20,12 @@ class Feature:
     start: int | None = None
     stop: int | None = None
 
+    def channels(self, graph) -> int:
+        """How many channels the feature is: its range, or its node's whole width."""
+        if self.start is not None:
+            return self.stop - self.start
+        return graph.nodes[self.node]["shape"][0]
+
 
 @dataclass(frozen=True, slots=True)
 class UnitInfo:

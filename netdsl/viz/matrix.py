@@ -84,7 +84,7 @@ def feature_slices(graph: nx.DiGraph, block: BlockInfo, reads: Sequence[int]) ->
     out, start = {}, 0
     for j in reads:
         f = next(f for f in block.features if f.index == j)
-        width = (f.stop - f.start) if f.start is not None else graph.nodes[f.node]["shape"][0]
+        width = f.channels(graph)
         out[j] = (start, start + width)
         start += width
     return out
