@@ -53,7 +53,13 @@ def rows(graph: nx.DiGraph) -> list[Row]:
 
 def summary_dict(graph: nx.DiGraph) -> dict:
     """Everything ``netdsl summary --json`` prints."""
-    bl = blocks(graph)
+    block_rows = [
+        {"name": b.name, "pattern": b.pattern, "kind": b.kind, "output": b.output_mode,
+         "units": len(b.units), "connections": b.connection_count,
+         "channels_read": channels_read(graph, b),
+         "out_shape": list(graph.nodes[b.output]["shape"])}
+        for b in blocks(graph)
+    ]
     return {
         "name": graph.graph["name"],
         "preset": graph.graph.get("preset"),
@@ -64,15 +70,9 @@ def summary_dict(graph: nx.DiGraph) -> dict:
         "params": graph.graph["total_params"],
         "flops": graph.graph["total_flops"],
         "flops_convention": "multiply-accumulates (1 MAC = 1 FLOP, as the seed papers count)",
-        "connections": sum(b.connection_count for b in bl),
-        "channels_read": sum(channels_read(graph, b) for b in bl),
-        "blocks": [
-            {"name": b.name, "pattern": b.pattern, "kind": b.kind, "output": b.output_mode,
-             "units": len(b.units), "connections": b.connection_count,
-             "channels_read": channels_read(graph, b),
-             "out_shape": list(graph.nodes[b.output]["shape"])}
-            for b in bl
-        ],
+        "connections": sum(b["connections"] for b in block_rows),
+        "channels_read": sum(b["channels_read"] for b in block_rows),
+        "blocks": block_rows,
         "layers": [asdict(r) for r in rows(graph)],
         "memory": memory(graph),
     }

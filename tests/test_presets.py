@@ -13,7 +13,7 @@ import torch
 
 import netdsl
 from netdsl.presets import get, presets
-from netdsl.summary import summary_dict
+from netdsl.summary import channels_read
 
 # (parameters, multiply-accumulates at the paper's resolution), as `netdsl summary NAME --json` gives.
 COUNTS = {
@@ -189,7 +189,8 @@ def test_fig10_study_is_five_overrides_of_one_spec():
     assert last[(7, 7)] == tuple(range(-15, -6)) + tuple(range(9, 16))
     # ... but every unit reads 2k + 14k channels once saturated, so the parameter counts agree.
     assert {g.graph["total_params"] for g in graphs.values()} == {COUNTS["sparsenet_v1"][0]}
-    k, reads = get("sparsenet_v1").values["k"], {summary_dict(g)["channels_read"] for g in graphs.values()}
+    k = get("sparsenet_v1").values["k"]
+    reads = {sum(channels_read(g, b) for b in g.graph["blocks"]) for g in graphs.values()}
     assert reads == {k * sum(len(u.reads) for b in graphs[(7, 7)].graph["blocks"] for u in b.units)}
 
 

@@ -140,7 +140,7 @@ def _layout(graph: nx.DiGraph, b: BlockInfo) -> tuple[dict[int, tuple[int, int]]
         writes.append((b.input, 0, c0))
         offset = c0
     for f in feats:
-        c = graph.nodes[f.node]["shape"][0]
+        c = f.channels(graph)
         ranges[f.index] = (offset, offset + c)
         writes.append((f.node, offset, offset + c))
         offset += c

@@ -225,19 +225,12 @@ class _Builder:
         last_of: dict[str, str] = {}
         for g in order:
             last_of[into.get(g, g)] = g
-        for op, g in list(self.group.items()):
-            self.group[op] = into.get(g, g)
-        for g, head in into.items():
+        for g in into:
             del self.nodes[g]
         for head, last in last_of.items():
             if head != last and head in self.nodes:
                 self.nodes[head].label = f"{head} .. {last}"
-        edges: dict[tuple[str, str, str], int] = {}
-        for (s, d, k), c in self.edges.items():
-            s, d = into.get(s, s), into.get(d, d)
-            if s != d:
-                edges[(s, d, k)] = edges.get((s, d, k), 0) + c
-        self.edges = edges
+        self._redirect(into)
 
     def label_plain(self) -> None:
         ops_in_group: dict[str, list[str]] = {}
@@ -281,18 +274,21 @@ class _Builder:
     def _merge(self, ids: list[str], into: VizNode) -> None:
         """Replace ``ids`` by one node; their edges become bundles counting what they stand for."""
         self.nodes[into.id] = into
-        remap = dict.fromkeys(ids, into.id)
-        for s in remap:
+        for s in ids:
             del self.nodes[s]
+        self._redirect(dict.fromkeys(ids, into.id))
+
+    def _redirect(self, remap: dict[str, str]) -> None:
+        """Point the ops and edges of the groups in ``remap`` at the groups they merged into: edges
+        that end up inside one group vanish, parallel ones add up their counts."""
+        for op, g in self.group.items():
+            self.group[op] = remap.get(g, g)
         edges: dict[tuple[str, str, str], int] = {}
         for (s, d, k), c in self.edges.items():
             s, d = remap.get(s, s), remap.get(d, d)
             if s != d:
                 edges[(s, d, k)] = edges.get((s, d, k), 0) + c
         self.edges = edges
-        for op, g in self.group.items():
-            if g in remap:
-                self.group[op] = into.id
 
 
 def _topo_groups(graph: nx.DiGraph, group: dict[str, str]) -> list[str]:
