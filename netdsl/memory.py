@@ -28,12 +28,10 @@ from math import prod
 import networkx as nx
 
 from .ir.graph import blocks, topo_nodes
+from .ops import ACTIVATIONS, bn_fold_source, get
 from .passes.plan_concat import segments
 
 DTYPE_BYTES = 4
-_VIEWS = ("slice", "flatten", "identity")
-_SAVES_INPUT = ("conv", "bn", "affine", "linear", "avgpool", "maxpool", "se")  # gap is a mean: saves nothing
-_SAVES_OUTPUT_ACT = ("relu", "sigmoid", "tanh", "elu")
 FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive",
           "infer_planned")
 
@@ -42,32 +40,28 @@ def nbytes(graph: nx.DiGraph, node: str) -> int:
     return prod(graph.nodes[node]["shape"]) * DTYPE_BYTES
 
 
-def _block_of(names: list[str]):
-    ordered = sorted(names, key=len, reverse=True)
-
-    def find(node: str) -> str | None:
-        for b in ordered:
-            if node.startswith(b + "."):
-                return b
-        return None
-
-    return find
+def _block(graph: nx.DiGraph, node: str) -> str | None:
+    """The innermost block the node lies in (its ``block`` attribute), None outside blocks."""
+    return graph.nodes[node].get("block")
 
 
 def _saved(graph: nx.DiGraph, n: str) -> list[tuple[str, int]]:
-    """(node whose value is saved, bytes) for op ``n`` in the naive module; extra = non-value bytes."""
+    """(node whose value is saved, extra bytes) for op ``n`` in the naive module, from the registry's
+    ``saves`` (extra: bytes that are not a node's value, e.g. max-pool indices, dropout masks)."""
     d = graph.nodes[n]
-    k, ins = d["kind"], d["inputs"]
-    if k in _SAVES_INPUT:
-        out = [(ins[0], 0)]
-        if k == "maxpool":
-            out.append((n + "#indices", 2 * nbytes(graph, n)))
-        return out
-    if k == "act":
-        return [(n, 0)] if d["attrs"]["fn"] in _SAVES_OUTPUT_ACT else [(ins[0], 0)]
-    if k == "mul":
+    ins = d["inputs"]
+    saves = get(d["kind"]).saves
+    if saves == "act":
+        saves = "output" if ACTIVATIONS[d["attrs"]["fn"]].saves_output else "input"
+    if saves == "input":
+        return [(ins[0], 0)]
+    if saves == "input+indices":
+        return [(ins[0], 0), (n + "#indices", 2 * nbytes(graph, n))]
+    if saves == "output":
+        return [(n, 0)]
+    if saves == "inputs":
         return [(i, 0) for i in ins]
-    if k == "dropout":
+    if saves == "mask":
         return [(n + "#mask", nbytes(graph, n) // DTYPE_BYTES)]
     return []
 
@@ -85,7 +79,7 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
             size[buf] = prod(graph.graph["buffers"][buf]["shape"]) * DTYPE_BYTES
         elif read and read["strategy"] == "view":
             root[n] = read["buffer"]
-        elif d["kind"] in _VIEWS:
+        elif get(d["kind"]).view:
             root[n] = root[d["inputs"][0]]
         else:
             root[n] = n
@@ -96,7 +90,6 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
 def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
     attributed to the block of the op that first saves it (a buffer: to its own block)."""
-    find = _block_of([b.name for b in blocks(graph)])
     root, size = _roots(graph, planned)
     chains = segments(graph) if planned else {}
     in_chain = {c for chain in chains.values() for c in chain}
@@ -115,19 +108,18 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
             if key in seen:
                 continue
             seen.add(key)
-            block = buffers[key]["block"] if key in buffers else find(n)
+            block = buffers[key]["block"] if key in buffers else _block(graph, n)
             out[block] = out.get(block, 0) + (extra or size[key])
     return out
 
 
 def concat_copies(graph: nx.DiGraph) -> tuple[dict, dict, dict]:
     """Per block: naive concat bytes, planned concat bytes, planned store bytes."""
-    find = _block_of([b.name for b in blocks(graph)])
     naive: dict = {}
     planned: dict = {}
     stored: dict = {}
     for n, d in graph.nodes(data=True):
-        b = find(n)
+        b = _block(graph, n)
         if d["kind"] == "concat":
             naive[b] = naive.get(b, 0) + nbytes(graph, n)
             read = d.get("read")
@@ -142,7 +134,6 @@ def concat_copies(graph: nx.DiGraph) -> tuple[dict, dict, dict]:
 
 def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Peak live bytes per block (the peak while that block's ops run) and overall under ``"*"``."""
-    find = _block_of([b.name for b in blocks(graph)])
     order = topo_nodes(graph)
     root, size = _roots(graph, planned)
     heads = segments(graph) if planned else {}
@@ -174,7 +165,7 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
         if key not in live and not (planned and _folded_or_inplace(graph, value, alias, heads)):
             live[key] = size.get(key, 0)
         now = sum(live.values()) + transient
-        b = find(n)
+        b = _block(graph, n)
         peaks[b] = max(peaks.get(b, 0), now)
         peaks["*"] = max(peaks.get("*", 0), now)
         for key2 in [r for r, at in last.items() if at == pos[n]]:
@@ -183,18 +174,19 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
 
 
 def _folded_or_inplace(graph, n, alias, heads) -> bool:
-    """Planned eval: a BN folded into the conv before it, or an activation run in place on a
-    fresh single-consumer value, allocates nothing (its value takes the input's storage)."""
+    """Planned eval: a BN folded into the conv before it (the registry's fold decision), or an
+    activation with an in-place form run on a fresh single-consumer value, allocates nothing
+    (its value takes the input's storage)."""
     d = graph.nodes[n]
     if d["kind"] not in ("bn", "act") or n in heads or n in alias:
         return False
+    if d["kind"] == "bn":
+        return bn_fold_source(graph, n) is not None
     src = d["inputs"][0]
     sd = graph.nodes[src]
     single = list(graph.successors(src)) == [n] and not sd.get("stores") and src != graph.graph["output"]
-    if d["kind"] == "bn":
-        return sd["kind"] == "conv" and single
-    return sd["kind"] in ("conv", "bn", "affine", "add", "linear") and single and d["attrs"]["fn"] != "gelu" \
-        and d["attrs"]["fn"] != "leaky_relu"
+    fresh = sd["kind"] in ("conv", "bn", "affine", "add", "linear")
+    return fresh and single and get("act").torch.inplace(d["attrs"], "x") is not None
 
 
 def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import networkx as nx
 
 from .ir.graph import blocks, topo_nodes
-from .ir.ops import fmt_shape
+from .ops import fmt_shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +21,10 @@ class Row:
 
 
 def layer_key(node: str, graph: nx.DiGraph) -> str:
-    d = graph.nodes[node]
-    parts = node.split(".")
-    if d.get("block") and d.get("unit") is not None and len(parts) > 2:
-        return ".".join(parts[:2])
-    return parts[0]
+    """The summary row a node's counts go to: its ``layer`` attribute (a unit of a top-level block,
+    ``block1.unit3``, or the top-level statement, ``transition1``); a hand-built graph without
+    membership attributes gets one row per node."""
+    return graph.nodes[node].get("layer", node)
 
 
 def rows(graph: nx.DiGraph) -> list[Row]:

@@ -1,25 +1,43 @@
-"""Backend tables cover the closed set of op kinds; reserved names cover torch's attributes."""
+"""Every op kind has every backend in the registry; reserved names cover torch's attributes."""
 
 import keyword
 
 import torch
 from torch import nn
 
-from netdsl.backends.torch_ops import ACT_FUNCS, TORCH_OPS
+from netdsl.backends.torch_ops import CLASSES, build_module, stateless_fn
 from netdsl.frontend.builtins import OPS, RESERVED_LABELS
 from netdsl.ir.ops import ACTIVATIONS, OP_KINDS
+from netdsl.ops import REGISTRY
 
 
-def test_every_op_kind_has_a_torch_entry():
-    assert set(TORCH_OPS) == set(OP_KINDS)
-
-
-def test_every_activation_has_a_torch_function():
-    assert set(ACT_FUNCS) == set(ACTIVATIONS)
+def test_the_ir_kinds_are_the_registry():
+    assert OP_KINDS is REGISTRY
+    assert set(ACTIVATIONS) == {s.name for s in OPS.values() if s.kind == "act"}
 
 
 def test_every_spec_op_lowers_to_a_known_kind():
     assert {sig.kind for sig in OPS.values()} <= set(OP_KINDS)
+
+
+def test_stateful_ops_build_their_declared_classes():
+    conv = build_module("conv", dict(out=4, kernel=3, stride=2, padding=1, dilation=1, groups=2, bias=True), [(2, 8, 8)])
+    assert isinstance(conv, nn.Conv2d) and (conv.in_channels, conv.out_channels, conv.stride, conv.groups) == (2, 4, (2, 2), 2)
+    assert conv.bias is not None
+    assert build_module("act", {"fn": "relu"}, [(2, 8, 8)]) is None
+    assert {REGISTRY[k].torch.module(a, [(3, 4, 4)])[0] for k, a in (
+        ("bn", {"eps": 1e-5, "momentum": 0.1}), ("affine", {}), ("se", {"hidden": 1, "bias": True}),
+        ("dropout", {"p": 0.1}))} <= set(CLASSES)
+
+
+def test_stateless_callables_compute_their_torch_functions():
+    x = torch.randn(2, 6, 5, 5)
+    assert torch.equal(stateless_fn("act", {"fn": "leaky_relu", "slope": 0.2})(x), torch.nn.functional.leaky_relu(x, 0.2))
+    assert torch.equal(stateless_fn("add", {})(x, x, x), x + x + x)
+    assert torch.equal(stateless_fn("concat", {})(x, x), torch.cat([x, x], 1))
+    assert torch.equal(stateless_fn("slice", {"start": 1, "stop": 4})(x), x[:, 1:4])
+    pool = stateless_fn("avgpool", dict(kernel=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False))
+    assert torch.equal(pool(x), torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
 
 
 def test_reserved_labels_cover_module_attributes_and_keywords():

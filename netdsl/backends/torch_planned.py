@@ -47,7 +47,7 @@ from torch import nn
 
 from ..passes.plan_concat import segments
 from .torch_module import setup_module
-from .torch_ops import ACT_FUNCS, stateless_fn
+from .torch_ops import stateless_fn
 
 # Activations with an in-place form, used on fresh single-consumer tensors in inference.
 _INPLACE_ACT: dict[str, Callable] = {
@@ -58,7 +58,7 @@ _INPLACE_ACT: dict[str, Callable] = {
 
 
 def _act(attrs: dict) -> Callable:
-    return ACT_FUNCS[attrs["fn"]][1](attrs)
+    return stateless_fn("act", attrs)
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,8 @@ import networkx as nx
 from ..errors import IRError
 from . import torch_layers
 from .torch_module import schedule
-from .torch_ops import TORCH_OPS, module_source
+from ..ops import get
+from .torch_ops import module_source
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -83,7 +84,7 @@ def emit_torch_source(graph: nx.DiGraph, header: str = "") -> str:
             name = f"{base}_{c}"
         taken.add(name)
         var[n] = name
-        expr = TORCH_OPS[d["kind"]].call_src(d["attrs"], mod_expr, [var[i] for i in d["inputs"]])
+        expr = get(d["kind"]).torch.call(d["attrs"], mod_expr, [var[i] for i in d["inputs"]])
         body.append(f"{name} = {expr}")
         dead = sorted(var[s] for s, last in last_use.items() if last == k and s != out_node and var[s] != "x")
         if dead:

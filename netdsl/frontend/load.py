@@ -12,7 +12,7 @@ from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError,
 from ..ir import patterns as P
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
-from .lower import Limits, Lowerer, Scope
+from .lower import Limits, Lowerer, NetworkScope
 from .parser import parse, parse_expr, parse_file
 
 MAX_INCLUDE_DEPTH = 32
@@ -185,7 +185,7 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
     templates = collect_templates(module, path)
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)
-    scope = Scope("", None)
+    scope = NetworkScope(lw._created)
     with _stack_headroom():
         try:
             lw.body(net.body, scope, Env(params), {"network": net.name})
@@ -194,6 +194,7 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
                              "reduce the nesting of templates, blocks and statements") from None
     if scope.current is None:
         raise SpecTypeError(f"network '{net.name}' has no input", net.span, "start its body with input(channels, height, width)")
+    lw.tag_membership(scope)
     g = lw.graph
     g.graph["name"] = net.name
     g.graph["output"] = scope.current

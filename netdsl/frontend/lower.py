@@ -80,6 +80,29 @@ class Scope:
         return f"{self.path}.{name}" if self.path else name
 
 
+class NetworkScope(Scope):
+    """The network body's scope. It remembers, in creation order, where each top-level name was
+    claimed, so every node's ``stage`` (the top-level statement it comes from) is known from the
+    lowering itself: a top-level statement claims its name before it creates its nodes."""
+
+    __slots__ = ("created", "stages")
+
+    def __init__(self, created: list[str]):
+        super().__init__("", None)
+        self.created = created  # the lowerer's node ids in creation order
+        self.stages: list[tuple[int, str]] = [(0, "input")]  # (first node index, stage name)
+
+    def fresh(self, base: str) -> str:
+        name = super().fresh(base)
+        self.stages.append((len(self.created), name))
+        return name
+
+    def claim(self, label: str, span: Span) -> str:
+        name = super().claim(label, span)
+        self.stages.append((len(self.created), name))
+        return name
+
+
 @dataclass
 class _State:
     params: int = 0
@@ -94,10 +117,12 @@ class Lowerer:
         self.limits = limits or Limits()
         self.graph = nx.DiGraph()
         self.graph.graph["blocks"] = []
+        self.graph.graph["block_parents"] = {}  # nested block -> (enclosing block, unit index)
         self.graph.graph["warnings"] = []  # SpecWarning: legal but suspicious, shown by the CLI
         self.state = _State()
         self.scope: Scope | None = None
         self._created: list[str] = []  # node ids in creation order, so a unit can tag its own nodes
+        self._outer_unit: dict[str, tuple[str, str]] = {}  # node -> (block, unit scope) of its outermost unit
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
 
     # ---- name resolution for the evaluator
@@ -319,30 +344,9 @@ class Lowerer:
         cur = self._need_current(scope, call.span)
         in_shape = self.shape(cur)
         kind = sig.kind
-        attrs: dict = dict(sig.fixed)
-        if kind == "conv":
-            pad = vals["pad"] if vals["pad"] is not None else vals["dilation"] * (vals["kernel"] // 2)
-            attrs.update(out=vals["out"], kernel=vals["kernel"], stride=vals["stride"], padding=pad,
-                         dilation=vals["dilation"], groups=vals["groups"], bias=vals["bias"])
-        elif kind == "bn":
-            attrs.update(eps=vals["eps"], momentum=vals["momentum"])
-        elif kind == "act":
-            if attrs["fn"] == "leaky_relu":
-                attrs["slope"] = vals["slope"]
-        elif kind in ("maxpool", "avgpool"):
-            attrs.update(kernel=vals["kernel"], stride=vals["stride"] or vals["kernel"], padding=vals["pad"],
-                         ceil_mode=vals["ceil"])
-            if kind == "avgpool":
-                attrs["count_include_pad"] = vals["count_pad"]
-        elif kind == "linear":
-            attrs.update(out=vals["out"], bias=vals["bias"])
-            if len(in_shape) == 3:  # linear flattens a feature map first, as users expect
-                cur = self.add(scope.id(scope.fresh("flatten")), "flatten", (cur,), {}, call.span)
-        elif kind == "dropout":
-            attrs["p"] = vals["p"]
-        elif kind == "se":
-            hidden = vals["hidden"] if vals["hidden"] is not None else max(1, in_shape[0] // vals["reduction"])
-            attrs.update(hidden=hidden, bias=vals["bias"])
+        attrs = sig.to_attrs(vals, in_shape)  # the registry entry maps spec arguments to IR attrs
+        if sig.flatten_first and len(in_shape) == 3:  # linear flattens a feature map first, as users expect
+            cur = self.add(scope.id(scope.fresh("flatten")), "flatten", (cur,), {}, call.span)
         name = scope.claim(label, call.span) if label else scope.fresh(call.name)
         node = self.add(scope.id(name), kind, (cur,), attrs, call.span)
         if label:
@@ -540,6 +544,7 @@ class Lowerer:
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
         bscope = Scope(scope.id(name), cur)
+        start = len(self._created)
         if isinstance(pattern, P.Split):
             for bad in ("units", "output", "aggregate", "width"):
                 if bad in opts:
@@ -550,6 +555,7 @@ class Lowerer:
                 if bad in opts:
                     raise SpecTypeError(f"'{bad}' belongs to split blocks", opts[bad][1])
             info = self._pattern_block(stmt, bscope, env, ctx, pattern, psp, opts)
+        self._tag_block(start, bscope.path)
         self.graph.graph["blocks"].append(info)
         scope.current = info.output
         if stmt.label:
@@ -680,13 +686,36 @@ class Lowerer:
                 f"far and near are each at most {features} here; write 'dense' if dense is meant"))
 
     def _tag_unit(self, start: int, prefix: str, block: str, unit: int) -> None:
-        """Mark the nodes of unit ``prefix`` (all created since ``start``) with their block and unit,
-        keeping an inner block's own marks. Linear in the unit's size, not the graph's."""
-        dot = prefix + "."
+        """Mark the nodes of unit ``prefix`` (all created since ``start``) with their block and unit.
+        A node of a block nested in the unit keeps its inner block's marks (that block ended first
+        and tagged its nodes); every node remembers its outermost unit for :meth:`tag_membership`.
+        Linear in the unit's size, not the graph's."""
+        nodes = self.graph.nodes
+        parents = self.graph.graph.setdefault("block_parents", {})
         for node in self._created[start:]:
-            if node.startswith(dot):
-                self.graph.nodes[node].setdefault("block", block)
-                self.graph.nodes[node].setdefault("unit", unit)
+            d = nodes[node]
+            if "block" not in d:
+                d["block"], d["unit"] = block, unit
+            elif d["block"] != block:  # a block nested in this unit: the first unit to see it holds it
+                parents.setdefault(d["block"], (block, unit))
+            self._outer_unit[node] = (block, prefix)
+
+    def _tag_block(self, start: int, block: str) -> None:
+        """The block's own ops outside its units (split subsets, bypass, output gather): ``block``."""
+        nodes = self.graph.nodes
+        for node in self._created[start:]:
+            nodes[node].setdefault("block", block)
+
+    def tag_membership(self, network: NetworkScope) -> None:
+        """Write ``stage`` and ``layer`` on every node (the contract in :mod:`netdsl.ir.ops`)."""
+        marks = network.stages + [(len(self._created), "")]
+        nodes = self.graph.nodes
+        for (first, stage), (end, _) in zip(marks, marks[1:]):
+            for node in self._created[first:end]:
+                d = nodes[node]
+                d["stage"] = stage
+                outer = self._outer_unit.get(node)
+                d["layer"] = outer[1] if outer is not None and outer[0] == stage else stage
 
     def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
         s = pattern.scale

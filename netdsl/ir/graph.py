@@ -73,6 +73,38 @@ def blocks(graph: nx.DiGraph) -> list[BlockInfo]:
     return list(graph.graph.get("blocks", ()))
 
 
+def enclosing(graph: nx.DiGraph, node: str) -> list[tuple[str, int | None]]:
+    """The blocks holding ``node``, innermost first, each with the index of its unit that holds
+    the node (None: the block's own ops outside its units), from the ``block``/``unit`` node
+    attributes and ``graph.graph["block_parents"]``."""
+    d = graph.nodes[node]
+    parents = graph.graph.get("block_parents", {})
+    out: list[tuple[str, int | None]] = []
+    block, unit = d.get("block"), d.get("unit")
+    while block is not None:
+        out.append((block, unit))
+        block, unit = parents.get(block, (None, None))
+    return out
+
+
+def block_members(graph: nx.DiGraph, block: str) -> dict[str, int | None]:
+    """Every node inside ``block`` (nested blocks included), in graph order -> the index of its
+    unit of ``block`` (None for the block's own ops outside its units)."""
+    out: dict[str, int | None] = {}
+    for n in graph.nodes:
+        for b, unit in enclosing(graph, n):
+            if b == block:
+                out[n] = unit
+                break
+    return out
+
+
+def top_level_blocks(graph: nx.DiGraph) -> list[BlockInfo]:
+    """Blocks that are not inside a unit of another block (Dense2Net's split blocks are)."""
+    nested = graph.graph.get("block_parents", {})
+    return [b for b in blocks(graph) if b.name not in nested]
+
+
 def iter_ops(graph: nx.DiGraph, kind: str | None = None) -> Iterator[tuple[str, dict]]:
     for n, data in graph.nodes(data=True):
         if kind is None or data["kind"] == kind:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import IRError, ShapeError
-from .ops import OP_KINDS, infer_shape
+from ..ops import ACTIVATIONS, REGISTRY, infer_shape
 
 
 def lint(graph: nx.DiGraph) -> None:
@@ -13,15 +13,17 @@ def lint(graph: nx.DiGraph) -> None:
 
     Checks: acyclic; every kind in the closed set; arity; attrs present with the right types;
     edges mirror ``inputs``; stored shapes equal re-inferred ones (channel and spatial agreement);
-    the graph input/output and block metadata name existing nodes.
+    the graph input/output and block metadata name existing nodes; the membership attributes
+    (``stage``, ``layer``, ``block``, ``unit``) are all there or all absent (a hand-built graph)
+    and agree with the block metadata.
     """
     if not nx.is_directed_acyclic_graph(graph):
         raise IRError(f"graph has a cycle: {nx.find_cycle(graph)}")
     for n, d in graph.nodes(data=True):
         kind = d.get("kind")
-        if kind not in OP_KINDS:
+        if kind not in REGISTRY:
             raise IRError(f"node '{n}' has unknown kind {kind!r}")
-        spec = OP_KINDS[kind]
+        spec = REGISTRY[kind]
         inputs = d.get("inputs")
         if not isinstance(inputs, tuple):
             raise IRError(f"node '{n}' inputs must be a tuple")
@@ -30,12 +32,16 @@ def lint(graph: nx.DiGraph) -> None:
         attrs = d.get("attrs")
         if not isinstance(attrs, dict):
             raise IRError(f"node '{n}' has no attrs dict")
-        for key, typ in spec.attrs.items():
+        if kind == "act" and attrs.get("fn") not in ACTIVATIONS:
+            raise IRError(f"node '{n}' has unknown activation {attrs.get('fn')!r}")
+        for key, typ in spec.attr_types(attrs).items():
             if key not in attrs:
                 raise IRError(f"node '{n}' ({kind}) lacks attribute '{key}'")
             val = attrs[key]
             if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
                 raise IRError(f"node '{n}' attribute '{key}' must be int, got {val!r}")
+            if typ is float and isinstance(val, bool):
+                raise IRError(f"node '{n}' attribute '{key}' must be {typ}, got {val!r}")
             if typ is not int and not isinstance(val, typ):
                 raise IRError(f"node '{n}' attribute '{key}' must be {typ}, got {val!r}")
         preds = {}
@@ -70,3 +76,32 @@ def lint(graph: nx.DiGraph) -> None:
                 raise IRError(f"block '{b.name}' unit {u.index} reads {u.reads}: not ascending and unique")
             if any(j >= u.index for j in u.reads):
                 raise IRError(f"block '{b.name}' unit {u.index} reads a later feature: {u.reads}")
+    _lint_membership(graph)
+
+
+def _lint_membership(graph: nx.DiGraph) -> None:
+    """``stage``/``layer`` on every node or on none; ``block`` names a block, ``unit`` one of its
+    units, and ``layer`` is the stage or a unit scope of the stage's own block."""
+    infos = {b.name: b for b in graph.graph.get("blocks", ())}
+    units = {u.scope: b.name for b in infos.values() for u in b.units}
+    for inner, (outer, unit) in graph.graph.get("block_parents", {}).items():
+        if inner not in infos or outer not in infos or unit not in {u.index for u in infos[outer].units}:
+            raise IRError(f"block_parents names a missing block or unit: {inner!r} in {outer!r} unit {unit!r}")
+    tagged = [n for n, d in graph.nodes(data=True) if "stage" in d]
+    if not tagged:
+        return
+    for n, d in graph.nodes(data=True):
+        stage, layer = d.get("stage"), d.get("layer")
+        if not isinstance(stage, str) or not isinstance(layer, str):
+            raise IRError(f"node '{n}' lacks its stage/layer (stage {stage!r}, layer {layer!r})")
+        if layer != stage and units.get(layer) != stage:
+            raise IRError(f"node '{n}' layer {layer!r} is neither its stage {stage!r} nor a unit of that block")
+        block, unit = d.get("block"), d.get("unit")
+        if block is None:
+            if unit is not None:
+                raise IRError(f"node '{n}' has unit {unit!r} but no block")
+            continue
+        if block not in infos:
+            raise IRError(f"node '{n}' names an unknown block {block!r}")
+        if unit is not None and unit not in {u.index for u in infos[block].units}:
+            raise IRError(f"node '{n}' names unit {unit!r}, which block '{block}' does not have")

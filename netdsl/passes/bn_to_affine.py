@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 
 from . import PassResult
-from .fold_bn import bn_scale_shift, weights_of
+from .fold_bn import bn_scale_shift_of, weights_of
 from .rewire import copy_graph
 
 
@@ -32,7 +32,7 @@ def run(graph: nx.DiGraph) -> PassResult:
     out = copy_graph(graph)
     for n in bns:
         d = out.nodes[n]
-        scale, shift = bn_scale_shift(weights_of(out, n), d["attrs"]["eps"])
+        scale, shift = bn_scale_shift_of(weights_of(out, n), d["attrs"]["eps"])
         d["kind"], d["attrs"] = "affine", {}
         d["weights"] = {"weight": scale.astype(np.float32), "bias": shift.astype(np.float32)}
     return PassResult(out, True)

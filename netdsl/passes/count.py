@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.ops import OP_KINDS
+from ..ops import get
 from . import PassResult
 
 
 def run(graph: nx.DiGraph) -> PassResult:
     total_p = total_f = 0
     for n, d in graph.nodes(data=True):
-        spec = OP_KINDS[d["kind"]]
+        spec = get(d["kind"])
         ins = [graph.nodes[i]["shape"] for i in d["inputs"]]
         d["params"] = spec.params(d["attrs"], ins, d["shape"])
         d["flops"] = spec.flops(d["attrs"], ins, d["shape"])

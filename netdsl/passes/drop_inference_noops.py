@@ -1,5 +1,5 @@
-"""Inference rewrite: remove ``dropout`` and ``identity`` nodes (both are the identity in eval
-mode); their consumers read the node's input instead.
+"""Inference rewrite: remove the nodes that are the identity in eval mode (the registry's
+``eval_identity``: ``dropout`` and ``identity``); their consumers read the node's input instead.
 
 >>> import netdsl
 >>> g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4})
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ops import get
 from . import PassResult
 from .rewire import copy_graph, replace_uses
 
-NOOP_KINDS = ("dropout", "identity")
-
-
 def run(graph: nx.DiGraph) -> PassResult:
-    noops = [n for n, d in graph.nodes(data=True) if d["kind"] in NOOP_KINDS]
+    noops = [n for n, d in graph.nodes(data=True) if get(d["kind"]).eval_identity]
     if not noops:
         return PassResult(graph, False)
     out = copy_graph(graph)

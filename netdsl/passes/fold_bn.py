@@ -4,7 +4,7 @@ Valid only when the BN reads a conv whose value nobody else sees: the conv's sol
 the BN, and the conv is neither the graph output nor named in block metadata (a feature or unit
 output there means the pre-BN value is observable). Then ``bn(conv(x)) = conv'(x)`` with
 ``W' = W * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)`` per output
-channel. The conv keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
+channel (the arithmetic and the decision are the registry's, :mod:`netdsl.ops.norm`). The conv keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
 
 Needs weights on the nodes (``weights``: name -> numpy array, the torch module's names), which
 the ONNX backend binds before running the inference rewrites. Pre-activation BNs (DenseNet's
@@ -31,25 +31,20 @@ import networkx as nx
 import numpy as np
 
 from ..errors import IRError
+from ..ops import bn_fold_source, bn_scale_shift, fold_into_conv
 from . import PassResult
-from .rewire import copy_graph, named_in_blocks, replace_uses
+from .rewire import copy_graph, replace_uses
 
 
 def foldable(graph: nx.DiGraph, bn: str) -> str | None:
-    """The conv that ``bn`` can be folded into, or None."""
-    src = graph.nodes[bn]["inputs"][0]
-    if graph.nodes[src]["kind"] != "conv":
-        return None
-    if list(graph.successors(src)) != [bn] or graph.graph.get("output") == src or named_in_blocks(graph, src):
-        return None
-    return src
+    """The conv that ``bn`` can be folded into, or None (the registry's one fold decision)."""
+    return bn_fold_source(graph, bn)
 
 
-def bn_scale_shift(w: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel ``(scale, shift)`` of an eval-mode BN, computed in float64."""
-    scale = np.asarray(w["weight"], np.float64) / np.sqrt(np.asarray(w["running_var"], np.float64) + eps)
-    shift = np.asarray(w["bias"], np.float64) - np.asarray(w["running_mean"], np.float64) * scale
-    return scale, shift
+def bn_scale_shift_of(w: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(scale, shift)`` of an eval-mode BN's bound weights, computed in float64."""
+    f64 = {k: np.asarray(w[k], np.float64) for k in ("weight", "bias", "running_mean", "running_var")}
+    return bn_scale_shift(f64["weight"], f64["bias"], f64["running_mean"], f64["running_var"], eps)
 
 
 def weights_of(graph: nx.DiGraph, node: str) -> dict:
@@ -67,12 +62,11 @@ def run(graph: nx.DiGraph) -> PassResult:
     out = copy_graph(graph)
     for bn, conv in pairs:
         cw, bw = weights_of(out, conv), weights_of(out, bn)
-        scale, shift = bn_scale_shift(bw, out.nodes[bn]["attrs"]["eps"])
-        weight = np.asarray(cw["weight"], np.float64)
-        bias = np.asarray(cw["bias"], np.float64) if "bias" in cw else np.zeros(weight.shape[0])
+        scale, shift = bn_scale_shift_of(bw, out.nodes[bn]["attrs"]["eps"])
+        bias = np.asarray(cw["bias"], np.float64) if "bias" in cw else None
+        weight, bias = fold_into_conv(np.asarray(cw["weight"], np.float64), bias, scale, shift)
         d = out.nodes[conv]
-        d["weights"] = {"weight": (weight * scale[:, None, None, None]).astype(np.float32),
-                        "bias": (bias * scale + shift).astype(np.float32)}
+        d["weights"] = {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
         d["attrs"]["bias"] = True
         d["folded"] = tuple(d.get("folded", ())) + (bn,)
         replace_uses(out, bn, conv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.graph import topo_nodes
-from ..ir.ops import infer_shape
+from ..ops import infer_shape
 from . import PassResult
 
 

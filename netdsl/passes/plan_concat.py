@@ -15,7 +15,8 @@ netdsl knows a block's whole connectivity before anything runs, so it can lay th
 
 The plan is written onto the IR (the attribute contract is in :mod:`netdsl.ir.ops`):
 ``stores`` on producers, ``read`` on the aggregate/output nodes, ``elided`` on slice nodes whose
-only consumers are planned reads, and ``graph.graph["buffers"]``. The graph's ops are unchanged,
+only consumers are planned reads, ``segment``/``in_segment`` on the per-channel chains that read
+a view, and ``graph.graph["buffers"]``. The graph's ops are unchanged,
 so a backend that ignores the plan still computes the same function.
 
 >>> from netdsl.api import compile_spec
@@ -28,14 +29,11 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import BlockInfo, blocks
+from ..ir.graph import BlockInfo, blocks, topo_nodes
+from ..ops import get
 from . import PassResult
 
 DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
-
-# The consumer chain a "split" read can distribute over its runs: per-channel ops, then a 1x1 conv.
-_PER_CHANNEL = ("bn", "act", "affine")
-
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     runs: list[list[int]] = []
@@ -48,7 +46,7 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
-    """The per-channel ops (bn/act/affine) after ``node``, each the single consumer of the one
+    """The per-channel ops (the registry's ``per_channel``: bn/act/affine) after ``node``, each the single consumer of the one
     before, followed by a 1x1 ungrouped stride-1 conv if there is one: the ops a planned read can
     fuse with (eval: one affine+activation pass; training: recomputed in backward)."""
     chain: list[str] = []
@@ -59,7 +57,7 @@ def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
             return chain
         nxt = succ[0]
         d = graph.nodes[nxt]
-        if d["kind"] in _PER_CHANNEL:
+        if get(d["kind"]).per_channel:  # may run on each channel range of a split read
             chain.append(nxt)
             cur = nxt
             continue
@@ -69,34 +67,39 @@ def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
         return chain
 
 
-def segments(graph: nx.DiGraph) -> dict[str, list[str]]:
-    """Per-channel chains that read a planned view: head node -> the chain's nodes (head first).
+def _write_segments(graph: nx.DiGraph) -> None:
+    """Write the per-channel chains that read a planned view onto the IR: ``segment`` (the
+    chain's node ids, head first) on each head, ``in_segment`` (the head) on every member.
 
-    A chain starts at a bn/act/affine op whose input is a buffer view (a planned read or a stored
+    A chain starts at a per-channel op whose input is a buffer view (a planned read or a stored
     feature) and runs as :func:`consumer_chain` allows; after a "split" read it starts at the
     read's consumer. Executors run a chain as one step (eval: a fused affine+activation pass;
     training: recomputed in backward), and :mod:`netdsl.memory` accounts for it the same way."""
     nodes = graph.nodes
-    heads: dict[str, list[str]] = {}
     covered: set[str] = set()
+
+    def mark(chain: list[str]) -> None:
+        nodes[chain[0]]["segment"] = tuple(chain)
+        for c in chain:
+            nodes[c]["in_segment"] = chain[0]
+        covered.update(chain)
+
     for n in graph.nodes:
         if nodes[n].get("read", {}).get("strategy") == "split":
-            chain = consumer_chain(graph, n)
-            heads[chain[0]] = chain
-            covered.update(chain)
-    from ..ir.graph import topo_nodes
-
+            mark(consumer_chain(graph, n))
     for n in topo_nodes(graph):
         d = nodes[n]
-        if d["kind"] not in _PER_CHANNEL or n in covered:
+        if not get(d["kind"]).per_channel or n in covered:
             continue
         src = nodes[d["inputs"][0]]
-        if not (src.get("read") or src.get("stores")):
-            continue
-        chain = [n] + consumer_chain(graph, n)
-        heads[n] = chain
-        covered.update(chain)
-    return heads
+        if src.get("read") or src.get("stores"):
+            mark([n] + consumer_chain(graph, n))
+
+
+def segments(graph: nx.DiGraph) -> dict[str, list[str]]:
+    """The plan's per-channel chains, read from the IR: head node -> the chain's nodes (head
+    first); empty for an unplanned graph."""
+    return {n: list(d["segment"]) for n, d in graph.nodes(data=True) if "segment" in d}
 
 
 def choose_strategy(runs, hw: int, chain_kinds: list[str], conv_out: int | None) -> str:
@@ -216,5 +219,6 @@ def run(graph: nx.DiGraph) -> PassResult:
                     and all(s in read_set for s in graph.successors(i)):
                 d["elided"] = True
     graph.graph["buffers"] = buffers
+    _write_segments(graph)
     graph.graph["planned"] = True
     return PassResult(graph, True)

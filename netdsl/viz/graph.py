@@ -12,13 +12,14 @@ drawing can be checked, styled or scripted after rendering.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import graphviz
 import networkx as nx
 
 from ..errors import NetdslError, SpecValueError
-from ..ir.graph import blocks, topo_nodes
-from ..ir.ops import fmt_shape
+from ..ir.graph import block_members, blocks, topo_nodes
+from ..ops import fmt_shape, get
 from .model import BlockView, block_view, select_block
 
 FONT = "Helvetica"
@@ -97,20 +98,8 @@ def block_digraph(graph: nx.DiGraph, block: str | int | None = None, *, max_unit
 
 
 def _op_label(node: str, d: dict) -> str:
-    a = d["attrs"]
-    kind = d["kind"]
-    if kind == "conv":
-        what = f"conv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else "") + (
-            f" g{a['groups']}" if a["groups"] > 1 else "")
-    elif kind == "act":
-        what = a["fn"]
-    elif kind in ("maxpool", "avgpool"):
-        what = f"{kind} {a['kernel']}/{a['stride']}"
-    elif kind == "slice":
-        what = f"slice [{a['start']}:{a['stop']}]"
-    else:
-        what = kind
-    return f"{node.rsplit('.', 1)[-1]}\n{what}" + _plan_label(d)
+    # the op's own name within its scope (the id's last part), then the registry's label
+    return f"{node.rsplit('.', 1)[-1]}\n{get(d['kind']).label(d['attrs'])}" + _plan_label(d)
 
 
 def _runs(runs) -> str:
@@ -148,6 +137,18 @@ def _cluster_keys(graph: nx.DiGraph) -> dict[str, str]:
     return keys
 
 
+def _cluster_of(graph: nx.DiGraph) -> Callable[[str | None, int | None], str | None]:
+    """(block, unit) -> the cluster key drawing it: the unit's scope, or the block itself."""
+    scope = {(b.name, u.index): u.scope for b in blocks(graph) for u in b.units}
+
+    def key(block: str | None, unit: int | None) -> str | None:
+        if block is None:
+            return None
+        return block if unit is None else scope[(block, unit)]
+
+    return key
+
+
 def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Digraph:
     """Every op as a node, every edge labelled with the producer's shape (C x H x W).
 
@@ -155,8 +156,9 @@ def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Di
     """
     if block is not None:
         b = select_block(graph, block)
-        inside = [n for n in topo_nodes(graph) if n.startswith(b.name + ".")]
-        context = {p for n in inside for p in graph.predecessors(n) if not p.startswith(b.name + ".")}
+        members = block_members(graph, b.name)
+        inside = [n for n in topo_nodes(graph) if n in members]
+        context = {p for n in inside for p in graph.predecessors(n) if p not in members}
         context |= set(graph.successors(b.output)) - set(inside)
         shown = inside + sorted(context)
     else:
@@ -170,23 +172,21 @@ def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Di
     dot = _digraph(graph.graph.get("name", "net"))
     dot.attr(rankdir="TB")  # op chains are long: top to bottom keeps the page readable
 
+    cluster = _cluster_of(graph)
+    parents_of = graph.graph.get("block_parents", {})
+
     def owner(n: str) -> str | None:
-        best = None
-        for k in keys:
-            if n.startswith(k + ".") and (best is None or len(k) > len(best)):
-                best = k
-        return best
+        d = graph.nodes[n]
+        return cluster(d.get("block"), d.get("unit"))
 
     tree: dict[str | None, list] = {}
     for n in shown:
         tree.setdefault(None if n in context else owner(n), []).append(n)
     parents: dict[str, str | None] = {}
-    for k in keys:
-        parent = None
-        for other in keys:
-            if k.startswith(other + ".") and (parent is None or len(other) > len(parent)):
-                parent = other
-        parents[k] = parent
+    for b in blocks(graph):
+        parents[b.name] = cluster(*parents_of.get(b.name, (None, None)))
+        for u in b.units:
+            parents[u.scope] = b.name
 
     counter = [0]
 

@@ -6,7 +6,7 @@ Every op is assigned to one *group*, a node of the drawing:
 - each block-input feature ``x_j`` (``j <= 0``: the whole input of a dense/path/rule block, the
   channel groups of a window block, the subsets of a split block);
 - the block output (its concat or sum), and a split block's bypass;
-- outside blocks, the op's template or scope (``transition1``, ``head1``); consecutive plain
+- outside blocks, the op's top-level statement (its ``stage``: ``transition1``, ``head1``); consecutive plain
   groups that form a simple chain merge into one node (``stem`` -> ``bn1`` -> ``relu1``).
 
 Edges: one ``connection`` edge per entry of a unit's ``reads`` (the IR's connection set, not the
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..errors import SpecValueError
-from ..ir.graph import BlockInfo, blocks, topo_nodes
-from ..ir.ops import fmt_shape
+from ..ir.graph import BlockInfo, block_members, blocks, top_level_blocks, topo_nodes
+from ..ops import fmt_shape
 
 
 @dataclass(slots=True)
@@ -77,13 +77,6 @@ def select_block(graph: nx.DiGraph, which: str | int) -> BlockInfo:
                          f"blocks (number=name): {listing}")
 
 
-def top_level_blocks(graph: nx.DiGraph) -> list[BlockInfo]:
-    """Blocks that are not inside a unit of another block (Dense2Net's split blocks are)."""
-    bl = blocks(graph)
-    scopes = [u.scope + "." for b in bl for u in b.units]
-    return [b for b in bl if not any(b.name.startswith(s) for s in scopes)]
-
-
 def _feature_id(block: BlockInfo, j: int) -> str:
     return f"{block.name}/x{j}"
 
@@ -117,13 +110,13 @@ class _Builder:
             self.edges[(src, dst, kind)] = self.edges.get((src, dst, kind), 0) + count
 
     def add_block(self, b: BlockInfo) -> None:
-        ops = [n for n in self.graph.nodes if n.startswith(b.name + ".")]
+        members = block_members(self.graph, b.name)  # node -> its unit of b (None: b's own op)
         unit_of = {u.index: u for u in b.units}
         for u in b.units:
             self.nodes[u.scope] = VizNode(u.scope, f"unit {u.index}\n{self.shape(u.output)}", "unit", b.name)
-            for n in ops:
-                if n.startswith(u.scope + "."):
-                    self.group[n] = u.scope
+        for n, unit in members.items():
+            if unit is not None:
+                self.group[n] = unit_of[unit].scope
         read = {j for u in b.units for j in u.reads}
         out_sel = _output_selection(b)
         for f in b.features:
@@ -133,14 +126,14 @@ class _Builder:
             fid = _feature_id(b, f.index)
             rng = f" [{f.start}:{f.stop}]" if f.start is not None else ""
             self.nodes[fid] = VizNode(fid, f"x{f.index}{rng}", "feature", b.name)
-            if f.node.startswith(b.name + "."):  # a split block's own slice op
+            if f.node in members:  # a split block's own slice op
                 self.group[f.node] = fid
         out_id = f"{b.name}/out"
-        owns_output = b.output.startswith(b.name + ".") and b.output not in self.group
-        for n in ops:
+        owns_output = b.output in members and b.output not in self.group
+        for n in members:
             if n in self.group:
                 continue
-            if n.startswith(b.name + ".bypass."):
+            if b.kind == "split" and n != b.output:  # a split block's own ops left: its bypass
                 self.group[n] = f"{b.name}/bypass"
                 self.nodes.setdefault(f"{b.name}/bypass", VizNode(f"{b.name}/bypass", "bypass", "plain", b.name))
             else:
@@ -176,8 +169,9 @@ class _Builder:
                 continue
             if keep is not None and n not in keep:
                 continue
-            # context ops (around one drawn block) stay separate: their scope may hold the block
-            gid = n if keep is not None or "." not in n else n.rsplit(".", 1)[0]
+            # outside blocks, one group per top-level statement (its stage); context ops (around
+            # one drawn block) stay separate: their stage may hold the block
+            gid = n if keep is not None else self.graph.nodes[n].get("stage", n)
             self.group[n] = gid
             node = self.nodes.get(gid)
             if node is None:

@@ -1,0 +1,387 @@
+"""The registry's entries: one :class:`~netdsl.ops.base.Op` per IR kind, in the order of the IR
+contract (:mod:`netdsl.ir.ops`). To add an op, add one entry here (and, for an activation, one
+row in :mod:`netdsl.ops.activations`); every frontend check, count, backend, label and the
+language reference's table read it from here."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ShapeError
+from .activations import ACTIVATIONS
+from .base import (Arg, Attrs, Op, Shape, SpecOp, TorchCode, call_module, fmt_shape, map_only, need_map,
+                   onnx_simple, same, spatial_out, stateless, weight)
+
+# ---- input
+
+
+def _input_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    """The graph input is a value, not a node."""
+
+
+INPUT = Op("input", 0, 0, {"shape": tuple}, lambda a, ins: tuple(a["shape"]),
+           TorchCode(stateless, lambda a, m, xs: "x"), _input_onnx, lambda a: "input", doc="shape")
+
+# ---- conv
+
+
+def _conv_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (c, h, w), = ins
+    if c % a["groups"] or a["out"] % a["groups"]:
+        raise ShapeError(
+            f"conv groups={a['groups']} must divide both input channels ({c}) and output channels ({a['out']})"
+        )
+    oh = spatial_out(h, a["kernel"], a["stride"], a["padding"], a["dilation"])
+    ow = spatial_out(w, a["kernel"], a["stride"], a["padding"], a["dilation"])
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv kernel {a['kernel']} stride {a['stride']} shrinks a {h}x{w} map below 1x1")
+    return (a["out"], oh, ow)
+
+
+def _conv_params(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
+    return a["out"] * (ins[0][0] // a["groups"]) * a["kernel"] ** 2 + (a["out"] if a["bias"] else 0)
+
+
+def _conv_flops(a: Attrs, ins: Sequence[Shape], out: Shape) -> int:
+    return out[0] * out[1] * out[2] * (ins[0][0] // a["groups"]) * a["kernel"] ** 2
+
+
+def _conv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
+    return ("nn.Conv2d", (ins[0][0], a["out"], a["kernel"]),
+            dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"]))
+
+
+def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    a = d["attrs"]
+    ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
+    if a["bias"]:
+        ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
+    b.node("Conv", ins, n, kernel_shape=[a["kernel"]] * 2, strides=[a["stride"]] * 2,
+           pads=[a["padding"]] * 4, dilations=[a["dilation"]] * 2, group=a["groups"])
+
+
+def _conv_label(a: Attrs) -> str:
+    return (f"conv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else "")
+            + (f" g{a['groups']}" if a["groups"] > 1 else ""))
+
+
+def _conv_attrs(v: dict, _s: Shape) -> dict:
+    pad = v["pad"] if v["pad"] is not None else v["dilation"] * (v["kernel"] // 2)
+    return dict(out=v["out"], kernel=v["kernel"], stride=v["stride"], padding=pad, dilation=v["dilation"],
+                groups=v["groups"], bias=v["bias"])
+
+
+CONV = Op(
+    "conv", 1, 1,
+    {"out": int, "kernel": int, "stride": int, "padding": int, "dilation": int, "groups": int, "bias": bool},
+    map_only(_conv_shape), TorchCode(_conv_module, call_module), _conv_onnx, _conv_label,
+    _conv_params, _conv_flops,
+    spec=(SpecOp("conv", "conv", (
+        Arg("out", "int>=1"), Arg("kernel", "int>=1", 3), Arg("stride", "int>=1", 1), Arg("pad", "int>=0", None),
+        Arg("groups", "int>=1", 1), Arg("dilation", "int>=1", 1), Arg("bias", "bool", False),
+    ), _conv_attrs, doc="2-D convolution; pad defaults to dilation*(kernel//2) ('same' at stride 1)"),),
+    doc="out, kernel, stride, padding, dilation, groups, bias",
+    weights=("weight", "bias"), folds_following_bn=True, saves="input",
+)
+
+# ---- bn, affine
+
+
+def _channels2(_a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
+    return 2 * ins[0][0]
+
+
+def _bn_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    names = ("weight", "bias", "running_mean", "running_var")
+    b.node("BatchNormalization", [xs[0]] + [b.const(f"{n}.{k}", weight(d, k, n)) for k in names], n,
+           epsilon=d["attrs"]["eps"])
+
+
+BN = Op(
+    "bn", 1, 1, {"eps": float, "momentum": float}, map_only(same),
+    TorchCode(lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), dict(eps=a["eps"], momentum=a["momentum"])),
+              call_module),
+    _bn_onnx, lambda a: "bn", _channels2,
+    spec=(SpecOp("bn", "bn", (Arg("eps", "float>0", 1e-5), Arg("momentum", "prob", 0.1)),
+                 lambda v, s: dict(eps=v["eps"], momentum=v["momentum"]), doc="batch normalization"),),
+    doc="eps, momentum", per_channel=True, weights=("weight", "bias", "running_mean", "running_var"),
+    saves="input",
+)
+
+
+def _affine_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    # The affine y = weight * x + bias as BatchNormalization with mean 0, variance 1 and epsilon 0,
+    # which computes exactly that: onnxruntime's CPU kernel does it in one pass over the tensor,
+    # where Mul + Add make two (measured 10% of DenseNet-BC-100's whole time at batch 64,
+    # docs/performance.md). Netron shows it as the BatchNorm it came from.
+    c = d["shape"][0]
+    stats = [b.const(f"{n}.mean", np.zeros(c)), b.const(f"{n}.var", np.ones(c))]
+    b.node("BatchNormalization", [xs[0], b.const(f"{n}.weight", weight(d, "weight", n)),
+                                  b.const(f"{n}.bias", weight(d, "bias", n))] + stats, n, epsilon=0.0)
+
+
+AFFINE = Op("affine", 1, 1, {}, same, TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
+            _affine_onnx, lambda a: "affine", _channels2,
+            doc="per-channel ``y = x * scale + shift``; made by inference rewrites",
+            per_channel=True, weights=("weight", "bias"), saves="input")
+
+# ---- act: dispatches to the activation table
+
+
+def _act_attrs(name: str) -> Any:
+    row = ACTIVATIONS[name]
+    return lambda v, s: {"fn": name, **{arg.name: v[arg.name] for arg in row.args}}
+
+
+def _act_extra(a: Attrs) -> dict:
+    row = ACTIVATIONS.get(a.get("fn"))
+    return {} if row is None else {arg.name: _ARG_TYPES[arg.check] for arg in row.args}
+
+
+_ARG_TYPES = {"bool": bool, "int>=0": int, "int>=1": int, "float": float, "float>0": float, "prob": float}
+
+ACT = Op(
+    "act", 1, 1, {"fn": str}, same,
+    TorchCode(stateless, lambda a, m, xs: ACTIVATIONS[a["fn"]].call(a, xs[0]),
+              lambda a, x: ACTIVATIONS[a["fn"]].inplace_call(a, x)),
+    lambda b, n, d, xs: ACTIVATIONS[d["attrs"]["fn"]].onnx(b, n, xs[0], d["attrs"]),
+    lambda a: a["fn"],
+    spec=tuple(SpecOp(row.name, "act", row.args, _act_attrs(row.name), doc=row.doc or "activation")
+               for row in ACTIVATIONS.values()),
+    doc="fn (one of the activation table's rows) and that row's arguments (slope for leaky_relu)",
+    extra_attrs=_act_extra, per_channel=True, elementwise=True, inplace_ok=True, saves="act",
+)
+
+# ---- pools
+
+
+def _pool_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (c, h, w), = ins
+    if a["padding"] * 2 > a["kernel"]:
+        raise ShapeError(f"pool padding {a['padding']} must be at most half the kernel {a['kernel']}")
+    oh = spatial_out(h, a["kernel"], a["stride"], a["padding"], 1, a.get("ceil_mode", False))
+    ow = spatial_out(w, a["kernel"], a["stride"], a["padding"], 1, a.get("ceil_mode", False))
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"pool kernel {a['kernel']} stride {a['stride']} shrinks a {h}x{w} map below 1x1")
+    return (c, oh, ow)
+
+
+def _pool_call(fn: str) -> Any:
+    def src(a: Attrs, m: str, xs: Sequence[str]) -> str:
+        extra = "" if fn == "max" else f", count_include_pad={a['count_include_pad']}"
+        return (f"F.{fn}_pool2d({xs[0]}, {a['kernel']}, {a['stride']}, {a['padding']}, "
+                f"ceil_mode={a['ceil_mode']}{extra})")
+    return src
+
+
+def _pool_onnx(op: str) -> Any:
+    def emit(b: Any, n: str, d: dict, xs: list[str]) -> None:
+        a = d["attrs"]
+        extra = {"count_include_pad": int(a["count_include_pad"])} if op == "AveragePool" else {}
+        b.node(op, [xs[0]], n, kernel_shape=[a["kernel"]] * 2, strides=[a["stride"]] * 2,
+               pads=[a["padding"]] * 4, ceil_mode=int(a["ceil_mode"]), **extra)
+    return emit
+
+
+_POOL_ARGS = (Arg("kernel", "int>=1"), Arg("stride", "int>=1", None), Arg("pad", "int>=0", 0), Arg("ceil", "bool", False))
+_SPATIAL = {"kernel": int, "stride": int, "padding": int, "ceil_mode": bool}
+
+
+def _pool_attrs(v: dict, _s: Shape) -> dict:
+    return dict(kernel=v["kernel"], stride=v["stride"] or v["kernel"], padding=v["pad"], ceil_mode=v["ceil"])
+
+
+MAXPOOL = Op("maxpool", 1, 1, dict(_SPATIAL), map_only(_pool_shape), TorchCode(stateless, _pool_call("max")),
+             _pool_onnx("MaxPool"), lambda a: f"maxpool {a['kernel']}/{a['stride']}",
+             spec=(SpecOp("maxpool", "maxpool", _POOL_ARGS, _pool_attrs, doc="max pooling; stride defaults to the kernel"),),
+             doc="kernel, stride, padding, ceil_mode", saves="input+indices")
+AVGPOOL = Op("avgpool", 1, 1, dict(_SPATIAL, count_include_pad=bool), map_only(_pool_shape),
+             TorchCode(stateless, _pool_call("avg")), _pool_onnx("AveragePool"),
+             lambda a: f"avgpool {a['kernel']}/{a['stride']}",
+             spec=(SpecOp("avgpool", "avgpool", _POOL_ARGS + (Arg("count_pad", "bool", True),),
+                          lambda v, s: dict(_pool_attrs(v, s), count_include_pad=v["count_pad"]),
+                          doc="average pooling"),),
+             doc="kernel, stride, padding, ceil_mode, count_include_pad", saves="input")
+
+
+def _gap_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (s,) = ins
+    need_map(s, "gap")
+    return (s[0], 1, 1)
+
+
+GAP = Op("gap", 1, 1, {}, _gap_shape, TorchCode(stateless, lambda a, m, xs: f"F.adaptive_avg_pool2d({xs[0]}, 1)"),
+         onnx_simple("GlobalAveragePool"), lambda a: "gap",
+         spec=(SpecOp("gap", "gap", (), lambda v, s: {}, doc="global average pooling to C x 1 x 1"),),
+         doc="global average pool, keeps ``(C, 1, 1)``")
+
+
+def _flatten_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    n = 1
+    for d in ins[0]:
+        n *= d
+    return (n,)
+
+
+FLATTEN = Op("flatten", 1, 1, {}, _flatten_shape, TorchCode(stateless, lambda a, m, xs: f"torch.flatten({xs[0]}, 1)"),
+             onnx_simple("Flatten", axis=1), lambda a: "flatten",
+             spec=(SpecOp("flatten", "flatten", (), lambda v, s: {}, doc="C x H x W -> C*H*W"),),
+             doc="``(C, H, W) -> (C*H*W,)``", view=True)
+
+# ---- linear, dropout, identity, se
+
+
+def _linear_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (s,) = ins
+    if len(s) != 1:
+        raise ShapeError(f"linear needs a vector; got {fmt_shape(s)} (add 'gap' or 'flatten' first)")
+    return (a["out"],)
+
+
+def _linear_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
+    if d["attrs"]["bias"]:
+        ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
+    b.node("Gemm", ins, n, transB=1)
+
+
+LINEAR = Op(
+    "linear", 1, 1, {"out": int, "bias": bool}, _linear_shape,
+    TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), dict(bias=a["bias"])), call_module),
+    _linear_onnx, lambda a: "linear",
+    lambda a, ins, out: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
+    lambda a, ins, out: ins[0][0] * a["out"],
+    spec=(SpecOp("linear", "linear", (Arg("out", "int>=1"), Arg("bias", "bool", True)),
+                 lambda v, s: dict(out=v["out"], bias=v["bias"]), doc="fully connected; flattens first",
+                 flatten_first=True),),
+    doc="out, bias", weights=("weight", "bias"), saves="input",
+)
+DROPOUT = Op("dropout", 1, 1, {"p": float}, same, TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
+             onnx_simple("Identity"), lambda a: "dropout",
+             spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: dict(p=v["p"])),),
+             doc="p", eval_identity=True, saves="mask")
+IDENTITY = Op("identity", 1, 1, {}, same, TorchCode(stateless, lambda a, m, xs: xs[0]), onnx_simple("Identity"),
+              lambda a: "identity", spec=(SpecOp("identity", "identity", (), lambda v, s: {}),),
+              elementwise=True, view=True, eval_identity=True)
+
+
+def _se_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    """x * sigmoid(fc2(relu(fc1(gap(x))))), the torch ``SqueezeExcite`` module's computation."""
+    bias = d["attrs"]["bias"]
+    h = b.node("GlobalAveragePool", [xs[0]], f"{n}/squeeze")
+    for fc, post in (("fc1", "Relu"), ("fc2", "Sigmoid")):
+        ins = [h, b.const(f"{n}.{fc}.weight", weight(d, f"{fc}.weight", n))]
+        if bias:
+            ins.append(b.const(f"{n}.{fc}.bias", weight(d, f"{fc}.bias", n)))
+        h = b.node(post, [b.node("Conv", ins, f"{n}/{fc}", kernel_shape=[1, 1])], f"{n}/{fc}_{post.lower()}")
+    b.node("Mul", [xs[0], h], n)
+
+
+def _se_params(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
+    c, h = ins[0][0], a["hidden"]
+    return 2 * c * h + ((h + c) if a["bias"] else 0)
+
+
+SE = Op(
+    "se", 1, 1, {"hidden": int, "bias": bool}, map_only(same),
+    TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), dict(bias=a["bias"])), call_module),
+    _se_onnx, lambda a: "se", _se_params, lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
+    spec=(SpecOp("se", "se", (Arg("reduction", "int>=1", 16), Arg("hidden", "int>=1", None), Arg("bias", "bool", True)),
+                 lambda v, s: dict(hidden=v["hidden"] if v["hidden"] is not None else max(1, s[0] // v["reduction"]),
+                                   bias=v["bias"]),
+                 doc="squeeze-and-excitation; hidden defaults to max(1, channels // reduction)"),),
+    doc="hidden, bias (squeeze-and-excitation: gap, 1x1 conv, relu, 1x1 conv, sigmoid, scale)",
+    weights=("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), saves="input",
+)
+
+# ---- merges and channel ranges
+
+
+def _add_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    first = ins[0]
+    for s in ins[1:]:
+        if s != first:
+            raise ShapeError(f"add needs equal shapes, got {fmt_shape(first)} and {fmt_shape(s)}")
+    return tuple(first)
+
+
+def _mul_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    a, b = ins
+    if a == b:
+        return tuple(a)
+    if len(a) == 3 and len(b) == 3 and a[0] == b[0] and (a[1:] == (1, 1) or b[1:] == (1, 1)):
+        return tuple(a if a[1:] != (1, 1) else b)
+    raise ShapeError(f"mul needs equal shapes or a (C, 1, 1) gate, got {fmt_shape(a)} and {fmt_shape(b)}")
+
+
+def _concat_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    for s in ins:
+        need_map(s, "concat")
+    hw = tuple(ins[0][1:])
+    for s in ins[1:]:
+        if tuple(s[1:]) != hw:
+            raise ShapeError(f"concat needs equal spatial sizes, got {fmt_shape(ins[0])} and {fmt_shape(s)}")
+    return (sum(s[0] for s in ins),) + hw
+
+
+def _slice_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (s,) = ins
+    if not 0 <= a["start"] < a["stop"] <= s[0]:
+        raise ShapeError(f"channel slice [{a['start']}:{a['stop']}] is outside 0..{s[0]}")
+    return (a["stop"] - a["start"],) + tuple(s[1:])
+
+
+def _slice_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    a = d["attrs"]
+    b.node("Slice", [xs[0], b.const(f"{n}.starts", [a["start"]], "int64"),
+                     b.const(f"{n}.ends", [a["stop"]], "int64"), b.const(f"{n}.axes", [1], "int64")], n)
+
+
+ADD = Op("add", 2, None, {}, _add_shape, TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
+         lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n), lambda a: "add",
+         doc="elementwise sum of equal shapes", elementwise=True)
+MUL = Op("mul", 2, 2, {}, _mul_shape, TorchCode(stateless, lambda a, m, xs: " * ".join(xs)), onnx_simple("Mul"),
+         lambda a: "mul", doc="elementwise product; ``(C, 1, 1)`` broadcasts over ``(C, H, W)``",
+         elementwise=True, saves="inputs")
+CONCAT = Op("concat", 1, None, {}, _concat_shape,
+            TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"), onnx_simple("Concat", axis=1),
+            lambda a: "concat", doc="channel concatenation of equal spatial sizes, in ``inputs`` order")
+SLICE = Op("slice", 1, 1, {"start": int, "stop": int}, _slice_shape,
+           TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"), _slice_onnx,
+           lambda a: f"slice [{a['start']}:{a['stop']}]", doc="start, stop (a channel range ``[start, stop)``)",
+           view=True)
+
+# ---- channel_shuffle (ShuffleNet, Zhang et al.)
+
+
+def _shuffle_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    (s,) = ins
+    need_map(s, "channel_shuffle")
+    if s[0] % a["groups"]:
+        raise ShapeError(f"channel_shuffle groups={a['groups']} must divide the input channels ({s[0]})")
+    return tuple(s)
+
+
+def _shuffle_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    # (N, C, H, W) -> (N, g, C/g, H, W) -> swap the two group axes -> (N, C, H, W); a 0 in a
+    # Reshape target copies that input dimension, which keeps the batch dimension symbolic.
+    g = d["attrs"]["groups"]
+    c, h, w = d["shape"]
+    grouped = b.node("Reshape", [xs[0], b.const(f"{n}.grouped", [0, g, c // g, h, w], "int64")], f"{n}/grouped")
+    swapped = b.node("Transpose", [grouped], f"{n}/transpose", perm=[0, 2, 1, 3, 4])
+    b.node("Reshape", [swapped, b.const(f"{n}.shape", [0, c, h, w], "int64")], n)
+
+
+CHANNEL_SHUFFLE = Op(
+    "channel_shuffle", 1, 1, {"groups": int}, _shuffle_shape,
+    TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"),
+    _shuffle_onnx, lambda a: f"shuffle g{a['groups']}",
+    spec=(SpecOp("channel_shuffle", "channel_shuffle", (Arg("groups", "int>=1"),), lambda v, s: dict(groups=v["groups"]),
+                 doc="ShuffleNet's channel shuffle: C = g groups of C/g, transposed; groups must divide C"),),
+    doc="groups (reshape ``(g, C/g)``, transpose, flatten; ``g`` divides C)",
+)
+
+ALL: tuple[Op, ...] = (INPUT, CONV, BN, AFFINE, ACT, MAXPOOL, AVGPOOL, GAP, FLATTEN, LINEAR, DROPOUT, IDENTITY, SE,
+                       ADD, MUL, CONCAT, SLICE, CHANNEL_SHUFFLE)
