@@ -9,7 +9,7 @@ output name; ``b.const(name, value, dtype="float32")`` adds an initializer and r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -96,7 +96,6 @@ class Op:
     weights: tuple[str, ...] = ()  # its torch module's state_dict names, as the ONNX emitter binds them
     folds_following_bn: bool = False  # a BN reading only this op's value can fold into its weights
     saves: str = "none"  # what training saves for backward: "input", "output", "inputs" or "none"
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def attr_types(self, attrs: Attrs) -> Mapping[str, type | tuple[type, ...]]:
         if self.extra_attrs is None:
