@@ -21,7 +21,7 @@ def test_every_spec_op_lowers_to_a_known_kind():
 
 
 def test_stateful_ops_build_their_declared_classes():
-    conv = build_module("conv", dict(out=4, kernel=3, stride=2, padding=1, dilation=1, groups=2, bias=True), [(2, 8, 8)])
+    conv = build_module("conv", {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 2, "bias": True}, [(2, 8, 8)])
     assert isinstance(conv, nn.Conv2d) and (conv.in_channels, conv.out_channels, conv.stride, conv.groups) == (2, 4, (2, 2), 2)
     assert conv.bias is not None
     assert build_module("act", {"fn": "relu"}, [(2, 8, 8)]) is None
@@ -36,7 +36,7 @@ def test_stateless_callables_compute_their_torch_functions():
     assert torch.equal(stateless_fn("add", {})(x, x, x), x + x + x)
     assert torch.equal(stateless_fn("concat", {})(x, x), torch.cat([x, x], 1))
     assert torch.equal(stateless_fn("slice", {"start": 1, "stop": 4})(x), x[:, 1:4])
-    pool = stateless_fn("avgpool", dict(kernel=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False))
+    pool = stateless_fn("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False})
     assert torch.equal(pool(x), torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
 
 

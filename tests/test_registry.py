@@ -21,7 +21,15 @@ from netdsl.frontend import lower_spec
 from netdsl.ir import lint
 from netdsl.ir.graph import block_members, blocks, enclosing
 from netdsl.onnx_runtime import run, session
-from netdsl.ops import ACTIVATIONS, REGISTRY, SPEC_OPS, bn_fold_source, bn_scale_shift, fold_into_conv, get
+from netdsl.ops import (
+    ACTIVATIONS,
+    REGISTRY,
+    SPEC_OPS,
+    bn_fold_source,
+    bn_scale_shift,
+    fold_into_conv,
+    get,
+)
 from netdsl.passes import bn_to_affine
 from netdsl.passes.plan_concat import segments
 
@@ -48,9 +56,9 @@ def test_every_kind_has_every_backend(write_spec):
     g = netdsl.compile_spec(str(write_spec(EVERY_KIND)))
     rewritten = bn_to_affine.run(_bound(g)).graph  # bn -> affine, so the affine kind is covered too
     seen = set()
-    for g, n, d in [(g, n, d) for g in (g, rewritten) for n, d in g.nodes(data=True)]:
+    for graph, n, d in [(h, n, d) for h in (g, rewritten) for n, d in h.nodes(data=True)]:
         op, a = get(d["kind"]), d["attrs"]
-        ins = [g.nodes[i]["shape"] for i in d["inputs"]]
+        ins = [graph.nodes[i]["shape"] for i in d["inputs"]]
         seen.add(d["kind"])
         assert op.shape(a, ins) == d["shape"]
         assert op.params(a, ins, d["shape"]) >= 0 and op.flops(a, ins, d["shape"]) >= 0
@@ -170,12 +178,12 @@ def test_inplace_forms_compute_the_plain_forms():
     x = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     for name, row in ACTIVATIONS.items():
         a = {"fn": name, **{arg.name: arg.default for arg in row.args}}
-        plain = eval(get("act").torch.call(a, "", ["x"]), {"torch": torch, "F": F, "x": x})  # noqa: S307
+        plain = eval(get("act").torch.call(a, "", ["x"]), {"torch": torch, "F": F, "x": x})
         src = get("act").torch.inplace(a, "y")
         if src is None:
             continue
         y = x.clone()
-        out = eval(src, {"torch": torch, "F": F, "y": y})  # noqa: S307
+        out = eval(src, {"torch": torch, "F": F, "y": y})
         assert torch.equal(out, plain) and torch.equal(y, plain), name
 
 

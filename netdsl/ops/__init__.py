@@ -46,5 +46,20 @@ def infer_shape(kind: str, attrs, input_shapes) -> Shape:
     return REGISTRY[kind].shape(attrs, list(input_shapes))
 
 
-__all__ = ["ACTIVATIONS", "Activation", "Arg", "Op", "REGISTRY", "REQUIRED", "SPEC_OPS", "SpecOp", "TorchCode",
-           "bn_fold_source", "bn_scale_shift", "fmt_shape", "fold_into_conv", "get", "infer_shape"]
+__all__ = [
+    "ACTIVATIONS",
+    "REGISTRY",
+    "REQUIRED",
+    "SPEC_OPS",
+    "Activation",
+    "Arg",
+    "Op",
+    "SpecOp",
+    "TorchCode",
+    "bn_fold_source",
+    "bn_scale_shift",
+    "fmt_shape",
+    "fold_into_conv",
+    "get",
+    "infer_shape",
+]

@@ -7,8 +7,9 @@ its torch source, in-place form, ONNX emission and label.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .base import Arg, Attrs
 

@@ -9,8 +9,9 @@ output name; ``b.const(name, value, dtype="float32")`` adds an initializer and r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -5,14 +5,30 @@ language reference's table read it from here."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ShapeError
 from .activations import ACTIVATIONS
-from .base import (Arg, Attrs, Op, Shape, SpecOp, TorchCode, call_module, fmt_shape, map_only, need_map,
-                   onnx_simple, same, spatial_out, stateless, weight)
+from .base import (
+    Arg,
+    Attrs,
+    Op,
+    Shape,
+    SpecOp,
+    TorchCode,
+    call_module,
+    fmt_shape,
+    map_only,
+    need_map,
+    onnx_simple,
+    same,
+    spatial_out,
+    stateless,
+    weight,
+)
 
 # ---- input
 
@@ -50,7 +66,7 @@ def _conv_flops(a: Attrs, ins: Sequence[Shape], out: Shape) -> int:
 
 def _conv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
     return ("nn.Conv2d", (ins[0][0], a["out"], a["kernel"]),
-            dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"]))
+            {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"], "bias": a["bias"]})
 
 
 def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
@@ -69,8 +85,8 @@ def _conv_label(a: Attrs) -> str:
 
 def _conv_attrs(v: dict, _s: Shape) -> dict:
     pad = v["pad"] if v["pad"] is not None else v["dilation"] * (v["kernel"] // 2)
-    return dict(out=v["out"], kernel=v["kernel"], stride=v["stride"], padding=pad, dilation=v["dilation"],
-                groups=v["groups"], bias=v["bias"])
+    return {"out": v["out"], "kernel": v["kernel"], "stride": v["stride"], "padding": pad, "dilation": v["dilation"],
+                "groups": v["groups"], "bias": v["bias"]}
 
 
 CONV = Op(
@@ -101,11 +117,11 @@ def _bn_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 BN = Op(
     "bn", 1, 1, {"eps": float, "momentum": float}, map_only(same),
-    TorchCode(lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), dict(eps=a["eps"], momentum=a["momentum"])),
+    TorchCode(lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), {"eps": a["eps"], "momentum": a["momentum"]}),
               call_module),
     _bn_onnx, lambda a: "bn", _channels2,
     spec=(SpecOp("bn", "bn", (Arg("eps", "float>0", 1e-5), Arg("momentum", "prob", 0.1)),
-                 lambda v, s: dict(eps=v["eps"], momentum=v["momentum"]), doc="batch normalization"),),
+                 lambda v, s: {"eps": v["eps"], "momentum": v["momentum"]}, doc="batch normalization"),),
     doc="eps, momentum", per_channel=True, weights=("weight", "bias", "running_mean", "running_var"),
     saves="input",
 )
@@ -190,7 +206,7 @@ _SPATIAL = {"kernel": int, "stride": int, "padding": int, "ceil_mode": bool}
 
 
 def _pool_attrs(v: dict, _s: Shape) -> dict:
-    return dict(kernel=v["kernel"], stride=v["stride"] or v["kernel"], padding=v["pad"], ceil_mode=v["ceil"])
+    return {"kernel": v["kernel"], "stride": v["stride"] or v["kernel"], "padding": v["pad"], "ceil_mode": v["ceil"]}
 
 
 MAXPOOL = Op("maxpool", 1, 1, dict(_SPATIAL), map_only(_pool_shape), TorchCode(stateless, _pool_call("max")),
@@ -249,18 +265,18 @@ def _linear_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 LINEAR = Op(
     "linear", 1, 1, {"out": int, "bias": bool}, _linear_shape,
-    TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), dict(bias=a["bias"])), call_module),
+    TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), {"bias": a["bias"]}), call_module),
     _linear_onnx, lambda a: "linear",
     lambda a, ins, out: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
     lambda a, ins, out: ins[0][0] * a["out"],
     spec=(SpecOp("linear", "linear", (Arg("out", "int>=1"), Arg("bias", "bool", True)),
-                 lambda v, s: dict(out=v["out"], bias=v["bias"]), doc="fully connected; flattens first",
+                 lambda v, s: {"out": v["out"], "bias": v["bias"]}, doc="fully connected; flattens first",
                  flatten_first=True),),
     doc="out, bias", weights=("weight", "bias"), saves="input",
 )
 DROPOUT = Op("dropout", 1, 1, {"p": float}, same, TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
              onnx_simple("Identity"), lambda a: "dropout",
-             spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: dict(p=v["p"])),),
+             spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: {"p": v["p"]}),),
              doc="p", eval_identity=True, saves="mask")
 IDENTITY = Op("identity", 1, 1, {}, same, TorchCode(stateless, lambda a, m, xs: xs[0]), onnx_simple("Identity"),
               lambda a: "identity", spec=(SpecOp("identity", "identity", (), lambda v, s: {}),),
@@ -286,11 +302,11 @@ def _se_params(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
 
 SE = Op(
     "se", 1, 1, {"hidden": int, "bias": bool}, map_only(same),
-    TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), dict(bias=a["bias"])), call_module),
+    TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), {"bias": a["bias"]}), call_module),
     _se_onnx, lambda a: "se", _se_params, lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
     spec=(SpecOp("se", "se", (Arg("reduction", "int>=1", 16), Arg("hidden", "int>=1", None), Arg("bias", "bool", True)),
-                 lambda v, s: dict(hidden=v["hidden"] if v["hidden"] is not None else max(1, s[0] // v["reduction"]),
-                                   bias=v["bias"]),
+                 lambda v, s: {"hidden": v["hidden"] if v["hidden"] is not None else max(1, s[0] // v["reduction"]),
+                                   "bias": v["bias"]},
                  doc="squeeze-and-excitation; hidden defaults to max(1, channels // reduction)"),),
     doc="hidden, bias (squeeze-and-excitation: gap, 1x1 conv, relu, 1x1 conv, sigmoid, scale)",
     weights=("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), saves="input",
@@ -378,7 +394,7 @@ CHANNEL_SHUFFLE = Op(
     "channel_shuffle", 1, 1, {"groups": int}, _shuffle_shape,
     TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"),
     _shuffle_onnx, lambda a: f"shuffle g{a['groups']}",
-    spec=(SpecOp("channel_shuffle", "channel_shuffle", (Arg("groups", "int>=1"),), lambda v, s: dict(groups=v["groups"]),
+    spec=(SpecOp("channel_shuffle", "channel_shuffle", (Arg("groups", "int>=1"),), lambda v, s: {"groups": v["groups"]},
                  doc="ShuffleNet's channel shuffle: C = g groups of C/g, transposed; groups must divide C"),),
     doc="groups (reshape ``(g, C/g)``, transpose, flatten; ``g`` divides C)",
 )
