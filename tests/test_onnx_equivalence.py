@@ -38,7 +38,7 @@ network allops(classes=5) {
     silu; hardswish; dropout(0.2); identity
     add(a)
     x: conv(8, 1, groups=2); bn; add(x)
-    leaky_relu(slope=0.2); elu
+    leaky_relu(slope=0.2); elu; mish; channel_shuffle(4)
     parallel(add) { branch { tanh } branch { sigmoid } branch { identity } }
     se(reduction=2)
     residual { conv(8, 1); sigmoid }
