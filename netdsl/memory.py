@@ -185,8 +185,7 @@ def _folded_or_inplace(graph, n, alias, heads) -> bool:
     src = d["inputs"][0]
     sd = graph.nodes[src]
     single = list(graph.successors(src)) == [n] and not sd.get("stores") and src != graph.graph["output"]
-    fresh = sd["kind"] in ("conv", "bn", "affine", "add", "linear")
-    return fresh and single and get("act").torch.inplace(d["attrs"], "x") is not None
+    return get(sd["kind"]).fresh_output and single and get("act").torch.inplace(d["attrs"], "x") is not None
 
 
 def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:

@@ -92,6 +92,9 @@ class Op:
     per_channel: bool = False  # may run on a channel slice of its input (bn, affine, act)
     elementwise: bool = False  # output element k depends on input element k only
     inplace_ok: bool = False  # torch.inplace gives an in-place form
+    # its torch call returns a tensor of its own (not a view, not an input), so a following
+    # activation may overwrite it in place when nothing else reads it
+    fresh_output: bool = False
     view: bool = False  # the value shares its input's storage (slice, flatten, identity)
     eval_identity: bool = False  # the identity in eval mode (dropout, identity)
     weights: tuple[str, ...] = ()  # its torch module's state_dict names, as the ONNX emitter binds them

@@ -99,7 +99,7 @@ CONV = Op(
         Arg("groups", "int>=1", 1), Arg("dilation", "int>=1", 1), Arg("bias", "bool", False),
     ), _conv_attrs, doc="2-D convolution; pad defaults to dilation*(kernel//2) ('same' at stride 1)"),),
     doc="out, kernel, stride, padding, dilation, groups, bias",
-    weights=("weight", "bias"), folds_following_bn=True, saves="input",
+    weights=("weight", "bias"), folds_following_bn=True, saves="input", fresh_output=True,
 )
 
 # ---- bn, affine
@@ -123,7 +123,7 @@ BN = Op(
     spec=(SpecOp("bn", "bn", (Arg("eps", "float>0", 1e-5), Arg("momentum", "prob", 0.1)),
                  lambda v, s: {"eps": v["eps"], "momentum": v["momentum"]}, doc="batch normalization"),),
     doc="eps, momentum", per_channel=True, weights=("weight", "bias", "running_mean", "running_var"),
-    saves="input",
+    saves="input", fresh_output=True,
 )
 
 
@@ -141,7 +141,7 @@ def _affine_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 AFFINE = Op("affine", 1, 1, {}, same, TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
             _affine_onnx, lambda a: "affine", _channels2,
             doc="per-channel ``y = x * scale + shift``; made by inference rewrites",
-            per_channel=True, weights=("weight", "bias"), saves="input")
+            per_channel=True, weights=("weight", "bias"), saves="input", fresh_output=True)
 
 # ---- act: dispatches to the activation table
 
@@ -272,7 +272,7 @@ LINEAR = Op(
     spec=(SpecOp("linear", "linear", (Arg("out", "int>=1"), Arg("bias", "bool", True)),
                  lambda v, s: {"out": v["out"], "bias": v["bias"]}, doc="fully connected; flattens first",
                  flatten_first=True),),
-    doc="out, bias", weights=("weight", "bias"), saves="input",
+    doc="out, bias", weights=("weight", "bias"), saves="input", fresh_output=True,
 )
 DROPOUT = Op("dropout", 1, 1, {"p": float}, same, TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
              onnx_simple("Identity"), lambda a: "dropout",
@@ -357,7 +357,7 @@ def _slice_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 ADD = Op("add", 2, None, {}, _add_shape, TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
          lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n), lambda a: "add",
-         doc="elementwise sum of equal shapes", elementwise=True)
+         doc="elementwise sum of equal shapes", elementwise=True, fresh_output=True)
 MUL = Op("mul", 2, 2, {}, _mul_shape, TorchCode(stateless, lambda a, m, xs: " * ".join(xs)), onnx_simple("Mul"),
          lambda a: "mul", doc="elementwise product; ``(C, 1, 1)`` broadcasts over ``(C, H, W)``",
          elementwise=True, saves="inputs")
