@@ -152,7 +152,7 @@ def _act_attrs(name: str) -> Any:
 
 
 def _act_extra(a: Attrs) -> dict:
-    row = ACTIVATIONS.get(a.get("fn"))
+    row = ACTIVATIONS.get(str(a.get("fn")))
     return {} if row is None else {arg.name: _ARG_TYPES[arg.check] for arg in row.args}
 
 
