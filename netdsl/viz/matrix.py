@@ -25,13 +25,10 @@ import networkx as nx
 import numpy as np
 
 from ..errors import SpecValueError
-from ..ir.graph import BlockInfo, blocks, topo_nodes
+from ..ir.graph import BlockInfo, block_members, blocks, topo_nodes
+from ..ops import get
 
 READ, SKIPPED, UNAVAILABLE = 1, 0, -1
-
-# Ops between a unit's aggregate and its first conv that keep every channel where it is.
-_CHANNELWISE = ("bn", "affine", "act", "dropout", "identity")
-
 
 @dataclass(frozen=True)
 class BlockMatrix:
@@ -60,9 +57,10 @@ def connectivity_matrix(block: BlockInfo) -> BlockMatrix:
     return BlockMatrix(block.name, block.pattern, rows, cols, mask)
 
 
-def first_conv(graph: nx.DiGraph, scope: str) -> str | None:
-    """The unit's first conv in execution order."""
-    for n in topo_nodes(graph.subgraph([m for m in graph.nodes if m.startswith(scope + ".")])):
+def first_conv(graph: nx.DiGraph, block: str, unit: int) -> str | None:
+    """The first conv in execution order of unit ``unit`` of ``block`` (nested blocks included)."""
+    members = block_members(graph, block)
+    for n in topo_nodes(graph.subgraph([m for m, u in members.items() if u == unit])):
         if graph.nodes[n]["kind"] == "conv":
             return n
     return None
@@ -73,7 +71,8 @@ def _channel_path(graph: nx.DiGraph, conv: str, aggregate: str) -> bool:
     n = graph.nodes[conv]["inputs"][0]
     while n != aggregate:
         d = graph.nodes[n]
-        if d["kind"] not in _CHANNELWISE:
+        op = get(d["kind"])  # ops that keep every channel where it is
+        if not (op.per_channel or op.eval_identity):
             return False
         n = d["inputs"][0]
     return True
@@ -102,7 +101,7 @@ def weight_matrix(graph: nx.DiGraph, block: BlockInfo, state: Mapping[str, np.nd
         return _with(m, note=f"{what} its inputs: no per-feature slice of the weights")
     weights = np.full(m.mask.shape, np.nan)
     for r, u in enumerate(block.units):
-        conv = first_conv(graph, u.scope)
+        conv = first_conv(graph, block.name, u.index)
         if conv is None or graph.nodes[conv]["attrs"]["groups"] != 1 or not _channel_path(graph, conv, u.aggregate):
             return _with(m, note=f"unit {u.index} does not start with an ungrouped conv over its input")
         key = f"{conv}.weight"
