@@ -11,6 +11,11 @@ BatchNorm's folding arithmetic and the fold decision are in :mod:`netdsl.ops.nor
 The registry imports no torch, onnx or graphviz: torch code is source text, and the ONNX
 emission is given the emitter's builder.
 
+Adding an op: an activation is one :class:`Activation` row in ``activations.py``; any other op
+is one :class:`Op` in ``kinds.py`` (appended to ``ALL``) with a :class:`SpecOp` for its spec
+name. Then add its row to the op table of ``docs/language.md`` (a test compares the two) and a
+test; nothing else changes (``mish`` and ``channel_shuffle`` were added that way).
+
 >>> get("conv").torch.module(dict(out=8, kernel=3, stride=1, padding=1, dilation=1, groups=1, bias=False), [(3, 8, 8)])
 ('nn.Conv2d', (3, 8, 3), {'stride': 1, 'padding': 1, 'dilation': 1, 'groups': 1, 'bias': False})
 >>> get("act").torch.call({"fn": "relu"}, "", ["x"]), get("act").torch.inplace({"fn": "relu"}, "x")
