@@ -185,7 +185,8 @@ def test_curves_on_demand_from_the_metrics(tmp_path, capsys):
 
 def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path):
     spec = write_spec(TINY)
-    train(_cfg(spec, tmp_path, recipe="densenet"))  # 2 epochs: lr 0.1, then /10 at epoch 1
-    train(_cfg(spec, tmp_path, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
-    lrs = [json.loads(r)["lr"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    out = tmp_path / "run"
+    train(_cfg(spec, out, recipe="densenet"))  # 2 epochs: lr 0.1, then /10 at epoch 1
+    train(_cfg(spec, out, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
+    lrs = [json.loads(r)["lr"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001])

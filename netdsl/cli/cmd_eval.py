@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NetdslError
+from ..train.config import device_available, positive_int
 from .common import overrides
 
 
@@ -37,6 +38,8 @@ def run(args) -> int:
             raise NetdslError(f"{run_dir / 'metrics.jsonl'}: no epochs recorded yet")
         print(f"wrote {plot_curves(rows, run_dir / 'curves.png', run_dir.name)}", file=sys.stderr)
         return 0
+    positive_int("--batch-size", args.batch_size)
+    device_available(args.device)
     if not args.weights:
         raise NetdslError("eval needs --weights CKPT (or --curves RUN)", None,
                           "for example: netdsl eval --weights runs/densenet_bc100_k12/best.pt")

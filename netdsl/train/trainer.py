@@ -1,0 +1,207 @@
+"""``train()``: the run folder, the one compile, the data, the epochs, the final test.
+
+The parts live in their own modules: :mod:`.config` (the request and its checks), :mod:`.rundir`
+(folder, lock), :mod:`.data`, :mod:`.model` (overrides, compile, network, optimizer, Fabric),
+:mod:`.loop` (an epoch), :mod:`.checkpoint` and :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import __version__, pipeline
+from ..errors import NetdslError
+from . import loop, model, rundir
+from .checkpoint import Checkpointer, load_checkpoint, load_model_state, set_rng_states, spec_source
+from .config import TrainConfig
+from .data import RunData, open_source, prepare_data
+from .loop import StopRequested, StopSignal, Stepper, TrainingInterrupted
+from .recipe import Recipe, default_recipe_name, load_recipe, recipe_from_dict
+from .report import Reporter
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train ``cfg.target`` on ``cfg.data``; returns the test metrics of the best and the last weights
+    (``"best"``, ``"last"``) and the final network (``"model"``, the weights of ``last.pt``).
+
+    ``on_step(epoch, batch)`` runs after every optimizer step (tests use it to send Ctrl-C).
+    """
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out) if cfg.out is not None else rundir.numbered_folder(Path("runs"), Path(cfg.target).stem)
+    primary = _primary_process()
+    if primary:  # decided before Fabric starts other processes, which do not touch the folder
+        rundir.check_folder(out, resume=cfg.resume, force=cfg.force)
+    with rundir.run_lock(out) if primary else contextlib.nullcontext():
+        if primary:
+            rundir.remove_stale_temporaries(out)
+            if cfg.force:
+                rundir.clear_run_files(out)
+        fabric, precision = model.make_fabric(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.precision)
+        if fabric.world_size > 1:  # a numbered folder is chosen by rank 0
+            out = Path(fabric.broadcast(str(out), src=0))
+        return _run(cfg, out, fabric, precision, on_step)
+
+
+def _primary_process() -> bool:
+    """Rank 0, or the process that will become it (before Fabric or torchrun set the ranks)."""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+@dataclass
+class Plan:
+    """What a run trains: its network compiled once, its recipe, its data."""
+
+    compiled: pipeline.Compiled
+    recipe: Recipe
+    data: RunData | None
+    seed: int
+    user_overrides: dict
+
+
+def plan_run(cfg: TrainConfig, ckpt: dict | None, where: Path, log, load: bool = True) -> Plan:
+    """A new run from ``cfg``, or a resumed one from its checkpoint (only its length may change)."""
+    if ckpt is not None:
+        recipe = recipe_from_dict(ckpt["recipe"], ckpt["recipe"]["name"]).with_overrides(epochs=cfg.epochs)
+        info, seed, user = ckpt["data"], ckpt["seed"], ckpt["user_overrides"]
+        fit, limit, stats = info["fit"], info["limit_train"], (info["mean"], info["std"])
+        compiled = model.compile_network(spec_source(ckpt, where), ckpt["overrides"], cfg.limits)
+        source = open_source(info["source"]) if load else None
+    else:
+        header = pipeline.spec_header(cfg.target)
+        recipe = load_recipe(cfg.recipe or default_recipe_name(header.name))
+        recipe = recipe.with_overrides(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+        if cfg.val_split is not None:
+            recipe = replace(recipe, val_split=cfg.val_split)
+        seed, user, fit, limit, stats = cfg.seed, dict(cfg.overrides), cfg.fit, cfg.limit_train, None
+        source = open_source(cfg.data)
+        overrides = model.run_overrides(header.params, user, source.classes, recipe, log)
+        compiled = model.compile_network(cfg.target, overrides, cfg.limits)
+    data = None
+    if source is not None:
+        data = prepare_data(source, compiled.input_shape, fit=fit, val_split=recipe.val_split, seed=seed,
+                            limit=limit, stats=stats)
+        model.check_classes(compiled, data.info["classes"], source.name)
+    return Plan(compiled, recipe, data, seed, user)
+
+
+def _finished(ckpt: dict, epochs: int) -> bool:
+    """A run whose last epoch (or early stop) is done, and that ``epochs`` does not extend."""
+    done = ckpt["state"].get("finished", ckpt["batch"] == 0 and ckpt["epoch"] >= ckpt["recipe"]["epochs"])
+    return bool(done) and epochs <= ckpt["epoch"]
+
+
+def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
+    rank, world = fabric.global_rank, fabric.world_size
+    ckpt = load_checkpoint(out / "last.pt") if cfg.resume else None
+    report = Reporter(out, rank=rank, verbose=cfg.verbose, progress=cfg.progress)
+    epochs = cfg.epochs or (ckpt["recipe"]["epochs"] if ckpt else 0)
+    finished = ckpt is not None and _finished(ckpt, epochs)
+    if finished and (out / "results.json").is_file():
+        report.log(f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
+                   f"(--epochs above {ckpt['epoch']} extends it)")
+        plan = plan_run(cfg, ckpt, out / "last.pt", report.log, load=False)
+        net = model.build_network(plan.compiled, plan.seed)
+        load_model_state(net, ckpt["model"], out / "last.pt")
+        return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": net}
+
+    plan = plan_run(cfg, ckpt, out / "last.pt", report.log)
+    recipe, data, graph = plan.recipe, plan.data, plan.compiled.graph
+    report.title = f"{graph.graph['name']} on {data.info['source']}"
+    if data.note:
+        report.log(data.note)
+    B = recipe.batch_size
+    if B % world:
+        raise NetdslError(f"batch size {B} does not split evenly over {world} processes", None,
+                          f"use a multiple of {world}, e.g. --batch-size {B - B % world or world}")
+    if len(data.train) < B:
+        raise NetdslError(f"{len(data.train)} training images are fewer than one batch of {B}")
+
+    device = fabric.device
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    raw = model.build_network(plan.compiled, plan.seed)
+    optimizer = model.make_optimizer(raw, recipe)
+    raw = raw.to(memory_format=mem)
+    if ckpt is not None:
+        load_model_state(raw, ckpt["model"], out / "last.pt")
+    net = torch.compile(raw) if cfg.compile else raw
+    net, optimizer = fabric.setup(net, optimizer)
+    scheduler = model.make_scheduler(optimizer, recipe)
+    state, history, start_epoch, start_batch = loop.fresh_state(), [], 0, 0
+    if ckpt is not None:
+        model.restore_schedule(optimizer, scheduler, ckpt, recipe)
+        state, history = {**loop.fresh_state(), **ckpt["state"]}, list(ckpt["history"])
+        start_epoch, start_batch = ckpt["epoch"], ckpt["batch"]
+        state["finished"] = finished  # a finished run given more epochs goes on
+
+    meta = {"spec": plan.compiled.source(), "overrides": plan.compiled.overrides, "user_overrides": plan.user_overrides,
+            "recipe": recipe.to_dict(), "data": data.info, "seed": plan.seed, "netdsl_version": __version__}
+    report.started({**meta, "world_size": world, "device": str(device), "precision": precision,
+                    "channels_last": channels_last, "compile": cfg.compile},
+                   f"{graph.graph['name']}: {sum(p.numel() for p in raw.parameters()):,} parameters; "
+                   f"{data.info['source']}: {len(data.train)} train / {len(data.val or [])} val / "
+                   f"{len(data.test)} test; recipe {recipe.name}, {recipe.epochs} epochs, batch {B}; "
+                   f"{world} x {device.type}")
+    checkpoints = Checkpointer(meta, raw, optimizer, scheduler, fabric, rank)
+    stepper = Stepper(fabric, net, optimizer, data, recipe, plan.seed, mem, cfg.eval_batch_size)
+    try:
+        with StopSignal() as stop:
+            if ckpt is not None and start_batch:
+                set_rng_states(ckpt["rng"])
+            for epoch in range(start_epoch, recipe.epochs):
+                try:
+                    row = loop.train_epoch(stepper, epoch, recipe.epochs, start_batch=start_batch,
+                                           partial=state["partial"], stop=stop, progress=report.progress,
+                                           on_step=on_step)
+                except StopRequested as s:
+                    state["partial"] = s.partial
+                    checkpoints.save(out / "last.pt", epoch, s.batch, state, history)
+                    raise TrainingInterrupted(out / "last.pt", epoch, s.batch) from None
+                start_batch = 0
+                if data.val is not None:
+                    v = stepper.evaluate(data.val)
+                    row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
+                history.append(row)
+                improved = loop.end_epoch(state, row, recipe, scheduler)
+                early = loop.stops_early(state, recipe)
+                state["finished"] = early or epoch + 1 >= recipe.epochs
+                if improved:
+                    checkpoints.save(out / "best.pt", epoch + 1, 0, state, history)
+                checkpoints.save(out / "last.pt", epoch + 1, 0, state, history)
+                report.epoch(history, recipe.epochs, improved and data.val is not None)
+                if early:
+                    report.log(f"early stopping: no new validation-loss minimum for "
+                               f"{recipe.early_stopping['patience']} epochs")
+                    break
+    except TrainingInterrupted:
+        report.curves(history)
+        raise
+    finally:
+        report.progress.stop()
+    return _final_test(stepper, raw, out, state, history, report)
+
+
+def _final_test(stepper: Stepper, raw: torch.nn.Module, out: Path, state: dict, history: list[dict],
+                report: Reporter) -> dict:
+    """Test the last and the best weights; the returned model holds the last (as last.pt does)."""
+    data = stepper.data
+    results = {"epochs": len(history), "best_epoch": state["best_epoch"]}
+    results["last"] = stepper.evaluate(data.test)
+    if (out / "best.pt").exists() and data.val is not None:
+        last = {k: v.clone() for k, v in raw.state_dict().items()}
+        load_model_state(raw, load_checkpoint(out / "best.pt")["model"], out / "best.pt")
+        results["best"] = stepper.evaluate(data.test)
+        raw.load_state_dict(last)
+    else:
+        results["best"] = results["last"]
+    report.finished(results, history, len(data.test))
+    return {**results, "model": raw}
