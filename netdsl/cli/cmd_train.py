@@ -10,8 +10,7 @@ from .common import add_target, limits, overrides
 
 
 def register(sub) -> None:
-    from ..train.names import SOURCES
-    from ..train.names import available
+    from ..train.names import SOURCES, available
 
     p = sub.add_parser("train", help="train a spec on real data with a seed paper's recipe",
                        description="Train a spec or preset. Under torchrun every process joins one DDP run.")

@@ -14,17 +14,17 @@ of which a fixed 20% becomes the test split). Every loader returns a :class:`Spl
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import NetdslError
+from .names import SOURCES
 
-from .names import SOURCES  # noqa: E402  (re-exported)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -40,7 +40,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor | slice) -> "ImageSet":
+    def subset(self, index: torch.Tensor | slice) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index])
 
     @property

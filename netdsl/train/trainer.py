@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -22,7 +22,7 @@ from . import loop, model, rundir
 from .checkpoint import Checkpointer, load_checkpoint, load_model_state, set_rng_states, spec_source
 from .config import TrainConfig
 from .data import RunData, open_source, prepare_data
-from .loop import StopRequested, StopSignal, Stepper, TrainingInterrupted
+from .loop import Stepper, StopRequested, StopSignal, TrainingInterrupted
 from .recipe import Recipe, default_recipe_name, load_recipe, recipe_from_dict
 from .report import Reporter
 
