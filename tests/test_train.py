@@ -190,3 +190,115 @@ def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path
     train(_cfg(spec, out, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
     lrs = [json.loads(r)["lr"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+# --- one compile per run; the spec travels inside the checkpoint -----------------------------------
+
+@pytest.fixture
+def compiles(monkeypatch):
+    from netdsl import pipeline
+
+    calls = []
+    real = pipeline.compile_target
+
+    def counting(*args, **kw):
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "compile_target", counting)
+    return calls
+
+
+def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_path, compiles):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+
+    def ctrl_c(epoch, step):
+        if (epoch, step) == (0, 0):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(_cfg(spec, out, epochs=1), on_step=ctrl_c)
+    assert compiles == [str(spec)]
+    train(_cfg(spec, out, resume=True))
+    evaluate_checkpoint(out / "last.pt")
+    assert compiles == [str(spec)] * 3
+
+
+def test_resume_and_eval_use_the_embedded_spec_text_never_the_stored_path(write_spec, tmp_path, capsys):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    first = train(_cfg(spec, out, epochs=1))
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["spec"] == {"target": str(spec), "file": str(spec), "name": "tiny", "preset": None, "text": TINY}
+    spec.write_text("network other(classes=10) { input(3, 8, 8); gap; fc: linear(classes) }")  # a changed file
+    again = evaluate_checkpoint(out / "best.pt")
+    assert again["top1"] == pytest.approx(first["best"]["top1"], abs=1e-9)
+    spec.unlink()  # and a missing one
+    longer = train(_cfg(spec, out, resume=True, epochs=2))
+    assert longer["epochs"] == 2
+    # a checkpoint of an older netdsl (a path, no text) is not followed
+    from netdsl.train.checkpoint import save_checkpoint
+
+    old = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    save_checkpoint(tmp_path / "old.pt", {**old, "spec": {"target": "/etc/passwd", "file": "/etc/passwd",
+                                                          "name": "tiny"}})
+    assert main(["eval", "--weights", str(tmp_path / "old.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "names its spec by path (/etc/passwd) without its text" in err and "root:" not in err
+
+
+def test_threads_sets_torchs_thread_count(write_spec, tmp_path):
+    spec = write_spec(TINY)
+    before = torch.get_num_threads()
+    try:
+        train(_cfg(spec, tmp_path / "run", epochs=1, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- every flag checked before any work ------------------------------------------------------------
+
+_NO_CUDA = [] if torch.cuda.is_available() else [
+    (["train", "t.net", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)"),
+    (["eval", "--weights", "x.pt", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "t.net", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["train", "t.net", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["train", "t.net", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
+    (["train", "t.net", "--limit-train", "0"], "--limit-train must be a positive integer, got 0"),
+    (["train", "t.net", "--threads", "0"], "--threads must be a positive integer, got 0"),
+    (["train", "t.net", "--devices", "0"], "--devices must be a positive integer, got 0"),
+    (["train", "t.net", "--num-nodes", "-1"], "--num-nodes must be a positive integer, got -1"),
+    (["train", "t.net", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),
+    (["train", "t.net", "--lr", "inf"], "--lr must be a finite number above 0, got inf"),
+    (["train", "t.net", "--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
+    (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
+    (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
+    (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
+    (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
+    (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
+    (["train", "t.net", "--resume", "--force", "--out", "{tmp}"], "--resume continues the run in --out and "
+                                                                  "--force replaces it: give one"),
+    (["train", "t.net", "--resume", "--out", "{tmp}/done"], "the run is finished"),
+    (["eval", "--weights", "x.pt", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    *_NO_CUDA])
+def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, message):
+    """Each bad value is refused before any work: nothing is compiled, loaded or written."""
+    spec = write_spec(TINY)
+    (tmp_path / "file").write_text("x")
+    argv = [a.replace("t.net", str(spec)).replace("{tmp}", str(tmp_path)) for a in argv]
+    message = message.replace("{tmp}", str(tmp_path))
+    if message == "the run is finished":  # not an error: says so and exits 0
+        train(_cfg(spec, tmp_path / "done", epochs=1))
+        assert main(argv + ["--no-progress"]) == 0
+        assert message in capsys.readouterr().out
+        return
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written

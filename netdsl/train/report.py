@@ -25,7 +25,7 @@ class Reporter:
 
     def log(self, message: str) -> None:
         if self.console is not None:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)  # greppable lines
 
     def started(self, run_info: dict, summary: str) -> None:
         if self.active:
