@@ -24,7 +24,7 @@ network tiny(classes=10) {
 
 
 def _cfg(spec, out, **kw):
-    base = dict(epochs=1, batch_size=32, limit_train=64, progress=False, verbose=False)
+    base = dict(epochs=1, batch_size=32, limit_train=64, progress=False, verbose=False, curves=False)
     return TrainConfig(str(spec), out=out, **{**base, **kw})
 
 
@@ -127,7 +127,7 @@ def test_no_tmp_files_after_an_interrupt_and_a_resume(write_spec, tmp_path):
     (out / ".last.pt.k3j2_x.tmp").write_bytes(b"half a checkpoint from a killed run")
     result = train(_cfg(spec, out, resume=True))
     assert result["epochs"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "metrics.csv",
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv",
                                                       "metrics.jsonl", "results.json", "run.json"]
 
 

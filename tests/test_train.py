@@ -40,7 +40,7 @@ network nobn(classes=10) {
 
 
 def _cfg(spec, out, **kw):
-    base = dict(epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False)
+    base = dict(epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False, curves=False)
     return TrainConfig(str(spec), out=out, **{**base, **kw})
 
 
@@ -156,6 +156,7 @@ torch.save(r["model"].state_dict(), os.path.join(out, "rank%s.pt" % os.environ["
 """
 
 
+@pytest.mark.slow  # two processes started by torchrun: several seconds
 def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_spec, tmp_path):
     spec = write_spec(NO_BN)
     script = tmp_path / "ddp.py"

@@ -42,6 +42,7 @@ def register(sub) -> None:
                    help="NHWC memory format (default: on for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--no-curves", action="store_true", help="do not draw curves.png (netdsl eval --curves can later)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +55,7 @@ def run(args) -> int:
                       limit_train=args.limit_train, resume=args.resume, force=args.force,
                       accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                       precision=args.precision, channels_last=args.channels_last, compile=args.compile,
-                      threads=args.threads, progress=not args.no_progress and sys.stderr.isatty(),
+                      threads=args.threads, curves=not args.no_curves, progress=not args.no_progress and sys.stderr.isatty(),
                       limits=limits(args)).validate()  # every flag checked before any work
     try:
         train(cfg)

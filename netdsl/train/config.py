@@ -46,6 +46,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     progress: bool = True
     verbose: bool = True
+    curves: bool = True  # draw curves.png (matplotlib: about half of a tiny run's time)
     limits: object = None  # netdsl.frontend.Limits for the compile of the spec
 
     def validate(self) -> TrainConfig:

@@ -14,8 +14,8 @@ from .progress import EpochProgress
 
 class Reporter:
     def __init__(self, out: Path, *, rank: int = 0, verbose: bool = True, progress: bool = True,
-                 title: str = ""):
-        self.out, self.active, self.title = out, rank == 0, title
+                 curves: bool = True, title: str = ""):
+        self.out, self.active, self.title, self.draw = out, rank == 0, title, curves
         self.console = None
         if self.active and verbose:
             from rich.console import Console
@@ -38,7 +38,7 @@ class Reporter:
         self.log(epoch_line(history[-1], epochs, best))
 
     def curves(self, history: list[dict]) -> None:
-        if self.active and history:
+        if self.active and self.draw and history:
             plot_curves(history, self.out / "curves.png", self.title)
 
     def finished(self, results: dict, history: list[dict], test_images: int) -> None:

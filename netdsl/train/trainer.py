@@ -102,7 +102,7 @@ def _finished(ckpt: dict, epochs: int) -> bool:
 def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
     rank, world = fabric.global_rank, fabric.world_size
     ckpt = load_checkpoint(out / "last.pt") if cfg.resume else None
-    report = Reporter(out, rank=rank, verbose=cfg.verbose, progress=cfg.progress)
+    report = Reporter(out, rank=rank, verbose=cfg.verbose, progress=cfg.progress, curves=cfg.curves)
     epochs = cfg.epochs or (ckpt["recipe"]["epochs"] if ckpt else 0)
     finished = ckpt is not None and _finished(ckpt, epochs)
     if finished and (out / "results.json").is_file():
