@@ -50,8 +50,9 @@ class Compiled:
     text: str = ""  # the root spec's source text, so a checkpoint never has to read the path again
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.graph.nodes[self.graph.graph["input"]]["shape"])
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.graph.nodes[self.graph.graph["input"]]["shape"]
+        return c, h, w
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -113,11 +114,10 @@ def instantiate(graph: nx.DiGraph, seed: int | None = 0):
     import torch
 
     from .backends.torch_module import NetdslModule, init_weights
+    from .backends.torch_planned import PlannedModule
 
-    if graph.graph.get("planned"):  # set by the plan_concat pass (opt 1)
-        from .backends.torch_planned import PlannedModule as cls
-    else:
-        cls = NetdslModule
+    # the plan_concat pass (opt 1) marks the graph planned
+    cls: type[torch.nn.Module] = PlannedModule if graph.graph.get("planned") else NetdslModule
     if seed is None:
         return init_weights(cls(graph), None)
     with torch.random.fork_rng(devices=[]):

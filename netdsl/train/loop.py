@@ -17,6 +17,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ class StopSignal:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __enter__(self) -> StopSignal:
+    def __enter__(self) -> Self:
         self._previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
         return self
@@ -78,7 +79,7 @@ def fresh_state() -> dict:
 class Stepper:
     """What a training step needs: the set-up network and optimizer, and the run's data on its device."""
 
-    fabric: object
+    fabric: Any  # lightning_fabric.Fabric (imported lazily: it is slow to import)
     net: torch.nn.Module
     optimizer: torch.optim.Optimizer
     data: RunData

@@ -29,7 +29,7 @@ def make_fabric(accelerator: str, devices: int, num_nodes: int, precision: str):
         raise NetdslError(f"unknown precision {precision!r}", None, "use auto, 32, bf16 or fp16")
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=chosen)
+                    precision=chosen)  # type: ignore[arg-type]  # one of Fabric's literals, chosen above
     fabric.launch()
     return fabric, chosen
 

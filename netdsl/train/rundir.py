@@ -61,7 +61,9 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def run_lock(out: Path):
-    """Hold ``out/.lock`` for the body; a second holder gets a :class:`RunFolderError`."""
+    """Hold ``out/.lock`` for the body; a second holder gets a :class:`RunFolderError`. A folder made
+    here and still empty at the end (the run failed before writing) is removed again."""
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK
     for _ in range(2):
@@ -85,6 +87,9 @@ def run_lock(out: Path):
         yield lock
     finally:
         lock.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when empty
 
 
 def remove_stale_temporaries(out: Path) -> list[Path]:

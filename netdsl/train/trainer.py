@@ -21,7 +21,7 @@ from ..errors import NetdslError
 from . import loop, model, rundir
 from .checkpoint import Checkpointer, load_checkpoint, load_model_state, set_rng_states, spec_source
 from .config import TrainConfig
-from .data import RunData, open_source, prepare_data
+from .data import RunData, Source, open_source, prepare_data
 from .loop import Stepper, StopRequested, StopSignal, TrainingInterrupted
 from .recipe import Recipe, default_recipe_name, load_recipe, recipe_from_dict
 from .report import Reporter
@@ -58,39 +58,46 @@ def _primary_process() -> bool:
 
 @dataclass
 class Plan:
-    """What a run trains: its network compiled once, its recipe, its data."""
+    """What a run trains: its network compiled once, its recipe, and where its data comes from."""
 
     compiled: pipeline.Compiled
     recipe: Recipe
-    data: RunData | None
     seed: int
     user_overrides: dict
+    data_source: str
+    fit: str
+    limit: int | None
+    stats: tuple[list[float], list[float]] | None  # a resumed run keeps its normalization
+
+    def load_data(self, source: Source | None = None) -> RunData:
+        source = source or open_source(self.data_source)
+        data = prepare_data(source, self.compiled.input_shape, fit=self.fit, val_split=self.recipe.val_split,
+                            seed=self.seed, limit=self.limit, stats=self.stats)
+        model.check_classes(self.compiled, data.info["classes"], source.name)
+        return data
 
 
-def plan_run(cfg: TrainConfig, ckpt: dict | None, where: Path, log, load: bool = True) -> Plan:
-    """A new run from ``cfg``, or a resumed one from its checkpoint (only its length may change)."""
-    if ckpt is not None:
-        recipe = recipe_from_dict(ckpt["recipe"], ckpt["recipe"]["name"]).with_overrides(epochs=cfg.epochs)
-        info, seed, user = ckpt["data"], ckpt["seed"], ckpt["user_overrides"]
-        fit, limit, stats = info["fit"], info["limit_train"], (info["mean"], info["std"])
-        compiled = model.compile_network(spec_source(ckpt, where), ckpt["overrides"], cfg.limits)
-        source = open_source(info["source"]) if load else None
-    else:
-        header = pipeline.spec_header(cfg.target)
-        recipe = load_recipe(cfg.recipe or default_recipe_name(header.name))
-        recipe = recipe.with_overrides(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
-        if cfg.val_split is not None:
-            recipe = replace(recipe, val_split=cfg.val_split)
-        seed, user, fit, limit, stats = cfg.seed, dict(cfg.overrides), cfg.fit, cfg.limit_train, None
-        source = open_source(cfg.data)
-        overrides = model.run_overrides(header.params, user, source.classes, recipe, log)
-        compiled = model.compile_network(cfg.target, overrides, cfg.limits)
-    data = None
-    if source is not None:
-        data = prepare_data(source, compiled.input_shape, fit=fit, val_split=recipe.val_split, seed=seed,
-                            limit=limit, stats=stats)
-        model.check_classes(compiled, data.info["classes"], source.name)
-    return Plan(compiled, recipe, data, seed, user)
+def resume_plan(cfg: TrainConfig, ckpt: dict, where: Path) -> Plan:
+    """A resumed run: everything from its checkpoint, compiled from the stored spec text; only the
+    length (``--epochs``) may change."""
+    recipe = recipe_from_dict(ckpt["recipe"], ckpt["recipe"]["name"]).with_overrides(epochs=cfg.epochs)
+    info = ckpt["data"]
+    compiled = model.compile_network(spec_source(ckpt, where), ckpt["overrides"], cfg.limits)
+    return Plan(compiled, recipe, ckpt["seed"], ckpt["user_overrides"], info["source"], info["fit"],
+                info["limit_train"], (info["mean"], info["std"]))
+
+
+def new_plan(cfg: TrainConfig, log) -> tuple[Plan, Source]:
+    """A new run: the recipe and the data's class count decide the spec values, then the one compile."""
+    header = pipeline.spec_header(cfg.target)
+    recipe = load_recipe(cfg.recipe or default_recipe_name(header.name))
+    recipe = recipe.with_overrides(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+    if cfg.val_split is not None:
+        recipe = replace(recipe, val_split=cfg.val_split)
+    source = open_source(cfg.data)
+    overrides = model.run_overrides(header.params, cfg.overrides, source.classes, recipe, log)
+    compiled = model.compile_network(cfg.target, overrides, cfg.limits)
+    return Plan(compiled, recipe, cfg.seed, dict(cfg.overrides), cfg.data, cfg.fit, cfg.limit_train, None), source
 
 
 def _finished(ckpt: dict, epochs: int) -> bool:
@@ -101,20 +108,24 @@ def _finished(ckpt: dict, epochs: int) -> bool:
 
 def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
     rank, world = fabric.global_rank, fabric.world_size
-    ckpt = load_checkpoint(out / "last.pt") if cfg.resume else None
+    ckpt: dict | None = load_checkpoint(out / "last.pt") if cfg.resume else None
     report = Reporter(out, rank=rank, verbose=cfg.verbose, progress=cfg.progress, curves=cfg.curves)
     epochs = cfg.epochs or (ckpt["recipe"]["epochs"] if ckpt else 0)
     finished = ckpt is not None and _finished(ckpt, epochs)
-    if finished and (out / "results.json").is_file():
+    if ckpt is not None and finished and (out / "results.json").is_file():
         report.log(f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
                    f"(--epochs above {ckpt['epoch']} extends it)")
-        plan = plan_run(cfg, ckpt, out / "last.pt", report.log, load=False)
-        net = model.build_network(plan.compiled, plan.seed)
-        load_model_state(net, ckpt["model"], out / "last.pt")
-        return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": net}
+        done = model.build_network(resume_plan(cfg, ckpt, out / "last.pt").compiled, ckpt["seed"])
+        load_model_state(done, ckpt["model"], out / "last.pt")
+        return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": done}
 
-    plan = plan_run(cfg, ckpt, out / "last.pt", report.log)
-    recipe, data, graph = plan.recipe, plan.data, plan.compiled.graph
+    if ckpt is not None:
+        plan = resume_plan(cfg, ckpt, out / "last.pt")
+        data = plan.load_data()
+    else:
+        plan, source = new_plan(cfg, report.log)
+        data = plan.load_data(source)
+    recipe, graph = plan.recipe, plan.compiled.graph
     report.title = f"{graph.graph['name']} on {data.info['source']}"
     if data.note:
         report.log(data.note)
@@ -130,10 +141,10 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
     mem = torch.channels_last if channels_last else torch.contiguous_format
     raw = model.build_network(plan.compiled, plan.seed)
     optimizer = model.make_optimizer(raw, recipe)
-    raw = raw.to(memory_format=mem)
+    raw = raw.to(memory_format=mem)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     if ckpt is not None:
         load_model_state(raw, ckpt["model"], out / "last.pt")
-    net = torch.compile(raw) if cfg.compile else raw
+    net: torch.nn.Module = torch.compile(raw) if cfg.compile else raw  # type: ignore[assignment]
     net, optimizer = fabric.setup(net, optimizer)
     scheduler = model.make_scheduler(optimizer, recipe)
     state, history, start_epoch, start_batch = loop.fresh_state(), [], 0, 0
@@ -180,7 +191,7 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
                 report.epoch(history, recipe.epochs, improved and data.val is not None)
                 if early:
                     report.log(f"early stopping: no new validation-loss minimum for "
-                               f"{recipe.early_stopping['patience']} epochs")
+                               f"{(recipe.early_stopping or {}).get('patience')} epochs")
                     break
     except TrainingInterrupted:
         report.curves(history)
