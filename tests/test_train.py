@@ -303,3 +303,108 @@ def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, m
     err = capsys.readouterr().err
     assert err == f"error: {message}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written
+
+
+# --- the parts of train(), each on its own ----------------------------------------------------------
+
+class _OneProcess:
+    """The part of Lightning Fabric a training step uses, for one CPU process."""
+
+    device, global_rank, world_size = torch.device("cpu"), 0, 1
+
+    def __init__(self):
+        self.barriers = 0
+
+    def backward(self, loss):
+        loss.backward()
+
+    def barrier(self):
+        self.barriers += 1
+
+
+def _stepper(spec, seed=0):
+    from netdsl import pipeline
+    from netdsl.train import model
+    from netdsl.train.data import open_source, prepare_data
+    from netdsl.train.loop import Stepper
+
+    recipe = load_recipe("densenet").with_overrides(batch_size=32)
+    data = prepare_data(open_source("digits"), (1, 8, 8), fit="resize", val_split=0, seed=seed, limit=96)
+    net = model.build_network(pipeline.compile_target(str(spec)), seed)
+    return Stepper(_OneProcess(), net, model.make_optimizer(net, recipe), data, recipe, seed)
+
+
+def test_an_epoch_stopped_and_continued_equals_the_whole_epoch(write_spec):
+    from netdsl.train.loop import StopRequested, StopSignal, train_epoch
+
+    spec = write_spec(TINY)
+    whole = _stepper(spec)
+    row = train_epoch(whole, 0, 1)
+    cut = _stepper(spec)
+    stop = StopSignal()
+    with pytest.raises(StopRequested) as s:
+        train_epoch(cut, 0, 1, stop=stop, on_step=lambda e, b: setattr(stop, "requested", True))
+    assert s.value.batch == 1 and s.value.partial[2] == 32  # one batch of 32 counted
+    again = train_epoch(cut, 0, 1, start_batch=1, partial=s.value.partial)
+    timing = ("seconds", "images_per_s")
+    assert {k: v for k, v in row.items() if k not in timing} == {k: v for k, v in again.items() if k not in timing}
+    assert _same_state(whole.net.state_dict(), cut.net.state_dict())
+    assert row["epoch"] == 1 and row["val_loss"] is None and row["lr"] == 0.1
+
+
+def test_epoch_bookkeeping_best_plateau_and_early_stop():
+    from netdsl.train.loop import end_epoch, fresh_state, stops_early
+    from netdsl.train.model import make_scheduler
+
+    from netdsl.train.loop import improves
+
+    recipe = load_recipe("dense2net")  # plateau schedule, early stopping after 20, best by val_loss
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = make_scheduler(opt, recipe)
+    state = fresh_state()
+    rows = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 50.0},
+            {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "val_acc": 50.0},
+            {"epoch": 3, "train_loss": 0.7, "val_loss": 0.8, "val_acc": 49.0}]
+    assert [end_epoch(state, r, recipe, sched) for r in rows] == [True, True, False]
+    assert (state["best"], state["best_epoch"], state["best_loss"]) == (0.7, 2, 0.7)
+    assert opt.param_groups[0]["lr"] == 0.1  # the plateau's patience (10) is not used up
+    by_acc = {"best": 50.0, "best_loss": 0.7}  # best by val_acc: equal accuracy, the lower loss wins
+    assert improves({"val_acc": 50.0, "val_loss": 0.6}, "val_acc", by_acc)
+    assert not improves({"val_acc": 50.0, "val_loss": 0.75}, "val_acc", by_acc)
+    assert (state["min_val_loss"], state["bad_epochs"]) == (0.7, 1) and not stops_early(state, recipe)
+    state["bad_epochs"] = 20
+    assert stops_early(state, recipe)
+
+
+def test_run_overrides_take_the_datas_classes_and_the_recipes_declared_values():
+    from netdsl.train.model import run_overrides
+
+    notes = []
+    seq = load_recipe("seqconv")  # sets dropout=0.1 where declared
+    assert run_overrides(("classes", "dropout"), {"k": "4"}, 7, seq, notes.append) == \
+        {"k": "4", "classes": 7, "dropout": 0.1}
+    assert run_overrides(("classes",), {"classes": "3"}, 7, seq, notes.append) == {"classes": "3"}
+    assert notes == ["note: recipe seqconv sets dropout=0.1, but the spec declares no parameter 'dropout'"]
+
+
+def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
+    from netdsl.train.checkpoint import Checkpointer
+    from netdsl.train.report import Reporter
+
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_acc": 90.0, "val_loss": None, "val_acc": None,
+           "seconds": 1.0, "images_per_s": 10.0}
+    for rank in (1, 0):
+        out = tmp_path / f"rank{rank}"
+        out.mkdir()
+        Reporter(out, rank=rank, verbose=False, curves=False).epoch([row], 3, False)
+        net = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        fabric = _OneProcess()
+        Checkpointer({"spec": {}, "overrides": {}, "data": {}}, net, opt,
+                     torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0), fabric, rank).save(
+            out / "last.pt", 1, 0, {"finished": True}, [row])
+        assert fabric.barriers == 1
+    assert sorted(p.name for p in (tmp_path / "rank1").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "metrics.csv", "metrics.jsonl"]
+    assert json.loads((tmp_path / "rank0" / "metrics.jsonl").read_text()) == row
+    assert load_checkpoint(tmp_path / "rank0" / "last.pt")["state"] == {"finished": True}
