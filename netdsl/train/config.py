@@ -3,7 +3,7 @@
 >>> TrainConfig("densenet_bc100_k12", epochs=0).validate()
 Traceback (most recent call last):
     ...
-netdsl.train.config.ArgumentError: --epochs must be a positive integer, got 0
+netdsl.train.config.ArgumentError: error: --epochs must be a positive integer, got 0
 """
 
 from __future__ import annotations
