@@ -48,7 +48,7 @@ class Reporter:
         b = results["best"]
         self.log(f"test ({test_images} images, best epoch {results['best_epoch']}): loss {b['loss']:.4f}  "
                  f"top-1 {b['top1']:.2f}%" + (f"  top-5 {b['top5']:.2f}%" if "top5" in b else "")
-                 + f"   -> {self.out}/best.pt, last.pt, metrics.csv, curves.png")
+                 + f"   -> {self.out}/best.pt, last.pt, metrics.csv" + (", curves.png" if self.draw else ""))
 
 
 def epoch_line(row: dict, epochs: int, best: bool) -> str:
