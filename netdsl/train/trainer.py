@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -107,98 +108,132 @@ def _finished(ckpt: dict, epochs: int) -> bool:
 
 
 def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
-    rank, world = fabric.global_rank, fabric.world_size
     ckpt: dict | None = load_checkpoint(out / "last.pt") if cfg.resume else None
-    report = Reporter(out, rank=rank, verbose=cfg.verbose, progress=cfg.progress, curves=cfg.curves)
-    epochs = cfg.epochs or (ckpt["recipe"]["epochs"] if ckpt else 0)
-    finished = ckpt is not None and _finished(ckpt, epochs)
+    report = Reporter(out, rank=fabric.global_rank, verbose=cfg.verbose, progress=cfg.progress, curves=cfg.curves)
+    finished = ckpt is not None and _finished(ckpt, cfg.epochs or ckpt["recipe"]["epochs"])
     if ckpt is not None and finished and (out / "results.json").is_file():
-        report.log(f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
-                   f"(--epochs above {ckpt['epoch']} extends it)")
-        done = model.build_network(resume_plan(cfg, ckpt, out / "last.pt").compiled, ckpt["seed"])
-        load_model_state(done, ckpt["model"], out / "last.pt")
-        return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": done}
+        return _already_finished(cfg, ckpt, out, report)
+    plan, data = _plan_and_data(cfg, ckpt, out, report, fabric.world_size)
+    live = _set_up(cfg, plan, ckpt, fabric, out, finished)
+    recipe, graph, device = plan.recipe, plan.compiled.graph, fabric.device
+    meta = {"spec": plan.compiled.source(), "overrides": plan.compiled.overrides,
+            "user_overrides": plan.user_overrides, "recipe": recipe.to_dict(), "data": data.info, "seed": plan.seed,
+            "netdsl_version": __version__}
+    report.started({**meta, "world_size": fabric.world_size, "device": str(device), "precision": precision,
+                    "channels_last": live.memory_format == torch.channels_last, "compile": cfg.compile},
+                   f"{graph.graph['name']}: {sum(p.numel() for p in live.raw.parameters()):,} parameters; "
+                   f"{data.info['source']}: {len(data.train)} train / {len(data.val or [])} val / "
+                   f"{len(data.test)} test; recipe {recipe.name}, {recipe.epochs} epochs, "
+                   f"batch {recipe.batch_size}; {fabric.world_size} x {device.type}")
+    checkpoints = Checkpointer(meta, live.raw, live.optimizer, live.scheduler, fabric, fabric.global_rank)
+    stepper = Stepper(fabric, live.net, live.optimizer, data, recipe, plan.seed, live.memory_format,
+                      cfg.eval_batch_size)
+    try:
+        _epochs(stepper, live, checkpoints, report, out, ckpt, on_step)
+    except TrainingInterrupted:
+        report.curves(live.history)
+        raise
+    finally:
+        report.progress.stop()
+    return _final_test(stepper, live.raw, out, live.state, live.history, report)
 
+
+def _already_finished(cfg: TrainConfig, ckpt: dict, out: Path, report: Reporter) -> dict:
+    report.log(f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
+               f"(--epochs above {ckpt['epoch']} extends it)")
+    net = model.build_network(resume_plan(cfg, ckpt, out / "last.pt").compiled, ckpt["seed"])
+    load_model_state(net, ckpt["model"], out / "last.pt")
+    return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": net}
+
+
+def _plan_and_data(cfg: TrainConfig, ckpt: dict | None, out: Path, report: Reporter,
+                   world: int) -> tuple[Plan, RunData]:
     if ckpt is not None:
         plan = resume_plan(cfg, ckpt, out / "last.pt")
         data = plan.load_data()
     else:
         plan, source = new_plan(cfg, report.log)
         data = plan.load_data(source)
-    recipe, graph = plan.recipe, plan.compiled.graph
-    report.title = f"{graph.graph['name']} on {data.info['source']}"
+    report.title = f"{plan.compiled.graph.graph['name']} on {data.info['source']}"
     if data.note:
         report.log(data.note)
-    B = recipe.batch_size
+    B = plan.recipe.batch_size
     if B % world:
         raise NetdslError(f"batch size {B} does not split evenly over {world} processes", None,
                           f"use a multiple of {world}, e.g. --batch-size {B - B % world or world}")
     if len(data.train) < B:
         raise NetdslError(f"{len(data.train)} training images are fewer than one batch of {B}")
+    return plan, data
 
-    device = fabric.device
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+
+@dataclass
+class Live:
+    """The objects a run trains and the position it continues from."""
+
+    raw: torch.nn.Module  # the network itself (its state_dict is what checkpoints hold)
+    net: torch.nn.Module  # the same, compiled and wrapped by Fabric
+    optimizer: Any
+    scheduler: Any
+    memory_format: torch.memory_format
+    state: dict
+    history: list[dict]
+    start_epoch: int = 0
+    start_batch: int = 0
+
+
+def _set_up(cfg: TrainConfig, plan: Plan, ckpt: dict | None, fabric, out: Path, finished: bool) -> Live:
+    """The network instantiated from the one compile, its optimizer and schedule, restored on resume."""
+    channels_last = cfg.channels_last if cfg.channels_last is not None else fabric.device.type == "cuda"
     mem = torch.channels_last if channels_last else torch.contiguous_format
     raw = model.build_network(plan.compiled, plan.seed)
-    optimizer = model.make_optimizer(raw, recipe)
+    optimizer = model.make_optimizer(raw, plan.recipe)
     raw = raw.to(memory_format=mem)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     if ckpt is not None:
         load_model_state(raw, ckpt["model"], out / "last.pt")
     net: torch.nn.Module = torch.compile(raw) if cfg.compile else raw  # type: ignore[assignment]
     net, optimizer = fabric.setup(net, optimizer)
-    scheduler = model.make_scheduler(optimizer, recipe)
-    state, history, start_epoch, start_batch = loop.fresh_state(), [], 0, 0
+    scheduler = model.make_scheduler(optimizer, plan.recipe)
+    live = Live(raw, net, optimizer, scheduler, mem, loop.fresh_state(), [])
     if ckpt is not None:
-        model.restore_schedule(optimizer, scheduler, ckpt, recipe)
-        state, history = {**loop.fresh_state(), **ckpt["state"]}, list(ckpt["history"])
-        start_epoch, start_batch = ckpt["epoch"], ckpt["batch"]
-        state["finished"] = finished  # a finished run given more epochs goes on
+        model.restore_schedule(optimizer, scheduler, ckpt, plan.recipe)
+        live.state, live.history = {**loop.fresh_state(), **ckpt["state"]}, list(ckpt["history"])
+        live.start_epoch, live.start_batch = ckpt["epoch"], ckpt["batch"]
+        live.state["finished"] = finished  # a finished run given more epochs goes on
+    return live
 
-    meta = {"spec": plan.compiled.source(), "overrides": plan.compiled.overrides, "user_overrides": plan.user_overrides,
-            "recipe": recipe.to_dict(), "data": data.info, "seed": plan.seed, "netdsl_version": __version__}
-    report.started({**meta, "world_size": world, "device": str(device), "precision": precision,
-                    "channels_last": channels_last, "compile": cfg.compile},
-                   f"{graph.graph['name']}: {sum(p.numel() for p in raw.parameters()):,} parameters; "
-                   f"{data.info['source']}: {len(data.train)} train / {len(data.val or [])} val / "
-                   f"{len(data.test)} test; recipe {recipe.name}, {recipe.epochs} epochs, batch {B}; "
-                   f"{world} x {device.type}")
-    checkpoints = Checkpointer(meta, raw, optimizer, scheduler, fabric, rank)
-    stepper = Stepper(fabric, net, optimizer, data, recipe, plan.seed, mem, cfg.eval_batch_size)
-    try:
-        with StopSignal() as stop:
-            if ckpt is not None and start_batch:
-                set_rng_states(ckpt["rng"])
-            for epoch in range(start_epoch, recipe.epochs):
-                try:
-                    row = loop.train_epoch(stepper, epoch, recipe.epochs, start_batch=start_batch,
-                                           partial=state["partial"], stop=stop, progress=report.progress,
-                                           on_step=on_step)
-                except StopRequested as s:
-                    state["partial"] = s.partial
-                    checkpoints.save(out / "last.pt", epoch, s.batch, state, history)
-                    raise TrainingInterrupted(out / "last.pt", epoch, s.batch) from None
-                start_batch = 0
-                if data.val is not None:
-                    v = stepper.evaluate(data.val)
-                    row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
-                history.append(row)
-                improved = loop.end_epoch(state, row, recipe, scheduler)
-                early = loop.stops_early(state, recipe)
-                state["finished"] = early or epoch + 1 >= recipe.epochs
-                if improved:
-                    checkpoints.save(out / "best.pt", epoch + 1, 0, state, history)
-                checkpoints.save(out / "last.pt", epoch + 1, 0, state, history)
-                report.epoch(history, recipe.epochs, improved and data.val is not None)
-                if early:
-                    report.log(f"early stopping: no new validation-loss minimum for "
-                               f"{(recipe.early_stopping or {}).get('patience')} epochs")
-                    break
-    except TrainingInterrupted:
-        report.curves(history)
-        raise
-    finally:
-        report.progress.stop()
-    return _final_test(stepper, raw, out, state, history, report)
+
+def _epochs(stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Reporter, out: Path,
+            ckpt: dict | None, on_step) -> None:
+    """Train from ``live``'s position to the recipe's end (or an early stop); a Ctrl-C saves and raises."""
+    recipe, state, history, start_batch = stepper.recipe, live.state, live.history, live.start_batch
+    with StopSignal() as stop:
+        if ckpt is not None and start_batch:
+            set_rng_states(ckpt["rng"])
+        for epoch in range(live.start_epoch, recipe.epochs):
+            try:
+                row = loop.train_epoch(stepper, epoch, recipe.epochs, start_batch=start_batch,
+                                       partial=state["partial"], stop=stop, progress=report.progress,
+                                       on_step=on_step)
+            except StopRequested as s:
+                state["partial"] = s.partial
+                checkpoints.save(out / "last.pt", epoch, s.batch, state, history)
+                raise TrainingInterrupted(out / "last.pt", epoch, s.batch) from None
+            start_batch = 0
+            if stepper.data.val is not None:
+                v = stepper.evaluate(stepper.data.val)
+                row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
+            history.append(row)
+            improved = loop.end_epoch(state, row, recipe, live.scheduler)
+            early = loop.stops_early(state, recipe)
+            state["finished"] = early or epoch + 1 >= recipe.epochs
+            if improved:
+                checkpoints.save(out / "best.pt", epoch + 1, 0, state, history)
+            checkpoints.save(out / "last.pt", epoch + 1, 0, state, history)
+            report.epoch(history, recipe.epochs, improved and stepper.data.val is not None)
+            if early:
+                report.log(f"early stopping: no new validation-loss minimum for "
+                           f"{(recipe.early_stopping or {}).get('patience')} epochs")
+                break
 
 
 def _final_test(stepper: Stepper, raw: torch.nn.Module, out: Path, state: dict, history: list[dict],
