@@ -280,6 +280,8 @@ _NO_CUDA = [] if torch.cuda.is_available() else [
     (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
     (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
     (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
+    (["train", "t.net", "--max-params", "0"], "--max-params must be a positive integer, got 0"),
+    (["train", "t.net", "--max-nodes", "-5"], "--max-nodes must be a positive integer, got -5"),
     (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
     (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
     (["train", "t.net", "--resume", "--force", "--out", "{tmp}"], "--resume continues the run in --out and "
@@ -408,3 +410,16 @@ def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
     assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "metrics.csv", "metrics.jsonl"]
     assert json.loads((tmp_path / "rank0" / "metrics.jsonl").read_text()) == row
     assert load_checkpoint(tmp_path / "rank0" / "last.pt")["state"] == {"finished": True}
+
+
+def test_the_api_config_is_checked_like_the_flags():
+    from netdsl.train.config import ArgumentError
+
+    for bad, message in ((dict(fit="squash"), "--fit must be one of resize, refuse, got 'squash'"),
+                         (dict(precision="8"), "--precision must be one of auto, 32, bf16, fp16, got '8'"),
+                         (dict(epochs=True), "--epochs must be a positive integer, got True"),
+                         (dict(lr=float("-inf")), "--lr must be a finite number above 0, got -inf")):
+        with pytest.raises(ArgumentError) as e:
+            TrainConfig("densenet_bc100_k12", **bad).validate()
+        assert e.value.message == message
+    assert TrainConfig("densenet_bc100_k12").out is None  # a new numbered folder by default

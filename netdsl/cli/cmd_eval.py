@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NetdslError
-from ..train.config import device_available, positive_int
+from ..train.config import DEVICES, device_available, positive_int
 from .common import overrides
 
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="spec parameter on top of the checkpoint's values (repeatable)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--curves", metavar="RUN", help="write RUN/curves.png from RUN/metrics.jsonl and exit")

@@ -10,6 +10,7 @@ from .common import add_target, limits, overrides
 
 
 def register(sub) -> None:
+    from ..train.config import DEVICES, FITS, PRECISIONS
     from ..train.names import SOURCES, available
 
     p = sub.add_parser("train", help="train a spec on real data with a seed paper's recipe",
@@ -26,17 +27,17 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, help="override the recipe's initial learning rate")
     p.add_argument("--val-split", type=float, help="fraction of the training images held out for validation")
     p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation, split (default 0)")
-    p.add_argument("--fit", choices=["resize", "refuse"], default="resize",
+    p.add_argument("--fit", choices=FITS, default="resize",
                    help="data of another size than the spec's input: resize it (grey -> 3 channels) or refuse")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N training images only")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt (a larger --epochs extends a finished run)")
     p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (torch.set_num_threads)")
-    p.add_argument("--device", dest="accelerator", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", dest="accelerator", choices=DEVICES, default="auto")
     p.add_argument("--devices", type=int, default=1, help="processes (GPUs) on this machine (default 1)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (with torchrun's rendezvous)")
-    p.add_argument("--precision", choices=["auto", "32", "bf16", "fp16"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 (else fp16) mixed precision on CUDA, fp32 on CPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory format (default: on for CUDA)")

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from ..errors import NetdslError
 
+FITS = ("resize", "refuse")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "32", "bf16", "fp16")
+
 
 class ArgumentError(NetdslError):
     """A command-line value (or the same field of a config) that cannot work; one line, no hint."""
@@ -24,7 +28,7 @@ class ArgumentError(NetdslError):
 class TrainConfig:
     target: str
     data: str = "digits"
-    out: Path | None = Path("runs/net")  # None: a new numbered folder under runs/ (runs/NAME, runs/NAME-2, ...)
+    out: Path | None = None  # None: a new numbered folder under runs/ (runs/NAME, runs/NAME-2, ...)
     overrides: dict = field(default_factory=dict)
     recipe: str | None = None  # a name, a .json path, or None for the network's default
     epochs: int | None = None
@@ -55,6 +59,10 @@ class TrainConfig:
                             ("--limit-train", self.limit_train), ("--threads", self.threads)):
             if value is not None:
                 positive_int(flag, value)
+        for flag in ("--max-params", "--max-nodes", "--max-map-elements"):  # the compile's limits
+            value = getattr(self.limits, flag[2:].replace("-", "_"), None)
+            if value is not None:
+                positive_int(flag, value)
         positive_int("--devices", self.devices)
         positive_int("--num-nodes", self.num_nodes)
         positive_int("eval batch size", self.eval_batch_size)
@@ -68,6 +76,10 @@ class TrainConfig:
             raise ArgumentError("--resume needs --out, the folder of the run to continue")
         if self.resume and self.force:
             raise ArgumentError("--resume continues the run in --out and --force replaces it: give one")
+        for flag, value, allowed in (("--fit", self.fit, FITS), ("--device", self.accelerator, DEVICES),
+                                     ("--precision", self.precision, PRECISIONS)):
+            if value not in allowed:
+                raise ArgumentError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
         device_available(self.accelerator)
         if self.out is not None:
             writable_folder("--out", Path(self.out))
