@@ -24,7 +24,7 @@ network tiny(classes=10) {
 
 
 def _cfg(spec, out, **kw):
-    base = dict(epochs=1, batch_size=32, limit_train=64, progress=False, verbose=False, curves=False)
+    base = {"epochs": 1, "batch_size": 32, "limit_train": 64, "progress": False, "verbose": False, "curves": False}
     return TrainConfig(str(spec), out=out, **{**base, **kw})
 
 
@@ -108,9 +108,8 @@ def test_the_lock_records_the_pid_and_is_released_on_any_exit(write_spec, tmp_pa
         train(_cfg(wide, tmp_path / "other", fit="refuse"))
     assert not (tmp_path / "other").exists()  # made for the run, left empty by the error: removed
     (out / ".lock").write_text(f"{os.getppid()}\n")
-    with pytest.raises(RunFolderError, match="another run"):
-        with run_lock(out):
-            pass
+    with pytest.raises(RunFolderError, match="another run"), run_lock(out):
+        pass
     assert (out / ".lock").read_text() == f"{os.getppid()}\n"  # another process's lock is left alone
 
 
