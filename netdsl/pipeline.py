@@ -7,8 +7,8 @@ the optimization level. The API (``compile_spec``, ``build_model``), the CLI and
 >>> c = compile_target("densenet_bc100_k12", {"depth": 10, "k": 4})
 >>> c.preset, c.overrides, c.graph.graph["params"]["depth"], c.input_shape
 ('densenet_bc100_k12', {'depth': 10, 'k': 4}, 10, (3, 32, 32))
->>> c.text.startswith("//") or "network" in c.text
-True
+>>> c.path.name, c.text == c.path.read_text(encoding="utf-8")
+('densenet_bc.net', True)
 """
 
 from __future__ import annotations
