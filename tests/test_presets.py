@@ -1,9 +1,12 @@
 """The seed library: every preset the seed papers name, its exact parameter and FLOP counts, the
 published counts it reproduces, and a forward/backward pass of each at a reduced resolution.
 
-Counts are compile-only (cheap). The forward/backward tests run every preset at its
-``test_input`` resolution -- 8x8 for CIFAR presets (they downsample 4x), 32x32 for ImageNet presets
-(they downsample 32x) -- with a batch of 2, so BatchNorm sees more than one value per channel.
+Counts are compile-only (cheap): the IR's counters, no torch module is built. The forward/backward
+tests run at each preset's ``test_input`` resolution -- 8x8 for CIFAR presets (they downsample 4x),
+32x32 for ImageNet presets (they downsample 32x) -- with a batch of 2, so BatchNorm sees more than
+one value per channel: every preset at full depth in the slow suite, and in the fast suite one
+reduced-depth network per bundled spec and option, whose torch parameter count must equal the
+IR's count of the same network.
 """
 
 import math
@@ -134,7 +137,7 @@ def test_seqconv_imagenet_flops_differ_from_table_2_as_the_papers_baselines_do()
         g = netdsl.compile_spec(target, values)
         assert g.graph["total_params"] == params
         band.append(gflops * 1e9 / g.graph["total_flops"])
-    assert 0.939 < min(band) and max(band) < 0.961
+    assert 0.939 < min(band) <= max(band) < 0.961
     for name in ("seqresnet_b22", "seqresnet_b42", "seqresnext24"):
         assert min(band) <= get(name).paper_flops / COUNTS[name][1] <= max(band), name
 
@@ -220,19 +223,56 @@ def test_cifar_presets_default_to_10_classes_and_take_100():
     assert g.nodes[g.graph["output"]]["shape"] == (100,)
 
 
-@pytest.mark.parametrize("name", sorted(COUNTS))
-def test_preset_forward_backward_at_test_resolution(name):
-    pr = get(name)
-    h, w = pr.test_input
-    model = netdsl.build_model(name, size=h)
-    assert sum(p.numel() for p in model.parameters()) == COUNTS[name][0]
+def forward_backward(name, **overrides):
+    """Build ``name`` at its test resolution and run a batch of 2 forward and backward.
+    Returns the model and the IR of the same network."""
+    h, w = get(name).test_input
+    graph = netdsl.compile_spec(name, {**overrides, "size": h})
+    model = netdsl.build_model(name, size=h, **overrides)
     y = model(torch.randn(2, 3, h, w))
+    assert tuple(y.shape) == (2, *graph.nodes[graph.graph["output"]]["shape"])  # the IR's shape inference
     if name == "dsod300_backbone":
-        assert tuple(y.shape) == (2, 1568, math.ceil(h / 16), math.ceil(w / 16))  # stride 16, ceil pools
+        assert tuple(y.shape[2:]) == (math.ceil(h / 16), math.ceil(w / 16))  # stride 16, ceil pools
     else:
-        assert tuple(y.shape) == (2, 1000 if name in IMAGENET else 10)
+        assert tuple(y.shape) == (2, overrides.get("classes", 1000 if name in IMAGENET else 10))
     y.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    return model, graph
+
+
+# One reduced-depth network per bundled spec and per option the presets set (bottleneck,
+# attention, SE, groups, cardinality, ...): the fast suite's forward/backward coverage.
+REDUCED = {
+    "densenet40_k12": {"depth": 10, "k": 4},
+    "densenet_bc100_k12": {"depth": 16, "k": 4},
+    "densenet121": {"blocks": [1, 2, 1, 1], "k": 8, "classes": 10},
+    "sparsenet_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
+    "sparsenet_abc_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
+    "dense2net121_se": {"blocks": [1, 2, 1, 1], "k": 8},
+    "dense2net121_g32": {"blocks": [1, 1, 1, 1]},
+    "res2net50_26w_4s": {"layers": [1, 1, 2, 1], "base": 4, "classes": 10},
+    "seqresnet_b_k16_r7_n1": {"k": 4, "r": 2},
+    "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
+    "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
+    "sparsenet_exp121": {"blocks": [1, 2, 3, 2], "k": 8, "classes": 10},
+}
+
+
+def test_reduced_set_covers_every_spec_of_the_library():
+    assert {get(name).spec for name in REDUCED} == {get(name).spec for name in COUNTS}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_reduced_preset_forward_backward_and_module_counts_equal_the_ir(name):
+    model, graph = forward_backward(name, **REDUCED[name])
+    assert sum(p.numel() for p in model.parameters()) == graph.graph["total_params"] < COUNTS[name][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_preset_forward_backward_at_test_resolution(name):
+    model, graph = forward_backward(name)
+    assert sum(p.numel() for p in model.parameters()) == graph.graph["total_params"] == COUNTS[name][0]
 
 
 def test_grouped_input_and_next_output_of_a_path_block(write_spec):
