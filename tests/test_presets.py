@@ -79,15 +79,6 @@ IMAGENET = {"densenet121", "densenet169", "densenet201", "densenet161", "res2net
             "seqresnet_b42", "seqresnext24", "sparsenet_exp121"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CI machine is shared: one intra-op thread avoids OpenMP spin-waiting under load.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_registry_holds_exactly_the_seed_presets():
     assert set(presets()) == set(COUNTS)
     for name in COUNTS:
