@@ -15,7 +15,6 @@ def pytest_configure(config):
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-
 @pytest.fixture
 def write_spec(tmp_path):
     """Write a spec text to a temporary .net file and return its path."""

@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, SPECS
 
 import netdsl
 from netdsl.cli import main
 from netdsl.errors import SpecNameError
+
+from helpers import ROOT, SPECS
 
 DENSENET_BC = str(ROOT / "specs" / "densenet_bc.net")
 

@@ -53,8 +53,9 @@ def test_names_reaching_onnx_are_checked(bad):
 
 
 def test_model_header_names_and_metadata():
-    model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model(
-        "densenet_bc100_k12", depth=10, k=4))
+    model = onnx_model(
+        "densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model("densenet_bc100_k12", depth=10, k=4)
+    )
     assert model.ir_version == 9 and model.opset_import[0].version == 20
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["netdsl.preset"] == "densenet_bc100_k12" and meta["netdsl.spec"] == "densenet_bc.net"
@@ -118,8 +119,11 @@ def test_run_command_summarizes_output(tmp_path, netdsl_cli):
     r = netdsl_cli("run", tmp_path / "m.onnx", "--batch", "2")
     assert r.returncode == 0 and "input: shape (2, 3, 32, 32) (random, seed 0)" in r.stdout
     np.save(tmp_path / "bad.npy", x[:, :, :16])
-    for args, msg in (([tmp_path / "m.onnx", "--input", tmp_path / "bad.npy"], "does not fit"),
-                      ([tmp_path / "none.onnx"], "not found"), ([tmp_path / "x.npy"], "cannot load the model")):
+    for args, msg in (
+        ([tmp_path / "m.onnx", "--input", tmp_path / "bad.npy"], "does not fit"),
+        ([tmp_path / "none.onnx"], "not found"),
+        ([tmp_path / "x.npy"], "cannot load the model"),
+    ):
         r = netdsl_cli("run", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
@@ -151,8 +155,9 @@ def test_threads_do_not_spin():
 def test_auto_falls_back_to_cpu_quietly_when_cuda_does_not_load(monkeypatch, capfd, tmp_path):
     """An onnxruntime-gpu install lists CUDA even where it cannot load; here (a CPU build) asking
     for CUDA fails the same way. 'auto' must end on the CPU and print nothing."""
-    model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model(
-        "densenet_bc100_k12", depth=10, k=4))
+    model = onnx_model(
+        "densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model("densenet_bc100_k12", depth=10, k=4)
+    )
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     capfd.readouterr()
     sess = session(model.SerializeToString(), device="auto")
@@ -162,4 +167,4 @@ def test_auto_falls_back_to_cpu_quietly_when_cuda_does_not_load(monkeypatch, cap
             session(model.SerializeToString(), device="cuda")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    assert onnx_runtime.CPU == sess.get_providers()[0]
+    assert sess.get_providers()[0] == onnx_runtime.CPU
