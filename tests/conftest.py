@@ -1,5 +1,4 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -8,11 +7,6 @@ import pytest
 # machine OpenMP threads spin-wait against each other and a 0.1 s test takes seconds. Set before
 # torch is imported (test modules are imported after this file); subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def pytest_configure(config):
-    if "torch" in sys.modules:  # imported early by a plugin: the variable came too late
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
