@@ -1,7 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
 
+# The tests run tiny tensors, where a second intra-op thread gains nothing; on a loaded or shared
+# machine OpenMP threads spin-wait against each other and a 0.1 s test takes seconds. Set before
+# torch is imported (test modules are imported after this file); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
