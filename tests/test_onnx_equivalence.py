@@ -15,7 +15,7 @@ from torch import nn
 
 import netdsl
 from netdsl.backends.onnx_export import export
-from netdsl.backends.torch_module import NetdslModule, init_weights
+from netdsl.backends import torch_codegen
 from netdsl.onnx_runtime import run, session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
@@ -76,7 +76,7 @@ def calibrated(graph, seed=0, batch=64):
       float64 on every preset.
     - Small random biases elsewhere, so every parameter reaches the output."""
     gen = torch.Generator().manual_seed(seed)
-    m = init_weights(NetdslModule(graph), seed)
+    m = torch_codegen.build(graph, seed)
     with torch.no_grad():
         for mod in m.modules():
             for name, p in mod.named_parameters(recurse=False):

@@ -10,14 +10,14 @@ from test_onnx_equivalence import ALLOPS, calibrated
 import netdsl
 from netdsl.backends.onnx_emit import concat_stats
 from netdsl.backends.onnx_export import bind_weights, inference_passes
-from netdsl.backends.torch_module import NetdslModule
+from netdsl.backends.torch_codegen import module_from_graph
 from netdsl.ir import lint
 from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
 
 
 def module_of(graph):
     """A torch module of a rewritten graph, loaded with the weights bound on its nodes."""
-    m = NetdslModule(graph)
+    m = module_from_graph(graph)
     state = {
         f"{n}.{k}": torch.from_numpy(np.asarray(v))
         for n, d in graph.nodes(data=True)
@@ -117,7 +117,7 @@ def test_dense_aggregates_grow_incrementally_and_copy_the_same_bytes():
     assert concat_stats(out) == concat_stats(g) == (6, 4 * 28 * (32 * 32 + 16 * 16 + 8 * 8))
     x = torch.randn(2, 3, 32, 32)
     m = calibrated(g)
-    m2 = NetdslModule(out).eval()
+    m2 = module_from_graph(out).eval()
     m2.load_state_dict(m.state_dict())
     with torch.no_grad():
         assert torch.equal(m2(x), m(x))
