@@ -74,6 +74,14 @@ def _op_module(kind: str, attrs: dict, in_shapes: list) -> tuple | None:
     return TORCH_OPS[kind].module(attrs, in_shapes)
 
 
+_INPLACE_ACTS = {"relu": "torch.relu_(x)", "sigmoid": "torch.sigmoid_(x)", "tanh": "torch.tanh_(x)"}
+
+
+def _inplace_act(attrs: dict, var: str) -> str | None:
+    src = _INPLACE_ACTS.get(attrs.get("fn"))
+    return None if src is None else src.replace("x", var)
+
+
 def _op_call(kind: str, attrs: dict, module_expr: str, xs: list[str]) -> str:
     return TORCH_OPS[kind].call_src(attrs, module_expr, xs)
 
@@ -133,6 +141,7 @@ class _Scope:
     init: list[str] = field(default_factory=list)
     containers: dict[str, str] = field(default_factory=dict)  # relative path -> "nn.Module" | "nn.ModuleDict"
     methods: list[str] = field(default_factory=list)
+    declared: set[str] = field(default_factory=set)
 
     def rel(self, node: str) -> str:
         return node[len(self.prefix) + 1:] if self.prefix else node
@@ -160,6 +169,7 @@ class Generator:
         self.class_by_text: dict[str, str] = {}
         self.layers: set[str] = set()
         self.uses_checkpoint = False
+        self.uses_bn_eval = False
         self.segments = self._segments() if self.planned else {}
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -188,6 +198,9 @@ class Generator:
         if ctor is None:
             return ""
         rel = scope.rel(node)
+        if rel in scope.declared:
+            return f"self.{rel}"
+        scope.declared.add(rel)
         for p in rel.split("."):
             _check_ident(p)
         if "." in rel:
@@ -285,8 +298,9 @@ class Generator:
         if seg and self.planned and self._segment_fits(seg, body):
             head_len = len(seg)
             hf = _Func()
+            fast = self._inference_head(scope, seg, cin_of)
             hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
-            methods.append(_method("head", "x", hf.lines, hvar,
+            methods.append(_method("head", "x", fast + hf.lines, hvar,
                                    f"{' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
                                    "recomputed in backward when training"))
             env = {agg: "x", seg[-1]: "x"}
@@ -304,6 +318,29 @@ class Generator:
                 + "".join("\n" + m for m in methods) + "\n" + fwd)
         return text, bool(head_len), cin
 
+    def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict) -> list[str]:
+        """Inference lines for a head that starts with BN and an activation with an in-place
+        form: BN as one multiply-add pass over the buffer view into a fresh tensor (BatchNorm on a
+        strided view copies it first), the activation in place on it."""
+        if len(seg) < 2 or self.nodes[seg[0]]["kind"] != "bn" or self.nodes[seg[1]]["kind"] != "act":
+            return []
+        inplace = _inplace_act(self.nodes[seg[1]]["attrs"], "x")
+        if inplace is None:
+            return []
+        self.uses_bn_eval = True
+        for n in seg[:2]:  # per-channel: the input width flows through
+            src = self.nodes[n]["inputs"][0]
+            if src in cin_of:
+                cin_of[n] = cin_of[src]
+        bn = self.module_expr(scope, seg[0], ["x"], cin_of)
+        lines = [f"x = {inplace.replace('(x', f'(_batch_norm_eval(x, {bn})', 1)}"]
+        rest = list(seg[2:])
+        f = _Func()
+        out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
+        body = ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass, activation in place"]
+        body += ["    " + line for line in lines + f.lines] + [f"    return {out}"]
+        return body
+
     def _segment_fits(self, seg: tuple[str, ...], body: list[str]) -> bool:
         return list(seg) == body[:len(seg)] and all(
             sum(1 for _ in self.g.successors(n)) == 1 for n in seg[:-1])
@@ -313,8 +350,12 @@ class Generator:
         bodies = [self.unit_nodes(b, u) for u in units]
         texts = []
         if units and all(body for body in bodies):
-            for u, body in zip(units, bodies):
-                texts.append(self.unit_class(b, u, body))
+            self.unrolling.add(b.output)  # a unit body never re-enters its own block
+            try:
+                for u, body in zip(units, bodies):
+                    texts.append(self.unit_class(b, u, body))
+            finally:
+                self.unrolling.discard(b.output)
         if not units or not texts or len({t[0] for t in texts}) != 1 or not self._loopable(b, bodies):
             return self.unrolled(scope, fn, b, env, cin_of)
         text, has_head, _ = texts[0]
@@ -623,6 +664,16 @@ def _recompute(unit, feats):
 '''
 
 
+_BN_EVAL_SRC = '''
+def _batch_norm_eval(x, bn):
+    """Eval-mode BatchNorm of a (possibly strided) channel view as one multiply-add pass into a
+    fresh tensor."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
+'''
+
+
 def _docstring(text: str) -> str:
     r'''A docstring literal for ``text``, escaped so nothing in it can end the string: the header
     quotes file names and parameter values, which may hold quotes, backslashes or newlines.
@@ -663,6 +714,9 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         lines += ["", ""]
     if gen.uses_checkpoint:
         lines.append(_RECOMPUTE_SRC.strip())
+        lines += ["", ""]
+    if gen.uses_bn_eval:
+        lines.append(_BN_EVAL_SRC.strip())
         lines += ["", ""]
     for c in gen.classes:
         lines.append(c.rstrip())
