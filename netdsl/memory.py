@@ -101,8 +101,11 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     # views it saved): no shared storage; what the plan saves is the recomputation of the chain
     # that starts each unit, from the features it reads (torch_codegen's checkpointed heads).
     root, size = _roots(graph, False)
-    aggregates = {u.aggregate for b in blocks(graph) for u in b.units}
-    chains = {h: c for h, c in segments(graph).items() if graph.nodes[h]["inputs"][0] in aggregates} if planned else {}
+    # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
+    sources = {u.aggregate for b in blocks(graph) for u in b.units}
+    sources |= {b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]}
+    chains = {h: c for h, c in segments(graph).items() if graph.nodes[h]["inputs"][0] in sources
+              and all(graph.out_degree(n) == 1 for n in c[:-1])} if planned else {}
     in_chain = {c for chain in chains.values() for c in chain}
     buffers: dict = {}
     seen: set[str] = set()

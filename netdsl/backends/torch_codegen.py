@@ -170,6 +170,7 @@ class Generator:
         self.layers: set[str] = set()
         self.uses_checkpoint = False
         self.uses_bn_eval = False
+        self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
         self.segments = self._segments() if self.planned else {}
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -229,6 +230,11 @@ class Generator:
                 env[b.output] = self.block(scope, fn, b, env, cin_of)
                 done |= self._block_nodes(b)
                 continue
+            chain = self._output_consumer_chain(n, node_set)
+            if chain is not None:
+                env[chain[-1]] = self.recomputed_head(scope, fn, chain, env, cin_of)
+                done.update(chain)
+                continue
             d = self.nodes[n]
             if d["inputs"] and n not in cin_of and d["kind"] in _PER_CHANNEL and d["inputs"][0] in cin_of:
                 cin_of[n] = cin_of[d["inputs"][0]]
@@ -248,6 +254,44 @@ class Generator:
             env[n] = var
             done.add(n)
         return env[output]
+
+    def _output_head(self, b: BlockInfo) -> tuple[str, ...] | None:
+        """The plan's per-channel chain that is the block output's only consumer, if any."""
+        succ = list(self.g.successors(b.output))
+        if len(succ) != 1 or b.output == self.g.graph["output"]:
+            return None
+        chain = self.segments.get(succ[0])
+        if not chain or not all(sum(1 for _ in self.g.successors(c)) == 1 for c in chain[:-1]):
+            return None
+        return chain
+
+    def _output_consumer_chain(self, n: str, node_set: set[str]) -> tuple[str, ...] | None:
+        d = self.nodes[n]
+        if not d["inputs"] or d["inputs"][0] not in self.block_feats:
+            return None
+        chain = self.segments.get(n)
+        return chain if chain and set(chain) <= node_set else None
+
+    def recomputed_head(self, scope: _Scope, fn: _Func, chain: tuple[str, ...], env: dict, cin_of: dict) -> str:
+        """A chain reading a block output, as a method of the class: in training it is
+        recomputed from the block's features (their concatenation is never saved)."""
+        src = self.nodes[chain[0]]["inputs"][0]
+        rel = scope.rel(chain[0])
+        name = _check_ident("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
+        f = _Func()
+        feats = self.block_feats.pop(src)  # inside the method the chain is plain code
+        out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
+        kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
+        scope.methods.append(_method(name, "*xs", [_JOIN] + f.lines, out,
+                                     f"concat -> {kinds}: recomputed in backward when training"))
+        bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
+        var = fn.fresh(rel.split(".", 1)[0])
+        self.uses_checkpoint = True
+        fn.lines.append("if torch.is_grad_enabled():")
+        fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
+        fn.lines.append("else:")
+        fn.lines.append(f"    {var} = self.{name}({env[src]})")
+        return var
 
     def _block_at(self, n: str, node_set: set[str], env: dict) -> BlockInfo | None:
         """The outermost block containing ``n`` that can be emitted whole here."""
@@ -300,8 +344,8 @@ class Generator:
             hf = _Func()
             fast = self._inference_head(scope, seg, cin_of)
             hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
-            methods.append(_method("head", "x", fast + hf.lines, hvar,
-                                   f"{' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
+            methods.append(_method("head", "*xs", [_JOIN] + fast + hf.lines, hvar,
+                                   f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
                                    "recomputed in backward when training"))
             env = {agg: "x", seg[-1]: "x"}
             rest = body[head_len:]
@@ -310,13 +354,12 @@ class Generator:
         f = _Func()
         out = self.region(scope, f, rest, env, cin_of, u.output) if rest else "x"
         fwd = _method("forward", "x", f.lines, out)
-        if head_len:
-            methods.append(_method("head_cat", "*xs", [], "self.head(torch.cat(xs, 1))"))
         init = [f"        {line}" for line in scope.init]
         text = ("(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
                 + ("\n".join(init) + "\n" if init else "")
-                + "".join("\n" + m for m in methods) + "\n" + fwd)
-        return text, bool(head_len), cin
+                + "".join("\n" + m for m in methods + scope.methods) + "\n" + fwd)
+        bns = tuple(f"unit.{scope.rel(n)}" for n in (seg or ())[:head_len] if self.nodes[n]["kind"] == "bn")
+        return text, bns if head_len else None, cin
 
     def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict) -> list[str]:
         """Inference lines for a head that starts with BN and an activation with an in-place
@@ -482,8 +525,14 @@ class Generator:
         comment = (f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; "
                    f"reads per unit: {_reads_comment(reads)}")
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
+        feats_var = fn.fresh(f"{base}_feats")
+        keep_feats = self.planned and self._output_head(b) is not None
         naive = self._naive_loop(fn, b, base, init, reads, join, units_expr, out_positions,
-                                 use_head=has_head and self.planned)
+                                 use_head=has_head if self.planned else None, feats=feats_var, keep_feats=keep_feats)
+        if keep_feats:
+            n_feats = len(init) + len(reads)
+            self.block_feats[b.output] = (feats_var if out_positions == tuple(range(n_feats))
+                                          else f"[{feats_var}[j] for j in {out_positions!r}]")
         if buffer is None:
             lines.append(comment)
             lines += naive
@@ -507,7 +556,7 @@ class Generator:
         else:
             body.append(f"for unit, runs, (a, b) in zip({units_expr}, {unit_reads!r}, {_pairs_src(stores)}):")
             x = f"torch.cat([{base}[:, s:e] for s, e in runs], 1)"
-        call = f"unit(unit.head({x}))" if has_head else f"unit({x})"
+        call = f"unit(unit.head({x}))" if has_head is not None else f"unit({x})"
         body.append(f"    {base}[:, a:b] = {call}")
         if out_read != ((0, shape[0]),):
             if len(out_read) == 1:
@@ -517,8 +566,8 @@ class Generator:
         lines += ["    " + line for line in body]
         return base
 
-    def _naive_loop(self, fn, b, base, init, reads, join, units_expr, out_positions, use_head) -> list[str]:
-        feats = "feats"
+    def _naive_loop(self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats,
+                    keep_feats=False) -> list[str]:
         out = [f"{feats} = [{', '.join(init)}]"]
         dense = all(r == tuple(range(len(init) + k)) for k, r in enumerate(reads))
         if dense:
@@ -530,7 +579,7 @@ class Generator:
         out.append(head)
         if use_head:
             self.uses_checkpoint = True
-            out.append(f"    {feats}.append(unit(_recompute(unit, {gather})))")
+            out.append(f"    {feats}.append(unit(_recompute(unit.head, {gather}, {', '.join(use_head)})))")
         else:
             joined = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
             single = all(len(r) == 1 for r in reads)
@@ -538,7 +587,9 @@ class Generator:
                 joined = f"{feats}[reads[0]]" if not dense else f"{feats}[-1]"
             out.append(f"    {feats}.append(unit({joined}))")
         n = len(init) + len(reads)
-        if out_positions == tuple(range(n)):
+        if keep_feats:
+            pass  # the block output's only consumer recomputes the concatenation from the features
+        elif out_positions == tuple(range(n)):
             out.append(f"{base} = torch.cat({feats}, 1)")
         elif len(out_positions) == 1:
             p = out_positions[0]
@@ -624,6 +675,9 @@ def _pairs_src(pairs) -> str:
     return repr(tuple(pairs))
 
 
+_JOIN = "x = xs[0] if len(xs) == 1 else torch.cat(xs, 1)"
+
+
 def _method(name: str, args: str, lines: list[str], ret: str, doc: str | None = None) -> str:
     out = [f"    def {name}(self, {args}):"]
     if doc:
@@ -638,8 +692,8 @@ class _KeepBatchNormStats:
     """While a checkpointed head is recomputed in backward, BatchNorm must not count the batch
     twice: its running statistics are put back as they were."""
 
-    def __init__(self, module):
-        self.bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+    def __init__(self, bns):
+        self.bns = [m for m in bns if m.track_running_stats]
 
     def __enter__(self):
         self.saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in self.bns]
@@ -652,15 +706,15 @@ class _KeepBatchNormStats:
                 m.num_batches_tracked.copy_(count)
 
 
-def _recompute(unit, feats):
-    """unit.head(torch.cat(feats, 1)), keeping only ``feats`` for backward (the memory-efficient
-    DenseNet): the concatenation, BN, activation and 1x1 conv are recomputed from them."""
+def _recompute(head, feats, *bns):
+    """head(*feats) keeping only ``feats`` for backward (the memory-efficient DenseNet): the
+    concatenation and the per-channel chain after it are recomputed from them in backward."""
     if not torch.is_grad_enabled():
-        return unit.head(torch.cat(feats, 1))
+        return head(*feats)
     if torch.compiler.is_compiling():  # the compiled graph updates running statistics once itself
-        return checkpoint(unit.head_cat, *feats, use_reentrant=False)
-    return checkpoint(unit.head_cat, *feats, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(unit)))
+        return checkpoint(head, *feats, use_reentrant=False)
+    return checkpoint(head, *feats, use_reentrant=False,
+                      context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(bns)))
 '''
 
 
@@ -730,6 +784,9 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     lines.append("        super().__init__()")
     lines += ["        " + line for line in top.init]
     lines.append("")
+    for m in top.methods:
+        lines.append(m.rstrip())
+        lines.append("")
     lines.append("    def forward(self, x):")
     lines += ["        " + line for line in fn.lines]
     lines.append(f"        return {result}")
