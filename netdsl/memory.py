@@ -90,15 +90,25 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
 def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
     attributed to the block of the op that first saves it (a buffer: to its own block)."""
-    root, size = _roots(graph, planned)
-    chains = segments(graph) if planned else {}
+    # Training keeps every feature its own tensor (autograd forbids writing into a buffer whose
+    # views it saved): no shared storage; what the plan saves is the recomputation of the chain
+    # that starts each unit, from the features it reads (torch_codegen's checkpointed heads).
+    root, size = _roots(graph, False)
+    # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
+    sources = {u.aggregate for b in blocks(graph) for u in b.units}
+    sources |= {b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]}
+    chains = {h: c for h, c in segments(graph).items() if graph.nodes[h]["inputs"][0] in sources
+              and all(graph.out_degree(n) == 1 for n in c[:-1])} if planned else {}
     in_chain = {c for chain in chains.values() for c in chain}
-    buffers = graph.graph.get("buffers", {})
+    buffers: dict = {}
     seen: set[str] = set()
     out: dict[str | None, int] = {}
     for n in topo_nodes(graph):
         if n in chains:
-            items = [(graph.nodes[n]["inputs"][0], 0)]  # recomputed in backward from its input
+            agg = graph.nodes[n]["inputs"][0]
+            d = graph.nodes[agg]
+            feats = d["inputs"] if d["kind"] == "concat" else (agg,)
+            items = [(f, 0) for f in feats]  # recomputed in backward from the features it reads
         elif n in in_chain:
             items = []
         else:

@@ -7,7 +7,8 @@
   other work on the machine (and from torch in the same process).
 
 >>> from netdsl.api import build_model, onnx_model
->>> model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=build_model("densenet_bc100_k12", depth=10, k=4))
+>>> model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4},
+...                    weights=build_model("densenet_bc100_k12", depth=10, k=4))
 >>> sess = session(model.SerializeToString(), device="cpu")
 >>> sess.get_providers()
 ['CPUExecutionProvider']
@@ -123,7 +124,7 @@ def run(sess, x: np.ndarray) -> np.ndarray:
     inp = sess.get_inputs()[0]
     want = inp.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want, x.shape)):
+    if x.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want, x.shape, strict=True)):
         raise NetdslError(f"input of shape {tuple(x.shape)} does not fit the model's {tuple(want)}", None,
                           "the first dimension is the batch; the others must match")
     return sess.run(None, {inp.name: x})[0]

@@ -1,7 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
 
+# The tests run tiny tensors, where a second intra-op thread gains nothing; on a loaded or shared
+# machine OpenMP threads spin-wait against each other and a 0.1 s test takes seconds. Set before
+# torch is imported (test modules are imported after this file); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -14,3 +19,8 @@ def write_spec(tmp_path):
         return p
 
     return write
+
+
+def pytest_configure(config):
+    if not any(str(line).startswith("slow") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: long-running (training runs, subprocesses); run with -m slow")

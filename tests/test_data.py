@@ -9,7 +9,8 @@ import torch
 
 from netdsl.cli import main
 from netdsl.train.augment import Augment, epoch_batches, generator, shard
-from netdsl.train.data import DataError, fit_images, load_data, split_validation
+from netdsl.train import data as data_module
+from netdsl.train.data import DataError, fit_images, load_data, open_source, prepare_data, split_validation
 
 
 def _cifar_batch(path, n, label_key, seed, protocol=2):
@@ -68,6 +69,46 @@ def test_imagefolder_resizes_to_the_network(tmp_path):
     s = load_data(f"imagefolder:{tmp_path}", size=(8, 8))
     assert (s.classes, tuple(s.train.images.shape), s.train.labels.tolist()) == (2, (4, 3, 8, 8), [0, 0, 1, 1])
     assert s.test.images[1, :, 3, 3].tolist() == [0, 0, 255]  # a dog is blue
+
+
+def test_imagefolder_knows_its_classes_before_reading_an_image(tmp_path, monkeypatch):
+    """A run learns the class count, compiles once, and only then reads images at the input size."""
+    from PIL import Image
+
+    for c in ("a", "b", "c"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            Image.new("RGB", (6, 4), (40 * i, 0, 0)).save(tmp_path / c / f"{i}.png")
+    reads = []
+    real = data_module._read_images
+    monkeypatch.setattr(data_module, "_read_images", lambda files, size: reads.append(size) or real(files, size))
+    src = open_source(f"imagefolder:{tmp_path}")
+    assert (src.classes, reads) == (3, [])
+    s = src.load((5, 7))
+    assert reads == [(5, 7)] and tuple(s.train.images.shape[1:]) == (3, 5, 7)
+    assert (len(s.train), len(s.test)) == (12, 3)  # a fixed fifth is the test split
+    with pytest.raises(DataError, match="needs the network's input size"):
+        src.load(None)
+
+
+def test_prepare_data_fits_splits_limits_and_keeps_given_statistics():
+    src = open_source("digits")
+    d = prepare_data(src, (1, 8, 8), fit="resize", val_split=0.1, seed=3, limit=100)
+    assert (len(d.train), len(d.val), len(d.test)) == (100, 144, 359) and d.note is None
+    train, val = split_validation(load_data("digits").train, 0.1, seed=3)
+    assert torch.equal(d.train.images, train.images[:100]) and torch.equal(d.val.labels, val.labels)
+    from netdsl.train.data import channel_stats
+
+    assert (d.mean, d.std) == channel_stats(train.images[:100])
+    assert d.info == {"source": "digits", "mean": d.mean, "std": d.std, "classes": 10, "input": [1, 8, 8],
+                      "fit": "resize", "limit_train": 100, "sizes": [100, 144, 359]}
+    wide = prepare_data(src, (3, 16, 16), fit="resize", val_split=0, seed=0, stats=([0.5] * 3, [0.25] * 3))
+    assert wide.val is None and (wide.mean, wide.std) == ([0.5] * 3, [0.25] * 3)
+    assert tuple(wide.train.images.shape[1:]) == (3, 16, 16)
+    assert wide.note == ("note: digits images are 1x8x8; resized to the spec's input 3x16x16 "
+                         "(bilinear, grey repeated to 3 channels)")
+    with pytest.raises(DataError, match="error: digits: the data's images are 1x8x8"):
+        prepare_data(src, (3, 16, 16), fit="refuse", val_split=0, seed=0)
 
 
 @pytest.mark.parametrize("source, named", [

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from fuzz.generate import valid_specs
 from netdsl.api import compile_spec
-from netdsl.backends.torch_module import NetdslModule, init_weights
+from netdsl.backends import torch_codegen
 from netdsl.ir import lint
 
 
@@ -21,7 +21,7 @@ def test_generated_spec_compiles_lints_and_runs_with_predicted_shape(tmp_path_fa
     graph = compile_spec(spec, check=True)  # check=True lints after every pass
     lint(graph)
     assert graph.nodes[graph.graph["output"]]["shape"] == gen.shape, gen.text
-    model = init_weights(NetdslModule(graph), seed=0).eval()
+    model = torch_codegen.build(graph, seed=0).eval()
     with torch.no_grad():
         y = model(torch.randn(2, *gen.input))
     assert tuple(y.shape) == (2,) + gen.shape, gen.text

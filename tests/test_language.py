@@ -20,28 +20,36 @@ def test_params_let_arithmetic_and_override(write_spec):
 
 
 def test_for_if_else_repeat(write_spec):
-    g = compile_text(write_spec, """
+    g = compile_text(
+        write_spec,
+        """
 network t(widths=[4, 6, 8]) {
     input(3, 8, 8)
     for w in widths { if w == 6 { conv(w, 1) } else if w > 6 { conv(w, 3) } else { conv(w, 5) } }
     repeat(2) { relu }
-}""")
+}""",
+    )
     kernels = [g.nodes[f"conv{n}"]["attrs"]["kernel"] for n in (1, 2, 3)]
     assert kernels == [5, 1, 3]
     assert g.graph["output"] == "relu2"
 
 
 def test_template_scopes_and_defaults(write_spec):
-    g = compile_text(write_spec, """
+    g = compile_text(
+        write_spec,
+        """
 def unit(out, k=3) { bn; relu; conv(out, k) }
-network t() { input(3, 8, 8); unit(4); unit(6, k=1); a: unit(2) }""")
+network t() { input(3, 8, 8); unit(4); unit(6, k=1); a: unit(2) }""",
+    )
     assert {"unit1.conv1", "unit2.conv1", "a.conv1"} <= set(g.nodes)
     assert g.nodes["unit2.conv1"]["attrs"]["kernel"] == 1
 
 
 def test_labels_use_and_elementwise_ops(write_spec):
     # SparseNet's attention form: H(x) + H(x) * F(x)
-    g = compile_text(write_spec, """
+    g = compile_text(
+        write_spec,
+        """
 network t() {
     input(8, 4, 4)
     h: conv(8, 3)
@@ -52,7 +60,8 @@ network t() {
     conv(8, 1); sigmoid
     mul(h)
     add(h)
-}""")
+}""",
+    )
     assert g.nodes["concat1"]["inputs"] == ("relu1", "p")
     assert g.nodes["concat1"]["shape"] == (16, 1, 1)
     assert g.nodes["mul1"]["inputs"] == ("sigmoid1", "h")
@@ -61,20 +70,29 @@ network t() {
 
 
 def test_residual_and_parallel(write_spec):
-    g = compile_text(write_spec, """
+    g = compile_text(
+        write_spec,
+        """
 network t() {
     input(8, 8, 8)
     residual { conv(8); bn; relu }
     parallel(add) { branch { conv(16, stride=2) } shortcut: branch { conv(16, 1, stride=2) } }
-}""")
+}""",
+    )
     assert g.nodes["residual1.add"]["inputs"] == ("residual1.relu1", "input")
     assert g.nodes["parallel1.add"]["inputs"] == ("parallel1.branch1.conv1", "parallel1.shortcut.conv1")
     assert g.nodes["parallel1.add"]["shape"] == (16, 4, 4)
 
 
 def test_split_stage_with_bypass(write_spec):
-    g = compile_text(write_spec, """
-network t() { input(8, 8, 8); block(split(4), stage=true, bypass=avgpool(3, 2, pad=1)) { conv(channels, 3, stride=2) } }""")
+    g = compile_text(
+        write_spec,
+        """
+network t() {
+    input(8, 8, 8)
+    block(split(4), stage=true, bypass=avgpool(3, 2, pad=1)) { conv(channels, 3, stride=2) }
+}""",
+    )
     (b,) = g.graph["blocks"]
     assert b.connection_sets() == {2: (-2,), 3: (-1,), 4: (0,)}  # no hierarchical add in a stage block
     assert g.nodes["block1.cat"]["shape"] == (8, 4, 4)
@@ -125,4 +143,4 @@ def test_block_reading_the_network_input_planned_equals_naive(write_spec):
         grads.append((y.detach(), xi.grad, [q.grad for q in m.parameters()]))
     (y0, gx0, gp0), (y1, gx1, gp1) = grads
     assert torch.allclose(y0, y1) and torch.allclose(gx0, gx1)
-    assert all(torch.allclose(a, b) for a, b in zip(gp0, gp1))
+    assert all(torch.allclose(a, b) for a, b in zip(gp0, gp1, strict=True))

@@ -15,7 +15,7 @@ from torch import nn
 
 import netdsl
 from netdsl.backends.onnx_export import export
-from netdsl.backends.torch_module import NetdslModule, init_weights
+from netdsl.backends import torch_codegen
 from netdsl.onnx_runtime import run, session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
@@ -76,7 +76,7 @@ def calibrated(graph, seed=0, batch=64):
       float64 on every preset.
     - Small random biases elsewhere, so every parameter reaches the output."""
     gen = torch.Generator().manual_seed(seed)
-    m = init_weights(NetdslModule(graph), seed)
+    m = torch_codegen.build(graph, seed)
     with torch.no_grad():
         for mod in m.modules():
             for name, p in mod.named_parameters(recurse=False):
@@ -122,9 +122,16 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
     return model, report
 
 
+# Presets compared in the fast suite (one per family; the bundled specs cover every pattern);
+# the slow suite compares every preset.
+FAST_PRESETS = {"densenet_bc100_k12", "densenet121", "sparsenet_bc_v1", "dense2net121", "seqresnet_b22",
+                "res2net50_26w_4s"}
+
+
 def _targets():
     out = [pytest.param(str(p), id=p.stem) for p in SPECS]
-    out += [pytest.param(name, id=name) for name in sorted(presets())]
+    out += [pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
+            for name in sorted(presets())]
     return out
 
 

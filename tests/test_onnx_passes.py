@@ -5,22 +5,24 @@ of ONNX by running a torch module of the *rewritten* graph with the rewritten we
 import numpy as np
 import pytest
 import torch
+from test_onnx_equivalence import ALLOPS, calibrated
 
 import netdsl
 from netdsl.backends.onnx_emit import concat_stats
 from netdsl.backends.onnx_export import bind_weights, inference_passes
-from netdsl.backends.torch_module import NetdslModule
+from netdsl.backends.torch_codegen import module_from_graph
 from netdsl.ir import lint
 from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
-
-from test_onnx_equivalence import ALLOPS, calibrated
 
 
 def module_of(graph):
     """A torch module of a rewritten graph, loaded with the weights bound on its nodes."""
-    m = NetdslModule(graph)
-    state = {f"{n}.{k}": torch.from_numpy(np.asarray(v)) for n, d in graph.nodes(data=True)
-             for k, v in d.get("weights", {}).items()}
+    m = module_from_graph(graph)
+    state = {
+        f"{n}.{k}": torch.from_numpy(np.asarray(v))
+        for n, d in graph.nodes(data=True)
+        for k, v in d.get("weights", {}).items()
+    }
     own = m.state_dict()
     state = {k: v for k, v in state.items() if k in own}  # BN's num_batches_tracked is not exported
     assert set(state) == {k for k in own if not k.endswith("num_batches_tracked")}
@@ -68,7 +70,8 @@ def test_fold_arithmetic_against_torch_conv_bn():
         bn.running_var.copy_(torch.tensor([0.25, 4.0, 1.5]))
         bn.weight.copy_(torch.tensor([2.0, 0.5, -1.0]))
         bn.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
-    g = netdsl.compile_spec("t.net", opt=0, text="network t() { input(2, 5, 5)\n c: conv(3, 3, bias=true)\n b: bn(eps=0.001) }")
+    text = "network t() { input(2, 5, 5)\n c: conv(3, 3, bias=true)\n b: bn(eps=0.001) }"
+    g = netdsl.compile_spec("t.net", opt=0, text=text)
     g.nodes["c"]["weights"] = {k: v.detach().numpy() for k, v in conv.state_dict().items()}
     g.nodes["b"]["weights"] = {k: v.numpy() for k, v in bn.state_dict().items()}
     out = fold_bn.run(g).graph
@@ -114,14 +117,16 @@ def test_dense_aggregates_grow_incrementally_and_copy_the_same_bytes():
     assert concat_stats(out) == concat_stats(g) == (6, 4 * 28 * (32 * 32 + 16 * 16 + 8 * 8))
     x = torch.randn(2, 3, 32, 32)
     m = calibrated(g)
-    m2 = NetdslModule(out).eval()
+    m2 = module_from_graph(out).eval()
     m2.load_state_dict(m.state_dict())
     with torch.no_grad():
         assert torch.equal(m2(x), m(x))
 
 
 def test_path_aggregates_share_only_true_prefixes(write_spec):
-    spec = write_spec("network t() { input(3, 8, 8)\n conv(4, 3)\n block(4, rule(j == 0 or i - j == 1)) { conv(4, 3) } }")
+    spec = write_spec(
+        "network t() { input(3, 8, 8)\n conv(4, 3)\n block(4, rule(j == 0 or i - j == 1)) { conv(4, 3) }\n}"
+    )
     g = netdsl.compile_spec(spec, opt=0)
     out = share_concat_prefix.run(g).graph
     lint(out)

@@ -1,9 +1,12 @@
 """Running exported models: the CLI (`netdsl compile --target onnx`, `netdsl run`), weights
-flowing from a checkpoint into the graph, the provider choice and the thread settings."""
+flowing from a checkpoint into the graph, the provider choice and the thread settings.
+
+The CLI runs in-process (``netdsl.cli.main``); one slow test runs compile and run as real processes."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -12,17 +15,30 @@ import pytest
 import torch
 
 import netdsl
+from netdsl import onnx_runtime
 from netdsl.api import onnx_model
 from netdsl.backends.onnx_emit import ONNX_OPS, checked_name
+from netdsl.cli import main
 from netdsl.ir.ops import OP_KINDS
-from netdsl import onnx_runtime
 from netdsl.onnx_runtime import run, session, session_options
 
 SMALL = ["densenet_bc100_k12", "--set", "depth=10", "--set", "k=4"]
 
 
-def netdsl_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "netdsl", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+@pytest.fixture
+def netdsl_cli(capsys):
+    """``netdsl ARGS`` in-process, returning what a finished process would: returncode, stdout, stderr."""
+
+    def cli(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return cli
+
+
+def netdsl_process(*args):
+    return subprocess.run([sys.executable, "-m", "netdsl", *map(str, args)], capture_output=True, text=True)
 
 
 def test_every_op_kind_has_an_onnx_entry():
@@ -37,8 +53,9 @@ def test_names_reaching_onnx_are_checked(bad):
 
 
 def test_model_header_names_and_metadata():
-    model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model(
-        "densenet_bc100_k12", depth=10, k=4))
+    model = onnx_model(
+        "densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model("densenet_bc100_k12", depth=10, k=4)
+    )
     assert model.ir_version == 9 and model.opset_import[0].version == 20
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["netdsl.preset"] == "densenet_bc100_k12" and meta["netdsl.spec"] == "densenet_bc.net"
@@ -52,7 +69,7 @@ def test_model_header_names_and_metadata():
     assert dims == ["N", 10]
 
 
-def test_weights_flow_from_a_checkpoint(tmp_path):
+def test_weights_flow_from_a_checkpoint(tmp_path, netdsl_cli):
     trained = netdsl.build_model("densenet_bc100_k12", seed=7, opt=0, depth=10, k=4).eval()
     with torch.no_grad():
         for m in trained.modules():
@@ -78,7 +95,7 @@ def test_weights_flow_from_a_checkpoint(tmp_path):
     assert meta["netdsl.weights"].endswith("sd.pt")
 
 
-def test_mismatched_or_bad_weights_are_one_error(tmp_path):
+def test_mismatched_or_bad_weights_are_one_error(tmp_path, netdsl_cli):
     torch.save(netdsl.build_model("densenet_bc100_k12", opt=0, depth=10, k=6).state_dict(), tmp_path / "k6.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     for f, msg in (("k6.pt", "weights do not fit"), ("junk.pt", "cannot read weights"), ("none.pt", "not found")):
@@ -87,7 +104,7 @@ def test_mismatched_or_bad_weights_are_one_error(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_run_command_summarizes_output(tmp_path):
+def test_run_command_summarizes_output(tmp_path, netdsl_cli):
     r = netdsl_cli("compile", *SMALL, "--target", "onnx", "-o", tmp_path / "m.onnx")
     assert r.returncode == 0, r.stderr
     x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
@@ -102,15 +119,30 @@ def test_run_command_summarizes_output(tmp_path):
     r = netdsl_cli("run", tmp_path / "m.onnx", "--batch", "2")
     assert r.returncode == 0 and "input: shape (2, 3, 32, 32) (random, seed 0)" in r.stdout
     np.save(tmp_path / "bad.npy", x[:, :, :16])
-    for args, msg in (([tmp_path / "m.onnx", "--input", tmp_path / "bad.npy"], "does not fit"),
-                      ([tmp_path / "none.onnx"], "not found"), ([tmp_path / "x.npy"], "cannot load the model")):
+    for args, msg in (
+        ([tmp_path / "m.onnx", "--input", tmp_path / "bad.npy"], "does not fit"),
+        ([tmp_path / "none.onnx"], "not found"),
+        ([tmp_path / "x.npy"], "cannot load the model"),
+    ):
         r = netdsl_cli("run", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
-def test_binary_target_needs_an_output_file():
+def test_binary_target_needs_an_output_file(netdsl_cli):
     r = netdsl_cli("compile", *SMALL, "--target", "onnx")
     assert r.returncode == 2 and "give -o FILE" in r.stderr
+
+
+@pytest.mark.slow
+def test_compile_and_run_as_processes(tmp_path):
+    r = netdsl_process("compile", *SMALL, "--target", "onnx", "-o", tmp_path / "m.onnx")
+    assert r.returncode == 0, r.stderr
+    assert "untrained" in r.stderr and "Concat nodes copying" in r.stderr
+    r = netdsl_process("run", tmp_path / "m.onnx", "--batch", "2")
+    assert r.returncode == 0, r.stderr
+    assert "input: shape (2, 3, 32, 32) (random, seed 0)" in r.stdout and "output: shape (2, 10), float32" in r.stdout
+    r = netdsl_process("run", tmp_path / "none.onnx")
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_threads_do_not_spin():
@@ -123,8 +155,9 @@ def test_threads_do_not_spin():
 def test_auto_falls_back_to_cpu_quietly_when_cuda_does_not_load(monkeypatch, capfd, tmp_path):
     """An onnxruntime-gpu install lists CUDA even where it cannot load; here (a CPU build) asking
     for CUDA fails the same way. 'auto' must end on the CPU and print nothing."""
-    model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model(
-        "densenet_bc100_k12", depth=10, k=4))
+    model = onnx_model(
+        "densenet_bc100_k12", {"depth": 10, "k": 4}, weights=netdsl.build_model("densenet_bc100_k12", depth=10, k=4)
+    )
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     capfd.readouterr()
     sess = session(model.SerializeToString(), device="auto")
@@ -134,4 +167,4 @@ def test_auto_falls_back_to_cpu_quietly_when_cuda_does_not_load(monkeypatch, cap
             session(model.SerializeToString(), device="cuda")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    assert onnx_runtime.CPU == sess.get_providers()[0]
+    assert sess.get_providers()[0] == onnx_runtime.CPU

@@ -123,7 +123,9 @@ def test_window_below_one_is_error(write_spec):
 
 
 def test_output_selection_last_and_add_aggregate(write_spec):
-    p = write_spec("network t() { input(4, 4, 4); block(3, dense, aggregate=add, output=last) { bn; relu; conv(4, 3) } }")
+    p = write_spec(
+        "network t() {\n input(4, 4, 4)\n block(3, dense, aggregate=add, output=last) { bn; relu; conv(4, 3) }\n}"
+    )
     g = netdsl.compile_spec(p, check=True)
     (b,) = g.graph["blocks"]
     assert g.nodes[b.units[2].aggregate]["kind"] == "add"

@@ -40,9 +40,10 @@ def test_summary_memory_matches_hand_computation(write_spec, capsys):
     # saves nothing and fc its 8-float input.
     assert block["train_naive"] == (4 + 4 + 6 + 6) * CH == 320
     assert mem["total"]["train_naive"] == 320 + 8 * 4 == 352
-    # planned: BN+ReLU+conv chains save only their input, a view of the buffer: the buffer once.
-    assert block["train_planned"] == 8 * CH
-    assert mem["total"]["train_planned"] == 8 * CH + 8 * 4 == 160
+    # planned: each unit's concat+BN+ReLU+conv head is recomputed from the features it reads,
+    # which are all autograd keeps: x0 (4) and x1 (2); x2 feeds only the output concat.
+    assert block["train_planned"] == (4 + 2) * CH
+    assert mem["total"]["train_planned"] == 6 * CH + 8 * 4 == 128
     # inference peak, naive: after unit2.bn1 -- x0 4 + x1 2 + cat 6 + bn 6 = 18 channels.
     assert block["infer_naive"] == 18 * CH == 288
     # planned: the buffer (8) + unit 2's fused BN+ReLU output (6) + its conv output before the

@@ -30,7 +30,9 @@ class HandDenseNetBC(nn.Module):
             c += n * k
             if b < 2:
                 out = c // 2
-                self.stages.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, out, 1, bias=False), nn.AvgPool2d(2)))
+                conv = nn.Conv2d(c, out, 1, bias=False)
+                transition = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), conv, nn.AvgPool2d(2))
+                self.stages.append(transition)
                 c = out
         self.norm, self.fc = nn.BatchNorm2d(c), nn.Linear(c, classes)
 
@@ -54,7 +56,7 @@ def test_densenet_bc_equals_hand_written_reference():
     # Both modules register tensors in the same order: map by position.
     ref_keys, our_vals = list(ref.state_dict()), list(ours.state_dict().values())
     assert len(ref_keys) == len(our_vals)
-    ref.load_state_dict(dict(zip(ref_keys, our_vals)))
+    ref.load_state_dict(dict(zip(ref_keys, our_vals, strict=True)))
     x = torch.randn(4, 3, 32, 32)
     ours.train(), ref.train()
     assert torch.allclose(ours(x), ref(x), atol=1e-5)  # batch statistics path
@@ -64,5 +66,8 @@ def test_densenet_bc_equals_hand_written_reference():
 
 
 def test_full_size_parameter_count_matches_reference():
-    assert netdsl.compile_spec("specs/densenet_bc.net").graph["total_params"] == sum(
-        p.numel() for p in HandDenseNetBC(100, 12, 10).parameters()) == 769_162
+    assert (
+        netdsl.compile_spec("specs/densenet_bc.net").graph["total_params"]
+        == sum(p.numel() for p in HandDenseNetBC(100, 12, 10).parameters())
+        == 769_162
+    )

@@ -2,6 +2,7 @@
 standalone source (imported with only torch) gives the in-process module's output."""
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends.torch_module import NetdslModule
 from netdsl.ir import lint
 
 from helpers import SPECS, small_overrides
@@ -31,40 +31,61 @@ def test_spec_lint_forward_backward(spec):
     assert sum(p.numel() for p in model.parameters()) == g.graph["total_params"]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_emitted_source_matches_module(spec, tmp_path):
-    over = small_overrides(spec)
-    out = tmp_path / "m.py"
-    sets = [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
-    r = subprocess.run([sys.executable, "-m", "netdsl", "compile", str(spec), "--target", "torch", "-o", str(out), *sets],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    # The file must import with torch alone: no netdsl on the path of the importing process.
-    check = subprocess.run([sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})"],
-                           capture_output=True, text=True, cwd=tmp_path)
-    assert check.returncode == 0, check.stderr
-    modspec = importlib.util.spec_from_file_location("emitted", out)
-    mod = importlib.util.module_from_spec(modspec)
-    modspec.loader.exec_module(mod)
-    ref = netdsl.build_model(spec, seed=1, opt=0, **over)  # the emitted file is the naive (opt 0) program
-    c, h, w = mod.Net.input_shape
-    # Calibrate the BatchNorm running statistics as training would: with the initial (0, 1)
-    # statistics a deep random network's eval output reaches ~1e6 and float32 rounding alone
-    # exceeds any absolute tolerance.
-    bns = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
+def _calibrated(model, c, h, w):
+    """BatchNorm running statistics as training would leave them: with the initial (0, 1)
+    statistics a deep random network's eval output reaches ~1e6 and float32 rounding alone
+    exceeds any absolute tolerance."""
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average: exact statistics of the calibration batches
     with torch.no_grad():
-        ref.train()
+        model.train()
         for _ in range(2):
-            ref(torch.randn(8, c, h, w))
-    ref.eval()
-    emitted = mod.Net().eval()
+            model(torch.randn(8, c, h, w))
+    return model.eval()
+
+
+def _emit(spec, tmp_path, over, opt=1):
+    out = tmp_path / "m.py"
+    from netdsl.cli import main
+
+    sets = [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
+    assert main(["compile", str(spec), "--target", "torch", "--opt", str(opt), "-o", str(out), *sets]) == 0
+    return out
+
+
+def _import(path):
+    modspec = importlib.util.spec_from_file_location("emitted", path)
+    mod = importlib.util.module_from_spec(modspec)
+    modspec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_emitted_source_is_the_running_module(spec, tmp_path):
+    """The file ``compile --target torch`` writes holds the in-process class's source verbatim,
+    loads the in-process state_dict strictly and gives its outputs."""
+    over = small_overrides(spec)
+    out = _emit(spec, tmp_path, over)
+    ref = netdsl.build_model(spec, seed=1, **over)
+    assert inspect.getsource(type(ref)) in out.read_text()
+    mod = _import(out)
+    c, h, w = mod.Net.input_shape
+    _calibrated(ref, c, h, w)
+    emitted = mod.build().eval()
     emitted.load_state_dict(ref.state_dict())  # strict: the same parameter names
     x = torch.randn(3, c, h, w)
     with torch.no_grad():
         assert (emitted(x) - ref(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+def test_emitted_file_needs_only_torch(tmp_path):
+    """The emitted file imports in an isolated interpreter (no netdsl on the path)."""
+    out = _emit("specs/dense2net.net", tmp_path, {"blocks": "[2,2,2]"})
+    check = subprocess.run([sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})['build']()"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
 
 
 def test_build_model_overrides_and_channels_last():

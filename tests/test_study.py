@@ -61,7 +61,7 @@ def test_summary_counts_equal_the_equation_and_follow_channels_read(studies, cap
         assert data["params"] == equation_params(*s)
         counts[s] = data
     ref = counts[(7, 7)]
-    for s, data in counts.items():
+    for data in counts.values():
         extra = data["channels_read"] - ref["channels_read"]
         assert data["params"] - ref["params"] == (2 + 9 * K) * extra
     # Every x_j (j >= 1) is k wide, so a split costs more only by reading the wide block input x_0

@@ -40,7 +40,7 @@ network nobn(classes=10) {
 
 
 def _cfg(spec, out, **kw):
-    base = dict(epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False)
+    base = dict(epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False, curves=False)
     return TrainConfig(str(spec), out=out, **{**base, **kw})
 
 
@@ -156,6 +156,7 @@ torch.save(r["model"].state_dict(), os.path.join(out, "rank%s.pt" % os.environ["
 """
 
 
+@pytest.mark.slow  # two processes started by torchrun: several seconds
 def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_spec, tmp_path):
     spec = write_spec(NO_BN)
     script = tmp_path / "ddp.py"
@@ -185,7 +186,240 @@ def test_curves_on_demand_from_the_metrics(tmp_path, capsys):
 
 def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path):
     spec = write_spec(TINY)
-    train(_cfg(spec, tmp_path, recipe="densenet"))  # 2 epochs: lr 0.1, then /10 at epoch 1
-    train(_cfg(spec, tmp_path, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
-    lrs = [json.loads(r)["lr"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    out = tmp_path / "run"
+    train(_cfg(spec, out, recipe="densenet"))  # 2 epochs: lr 0.1, then /10 at epoch 1
+    train(_cfg(spec, out, resume=True, epochs=4))  # 4 epochs: /10 at 2, /100 at 3
+    lrs = [json.loads(r)["lr"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+# --- one compile per run; the spec travels inside the checkpoint -----------------------------------
+
+@pytest.fixture
+def compiles(monkeypatch):
+    from netdsl import pipeline
+
+    calls = []
+    real = pipeline.compile_target
+
+    def counting(*args, **kw):
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "compile_target", counting)
+    return calls
+
+
+def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_path, compiles):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+
+    def ctrl_c(epoch, step):
+        if (epoch, step) == (0, 0):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(_cfg(spec, out, epochs=1), on_step=ctrl_c)
+    assert compiles == [str(spec)]
+    train(_cfg(spec, out, resume=True))
+    evaluate_checkpoint(out / "last.pt")
+    assert compiles == [str(spec)] * 3
+
+
+def test_resume_and_eval_use_the_embedded_spec_text_never_the_stored_path(write_spec, tmp_path, capsys):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    first = train(_cfg(spec, out, epochs=1))
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["spec"] == {"target": str(spec), "file": str(spec), "name": "tiny", "preset": None, "text": TINY}
+    spec.write_text("network other(classes=10) { input(3, 8, 8); gap; fc: linear(classes) }")  # a changed file
+    again = evaluate_checkpoint(out / "best.pt")
+    assert again["top1"] == pytest.approx(first["best"]["top1"], abs=1e-9)
+    spec.unlink()  # and a missing one
+    longer = train(_cfg(spec, out, resume=True, epochs=2))
+    assert longer["epochs"] == 2
+    # a checkpoint of an older netdsl (a path, no text) is not followed
+    from netdsl.train.checkpoint import save_checkpoint
+
+    old = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    save_checkpoint(tmp_path / "old.pt", {**old, "spec": {"target": "/etc/passwd", "file": "/etc/passwd",
+                                                          "name": "tiny"}})
+    assert main(["eval", "--weights", str(tmp_path / "old.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "names its spec by path (/etc/passwd) without its text" in err and "root:" not in err
+
+
+def test_threads_sets_torchs_thread_count(write_spec, tmp_path):
+    spec = write_spec(TINY)
+    before = torch.get_num_threads()
+    try:
+        train(_cfg(spec, tmp_path / "run", epochs=1, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- every flag checked before any work ------------------------------------------------------------
+
+_NO_CUDA = [] if torch.cuda.is_available() else [
+    (["train", "t.net", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)"),
+    (["eval", "--weights", "x.pt", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "t.net", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["train", "t.net", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["train", "t.net", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
+    (["train", "t.net", "--limit-train", "0"], "--limit-train must be a positive integer, got 0"),
+    (["train", "t.net", "--threads", "0"], "--threads must be a positive integer, got 0"),
+    (["train", "t.net", "--devices", "0"], "--devices must be a positive integer, got 0"),
+    (["train", "t.net", "--num-nodes", "-1"], "--num-nodes must be a positive integer, got -1"),
+    (["train", "t.net", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),
+    (["train", "t.net", "--lr", "inf"], "--lr must be a finite number above 0, got inf"),
+    (["train", "t.net", "--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
+    (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
+    (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
+    (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
+    (["train", "t.net", "--max-params", "0"], "--max-params must be a positive integer, got 0"),
+    (["train", "t.net", "--max-nodes", "-5"], "--max-nodes must be a positive integer, got -5"),
+    (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
+    (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
+    (["train", "t.net", "--resume", "--force", "--out", "{tmp}"], "--resume continues the run in --out and "
+                                                                  "--force replaces it: give one"),
+    (["train", "t.net", "--resume", "--out", "{tmp}/done"], "the run is finished"),
+    (["eval", "--weights", "x.pt", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    *_NO_CUDA])
+def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, message):
+    """Each bad value is refused before any work: nothing is compiled, loaded or written."""
+    spec = write_spec(TINY)
+    (tmp_path / "file").write_text("x")
+    argv = [a.replace("t.net", str(spec)).replace("{tmp}", str(tmp_path)) for a in argv]
+    message = message.replace("{tmp}", str(tmp_path))
+    if message == "the run is finished":  # not an error: says so and exits 0
+        train(_cfg(spec, tmp_path / "done", epochs=1))
+        assert main(argv + ["--no-progress"]) == 0
+        assert message in capsys.readouterr().out
+        return
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written
+
+
+# --- the parts of train(), each on its own ----------------------------------------------------------
+
+class _OneProcess:
+    """The part of Lightning Fabric a training step uses, for one CPU process."""
+
+    device, global_rank, world_size = torch.device("cpu"), 0, 1
+
+    def __init__(self):
+        self.barriers = 0
+
+    def backward(self, loss):
+        loss.backward()
+
+    def barrier(self):
+        self.barriers += 1
+
+
+def _stepper(spec, seed=0):
+    from netdsl import pipeline
+    from netdsl.train import model
+    from netdsl.train.data import open_source, prepare_data
+    from netdsl.train.loop import Stepper
+
+    recipe = load_recipe("densenet").with_overrides(batch_size=32)
+    data = prepare_data(open_source("digits"), (1, 8, 8), fit="resize", val_split=0, seed=seed, limit=96)
+    net = model.build_network(pipeline.compile_target(str(spec)), seed)
+    return Stepper(_OneProcess(), net, model.make_optimizer(net, recipe), data, recipe, seed)
+
+
+def test_an_epoch_stopped_and_continued_equals_the_whole_epoch(write_spec):
+    from netdsl.train.loop import StopRequested, StopSignal, train_epoch
+
+    spec = write_spec(TINY)
+    whole = _stepper(spec)
+    row = train_epoch(whole, 0, 1)
+    cut = _stepper(spec)
+    stop = StopSignal()
+    with pytest.raises(StopRequested) as s:
+        train_epoch(cut, 0, 1, stop=stop, on_step=lambda e, b: setattr(stop, "requested", True))
+    assert s.value.batch == 1 and s.value.partial[2] == 32  # one batch of 32 counted
+    again = train_epoch(cut, 0, 1, start_batch=1, partial=s.value.partial)
+    timing = ("seconds", "images_per_s")
+    assert {k: v for k, v in row.items() if k not in timing} == {k: v for k, v in again.items() if k not in timing}
+    assert _same_state(whole.net.state_dict(), cut.net.state_dict())
+    assert row["epoch"] == 1 and row["val_loss"] is None and row["lr"] == 0.1
+
+
+def test_epoch_bookkeeping_best_plateau_and_early_stop():
+    from netdsl.train.loop import end_epoch, fresh_state, stops_early
+    from netdsl.train.model import make_scheduler
+
+    from netdsl.train.loop import improves
+
+    recipe = load_recipe("dense2net")  # plateau schedule, early stopping after 20, best by val_loss
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = make_scheduler(opt, recipe)
+    state = fresh_state()
+    rows = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 50.0},
+            {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "val_acc": 50.0},
+            {"epoch": 3, "train_loss": 0.7, "val_loss": 0.8, "val_acc": 49.0}]
+    assert [end_epoch(state, r, recipe, sched) for r in rows] == [True, True, False]
+    assert (state["best"], state["best_epoch"], state["best_loss"]) == (0.7, 2, 0.7)
+    assert opt.param_groups[0]["lr"] == 0.1  # the plateau's patience (10) is not used up
+    by_acc = {"best": 50.0, "best_loss": 0.7}  # best by val_acc: equal accuracy, the lower loss wins
+    assert improves({"val_acc": 50.0, "val_loss": 0.6}, "val_acc", by_acc)
+    assert not improves({"val_acc": 50.0, "val_loss": 0.75}, "val_acc", by_acc)
+    assert (state["min_val_loss"], state["bad_epochs"]) == (0.7, 1) and not stops_early(state, recipe)
+    state["bad_epochs"] = 20
+    assert stops_early(state, recipe)
+
+
+def test_run_overrides_take_the_datas_classes_and_the_recipes_declared_values():
+    from netdsl.train.model import run_overrides
+
+    notes = []
+    seq = load_recipe("seqconv")  # sets dropout=0.1 where declared
+    assert run_overrides(("classes", "dropout"), {"k": "4"}, 7, seq, notes.append) == \
+        {"k": "4", "classes": 7, "dropout": 0.1}
+    assert run_overrides(("classes",), {"classes": "3"}, 7, seq, notes.append) == {"classes": "3"}
+    assert notes == ["note: recipe seqconv sets dropout=0.1, but the spec declares no parameter 'dropout'"]
+
+
+def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
+    from netdsl.train.checkpoint import Checkpointer
+    from netdsl.train.report import Reporter
+
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_acc": 90.0, "val_loss": None, "val_acc": None,
+           "seconds": 1.0, "images_per_s": 10.0}
+    for rank in (1, 0):
+        out = tmp_path / f"rank{rank}"
+        out.mkdir()
+        Reporter(out, rank=rank, verbose=False, curves=False).epoch([row], 3, False)
+        net = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        fabric = _OneProcess()
+        Checkpointer({"spec": {}, "overrides": {}, "data": {}}, net, opt,
+                     torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0), fabric, rank).save(
+            out / "last.pt", 1, 0, {"finished": True}, [row])
+        assert fabric.barriers == 1
+    assert sorted(p.name for p in (tmp_path / "rank1").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "metrics.csv", "metrics.jsonl"]
+    assert json.loads((tmp_path / "rank0" / "metrics.jsonl").read_text()) == row
+    assert load_checkpoint(tmp_path / "rank0" / "last.pt")["state"] == {"finished": True}
+
+
+def test_the_api_config_is_checked_like_the_flags():
+    from netdsl.train.config import ArgumentError
+
+    for bad, message in ((dict(fit="squash"), "--fit must be one of resize, refuse, got 'squash'"),
+                         (dict(precision="8"), "--precision must be one of auto, 32, bf16, fp16, got '8'"),
+                         (dict(epochs=True), "--epochs must be a positive integer, got True"),
+                         (dict(lr=float("-inf")), "--lr must be a finite number above 0, got -inf")):
+        with pytest.raises(ArgumentError) as e:
+            TrainConfig("densenet_bc100_k12", **bad).validate()
+        assert e.value.message == message
+    assert TrainConfig("densenet_bc100_k12").out is None  # a new numbered folder by default

@@ -6,12 +6,13 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, SPECS
 
 from netdsl.api import build_model, compile_spec
 from netdsl.cli import main
 from netdsl.viz.matrix import READ, SKIPPED, UNAVAILABLE, block_matrices, connectivity_matrix, weight_matrix
 from netdsl.viz.model import block_view
+
+from helpers import ROOT, SPECS
 
 SVG = "{http://www.w3.org/2000/svg}"
 DENSENET_BC = str(ROOT / "specs" / "densenet_bc.net")
@@ -21,19 +22,23 @@ SEQRESNET = str(ROOT / "specs" / "seqresnet.net")
 # One small block per pattern, and the connection set of each written out by hand from the
 # papers' definitions (not computed by netdsl).
 BLOCKS = {
-    "dense": ("conv(4, 3); block(4, dense) { bn; relu; conv(2, 3) }",
-              {1: (0,), 2: (0, 1), 3: (0, 1, 2), 4: (0, 1, 2, 3)}),
+    "dense": (
+        "conv(4, 3); block(4, dense) { bn; relu; conv(2, 3) }",
+        {1: (0,), 2: (0, 1), 3: (0, 1, 2), 4: (0, 1, 2, 3)},
+    ),
     # SparseNet: the far farthest and near nearest of x_0..x_{i-1}
-    "path": ("conv(4, 3); block(5, path(far=1, near=1)) { conv(2, 3) }",
-             {1: (0,), 2: (0, 1), 3: (0, 2), 4: (0, 3), 5: (0, 4)}),
+    "path": (
+        "conv(4, 3); block(5, path(far=1, near=1)) { conv(2, 3) }",
+        {1: (0,), 2: (0, 1), 3: (0, 2), 4: (0, 3), 5: (0, 4)},
+    ),
     # WSeqConv: a 12-channel input is the groups x_-2, x_-1, x_0 of the 4-channel unit width
-    "window": ("conv(12, 3); block(3, window(2)) { conv(4, 3) }",
-               {1: (-1, 0), 2: (0, 1), 3: (1, 2)}),
+    "window": ("conv(12, 3); block(3, window(2)) { conv(4, 3) }", {1: (-1, 0), 2: (0, 1), 3: (1, 2)}),
     # Res2Net: subsets x_1..x_4 are indexed -3..0; y_i = K_i(x_i + y_{i-1}) for i > 2
-    "split": ("conv(8, 3); block(split(4)) { conv(channels, 3) }",
-              {2: (-2,), 3: (-1, 2), 4: (0, 3)}),
-    "rule": ("conv(4, 3); block(5, rule(j == 0 or i - j == 2)) { conv(2, 3) }",
-             {1: (0,), 2: (0,), 3: (0, 1), 4: (0, 2), 5: (0, 3)}),
+    "split": ("conv(8, 3); block(split(4)) { conv(channels, 3) }", {2: (-2,), 3: (-1, 2), 4: (0, 3)}),
+    "rule": (
+        "conv(4, 3); block(5, rule(j == 0 or i - j == 2)) { conv(2, 3) }",
+        {1: (0,), 2: (0,), 3: (0, 1), 4: (0, 2), 5: (0, 3)},
+    ),
 }
 
 
@@ -48,8 +53,7 @@ def parse_svg(path):
         classes = g.get("class", "").split()
         title = g.find(f"{SVG}title")
         if classes and classes[0] in ("node", "edge"):
-            items.append((classes, title.text if title is not None else None,
-                          [t.text for t in g.iter(f"{SVG}text")]))
+            items.append((classes, title.text if title is not None else None, [t.text for t in g.iter(f"{SVG}text")]))
     return items
 
 
@@ -78,8 +82,9 @@ def test_dropped_connections_are_drawn_separately(write_spec, tmp_path):
     out = tmp_path / "g.svg"
     assert main(["viz", str(write_spec(spec_text(body))), "--dropped", "-o", str(out)]) == 0
     dropped = sorted(t for c, t, _ in parse_svg(out) if c == ["edge", "dropped"])
-    assert dropped == sorted(f"block1.unit{j}->block1.unit{i}" for i, reads in expected.items()
-                             for j in range(0, i) if j not in reads)
+    assert dropped == sorted(
+        f"block1.unit{j}->block1.unit{i}" for i, reads in expected.items() for j in range(0, i) if j not in reads
+    )
 
 
 def test_chain_of_plain_ops_is_one_node_and_flow_edges_join_the_blocks(write_spec, tmp_path):
@@ -235,6 +240,15 @@ def test_matrix_png_has_the_requested_size(write_spec, tmp_path):
     spec = write_spec(spec_text(BLOCKS["window"][0]))
     assert main(["viz", str(spec), "--style", "matrix", "--size", "640x480", "-o", str(out)]) == 0
     assert png_size(out) == (640, 480)
+    # several panels, one per block
+    argv = ["viz", DENSENET_BC, "--set", "depth=16", "--style", "matrix", "--size", "333x222", "-o", str(out)]
+    assert main(argv) == 0
+    assert png_size(out) == (333, 222)
+
+
+@pytest.mark.slow
+def test_matrix_png_of_nine_window_blocks_has_the_requested_size(tmp_path):
+    out = tmp_path / "m.png"
     assert main(["viz", SEQRESNET, "--style", "matrix", "--size", "333x222", "-o", str(out)]) == 0
     assert png_size(out) == (333, 222)
 

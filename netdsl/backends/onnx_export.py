@@ -20,7 +20,7 @@ from ..passes import Pass, count, run_pipeline
 from ..passes import bn_to_affine, drop_inference_noops, fold_bn, share_concat_prefix
 from ..passes.rewire import copy_graph
 from .onnx_emit import concat_stats, emit_onnx
-from .torch_module import NetdslModule, init_weights
+from . import torch_codegen
 from .torch_weights import read_state_dict
 
 
@@ -41,11 +41,11 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
     ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path."""
     if isinstance(weights, nn.Module):
         return weights, "module"
-    module = NetdslModule(graph)
     if weights is None:
         warnings.warn(f"no weights given: exporting the untrained initialization (seed {seed})",
                       UntrainedWarning, stacklevel=3)
-        return init_weights(module, seed), f"untrained initialization, seed {seed}"
+        return torch_codegen.build(graph, seed), f"untrained initialization, seed {seed}"
+    module = torch_codegen.module_from_graph(graph)
     origin = "state_dict"
     if isinstance(weights, (str, Path)):
         origin, weights = str(weights), read_state_dict(weights)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NetdslError
+from ..train.config import DEVICES, device_available, positive_int
 from .common import overrides
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="spec parameter on top of the checkpoint's values (repeatable)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--curves", metavar="RUN", help="write RUN/curves.png from RUN/metrics.jsonl and exit")
@@ -37,6 +38,8 @@ def run(args) -> int:
             raise NetdslError(f"{run_dir / 'metrics.jsonl'}: no epochs recorded yet")
         print(f"wrote {plot_curves(rows, run_dir / 'curves.png', run_dir.name)}", file=sys.stderr)
         return 0
+    positive_int("--batch-size", args.batch_size)
+    device_available(args.device)
     if not args.weights:
         raise NetdslError("eval needs --weights CKPT (or --curves RUN)", None,
                           "for example: netdsl eval --weights runs/densenet_bc100_k12/best.pt")

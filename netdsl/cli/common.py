@@ -38,11 +38,13 @@ def limits(args) -> Limits:
 
 
 def compile_target(args, **kw):
-    from ..api import compile_spec
+    """The pipeline on a subcommand's target, ``--set`` values, limits and ``--opt``; prints the
+    spec's warnings and returns the graph."""
+    from .. import pipeline
 
     if getattr(args, "opt", None) is not None:
         kw.setdefault("opt", args.opt)
-    graph = compile_spec(args.target, overrides(args), limits=limits(args), **kw)
+    graph = pipeline.compile_target(args.target, overrides(args), limits=limits(args), **kw).graph
     for warning in graph.graph.get("warnings", ()):
         print(str(warning), file=sys.stderr)
     return graph

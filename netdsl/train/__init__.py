@@ -8,7 +8,7 @@ options from here at every start-up); the names below load their modules on firs
 import importlib
 
 _LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "load_data": "data",
-         "TrainConfig": "loop", "TrainingInterrupted": "loop", "evaluate": "loop", "train": "loop",
+         "TrainConfig": "config", "TrainingInterrupted": "loop", "evaluate": "loop", "train": "trainer",
          "load_recipe": "recipe"}
 
 

@@ -2,16 +2,19 @@
 
 Layout (``FORMAT``, ``VERSION``)::
 
-    model       state_dict of the NetdslModule (keys are the spec's node names)
+    model       state_dict of the generated module (keys are the spec's node names)
     optimizer   optimizer.state_dict()        scheduler  the schedule's state
     epoch       epochs completed              batch      batches done in epoch ``epoch`` (0 at a boundary)
     rng         torch / cuda / numpy / python generator states
-    spec        {"target", "file", "name"}    overrides  spec parameter values given by the user
+    spec        {"target", "file", "name", "preset", "text"}: the root spec's source text itself, so
+                resume and eval compile what was trained and never read a stored path
+    overrides   every spec parameter value the network was built with (user's, classes, recipe's)
     recipe      the recipe as a dict          data       {"source", "mean", "std", "classes", "input", "fit"}
     state       best metric, plateau and early-stopping counters, partial epoch sums
     history     the per-epoch metrics rows    seed, netdsl_version
 
 Other tools (ONNX export, viz) need only ``ckpt["model"]``, ``ckpt["spec"]`` and ``ckpt["overrides"]``.
+``state["finished"]`` marks a run whose last epoch (or early stop) is done.
 """
 
 from __future__ import annotations
@@ -103,3 +106,36 @@ def _to_lists(x):
 
 def _to_tuples(x):
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def spec_source(ckpt: dict, where: str | Path) -> dict:
+    """The checkpoint's spec as a :func:`netdsl.pipeline.compile_source` record.
+
+    Checkpoints of older netdsl versions hold no spec text: a preset is then rebuilt from the
+    bundled library by name; a stored file path is not followed (it may point anywhere)."""
+    spec = ckpt["spec"]
+    if isinstance(spec.get("text"), str):
+        return spec
+    from ..presets import presets
+
+    target = str(spec.get("target", ""))
+    if target in presets():
+        return {"target": target, "file": target, "name": spec.get("name"), "preset": target, "text": None}
+    raise CheckpointError(f"{where}: the checkpoint names its spec by path ({target}) without its text",
+                          None, "give the spec: netdsl eval SPEC --weights CKPT")
+
+
+class Checkpointer:
+    """Writes a run's checkpoints: rank 0 writes, every process waits for it."""
+
+    def __init__(self, meta: dict, model: torch.nn.Module, optimizer, scheduler, fabric, rank: int):
+        self.meta, self.model, self.optimizer, self.scheduler = meta, model, optimizer, scheduler
+        self.fabric, self.rank = fabric, rank
+
+    def save(self, path: Path, epoch: int, batch: int, state: dict, history: list[dict]) -> None:
+        if self.rank == 0:
+            save_checkpoint(path, {**self.meta, "model": self.model.state_dict(),
+                                   "optimizer": self.optimizer.state_dict(),
+                                   "scheduler": self.scheduler.state_dict(), "epoch": epoch, "batch": batch,
+                                   "rng": rng_states(), "state": state, "history": history})
+        self.fabric.barrier()

@@ -14,6 +14,7 @@ of which a fixed 20% becomes the test split). Every loader returns a :class:`Spl
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NetdslError
+from .names import SOURCES
 
-from .names import SOURCES  # noqa: E402  (re-exported)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -39,7 +40,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor | slice) -> "ImageSet":
+    def subset(self, index: torch.Tensor | slice) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index])
 
     @property
@@ -55,23 +56,46 @@ class Splits:
     classes: int
 
 
-def load_data(source: str, size: tuple[int, int] | None = None) -> Splits:
-    """Load a data source; ``size`` (H, W) is only used by ``imagefolder``, whose files differ in size."""
+@dataclass
+class Source:
+    """A data source opened far enough to know its class count; :meth:`load` gives the images.
+
+    Only ``imagefolder`` needs the network's input size to read its files (they differ in size),
+    so a run can learn the class count, compile its spec once, and then load."""
+
+    name: str
+    classes: int
+    _load: Callable[[tuple[int, int] | None], Splits]
+
+    def load(self, size: tuple[int, int] | None = None) -> Splits:
+        return self._load(size)
+
+
+def open_source(source: str) -> Source:
+    """Open a data source (see the module docstring for the names)."""
     kind, _, path = source.partition(":")
-    loaders = {"digits": _digits, "cifar10": _cifar10, "cifar100": _cifar100, "svhn": _svhn,
-               "imagefolder": _imagefolder}
-    if kind not in loaders:
+    loaders = {"digits": _digits, "cifar10": _cifar10, "cifar100": _cifar100, "svhn": _svhn}
+    if kind not in loaders and kind != "imagefolder":
         raise DataError(f"unknown data source {source!r}", None, "use one of " + ", ".join(SOURCES))
     if kind == "digits":
         if path:
             raise DataError("'digits' is bundled with scikit-learn and takes no path", None, "use --data digits")
-        return _digits()
+        splits = _digits()
+        return Source(source, splits.classes, lambda size: splits)
     if not path:
         raise DataError(f"data source {kind!r} needs a path", None, f"for example --data {kind}:data/{kind}")
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such file or folder (data source {kind})")
-    return loaders[kind](root, size) if kind == "imagefolder" else loaders[kind](root)
+    if kind == "imagefolder":
+        return _imagefolder(root, source)
+    splits = loaders[kind](root)
+    return Source(source, splits.classes, lambda size: splits)
+
+
+def load_data(source: str, size: tuple[int, int] | None = None) -> Splits:
+    """Load a data source; ``size`` (H, W) is only used by ``imagefolder``, whose files differ in size."""
+    return open_source(source).load(size)
 
 
 # --- the sources -----------------------------------------------------------------------------
@@ -200,24 +224,37 @@ def _read_images(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def _imagefolder(root: Path, size: tuple[int, int] | None) -> Splits:
-    if size is None:
-        raise DataError("imagefolder needs the network's input size to resize its images")
+def _imagefolder(root: Path, name: str) -> Source:
     test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if (root / "train").is_dir():
         files, labels, classes = _image_files(root / "train")
-        train = ImageSet(_read_images(files, size), torch.tensor(labels))
         if test_dir is None:
             raise DataError(f"{root}: has train/ but no test/ or val/ folder")
         tfiles, tlabels, tclasses = _image_files(test_dir)
         if tclasses != classes:
             raise DataError(f"{test_dir}: classes {tclasses} differ from train/ {classes}")
-        return Splits("imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)), len(classes))
+
+        def load(size):
+            train = ImageSet(_read_images(files, _need(size)), torch.tensor(labels))
+            return Splits("imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)),
+                          len(classes))
+
+        return Source(name, len(classes), load)
     files, labels, classes = _image_files(root)
-    full = ImageSet(_read_images(files, size), torch.tensor(labels))
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
-    n_test = len(full) // 5
-    return Splits("imagefolder", full.subset(order[n_test:]), full.subset(order[:n_test]), len(classes))
+
+    def load_split(size):
+        full = ImageSet(_read_images(files, _need(size)), torch.tensor(labels))
+        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+        n_test = len(full) // 5
+        return Splits("imagefolder", full.subset(order[n_test:]), full.subset(order[:n_test]), len(classes))
+
+    return Source(name, len(classes), load_split)
+
+
+def _need(size: tuple[int, int] | None) -> tuple[int, int]:
+    if size is None:
+        raise DataError("imagefolder needs the network's input size to resize its images")
+    return size
 
 
 # --- fitting data to a network -----------------------------------------------------------------
@@ -267,3 +304,53 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     x = images.double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
     std = x.std(dim=1).clamp_min(1e-3)
     return x.mean(dim=1).tolist(), std.tolist()
+
+
+# --- the data of one run -------------------------------------------------------------------------
+
+@dataclass
+class RunData:
+    """A run's splits fitted to the network, with the normalization statistics of its training split."""
+
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet
+    info: dict  # what a checkpoint keeps under "data": how to rebuild and normalize these splits
+    note: str | None = None  # a resize the user should know about
+
+    @property
+    def mean(self) -> list[float]:
+        return self.info["mean"]
+
+    @property
+    def std(self) -> list[float]:
+        return self.info["std"]
+
+
+def prepare_data(source: Source, shape: tuple[int, int, int], *, fit: str, val_split: float, seed: int,
+                 limit: int | None = None, stats: tuple[list[float], list[float]] | None = None) -> RunData:
+    """Load ``source`` at the network's input ``shape``, fit it, hold out validation, take the first
+    ``limit`` training images; ``stats`` (mean, std) are a resumed run's, else the training split's."""
+    splits = source.load(tuple(shape[1:]))
+    note = None
+    if shape != splits.train.shape and fit == "resize":
+        note = (f"note: {source.name} images are {'x'.join(map(str, splits.train.shape))}; resized to the spec's "
+                f"input {'x'.join(map(str, shape))} (bilinear"
+                + (", grey repeated to 3 channels)" if splits.train.shape[0] == 1 < shape[0] else ")"))
+    train = ImageSet(_fit(splits.train.images, shape, fit, source.name), splits.train.labels)
+    test = ImageSet(_fit(splits.test.images, shape, fit, source.name), splits.test.labels)
+    train, val = split_validation(train, val_split, seed)
+    if limit:
+        train = train.subset(slice(0, limit))
+    mean, std = stats if stats is not None else channel_stats(train.images)
+    info = {"source": source.name, "mean": mean, "std": std, "classes": splits.classes, "input": list(shape),
+            "fit": fit, "limit_train": limit, "sizes": [len(train), len(val or []), len(test)]}
+    return RunData(train, val, test, info, note)
+
+
+def _fit(images: torch.Tensor, shape, policy: str, source: str) -> torch.Tensor:
+    try:
+        return fit_images(images, shape, policy)
+    except DataError as e:
+        e.message = f"{source}: {e.message}"
+        raise

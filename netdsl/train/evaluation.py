@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, load_model_state
+from .. import pipeline
+from ..errors import NetdslError
+from .checkpoint import load_checkpoint, load_model_state, spec_source
 from .data import ImageSet, fit_images, load_data, split_validation
 from .loop import evaluate
-
-from .names import SPLITS  # noqa: E402  (re-exported)
+from .names import SPLITS  # noqa: F401  (re-exported)
 
 
 def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: str | None = None,
@@ -19,16 +20,18 @@ def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: st
     """Loss, top-1 and top-5 (in %) of a checkpoint on a split of a data source.
 
     ``target``, ``data`` and ``overrides`` default to the checkpoint's own; given ``overrides``
-    are applied on top of the checkpoint's (a mismatch with the weights is a located error).
+    are applied on top of the checkpoint's (a mismatch with the weights is a located error). Without
+    ``target`` the network is compiled from the spec text embedded in the checkpoint.
     """
-    from ..api import build_model, compile_spec
-
     ckpt = load_checkpoint(weights)
-    target = target or ckpt["spec"]["target"]
     values = {**ckpt["overrides"], **(overrides or {})}
-    graph = compile_spec(target, values, limits=limits)
-    shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
-    model = build_model(target, seed=None, limits=limits, **values)
+    if target:
+        compiled = pipeline.compile_target(target, values, limits=limits)
+    else:
+        compiled = pipeline.compile_source(spec_source(ckpt, weights), values, limits=limits)
+        target = compiled.target
+    shape = compiled.input_shape
+    model = pipeline.instantiate(compiled.graph, seed=None)
     load_model_state(model, ckpt["model"], weights)
     info = ckpt["data"]
     source = data or info["source"]
@@ -39,8 +42,6 @@ def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: st
         train, val = split_validation(splits.train, ckpt["recipe"]["val_split"], ckpt["seed"])
         chosen = train if split == "train" else val
         if chosen is None:
-            from ..errors import NetdslError
-
             raise NetdslError(f"{weights}: the run had no validation split", None, "use --split test")
     chosen = ImageSet(fit_images(chosen.images, shape, info["fit"]), chosen.labels)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else

@@ -12,6 +12,8 @@ class EpochProgress:
         self.enabled = enabled
         self._progress = None
         self._console = console
+        self._t0 = time.perf_counter()  # stop() before any start() (an empty epoch range) is harmless
+        self._images = 0
 
     def start(self, epoch: int, epochs: int, total: int, done: int = 0) -> None:
         self._t0 = time.perf_counter()

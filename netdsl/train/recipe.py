@@ -19,8 +19,7 @@ from pathlib import Path
 
 from ..errors import NetdslError, did_you_mean
 from .augment import Augment
-
-from .names import RECIPES_DIR, available  # noqa: E402  (re-exported)
+from .names import RECIPES_DIR, available
 
 # Which recipe a spec gets when --recipe is not given, by the network's name prefix.
 DEFAULT_FOR_NETWORK = {"densenet": "densenet", "sparsenet": "sparsenet", "dense2net": "dense2net",
@@ -47,7 +46,7 @@ class Recipe:
     early_stopping: dict | None = None  # {"patience": epochs without a new validation-loss minimum}
     spec_params: dict = field(default_factory=dict)  # applied where the spec declares the parameter
 
-    def with_overrides(self, *, epochs=None, batch_size=None, lr=None) -> "Recipe":
+    def with_overrides(self, *, epochs=None, batch_size=None, lr=None) -> Recipe:
         r = self
         if epochs is not None:
             r = replace(r, epochs=epochs)

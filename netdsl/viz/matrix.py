@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import networkx as nx
 import numpy as np
@@ -42,7 +42,8 @@ class BlockMatrix:
 
     def reads(self) -> dict[int, tuple[int, ...]]:
         """The connection set per unit, read back from the matrix."""
-        return {i: tuple(j for j, v in zip(self.cols, row) if v == READ) for i, row in zip(self.rows, self.mask)}
+        return {i: tuple(j for j, v in zip(self.cols, row, strict=True) if v == READ)
+                for i, row in zip(self.rows, self.mask, strict=True)}
 
 
 def connectivity_matrix(block: BlockInfo) -> BlockMatrix:

@@ -26,6 +26,7 @@ connections it stands for; the connections among the collapsed units are counted
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -252,7 +253,8 @@ class _Builder:
             lo, hi = hidden[0].index, hidden[-1].index
             inside = sum(1 for u in hidden for j in u.reads if lo <= j <= hi)
             label = f"units {lo}..{hi}\n({len(hidden)} units, {inside} connections among them)"
-            self._merge([u.scope for u in hidden], VizNode(f"{b.name}/units{lo}-{hi}", label, "collapsed", b.name, inside))
+            node = VizNode(f"{b.name}/units{lo}-{hi}", label, "collapsed", b.name, inside)
+            self._merge([u.scope for u in hidden], node)
             notes.append(f"units {lo}..{hi}")
         return " and ".join(notes) + " collapsed" if notes else None
 
@@ -323,7 +325,7 @@ def block_view(graph: nx.DiGraph, block: str | int | None = None, *, max_units: 
             f" ({note})" if note else "")
     order = {g: float(k) for k, g in enumerate(_topo_groups(graph, b.group))}
     for blk in drawn:  # a window block's input groups are no ops: list them right after the input
-        base = order.get(b.group.get(blk.input), -1.0) + 0.5
+        base = order.get(b.group.get(blk.input, ""), -1.0) + 0.5
         first = min(f.index for f in blk.features)
         for f in blk.features:
             key = base + 1e-6 * (f.index - first)
@@ -335,6 +337,6 @@ def block_view(graph: nx.DiGraph, block: str | int | None = None, *, max_units: 
     spine: set[tuple[str, str]] = set()
     for blk in drawn:
         inside = [n.id for n in nodes if n.cluster == blk.name]
-        spine |= set(zip(inside, inside[1:]))
+        spine |= set(itertools.pairwise(inside))
     edges = [VizEdge(s, d, k, c, (s, d) in spine) for (s, d, k), c in b.edges.items()]
     return BlockView(nodes, edges, clusters)

@@ -187,9 +187,9 @@ def run_case(spec: Path, text: str, emit: bool) -> None:
 
     graph = compile_spec(spec, limits=FUZZ_LIMITS, text=text, check=True)
     if emit:
-        from netdsl.backends.torch_source import emit_torch_source
+        from netdsl.backends.torch_codegen import generate
 
-        compile(emit_torch_source(graph), "<emitted>", "exec")  # parses only; never executed
+        compile(generate(graph), "<emitted>", "exec")  # parses only; never executed
 
 
 def fuzz(cases: int, seed: int = 0, emit: bool = True, time_limit: int = 20, rounds=(1, 1, 1, 2, 3)) -> Report:

@@ -1,0 +1,129 @@
+"""The generated torch module against a hand-written DenseNet-BC-100 (``torch.cat`` per layer,
+benchmarks/reference_densenet.py), side by side in ONE process, rounds interleaved, medians.
+
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python benchmarks/bench_codegen.py --threads 2
+    python benchmarks/bench_codegen.py --cases eval64 train64 --no-compile     # eager rows only
+
+Cases: eval at batch 64 and 1 (no_grad), a training step at batch 64 (forward, backward, SGD),
+each eager and under torch.compile (inductor); cold compile time (first call, fresh dynamo);
+training activation memory (bytes autograd saves, netdsl.backends.torch_bench.saved_bytes);
+sparsenet_bc_v1's training step against its own --opt 0; achieved GFLOP/s against this
+machine's conv peak (one large 3x3 conv). Prints a markdown table of ratios (netdsl / reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import netdsl  # noqa: E402
+from netdsl.backends.torch_bench import saved_bytes  # noqa: E402
+from reference_densenet import DenseNet  # noqa: E402
+
+
+def _sgd_step(model, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def _runner(model, case, x, y):
+    if case.startswith("eval"):
+        model.eval()
+
+        def run():
+            with torch.no_grad():
+                model(x)
+        return run
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return lambda: _sgd_step(model, opt, x, y)
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def conv_peak_gflops(threads: int) -> float:
+    """GFLOP/s (1 MAC = 2 FLOP here, the hardware convention) of one large 3x3 conv."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
+    x = torch.randn(32, 256, 28, 28)
+    with torch.no_grad():
+        t = interleaved({"c": lambda: conv(x)}, 5)["c"]
+    return 2 * 32 * 256 * 256 * 9 * 28 * 28 / t / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--cases", nargs="*", default=["eval64", "eval1", "train64"])
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--sparsenet", action="store_true", help="also sparsenet_bc_v1 train step vs its --opt 0")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    planned = netdsl.build_model("densenet_bc100_k12")
+    ref = DenseNet([16, 16, 16], 12, 10, imagenet=False)
+    flops = netdsl.compile_spec("densenet_bc100_k12").graph["total_flops"]
+    rows = []
+    for case in args.cases:
+        batch = int(case.removeprefix("eval").removeprefix("train"))
+        x = torch.randn(batch, 3, 32, 32)
+        y = torch.randint(0, 10, (batch,))
+        fns = {"netdsl": _runner(planned, case, x, y), "reference": _runner(ref, case, x, y)}
+        t = interleaved(fns, args.rounds)
+        gflops = (flops * batch * (3 if case.startswith("train") else 1)) * 2 / t["netdsl"] / 1e9
+        rows.append((f"{case} eager", t["netdsl"], t["reference"], gflops))
+        if not args.no_compile:
+            torch._dynamo.reset()
+            cm, cr = torch.compile(copy.deepcopy(planned)), torch.compile(copy.deepcopy(ref))
+            cold = {}
+            for name, m in (("netdsl", cm), ("reference", cr)):
+                fn = _runner(m, case, x, y)
+                t0 = time.perf_counter()
+                fn()
+                cold[name] = time.perf_counter() - t0
+            t = interleaved({"netdsl": _runner(cm, case, x, y), "reference": _runner(cr, case, x, y)}, args.rounds)
+            rows.append((f"{case} compiled", t["netdsl"], t["reference"], None))
+            rows.append((f"{case} cold compile", cold["netdsl"], cold["reference"], None))
+    if any(c.startswith("train") for c in args.cases):
+        x = torch.randn(64, 3, 32, 32)
+        mem = {"netdsl": saved_bytes(planned.train(), x), "reference": saved_bytes(ref.train(), x)}
+        rows.append(("train64 activation memory (MiB)", mem["netdsl"] / 2**20, mem["reference"] / 2**20, None))
+    if args.sparsenet:
+        sp, naive = netdsl.build_model("sparsenet_bc_v1"), netdsl.build_model("sparsenet_bc_v1", opt=0)
+        x = torch.randn(64, 3, 32, 32)
+        y = torch.randint(0, 10, (64,))
+        t = interleaved({"netdsl": _runner(sp, "train", x, y), "reference": _runner(naive, "train", x, y)}, args.rounds)
+        rows.append(("sparsenet_bc_v1 train64 vs its --opt 0", t["netdsl"], t["reference"], None))
+    peak = conv_peak_gflops(args.threads)
+    print(f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, conv peak {peak:.1f} GFLOP/s\n")
+    print("| case | netdsl | reference | ratio | netdsl GFLOP/s (of peak) |")
+    print("|---|---|---|---|---|")
+    for name, a, b, gf in rows:
+        unit = "" if "MiB" in name else " s"
+        fmt = (lambda v: f"{v:.1f}") if "MiB" in name else (lambda v: f"{v:.4f}")
+        frac = f"{gf:.1f} ({gf / peak:.0%})" if gf else ""
+        print(f"| {name} | {fmt(a)}{unit} | {fmt(b)}{unit} | {a / b:.2f}x | {frac} |")
+
+
+if __name__ == "__main__":
+    main()

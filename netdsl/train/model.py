@@ -1,0 +1,103 @@
+"""The network of a run: its spec values chosen, compiled once through the pipeline, instantiated,
+and put on the devices (Lightning Fabric) with its optimizer and learning-rate schedule."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .. import pipeline
+from ..errors import NetdslError
+from .augment import derive_seed
+from .recipe import Recipe
+
+
+def make_fabric(accelerator: str, devices: int, num_nodes: int, precision: str):
+    """A launched Fabric and its precision string. Under torchrun, torchrun decides the process count."""
+    from lightning_fabric import Fabric
+
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if "LOCAL_WORLD_SIZE" in os.environ:
+        devices = int(os.environ["LOCAL_WORLD_SIZE"])
+        num_nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
+    chosen = {"auto": "bf16-mixed" if accelerator == "cuda" and torch.cuda.is_bf16_supported() else
+              "16-mixed" if accelerator == "cuda" else "32-true",
+              "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}.get(precision)
+    if chosen is None:
+        raise NetdslError(f"unknown precision {precision!r}", None, "use auto, 32, bf16 or fp16")
+    strategy = "ddp" if devices * num_nodes > 1 else "auto"
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                    precision=chosen)  # type: ignore[arg-type]  # one of Fabric's literals, chosen above
+    fabric.launch()
+    return fabric, chosen
+
+
+def run_overrides(declared: tuple[str, ...], user: dict, classes: int, recipe: Recipe, log) -> dict:
+    """The user's values, plus the data's class count and the recipe's spec parameters where the
+    spec declares them (``declared``: its parameter names)."""
+    out = dict(user)
+    if "classes" in declared and "classes" not in out:
+        out["classes"] = classes
+    for k, v in recipe.spec_params.items():
+        if k in declared:
+            out.setdefault(k, v)
+        else:
+            log(f"note: recipe {recipe.name} sets {k}={v}, but the spec declares no parameter {k!r}")
+    return out
+
+
+def compile_network(source: dict | str, overrides: dict, limits=None) -> pipeline.Compiled:
+    """The run's one compile: a checkpoint's embedded source record, or a target for a new run."""
+    if isinstance(source, dict):
+        return pipeline.compile_source(source, overrides, limits=limits)
+    return pipeline.compile_target(source, overrides, limits=limits)
+
+
+def check_classes(compiled: pipeline.Compiled, classes: int, source: str) -> None:
+    width = compiled.output_shape[0]
+    if width != classes:
+        raise NetdslError(f"the network ends in {width} outputs but {source} has {classes} classes",
+                          None, f"--set classes={classes}")
+
+
+def build_network(compiled: pipeline.Compiled, seed: int) -> torch.nn.Module:
+    # instantiate's seed covers every initial tensor; the global generator is seeded as well because
+    # the loop's first draws come from it, and they must not depend on what ran before train().
+    torch.manual_seed(derive_seed(seed, 1 << 21))
+    return pipeline.instantiate(compiled.graph, seed)
+
+
+class StepFactors:
+    """LambdaLR's multiplier for a step schedule (a class, so its state_dict is plain data)."""
+
+    def __init__(self, recipe: Recipe, epochs: int):
+        self.factors = [recipe.lr_factor(e, epochs) for e in range(epochs + 1)]
+
+    def __call__(self, epoch: int) -> float:
+        return self.factors[min(epoch, len(self.factors) - 1)]
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    o = recipe.optimizer
+    return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o.get("momentum", 0.0),
+                           nesterov=o.get("nesterov", False), weight_decay=o.get("weight_decay", 0.0))
+
+
+def make_scheduler(optimizer, recipe: Recipe):
+    if recipe.schedule["kind"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.schedule.get("factor", 0.1),
+            patience=recipe.schedule.get("patience", 10))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, StepFactors(recipe, recipe.epochs))
+
+
+def restore_schedule(optimizer, scheduler, ckpt: dict, recipe: Recipe) -> None:
+    """Load a checkpoint's optimizer and schedule; a step schedule is rescaled to the (maybe longer) run."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        scheduler.lr_lambdas[0] = StepFactors(recipe, recipe.epochs)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * scheduler.lr_lambdas[0](ckpt["epoch"])

@@ -1,0 +1,181 @@
+"""The generated torch module: what prints is what runs, loops for repeated units, and the
+module behaves like a hand-written one under pickle, deepcopy, tracing, export and compilation.
+Reduced-depth networks; the every-preset variants are marked slow."""
+
+import copy
+import inspect
+import io
+import pickle
+import traceback
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.backends import torch_codegen
+from netdsl.presets import presets
+
+NETS = {
+    "densenet_bc": ("specs/densenet_bc.net", {"depth": 16, "k": 4}),
+    "sparsenet": ("sparsenet_bc_v1", {"blocks": [4, 4, 4], "k": 4, "far": 2, "near": 2}),
+    "seqresnet": ("specs/seqresnet.net", {"k": 8, "r": 1}),
+    "res2net": ("specs/res2net.net", {"layers": [1, 1], "base": 8, "size": 32}),
+    "dense2net": ("specs/dense2net.net", {"blocks": [2, 2], "k": 8}),
+}
+
+
+def _model(name, opt=1, seed=0):
+    target, over = NETS[name]
+    return netdsl.build_model(target, seed=seed, opt=opt, **over)
+
+
+def _x(model, n=2):
+    return torch.randn(n, *model.input_shape, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("name", ["densenet_bc", "sparsenet"])
+def test_printed_source_is_the_running_code(name):
+    target, over = NETS[name]
+    model = _model(name)
+    source = netdsl.torch_source(target, over)
+    assert inspect.getsource(type(model)) in source
+    # a traceback from inside the module points at a real line of that source
+    broken = torch.randn(2, model.input_shape[0] + 1, *model.input_shape[1:])
+    with pytest.raises(RuntimeError) as info:
+        model(broken)
+    frames = [f for f in traceback.extract_tb(info.value.__traceback__) if f.filename.startswith("<netdsl-generated")]
+    assert frames and frames[-1].line and frames[-1].line in source
+
+
+@pytest.mark.parametrize("opt", [0, 1])
+def test_repeated_units_are_loops(opt):
+    """BC-100 and SparseNet-bc fit in 250 lines: one unit class per block shape, a ModuleDict and
+    a for loop per block; the state_dict keys are still the spec's names."""
+    for target in ("densenet_bc100_k12", "sparsenet_bc_v1"):
+        graph = netdsl.compile_spec(target, opt=opt)
+        source = torch_codegen.generate(graph)
+        assert len(source.splitlines()) <= 250, (target, len(source.splitlines()))
+        assert source.count("nn.ModuleDict(") == 3
+        units = sum(len(b.units) for b in graph.graph["blocks"])
+        assert units >= 36 and source.count("class ") < 6
+    keys = set(netdsl.build_model("densenet_bc100_k12", opt=opt).state_dict())
+    assert "block1.unit16.conv2.weight" in keys and "transition2.conv1.weight" in keys
+
+
+def test_plan_is_in_the_code():
+    """opt 1 writes into one buffer per block and reads views; opt 0 concatenates per unit."""
+    planned = netdsl.torch_source("densenet_bc100_k12", {"depth": 16, "k": 4})
+    naive = netdsl.torch_source("densenet_bc100_k12", {"depth": 16, "k": 4}, opt=0)
+    assert "new_empty" in planned and "checkpoint(" in planned
+    assert "new_empty" not in naive and "checkpoint" not in naive
+    assert "data_ptr" not in planned and "data_ptr" not in naive
+
+
+def _fast_first(names):
+    """The first network in the fast suite, the others in the slow one."""
+    return [names[0]] + [pytest.param(n, marks=pytest.mark.slow) for n in names[1:]]
+
+
+@pytest.mark.parametrize("name", _fast_first(list(NETS)))
+def test_pickle_and_deepcopy(name):
+    model = _model(name).eval()
+    x = _x(model)
+    with torch.no_grad():
+        want = model(x)
+        for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            assert type(clone).__name__ == type(model).__name__
+            assert torch.equal(clone.eval()(x), want)
+    buf = io.BytesIO()
+    torch.save(model, buf)  # whole-module save, as users of torch.save(model) do
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), want)
+
+
+@pytest.mark.parametrize("name", _fast_first(["densenet_bc", "res2net"]))
+def test_jit_trace_and_export(name):
+    model = _model(name).eval()
+    x = _x(model)
+    with torch.no_grad():
+        want = model(x)
+        traced = torch.jit.trace(model, x)
+        assert torch.allclose(traced(x), want, atol=1e-6)
+        exported = torch.export.export(model, (x,))
+        assert torch.allclose(exported.module()(x), want, atol=1e-6)
+
+
+def _explain(model, x):
+    return torch._dynamo.explain(model)(x)
+
+
+@pytest.mark.parametrize("name", _fast_first(list(NETS)))
+def test_no_graph_breaks_eval_and_train(name):
+    torch._dynamo.reset()
+    model = _model(name)
+    x = _x(model)
+    model.eval()
+    with torch.no_grad():
+        assert _explain(model, x).graph_break_count == 0
+    model.train()
+    assert _explain(model, x).graph_break_count == 0
+
+
+def test_compiled_training_equals_eager_and_counts_batchnorm_once():
+    """fullgraph compile (aot_eager: the autograd graph, no C++ toolchain) of a training step:
+    same loss, gradients and BatchNorm running statistics as eager."""
+    torch._dynamo.reset()
+    eager = _model("densenet_bc").train()
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, fullgraph=True, backend="aot_eager")
+    x = _x(eager, 4)
+    for m in (eager, compiled):
+        m(x).square().mean().backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
+    for (name, a), b in zip(eager.named_buffers(), compiled_model.buffers()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+
+
+def test_batch_size_change_recompiles_at_most_once():
+    torch._dynamo.reset()
+    counts = {"n": 0}
+
+    def backend(gm, inputs):
+        counts["n"] += 1
+        return gm.forward
+
+    model = _model("densenet_bc").eval()
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    with torch.no_grad():
+        for n in (2, 3, 4, 5):
+            compiled(_x(model, n))
+    assert counts["n"] <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(presets()))
+def test_every_preset_is_compiler_clean(preset):
+    """Every preset at test resolution: 0 graph breaks in eval and in training."""
+    from helpers import TEST_SIZE
+
+    torch._dynamo.reset()
+    params = netdsl.compile_spec(preset, opt=0).graph["params"]
+    over = {"size": TEST_SIZE} if isinstance(params.get("size"), int) and params["size"] > TEST_SIZE else {}
+    model = netdsl.build_model(preset, **over)
+    x = _x(model)
+    model.eval()
+    with torch.no_grad():
+        assert _explain(model, x).graph_break_count == 0
+    model.train()
+    assert _explain(model, x).graph_break_count == 0
+
+
+@pytest.mark.slow
+def test_onnx_export_through_torch():
+    model = _model("densenet_bc").eval()
+    x = _x(model)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), buf, dynamo=True)
+    assert buf.tell() > 0
