@@ -7,9 +7,10 @@ batch size; every figure is linear in it).
   planned executor writes instead: each stored feature once into its buffer range.
 - ``train``: bytes autograd keeps for backward, deduplicated by storage (what saved-tensor hooks
   measure). Ops save what PyTorch's derivatives need: conv/bn/affine/linear/pools/se their
-  input (gap is a mean and saves nothing), relu/sigmoid/tanh/elu their output, mul both inputs, maxpool also int64 indices,
-  dropout a one-byte mask. Planned: views of a buffer share its storage (counted once, whole);
-  per-channel chains after a view save only their input (they are recomputed in backward).
+  input (gap is a mean and saves nothing), relu/sigmoid/tanh/elu their output, mul both inputs,
+  maxpool also int64 indices, dropout a one-byte mask (the registry's ``saves``). Planned: views
+  of a buffer share its storage (counted once, whole); per-channel chains after a view save only
+  their input (they are recomputed in backward).
 - ``infer``: peak live bytes of an eval forward in schedule order (a value dies after its last
   use; views are free). Planned: buffers live from their first store to their last read, a
   stored value is a transient, a fused chain materializes one activation, folded BNs and
@@ -96,7 +97,8 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     root, size = _roots(graph, False)
     # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
     sources = {u.aggregate for b in blocks(graph) for u in b.units}
-    sources |= {b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]}
+    sources |= {b.output for b in blocks(graph)
+                if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]}
     chains = {h: c for h, c in segments(graph).items() if graph.nodes[h]["inputs"][0] in sources
               and all(graph.out_degree(n) == 1 for n in c[:-1])} if planned else {}
     in_chain = {c for chain in chains.values() for c in chain}
@@ -160,7 +162,7 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     last[root[graph.graph["output"]]] = len(order)
     live: dict[str, int] = {}
     peaks: dict[str | None, int] = {}
-    for k, n in enumerate(order):
+    for n in order:
         d = graph.nodes[n]
         if planned and (n in alias or d.get("elided")):
             continue
@@ -195,7 +197,9 @@ def _folded_or_inplace(graph, n, alias, heads) -> bool:
     src = d["inputs"][0]
     sd = graph.nodes[src]
     single = list(graph.successors(src)) == [n] and not sd.get("stores") and src != graph.graph["output"]
-    return get(sd["kind"]).fresh_output and single and get("act").torch.inplace(d["attrs"], "x") is not None
+    inplace = get("act").torch.inplace
+    has_inplace = inplace is not None and inplace(d["attrs"], "x") is not None
+    return get(sd["kind"]).fresh_output and single and has_inplace
 
 
 def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:
@@ -210,8 +214,8 @@ def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:
     per = {}
     for b in names:
         vals = (cn.get(b, 0), cp.get(b, 0), st.get(b, 0), tn.get(b, 0), tp.get(b, 0), inn.get(b, 0), inp.get(b, 0))
-        per[b] = {f: v * batch for f, v in zip(FIELDS, vals)}
+        per[b] = {f: v * batch for f, v in zip(FIELDS, vals, strict=True)}
     total = (sum(cn.values()), sum(cp.values()), sum(st.values()), sum(tn.values()), sum(tp.values()),
              inn.get("*", 0), inp.get("*", 0))
     return {"batch": batch, "dtype_bytes": DTYPE_BYTES, "blocks": per,
-            "total": {f: v * batch for f, v in zip(FIELDS, total)}}
+            "total": {f: v * batch for f, v in zip(FIELDS, total, strict=True)}}

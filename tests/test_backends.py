@@ -21,8 +21,14 @@ def test_every_spec_op_lowers_to_a_known_kind():
     assert {sig.kind for sig in OPS.values()} <= set(OP_KINDS)
 
 
-CLASSES = {"nn.Conv2d": nn.Conv2d, "nn.BatchNorm2d": nn.BatchNorm2d, "nn.Linear": nn.Linear,
-           "nn.Dropout": nn.Dropout, "Affine": Affine, "SqueezeExcite": SqueezeExcite}
+CLASSES = {
+    "nn.Conv2d": nn.Conv2d,
+    "nn.BatchNorm2d": nn.BatchNorm2d,
+    "nn.Linear": nn.Linear,
+    "nn.Dropout": nn.Dropout,
+    "Affine": Affine,
+    "SqueezeExcite": SqueezeExcite,
+}
 
 
 def build_module(kind, attrs, in_shapes):
@@ -38,8 +44,11 @@ def call(kind, attrs, *xs):
 
 
 def test_stateful_ops_build_their_declared_classes():
-    conv = build_module("conv", {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 2,
-                                 "bias": True}, [(2, 8, 8)])
+    conv = build_module(
+        "conv",
+        {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 2, "bias": True},
+        [(2, 8, 8)],
+    )
     assert isinstance(conv, nn.Conv2d)
     assert (conv.in_channels, conv.out_channels, conv.stride, conv.groups) == (2, 4, (2, 2), 2)
     assert conv.bias is not None

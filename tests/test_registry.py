@@ -56,7 +56,7 @@ def test_every_kind_has_every_backend(write_spec):
     g = netdsl.compile_spec(str(write_spec(EVERY_KIND)))
     rewritten = bn_to_affine.run(_bound(g)).graph  # bn -> affine, so the affine kind is covered too
     seen = set()
-    for graph, n, d in [(h, n, d) for h in (g, rewritten) for n, d in h.nodes(data=True)]:
+    for graph, d in [(h, d) for h in (g, rewritten) for _, d in h.nodes(data=True)]:
         op, a = get(d["kind"]), d["attrs"]
         ins = [graph.nodes[i]["shape"] for i in d["inputs"]]
         seen.add(d["kind"])
@@ -226,13 +226,17 @@ def test_fold_math_on_torch_equals_batchnorm_after_conv():
 
 
 def test_the_fold_decision_refuses_observable_convs(write_spec):
-    g = netdsl.compile_spec(str(write_spec("""
+    g = netdsl.compile_spec(
+        str(
+            write_spec("""
 network f() {
     input(3, 8, 8)
     a: conv(4, 3); bn; relu
     b: conv(4, 3)
     bn; add(b)
-}""")))
+}""")
+        )
+    )
     assert bn_fold_source(g, "bn1") == "a"  # the conv's only reader
     assert bn_fold_source(g, "bn2") is None  # the add also reads conv b
 
@@ -253,14 +257,15 @@ def test_nested_blocks_carry_their_own_block_unit_stage_and_layer():
         inner = block_scopes[-1] if block_scopes else None
         assert d.get("block") == inner, n
         if inner is not None:
-            rest = n[len(inner) + 1:].split(".")
+            rest = n[len(inner) + 1 :].split(".")
             unit = int(rest[0][4:]) if rest[0].startswith("unit") and len(rest) > 1 else None
             assert d.get("unit") == unit, n
         in_outer_unit = len(parts) > 2 and parts[0] in outer and parts[1].startswith("unit")
         assert d["layer"] == (".".join(parts[:2]) if in_outer_unit else parts[0]), n
     nested = g.graph["block_parents"]
-    assert nested == {b.name: (b.name.split(".")[0], int(b.name.split(".")[1][4:])) for b in blocks(g)
-                      if b.name not in outer}
+    assert nested == {
+        b.name: (b.name.split(".")[0], int(b.name.split(".")[1][4:])) for b in blocks(g) if b.name not in outer
+    }
     split = next(b for b in blocks(g) if b.name in nested)
     assert enclosing(g, split.features[0].node) == [(split.name, None), nested[split.name]]
     members = block_members(g, "block1")

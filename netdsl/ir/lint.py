@@ -68,7 +68,8 @@ def lint(graph: nx.DiGraph) -> None:
     if graph.nodes[graph.graph["input"]]["kind"] != "input":
         raise IRError("graph input is not an input node")
     for b in graph.graph.get("blocks", ()):
-        for node in [b.input, b.output] + [f.node for f in b.features] + [u.output for u in b.units] + [u.aggregate for u in b.units]:
+        named = [b.input, b.output] + [f.node for f in b.features]
+        for node in named + [u.output for u in b.units] + [u.aggregate for u in b.units]:
             if node not in graph:
                 raise IRError(f"block '{b.name}' names missing node '{node}'")
         for u in b.units:

@@ -71,10 +71,10 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("gelu", "F.gelu({x})", None, _one("Gelu", approximate="none")),
         Activation("silu", "F.silu({x})", "F.silu({x}, inplace=True)", _silu),
         Activation("hardswish", "F.hardswish({x})", "F.hardswish({x}, inplace=True)", _one("HardSwish")),
-        Activation("leaky_relu", "F.leaky_relu({x}, {slope!r})", None, _leaky_relu,
-                   args=(Arg("slope", "float", 0.01),)),
+        Activation(
+            "leaky_relu", "F.leaky_relu({x}, {slope!r})", None, _leaky_relu, args=(Arg("slope", "float", 0.01),)
+        ),
         Activation("elu", "F.elu({x})", "F.elu_({x})", _one("Elu", alpha=1.0), saves_output=True),
-        Activation("mish", "F.mish({x})", "F.mish({x}, inplace=True)", _mish,
-                   doc="x * tanh(softplus(x)) (Misra)"),
+        Activation("mish", "F.mish({x})", "F.mish({x}, inplace=True)", _mish, doc="x * tanh(softplus(x)) (Misra)"),
     )
 }

@@ -37,14 +37,23 @@ def _input_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     """The graph input is a value, not a node."""
 
 
-INPUT = Op("input", 0, 0, {"shape": tuple}, lambda a, ins: tuple(a["shape"]),
-           TorchCode(stateless, lambda a, m, xs: "x"), _input_onnx, lambda a: "input", doc="shape")
+INPUT = Op(
+    "input",
+    0,
+    0,
+    {"shape": tuple},
+    lambda a, ins: tuple(a["shape"]),
+    TorchCode(stateless, lambda a, m, xs: "x"),
+    _input_onnx,
+    lambda a: "input",
+    doc="shape",
+)
 
 # ---- conv
 
 
 def _conv_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
-    (c, h, w), = ins
+    ((c, h, w),) = ins
     if c % a["groups"] or a["out"] % a["groups"]:
         raise ShapeError(
             f"conv groups={a['groups']} must divide both input channels ({c}) and output channels ({a['out']})"
@@ -65,8 +74,17 @@ def _conv_flops(a: Attrs, ins: Sequence[Shape], out: Shape) -> int:
 
 
 def _conv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
-    return ("nn.Conv2d", (ins[0][0], a["out"], a["kernel"]),
-            {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"], "bias": a["bias"]})
+    return (
+        "nn.Conv2d",
+        (ins[0][0], a["out"], a["kernel"]),
+        {
+            "stride": a["stride"],
+            "padding": a["padding"],
+            "dilation": a["dilation"],
+            "groups": a["groups"],
+            "bias": a["bias"],
+        },
+    )
 
 
 def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
@@ -74,32 +92,72 @@ def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
     if a["bias"]:
         ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
-    b.node("Conv", ins, n, kernel_shape=[a["kernel"]] * 2, strides=[a["stride"]] * 2,
-           pads=[a["padding"]] * 4, dilations=[a["dilation"]] * 2, group=a["groups"])
+    b.node(
+        "Conv",
+        ins,
+        n,
+        kernel_shape=[a["kernel"]] * 2,
+        strides=[a["stride"]] * 2,
+        pads=[a["padding"]] * 4,
+        dilations=[a["dilation"]] * 2,
+        group=a["groups"],
+    )
 
 
 def _conv_label(a: Attrs) -> str:
-    return (f"conv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else "")
-            + (f" g{a['groups']}" if a["groups"] > 1 else ""))
+    return (
+        f"conv {a['kernel']}x{a['kernel']}"
+        + (f"/{a['stride']}" if a["stride"] > 1 else "")
+        + (f" g{a['groups']}" if a["groups"] > 1 else "")
+    )
 
 
 def _conv_attrs(v: dict, _s: Shape) -> dict:
     pad = v["pad"] if v["pad"] is not None else v["dilation"] * (v["kernel"] // 2)
-    return {"out": v["out"], "kernel": v["kernel"], "stride": v["stride"], "padding": pad, "dilation": v["dilation"],
-                "groups": v["groups"], "bias": v["bias"]}
+    return {
+        "out": v["out"],
+        "kernel": v["kernel"],
+        "stride": v["stride"],
+        "padding": pad,
+        "dilation": v["dilation"],
+        "groups": v["groups"],
+        "bias": v["bias"],
+    }
 
 
 CONV = Op(
-    "conv", 1, 1,
+    "conv",
+    1,
+    1,
     {"out": int, "kernel": int, "stride": int, "padding": int, "dilation": int, "groups": int, "bias": bool},
-    map_only(_conv_shape), TorchCode(_conv_module, call_module), _conv_onnx, _conv_label,
-    _conv_params, _conv_flops,
-    spec=(SpecOp("conv", "conv", (
-        Arg("out", "int>=1"), Arg("kernel", "int>=1", 3), Arg("stride", "int>=1", 1), Arg("pad", "int>=0", None),
-        Arg("groups", "int>=1", 1), Arg("dilation", "int>=1", 1), Arg("bias", "bool", False),
-    ), _conv_attrs, doc="2-D convolution; pad defaults to dilation*(kernel//2) ('same' at stride 1)"),),
+    map_only(_conv_shape),
+    TorchCode(_conv_module, call_module),
+    _conv_onnx,
+    _conv_label,
+    _conv_params,
+    _conv_flops,
+    spec=(
+        SpecOp(
+            "conv",
+            "conv",
+            (
+                Arg("out", "int>=1"),
+                Arg("kernel", "int>=1", 3),
+                Arg("stride", "int>=1", 1),
+                Arg("pad", "int>=0", None),
+                Arg("groups", "int>=1", 1),
+                Arg("dilation", "int>=1", 1),
+                Arg("bias", "bool", False),
+            ),
+            _conv_attrs,
+            doc="2-D convolution; pad defaults to dilation*(kernel//2) ('same' at stride 1)",
+        ),
+    ),
     doc="out, kernel, stride, padding, dilation, groups, bias",
-    weights=("weight", "bias"), folds_following_bn=True, saves="input", fresh_output=True,
+    weights=("weight", "bias"),
+    folds_following_bn=True,
+    saves="input",
+    fresh_output=True,
 )
 
 # ---- bn, affine
@@ -111,19 +169,40 @@ def _channels2(_a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
 
 def _bn_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     names = ("weight", "bias", "running_mean", "running_var")
-    b.node("BatchNormalization", [xs[0]] + [b.const(f"{n}.{k}", weight(d, k, n)) for k in names], n,
-           epsilon=d["attrs"]["eps"])
+    b.node(
+        "BatchNormalization",
+        [xs[0]] + [b.const(f"{n}.{k}", weight(d, k, n)) for k in names],
+        n,
+        epsilon=d["attrs"]["eps"],
+    )
 
 
 BN = Op(
-    "bn", 1, 1, {"eps": float, "momentum": float}, map_only(same),
-    TorchCode(lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), {"eps": a["eps"], "momentum": a["momentum"]}),
-              call_module),
-    _bn_onnx, lambda a: "bn", _channels2,
-    spec=(SpecOp("bn", "bn", (Arg("eps", "float>0", 1e-5), Arg("momentum", "prob", 0.1)),
-                 lambda v, s: {"eps": v["eps"], "momentum": v["momentum"]}, doc="batch normalization"),),
-    doc="eps, momentum", per_channel=True, weights=("weight", "bias", "running_mean", "running_var"),
-    saves="input", fresh_output=True,
+    "bn",
+    1,
+    1,
+    {"eps": float, "momentum": float},
+    map_only(same),
+    TorchCode(
+        lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), {"eps": a["eps"], "momentum": a["momentum"]}), call_module
+    ),
+    _bn_onnx,
+    lambda a: "bn",
+    _channels2,
+    spec=(
+        SpecOp(
+            "bn",
+            "bn",
+            (Arg("eps", "float>0", 1e-5), Arg("momentum", "prob", 0.1)),
+            lambda v, s: {"eps": v["eps"], "momentum": v["momentum"]},
+            doc="batch normalization",
+        ),
+    ),
+    doc="eps, momentum",
+    per_channel=True,
+    weights=("weight", "bias", "running_mean", "running_var"),
+    saves="input",
+    fresh_output=True,
 )
 
 
@@ -134,14 +213,30 @@ def _affine_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     # docs/performance.md). Netron shows it as the BatchNorm it came from.
     c = d["shape"][0]
     stats = [b.const(f"{n}.mean", np.zeros(c)), b.const(f"{n}.var", np.ones(c))]
-    b.node("BatchNormalization", [xs[0], b.const(f"{n}.weight", weight(d, "weight", n)),
-                                  b.const(f"{n}.bias", weight(d, "bias", n))] + stats, n, epsilon=0.0)
+    b.node(
+        "BatchNormalization",
+        [xs[0], b.const(f"{n}.weight", weight(d, "weight", n)), b.const(f"{n}.bias", weight(d, "bias", n))] + stats,
+        n,
+        epsilon=0.0,
+    )
 
 
-AFFINE = Op("affine", 1, 1, {}, same, TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
-            _affine_onnx, lambda a: "affine", _channels2,
-            doc="per-channel ``y = x * scale + shift``; made by inference rewrites",
-            per_channel=True, weights=("weight", "bias"), saves="input", fresh_output=True)
+AFFINE = Op(
+    "affine",
+    1,
+    1,
+    {},
+    same,
+    TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
+    _affine_onnx,
+    lambda a: "affine",
+    _channels2,
+    doc="per-channel ``y = x * scale + shift``; made by inference rewrites",
+    per_channel=True,
+    weights=("weight", "bias"),
+    saves="input",
+    fresh_output=True,
+)
 
 # ---- act: dispatches to the activation table
 
@@ -159,22 +254,35 @@ def _act_extra(a: Attrs) -> dict:
 _ARG_TYPES = {"bool": bool, "int>=0": int, "int>=1": int, "float": float, "float>0": float, "prob": float}
 
 ACT = Op(
-    "act", 1, 1, {"fn": str}, same,
-    TorchCode(stateless, lambda a, m, xs: ACTIVATIONS[a["fn"]].call(a, xs[0]),
-              lambda a, x: ACTIVATIONS[a["fn"]].inplace_call(a, x)),
+    "act",
+    1,
+    1,
+    {"fn": str},
+    same,
+    TorchCode(
+        stateless,
+        lambda a, m, xs: ACTIVATIONS[a["fn"]].call(a, xs[0]),
+        lambda a, x: ACTIVATIONS[a["fn"]].inplace_call(a, x),
+    ),
     lambda b, n, d, xs: ACTIVATIONS[d["attrs"]["fn"]].onnx(b, n, xs[0], d["attrs"]),
     lambda a: a["fn"],
-    spec=tuple(SpecOp(row.name, "act", row.args, _act_attrs(row.name), doc=row.doc or "activation")
-               for row in ACTIVATIONS.values()),
+    spec=tuple(
+        SpecOp(row.name, "act", row.args, _act_attrs(row.name), doc=row.doc or "activation")
+        for row in ACTIVATIONS.values()
+    ),
     doc="fn (one of the activation table's rows) and that row's arguments (slope for leaky_relu)",
-    extra_attrs=_act_extra, per_channel=True, elementwise=True, inplace_ok=True, saves="act",
+    extra_attrs=_act_extra,
+    per_channel=True,
+    elementwise=True,
+    inplace_ok=True,
+    saves="act",
 )
 
 # ---- pools
 
 
 def _pool_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
-    (c, h, w), = ins
+    ((c, h, w),) = ins
     if a["padding"] * 2 > a["kernel"]:
         raise ShapeError(f"pool padding {a['padding']} must be at most half the kernel {a['kernel']}")
     oh = spatial_out(h, a["kernel"], a["stride"], a["padding"], 1, a.get("ceil_mode", False))
@@ -187,8 +295,10 @@ def _pool_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
 def _pool_call(fn: str) -> Any:
     def src(a: Attrs, m: str, xs: Sequence[str]) -> str:
         extra = "" if fn == "max" else f", count_include_pad={a['count_include_pad']}"
-        return (f"F.{fn}_pool2d({xs[0]}, {a['kernel']}, {a['stride']}, {a['padding']}, "
-                f"ceil_mode={a['ceil_mode']}{extra})")
+        return (
+            f"F.{fn}_pool2d({xs[0]}, {a['kernel']}, {a['stride']}, {a['padding']}, ceil_mode={a['ceil_mode']}{extra})"
+        )
+
     return src
 
 
@@ -196,12 +306,26 @@ def _pool_onnx(op: str) -> Any:
     def emit(b: Any, n: str, d: dict, xs: list[str]) -> None:
         a = d["attrs"]
         extra = {"count_include_pad": int(a["count_include_pad"])} if op == "AveragePool" else {}
-        b.node(op, [xs[0]], n, kernel_shape=[a["kernel"]] * 2, strides=[a["stride"]] * 2,
-               pads=[a["padding"]] * 4, ceil_mode=int(a["ceil_mode"]), **extra)
+        b.node(
+            op,
+            [xs[0]],
+            n,
+            kernel_shape=[a["kernel"]] * 2,
+            strides=[a["stride"]] * 2,
+            pads=[a["padding"]] * 4,
+            ceil_mode=int(a["ceil_mode"]),
+            **extra,
+        )
+
     return emit
 
 
-_POOL_ARGS = (Arg("kernel", "int>=1"), Arg("stride", "int>=1", None), Arg("pad", "int>=0", 0), Arg("ceil", "bool", False))
+_POOL_ARGS = (
+    Arg("kernel", "int>=1"),
+    Arg("stride", "int>=1", None),
+    Arg("pad", "int>=0", 0),
+    Arg("ceil", "bool", False),
+)
 _SPATIAL = {"kernel": int, "stride": int, "padding": int, "ceil_mode": bool}
 
 
@@ -209,17 +333,40 @@ def _pool_attrs(v: dict, _s: Shape) -> dict:
     return {"kernel": v["kernel"], "stride": v["stride"] or v["kernel"], "padding": v["pad"], "ceil_mode": v["ceil"]}
 
 
-MAXPOOL = Op("maxpool", 1, 1, dict(_SPATIAL), map_only(_pool_shape), TorchCode(stateless, _pool_call("max")),
-             _pool_onnx("MaxPool"), lambda a: f"maxpool {a['kernel']}/{a['stride']}",
-             spec=(SpecOp("maxpool", "maxpool", _POOL_ARGS, _pool_attrs, doc="max pooling; stride defaults to the kernel"),),
-             doc="kernel, stride, padding, ceil_mode", saves="input+indices")
-AVGPOOL = Op("avgpool", 1, 1, dict(_SPATIAL, count_include_pad=bool), map_only(_pool_shape),
-             TorchCode(stateless, _pool_call("avg")), _pool_onnx("AveragePool"),
-             lambda a: f"avgpool {a['kernel']}/{a['stride']}",
-             spec=(SpecOp("avgpool", "avgpool", _POOL_ARGS + (Arg("count_pad", "bool", True),),
-                          lambda v, s: dict(_pool_attrs(v, s), count_include_pad=v["count_pad"]),
-                          doc="average pooling"),),
-             doc="kernel, stride, padding, ceil_mode, count_include_pad", saves="input")
+MAXPOOL = Op(
+    "maxpool",
+    1,
+    1,
+    dict(_SPATIAL),
+    map_only(_pool_shape),
+    TorchCode(stateless, _pool_call("max")),
+    _pool_onnx("MaxPool"),
+    lambda a: f"maxpool {a['kernel']}/{a['stride']}",
+    spec=(SpecOp("maxpool", "maxpool", _POOL_ARGS, _pool_attrs, doc="max pooling; stride defaults to the kernel"),),
+    doc="kernel, stride, padding, ceil_mode",
+    saves="input+indices",
+)
+AVGPOOL = Op(
+    "avgpool",
+    1,
+    1,
+    dict(_SPATIAL, count_include_pad=bool),
+    map_only(_pool_shape),
+    TorchCode(stateless, _pool_call("avg")),
+    _pool_onnx("AveragePool"),
+    lambda a: f"avgpool {a['kernel']}/{a['stride']}",
+    spec=(
+        SpecOp(
+            "avgpool",
+            "avgpool",
+            _POOL_ARGS + (Arg("count_pad", "bool", True),),
+            lambda v, s: dict(_pool_attrs(v, s), count_include_pad=v["count_pad"]),
+            doc="average pooling",
+        ),
+    ),
+    doc="kernel, stride, padding, ceil_mode, count_include_pad",
+    saves="input",
+)
 
 
 def _gap_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
@@ -228,10 +375,18 @@ def _gap_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
     return (s[0], 1, 1)
 
 
-GAP = Op("gap", 1, 1, {}, _gap_shape, TorchCode(stateless, lambda a, m, xs: f"F.adaptive_avg_pool2d({xs[0]}, 1)"),
-         onnx_simple("GlobalAveragePool"), lambda a: "gap",
-         spec=(SpecOp("gap", "gap", (), lambda v, s: {}, doc="global average pooling to C x 1 x 1"),),
-         doc="global average pool, keeps ``(C, 1, 1)``")
+GAP = Op(
+    "gap",
+    1,
+    1,
+    {},
+    _gap_shape,
+    TorchCode(stateless, lambda a, m, xs: f"F.adaptive_avg_pool2d({xs[0]}, 1)"),
+    onnx_simple("GlobalAveragePool"),
+    lambda a: "gap",
+    spec=(SpecOp("gap", "gap", (), lambda v, s: {}, doc="global average pooling to C x 1 x 1"),),
+    doc="global average pool, keeps ``(C, 1, 1)``",
+)
 
 
 def _flatten_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
@@ -241,10 +396,19 @@ def _flatten_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
     return (n,)
 
 
-FLATTEN = Op("flatten", 1, 1, {}, _flatten_shape, TorchCode(stateless, lambda a, m, xs: f"torch.flatten({xs[0]}, 1)"),
-             onnx_simple("Flatten", axis=1), lambda a: "flatten",
-             spec=(SpecOp("flatten", "flatten", (), lambda v, s: {}, doc="C x H x W -> C*H*W"),),
-             doc="``(C, H, W) -> (C*H*W,)``", view=True)
+FLATTEN = Op(
+    "flatten",
+    1,
+    1,
+    {},
+    _flatten_shape,
+    TorchCode(stateless, lambda a, m, xs: f"torch.flatten({xs[0]}, 1)"),
+    onnx_simple("Flatten", axis=1),
+    lambda a: "flatten",
+    spec=(SpecOp("flatten", "flatten", (), lambda v, s: {}, doc="C x H x W -> C*H*W"),),
+    doc="``(C, H, W) -> (C*H*W,)``",
+    view=True,
+)
 
 # ---- linear, dropout, identity, se
 
@@ -264,23 +428,59 @@ def _linear_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 LINEAR = Op(
-    "linear", 1, 1, {"out": int, "bias": bool}, _linear_shape,
+    "linear",
+    1,
+    1,
+    {"out": int, "bias": bool},
+    _linear_shape,
     TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), {"bias": a["bias"]}), call_module),
-    _linear_onnx, lambda a: "linear",
+    _linear_onnx,
+    lambda a: "linear",
     lambda a, ins, out: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
     lambda a, ins, out: ins[0][0] * a["out"],
-    spec=(SpecOp("linear", "linear", (Arg("out", "int>=1"), Arg("bias", "bool", True)),
-                 lambda v, s: {"out": v["out"], "bias": v["bias"]}, doc="fully connected; flattens first",
-                 flatten_first=True),),
-    doc="out, bias", weights=("weight", "bias"), saves="input", fresh_output=True,
+    spec=(
+        SpecOp(
+            "linear",
+            "linear",
+            (Arg("out", "int>=1"), Arg("bias", "bool", True)),
+            lambda v, s: {"out": v["out"], "bias": v["bias"]},
+            doc="fully connected; flattens first",
+            flatten_first=True,
+        ),
+    ),
+    doc="out, bias",
+    weights=("weight", "bias"),
+    saves="input",
+    fresh_output=True,
 )
-DROPOUT = Op("dropout", 1, 1, {"p": float}, same, TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
-             onnx_simple("Identity"), lambda a: "dropout",
-             spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: {"p": v["p"]}),),
-             doc="p", eval_identity=True, saves="mask")
-IDENTITY = Op("identity", 1, 1, {}, same, TorchCode(stateless, lambda a, m, xs: xs[0]), onnx_simple("Identity"),
-              lambda a: "identity", spec=(SpecOp("identity", "identity", (), lambda v, s: {}),),
-              elementwise=True, view=True, eval_identity=True)
+DROPOUT = Op(
+    "dropout",
+    1,
+    1,
+    {"p": float},
+    same,
+    TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
+    onnx_simple("Identity"),
+    lambda a: "dropout",
+    spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: {"p": v["p"]}),),
+    doc="p",
+    eval_identity=True,
+    saves="mask",
+)
+IDENTITY = Op(
+    "identity",
+    1,
+    1,
+    {},
+    same,
+    TorchCode(stateless, lambda a, m, xs: xs[0]),
+    onnx_simple("Identity"),
+    lambda a: "identity",
+    spec=(SpecOp("identity", "identity", (), lambda v, s: {}),),
+    elementwise=True,
+    view=True,
+    eval_identity=True,
+)
 
 
 def _se_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
@@ -301,15 +501,31 @@ def _se_params(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
 
 
 SE = Op(
-    "se", 1, 1, {"hidden": int, "bias": bool}, map_only(same),
+    "se",
+    1,
+    1,
+    {"hidden": int, "bias": bool},
+    map_only(same),
     TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), {"bias": a["bias"]}), call_module),
-    _se_onnx, lambda a: "se", _se_params, lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
-    spec=(SpecOp("se", "se", (Arg("reduction", "int>=1", 16), Arg("hidden", "int>=1", None), Arg("bias", "bool", True)),
-                 lambda v, s: {"hidden": v["hidden"] if v["hidden"] is not None else max(1, s[0] // v["reduction"]),
-                                   "bias": v["bias"]},
-                 doc="squeeze-and-excitation; hidden defaults to max(1, channels // reduction)"),),
+    _se_onnx,
+    lambda a: "se",
+    _se_params,
+    lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
+    spec=(
+        SpecOp(
+            "se",
+            "se",
+            (Arg("reduction", "int>=1", 16), Arg("hidden", "int>=1", None), Arg("bias", "bool", True)),
+            lambda v, s: {
+                "hidden": v["hidden"] if v["hidden"] is not None else max(1, s[0] // v["reduction"]),
+                "bias": v["bias"],
+            },
+            doc="squeeze-and-excitation; hidden defaults to max(1, channels // reduction)",
+        ),
+    ),
     doc="hidden, bias (squeeze-and-excitation: gap, 1x1 conv, relu, 1x1 conv, sigmoid, scale)",
-    weights=("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), saves="input",
+    weights=("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"),
+    saves="input",
 )
 
 # ---- merges and channel ranges
@@ -351,23 +567,67 @@ def _slice_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
 
 def _slice_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     a = d["attrs"]
-    b.node("Slice", [xs[0], b.const(f"{n}.starts", [a["start"]], "int64"),
-                     b.const(f"{n}.ends", [a["stop"]], "int64"), b.const(f"{n}.axes", [1], "int64")], n)
+    b.node(
+        "Slice",
+        [
+            xs[0],
+            b.const(f"{n}.starts", [a["start"]], "int64"),
+            b.const(f"{n}.ends", [a["stop"]], "int64"),
+            b.const(f"{n}.axes", [1], "int64"),
+        ],
+        n,
+    )
 
 
-ADD = Op("add", 2, None, {}, _add_shape, TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
-         lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n), lambda a: "add",
-         doc="elementwise sum of equal shapes", elementwise=True, fresh_output=True)
-MUL = Op("mul", 2, 2, {}, _mul_shape, TorchCode(stateless, lambda a, m, xs: " * ".join(xs)), onnx_simple("Mul"),
-         lambda a: "mul", doc="elementwise product; ``(C, 1, 1)`` broadcasts over ``(C, H, W)``",
-         elementwise=True, saves="inputs")
-CONCAT = Op("concat", 1, None, {}, _concat_shape,
-            TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"), onnx_simple("Concat", axis=1),
-            lambda a: "concat", doc="channel concatenation of equal spatial sizes, in ``inputs`` order")
-SLICE = Op("slice", 1, 1, {"start": int, "stop": int}, _slice_shape,
-           TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"), _slice_onnx,
-           lambda a: f"slice [{a['start']}:{a['stop']}]", doc="start, stop (a channel range ``[start, stop)``)",
-           view=True)
+ADD = Op(
+    "add",
+    2,
+    None,
+    {},
+    _add_shape,
+    TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
+    lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n),
+    lambda a: "add",
+    doc="elementwise sum of equal shapes",
+    elementwise=True,
+    fresh_output=True,
+)
+MUL = Op(
+    "mul",
+    2,
+    2,
+    {},
+    _mul_shape,
+    TorchCode(stateless, lambda a, m, xs: " * ".join(xs)),
+    onnx_simple("Mul"),
+    lambda a: "mul",
+    doc="elementwise product; ``(C, 1, 1)`` broadcasts over ``(C, H, W)``",
+    elementwise=True,
+    saves="inputs",
+)
+CONCAT = Op(
+    "concat",
+    1,
+    None,
+    {},
+    _concat_shape,
+    TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"),
+    onnx_simple("Concat", axis=1),
+    lambda a: "concat",
+    doc="channel concatenation of equal spatial sizes, in ``inputs`` order",
+)
+SLICE = Op(
+    "slice",
+    1,
+    1,
+    {"start": int, "stop": int},
+    _slice_shape,
+    TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"),
+    _slice_onnx,
+    lambda a: f"slice [{a['start']}:{a['stop']}]",
+    doc="start, stop (a channel range ``[start, stop)``)",
+    view=True,
+)
 
 # ---- channel_shuffle (ShuffleNet, Zhang et al.)
 
@@ -391,13 +651,43 @@ def _shuffle_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 CHANNEL_SHUFFLE = Op(
-    "channel_shuffle", 1, 1, {"groups": int}, _shuffle_shape,
+    "channel_shuffle",
+    1,
+    1,
+    {"groups": int},
+    _shuffle_shape,
     TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"),
-    _shuffle_onnx, lambda a: f"shuffle g{a['groups']}",
-    spec=(SpecOp("channel_shuffle", "channel_shuffle", (Arg("groups", "int>=1"),), lambda v, s: {"groups": v["groups"]},
-                 doc="ShuffleNet's channel shuffle: C = g groups of C/g, transposed; groups must divide C"),),
+    _shuffle_onnx,
+    lambda a: f"shuffle g{a['groups']}",
+    spec=(
+        SpecOp(
+            "channel_shuffle",
+            "channel_shuffle",
+            (Arg("groups", "int>=1"),),
+            lambda v, s: {"groups": v["groups"]},
+            doc="ShuffleNet's channel shuffle: C = g groups of C/g, transposed; groups must divide C",
+        ),
+    ),
     doc="groups (reshape ``(g, C/g)``, transpose, flatten; ``g`` divides C)",
 )
 
-ALL: tuple[Op, ...] = (INPUT, CONV, BN, AFFINE, ACT, MAXPOOL, AVGPOOL, GAP, FLATTEN, LINEAR, DROPOUT, IDENTITY, SE,
-                       ADD, MUL, CONCAT, SLICE, CHANNEL_SHUFFLE)
+ALL: tuple[Op, ...] = (
+    INPUT,
+    CONV,
+    BN,
+    AFFINE,
+    ACT,
+    MAXPOOL,
+    AVGPOOL,
+    GAP,
+    FLATTEN,
+    LINEAR,
+    DROPOUT,
+    IDENTITY,
+    SE,
+    ADD,
+    MUL,
+    CONCAT,
+    SLICE,
+    CHANNEL_SHUFFLE,
+)

@@ -3,8 +3,8 @@ pipeline is a list, and a failing pass is re-raised naming itself and the passes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import networkx as nx
 
@@ -23,7 +23,8 @@ class Pass:
     run: Callable[[nx.DiGraph], PassResult]
 
 
-def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass], check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
+def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass],
+                 check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
     """Run passes in order; ``check`` (e.g. ``lint``) runs after each one."""
     done: list[str] = []
     for p in passes:
@@ -33,7 +34,8 @@ def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass], check: Callable[[nx.
                 check(graph)
         except NetdslError as err:
             if err.kind == "internal error":
-                raise PassError(f"pass '{p.name}' failed (after {', '.join(done) or 'no passes'}): {err.message}") from err
+                after = ", ".join(done) or "no passes"
+                raise PassError(f"pass '{p.name}' failed (after {after}): {err.message}") from err
             raise
         except Exception as err:
             raise PassError(f"pass '{p.name}' failed (after {', '.join(done) or 'no passes'}): {err!r}") from err

@@ -12,7 +12,7 @@ from . import PassResult
 
 def run(graph: nx.DiGraph) -> PassResult:
     total_p = total_f = 0
-    for n, d in graph.nodes(data=True):
+    for _, d in graph.nodes(data=True):
         spec = get(d["kind"])
         ins = [graph.nodes[i]["shape"] for i in d["inputs"]]
         d["params"] = spec.params(d["attrs"], ins, d["shape"])

@@ -15,6 +15,7 @@ from ..ops import get
 from . import PassResult
 from .rewire import copy_graph, replace_uses
 
+
 def run(graph: nx.DiGraph) -> PassResult:
     noops = [n for n, d in graph.nodes(data=True) if get(d["kind"]).eval_identity]
     if not noops:

@@ -4,7 +4,8 @@ Valid only when the BN reads a conv whose value nobody else sees: the conv's sol
 the BN, and the conv is neither the graph output nor named in block metadata (a feature or unit
 output there means the pre-BN value is observable). Then ``bn(conv(x)) = conv'(x)`` with
 ``W' = W * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)`` per output
-channel (the arithmetic and the decision are the registry's, :mod:`netdsl.ops.norm`). The conv keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
+channel (the arithmetic and the decision are the registry's, :mod:`netdsl.ops.norm`). The conv
+keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
 
 Needs weights on the nodes (``weights``: name -> numpy array, the torch module's names), which
 the ONNX backend binds before running the inference rewrites. Pre-activation BNs (DenseNet's

@@ -46,9 +46,10 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
-    """The per-channel ops (the registry's ``per_channel``: bn/act/affine) after ``node``, each the single consumer of the one
-    before, followed by a 1x1 ungrouped stride-1 conv if there is one: the ops a planned read can
-    fuse with (eval: one affine+activation pass; training: recomputed in backward)."""
+    """The per-channel ops (the registry's ``per_channel``: bn/act/affine) after ``node``, each the
+    single consumer of the one before, followed by a 1x1 ungrouped stride-1 conv if there is one:
+    the ops a planned read can fuse with (eval: one affine+activation pass; training: recomputed
+    in backward)."""
     chain: list[str] = []
     cur = node
     while True:
@@ -133,7 +134,7 @@ def _layout(graph: nx.DiGraph, b: BlockInfo) -> tuple[dict[int, tuple[int, int]]
     writes: list[tuple[str, int, int]] = []
     if b.kind == "split":
         feats = [f for f in b.features if f.index >= 1]
-        base_node, offset = None, 0
+        offset = 0
     else:
         feats = [f for f in b.features if f.index >= 1]
         c0 = graph.nodes[b.input]["shape"][0]

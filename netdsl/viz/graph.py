@@ -12,7 +12,7 @@ drawing can be checked, styled or scripted after rendering.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import graphviz
 import networkx as nx
