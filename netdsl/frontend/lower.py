@@ -147,6 +147,7 @@ class Lowerer:
         # Unit widths found by probing, shared with the probes' own lowerers: nested window blocks
         # are probed once per distinct (body, input shape, visible variables), not once per level.
         self.probe_cache: dict = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
 
     # ---- name resolution for the evaluator
@@ -180,7 +181,10 @@ class Lowerer:
         return self.evaluator.eval(e, env)
 
     def shape(self, node: str) -> tuple[int, ...]:
-        return self.graph.nodes[node]["shape"]
+        # A plain dict beside the graph: big blocks look shapes up once per connection, and
+        # networkx's node view costs several times a dict lookup.
+        shape = self._shapes.get(node)
+        return self.graph.nodes[node]["shape"] if shape is None else shape
 
     # ---- node creation
     def add(self, node_id: str, kind: str, inputs: tuple[str, ...], attrs: dict, span: Span | None, **extra) -> str:
@@ -218,6 +222,7 @@ class Lowerer:
         if node_id in self.graph:
             raise SpecNameError(f"the name '{node_id}' is used twice", span)
         add_op(self.graph, node_id, kind, inputs, attrs, span=span, shape=shape, **extra)
+        self._shapes[node_id] = shape
         self._created.append(node_id)
         return node_id
 
@@ -636,16 +641,17 @@ class Lowerer:
     def _gather(self, feats: list[Feature | tuple], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
         runs: list[list] = []
+        shape = self.shape
         for node, start, stop in feats:
-            c = self.shape(node)[0]
-            start, stop = (0, c) if start is None else (start, stop)
-            if runs and runs[-1][0] == node and runs[-1][2] == start:
+            if start is None:  # a whole feature: never merged, it has a node of its own
+                runs.append([node, None, None])
+            elif runs and runs[-1][0] == node and runs[-1][2] == start:
                 runs[-1][2] = stop
             else:
                 runs.append([node, start, stop])
         pieces = []
         for k, (node, start, stop) in enumerate(runs):
-            if start == 0 and stop == self.shape(node)[0]:
+            if start is None or (start == 0 and stop == shape(node)[0]):
                 pieces.append(node)
             else:
                 sid = f"{prefix}.slice{k + 1}"
