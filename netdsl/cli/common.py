@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
-from ..errors import Span, SpecTypeError
+from ..errors import Span, SpecTypeError, SpecValueError
 from ..frontend import Limits
 
 
@@ -45,6 +47,25 @@ def overrides(args) -> dict:
 def limits(args) -> Limits:
     return Limits(max_params=args.max_params, max_nodes=args.max_nodes, max_map_elements=args.max_map_elements,
                   max_edges=args.max_edges, max_layers=args.max_layers, max_loop_iterations=args.max_loop_iterations)
+
+
+def writable_output(path: str, flag: str = "-o") -> None:
+    """Refuse, before any work, an output path netdsl could not write: a folder, a file in a
+    folder that does not exist or cannot be written, or a read-only file."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise SpecValueError(f"{flag} {path}: is a folder, not a file name", None)
+    if not folder.is_dir():
+        raise SpecValueError(f"{flag} {path}: the folder '{folder}' does not exist", None)
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SpecValueError(f"{flag} {path}: not writable", None)
+
+
+def existing_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an input file that is not there."""
+    if not Path(path).is_file():
+        raise SpecValueError(f"{flag} {path}: no such file", None)
 
 
 def positive_int(text: str) -> int:
