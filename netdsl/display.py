@@ -7,8 +7,8 @@ through one of these functions.
 
 >>> shown("a\\x1b]8;;http://x\\x1b\\\\b")
 'a\\\\x1b]8;;http://x\\\\x1b\\\\b'
->>> for_rich("[bold]x[/bold]")
-'\\\\[bold]x\\\\[/bold]'
+>>> for_rich("[bold]x[/bold]").plain
+'[bold]x[/bold]'
 >>> for_matplotlib("cost $5")
 'cost \\\\$5'
 """
@@ -25,11 +25,13 @@ def shown(text: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
 
 
-def for_rich(text: object) -> str:
-    """``text`` for rich: control characters escaped (:func:`shown`) and markup shown literally."""
-    from rich.markup import escape
+def for_rich(text: object):
+    """``text`` for rich, as a ``rich.text.Text``: control characters escaped (:func:`shown`) and
+    never parsed as markup (a Text is not; an escaped string would still lose a backslash before
+    ``[``). Use it for table cells, titles and printed lines."""
+    from rich.text import Text
 
-    return escape(shown(text))
+    return Text(shown(text))
 
 
 def for_matplotlib(text: object) -> str:

@@ -89,7 +89,8 @@ class LimitError(NetdslError):
 
 
 class IncludeError(NetdslError):
-    """A missing or recursive include."""
+    """A spec file or include netdsl will not read: missing, recursive, outside the root spec's
+    folder, not a regular .net file, or larger than 1 MiB."""
 
 
 class SpecWarning(NetdslError):

@@ -37,8 +37,9 @@ def run(args) -> int:
     console = Console()
     console.print(table)
     for b in data["blocks"]:
-        console.print(f"{for_rich(b['name'])}: {for_rich(b['pattern'])}, {b['units']} units, {b['connections']} connections "
-                      f"reading {b['channels_read']:,} channels, output {b['output']} -> {'x'.join(map(str, b['out_shape']))}", soft_wrap=True)
+        console.print(for_rich(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
+                               f"reading {b['channels_read']:,} channels, output {b['output']} -> "
+                               f"{'x'.join(map(str, b['out_shape']))}"), soft_wrap=True)
     console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
                   "1 multiply-accumulate = 1 FLOP)")
     # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.

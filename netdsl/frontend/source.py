@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from ..errors import IncludeError, LimitError, Span
+from ..errors import IncludeError, Span
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: a .net file describes a network in tens of lines
 SPEC_SUFFIX = ".net"
@@ -46,8 +46,8 @@ def check_spec_file(path: Path, span: Span | None = None, what: str = "spec file
     if not stat.S_ISREG(st.st_mode):
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise IncludeError(f"{what} '{path}' is {kind}", span, "a spec is a regular .net file")
-    if st.st_size > MAX_SPEC_BYTES:
-        raise LimitError(f"{what} '{path}' is {st.st_size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,}",
+    if st.st_size > MAX_SPEC_BYTES:  # an IncludeError: the file cannot be read as a spec, like a missing one
+        raise IncludeError(f"{what} '{path}' is {st.st_size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,}",
                          span, "a .net file describes a network in tens of lines; check that this is a spec")
 
 
@@ -60,7 +60,7 @@ def read_spec_text(path: Path, span: Span | None = None, what: str = "spec file"
     except OSError as exc:
         raise IncludeError(f"cannot read {what} '{path}': {exc.strerror or exc}", span) from None
     if len(raw) > MAX_SPEC_BYTES:
-        raise LimitError(f"{what} '{path}' is larger than the limit of {MAX_SPEC_BYTES:,} bytes", span)
+        raise IncludeError(f"{what} '{path}' is larger than the limit of {MAX_SPEC_BYTES:,} bytes", span)
     return strip_bom(raw.decode("utf-8", errors="replace"))
 
 
