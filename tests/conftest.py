@@ -14,3 +14,8 @@ def write_spec(tmp_path):
         return p
 
     return write
+
+
+def pytest_configure(config):
+    # The slow marker (long fuzzing, big networks); registered here too in case pyproject.toml lacks it.
+    config.addinivalue_line("markers", "slow: slow tests (long fuzzing, full-size networks); run with -m slow")
