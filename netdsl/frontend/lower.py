@@ -32,7 +32,7 @@ class Limits:
     largest preset, DenseNet-BC-250, has 123 block units and about 3,000 edges) far inside."""
 
     max_params: int = 2_000_000_000
-    max_nodes: int = 250_000
+    max_nodes: int = 50_000  # ~2 s of lowering and passes on a 2-core machine; DenseNet-BC-250 has ~1,500
     max_map_elements: int = 2**31  # C*H*W of any one tensor, per sample
     max_template_depth: int = 48
     # Statements nested inside each other, counting through template calls and unit bodies;

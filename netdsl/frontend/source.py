@@ -103,6 +103,6 @@ def resolve_include(written: str, including: Path, root_dir: Path, span: Span) -
         return candidate
     if escaped:
         raise IncludeError(f"include '{written}' leaves the spec's folder", span,
-                           f"includes must stay inside {root_dir} or the bundled specs/ library")
+                           "includes must stay inside the root spec's folder or the bundled specs/ library")
     raise IncludeError(f"include file '{written}' not found", span,
                        f"looked in {including.parent} and the bundled specs/ library")
