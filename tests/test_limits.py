@@ -176,8 +176,8 @@ def test_compiled_rules_agree_with_the_interpreter_on_values_and_errors():
         compiled += 1
         ev = Evaluator()
 
-        def interpreted(i, j, _expr=expr):
-            return ev._truth(ev.eval(_expr, env.child({"i": i, "j": j})), _expr.span)
+        def interpreted(i, j, _expr=expr, _ev=ev):
+            return _ev._truth(_ev.eval(_expr, env.child({"i": i, "j": j})), _expr.span)
 
         def guarded(i, j, _fast=fast, _slow=interpreted):
             try:
@@ -186,7 +186,7 @@ def test_compiled_rules_agree_with_the_interpreter_on_values_and_errors():
                 return _slow(i, j)
 
         for i in range(1, 7):
-            for j in range(0, i):
+            for j in range(i):
                 want = outcome(interpreted, i, j)
                 got = outcome(guarded, i, j)
                 assert got == want, (text, i, j)

@@ -135,25 +135,40 @@ def fuzz(cases: int, seed: int = 0, budget_s: float = 5.0, emit: bool = True) ->
         for n in range(cases):
             case_id, spec, kind, text = case_text(n, seed, seeds)
             report.cases += 1
+            outcome: tuple = ()
             signal.setitimer(signal.ITIMER_REAL, budget_s)
-            try:
-                run_case(spec, text, emit)
-                report.ok += 1
+            try:  # the alarm may fire anywhere, even in a handler: the outer try catches it there
+                try:
+                    run_case(spec, text, emit)
+                    outcome = ("ok",)
+                except _Timeout:
+                    outcome = ("slow",)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    outcome = ("raised", exc)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
             except _Timeout:
-                report.slow.append((case_id, kind))
-            except (IRError, PassError) as err:
-                report.internal.append((case_id, kind, f"{type(err).__name__}: {err.message}"))
-            except NetdslError as err:
-                report.errors[type(err).__name__] += 1
-            except Exception as exc:  # noqa: BLE001 - counting these is the point
-                last = traceback.extract_tb(exc.__traceback__)[-1]
-                where = f"{Path(last.filename).name}:{last.lineno}"
-                report.foreign.append((case_id, kind, f"{type(exc).__name__} at {where}: {str(exc)[:200]}"))
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                outcome = outcome or ("slow",)
+            _record(report, case_id, kind, outcome)
     finally:
         signal.signal(signal.SIGALRM, old)
     return report
+
+
+def _record(report: Report, case_id: str, kind: str, outcome: tuple) -> None:
+    if outcome[0] == "ok":
+        report.ok += 1
+    elif outcome[0] == "slow":
+        report.slow.append((case_id, kind))
+    elif isinstance(outcome[1], (IRError, PassError)):
+        report.internal.append((case_id, kind, f"{type(outcome[1]).__name__}: {outcome[1].message}"))
+    elif isinstance(outcome[1], NetdslError):
+        report.errors[type(outcome[1]).__name__] += 1
+    else:
+        exc = outcome[1]
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+        report.foreign.append((case_id, kind, f"{type(exc).__name__} at {where}: {str(exc)[:200]}"))
 
 
 def replay(case_id: str) -> str:

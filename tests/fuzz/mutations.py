@@ -177,6 +177,8 @@ class Report:
                  f"foreign exceptions: {len(self.foreign)}", f"slow cases: {len(self.slow)}"]
         for case, kind, exc in (self.foreign + self.internal)[:20]:
             lines.append(f"  {case} [{kind}]: {exc}")
+        for case, kind in self.slow[:20]:
+            lines.append(f"  {case} [{kind}]: over the time limit")
         return "\n".join(lines)
 
 
