@@ -150,7 +150,10 @@ def spec_files() -> list[Path]:
 
 
 # Limits kept low so a mutant asking for a big network is refused quickly; the flags raise them.
-FUZZ_LIMITS = Limits(max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000)
+# The layer and edge limits keep a mutant such as blocks=[8, 12, 1616] (11,000 ops, 2 s to emit as
+# torch source) within the per-case time budget even on a loaded machine.
+FUZZ_LIMITS = Limits(max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000, max_layers=1_000,
+                     max_edges=50_000)
 
 
 class _Timeout(Exception):
