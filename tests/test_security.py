@@ -319,3 +319,11 @@ def test_every_error_escaping_the_cli_is_netdsls_own():
     # --debug re-raises: what a user error raises is a NetdslError, never another type
     with pytest.raises(NetdslError):
         main(["--debug", "check", "/nonexistent/x.net"])
+
+
+def test_a_root_spec_reached_through_a_symlink_includes_from_the_folder_it_was_named_in(layout):
+    root, outside = layout
+    (outside / "real.net").write_text('include "common.net"\n' + SMALL.replace("conv(4)", "unit(4)"))
+    (root / "common.net").write_text("def unit(k) { conv(k) }\n")
+    (root / "net.net").symlink_to(outside / "real.net")
+    assert compile_spec(root / "net.net").graph["total_params"] == 4 * 3 * 9

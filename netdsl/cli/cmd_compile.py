@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 
+from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
 from .common import add_target, existing_file, limits, overrides, writable_output
@@ -63,7 +64,7 @@ def run(args) -> int:
     data = TARGETS[args.backend](args)
     if args.output:
         write_atomic(args.output, data)
-        print(f"wrote {args.output}", file=sys.stderr)
+        print(f"wrote {shown(args.output)}", file=sys.stderr)
     elif isinstance(data, str):
         sys.stdout.write(data)
     else:

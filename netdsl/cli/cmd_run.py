@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..display import shown
 from ..errors import NetdslError
 from .common import existing_file, non_negative_int, positive_int, writable_output
 
@@ -58,8 +59,8 @@ def run(args) -> int:
     else:
         x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
     y = run_model(sess, x)
-    print(f"model: {args.model}  provider: {sess.get_providers()[0]}")
-    print(f"input: shape {tuple(x.shape)}" + (f" from {args.input}" if args.input else f" (random, seed {args.seed})"))
+    print(f"model: {shown(args.model)}  provider: {sess.get_providers()[0]}")
+    print(f"input: shape {tuple(x.shape)}" + (f" from {shown(args.input)}" if args.input else f" (random, seed {args.seed})"))
     print("\n".join(summary_lines(y)))
     if args.output:
         import io
@@ -67,5 +68,5 @@ def run(args) -> int:
         buf = io.BytesIO()
         np.save(buf, y)
         write_atomic(args.output, buf.getvalue())
-        print(f"wrote {args.output}")
+        print(f"wrote {shown(args.output)}")
     return 0

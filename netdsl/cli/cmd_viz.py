@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
 from .common import add_target, compile_target, non_negative_int, writable_output
@@ -77,5 +78,5 @@ def run(args) -> int:
             dot = block_digraph(graph, args.block, max_units=args.max_units, dropped=args.dropped)
         data = render(dot, fmt)
     write_atomic(args.output, data)
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {shown(args.output)}", file=sys.stderr)
     return 0

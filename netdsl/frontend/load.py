@@ -59,8 +59,8 @@ def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = 
     confined to ``root_dir`` (the root spec's folder) and the bundled library (see source.py)."""
     templates: dict[str, ast.Template] = {}
     me = path.resolve() if path.exists() else path
-    if root_dir is None:
-        root_dir = me.parent
+    if root_dir is None:  # the folder the user named the root spec in (not a symlink's target folder)
+        root_dir = path.absolute().parent.resolve()
     for inc in module.includes:
         target = resolve_include(inc.path, path, root_dir, inc.span)
         if target.resolve() == me or target.resolve() in stack:
