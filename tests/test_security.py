@@ -305,7 +305,7 @@ def test_a_bad_argument_exits_2_with_one_line_before_any_work(tmp_path, monkeypa
     (tmp_path / "f.txt").write_text("a file, not a folder")
     (tmp_path / "m.onnx").write_bytes(b"not parsed: the arguments are refused first")
     compiled = []
-    monkeypatch.setattr("netdsl.api.lower_spec", lambda *a, **k: compiled.append(a) or pytest.fail("compiled"))
+    monkeypatch.setattr("netdsl.pipeline.lower_spec", lambda *a, **k: compiled.append(a) or pytest.fail("compiled"))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     rc, out, err = cli(argv)
     assert rc == 2 and out == "" and compiled == []
