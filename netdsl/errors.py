@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
+
+from .display import shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,14 @@ class Span:
     text: str | None = None  # the whole source, kept so the message can quote the line
 
     def source_line(self) -> str | None:
+        """The line to quote, from the text kept with the span only: a message never opens a file
+        to quote it (a refused or unreadable file's content is never shown)."""
         text = self.text
         if text is None:
-            try:
-                text = Path(self.file).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                return None
-        lines = text.splitlines()
+            return None
+        lines = text.split("\n")  # the parser counts lines by '\n' only (not \x1c, \u2028, ...)
         if 1 <= self.line <= len(lines):
-            return lines[self.line - 1]
+            return lines[self.line - 1].rstrip("\r")
         return None
 
     def __str__(self) -> str:
@@ -89,7 +89,8 @@ class LimitError(NetdslError):
 
 
 class IncludeError(NetdslError):
-    """A missing or recursive include."""
+    """A spec file or include netdsl will not read: missing, recursive, outside the root spec's
+    folder, not a regular .net file, or larger than 1 MiB."""
 
 
 class SpecWarning(NetdslError):
@@ -112,24 +113,30 @@ class PassError(NetdslError):
 
 
 def format_error(err: NetdslError) -> str:
+    """The message as printed: every line passes through :func:`display.shown`, so a control or
+    escape character in a file name, a value or the quoted source line reaches the terminal as
+    ``\x1b``, never as a live escape sequence."""
     span = err.span
     head = f"{err.kind}: {err.message}"
     if span is None:
-        out = [head]
+        out = [shown(head)]
     else:
-        out = [f"{span}: {head}"]
+        out = [shown(f"{span}: {head}")]
         line = span.source_line()
         if line is not None:
-            shown = line.expandtabs(1)
+            line = line.expandtabs(1)
             width = 1
             if span.end_line == span.line and span.end_column and span.end_column > span.column:
                 width = span.end_column - span.column
-            width = max(1, min(width, len(shown) - span.column + 1))
-            shown, column, width = _clip_line(shown, span.column, width)
-            out.append("    " + shown)
+            width = max(1, min(width, len(line) - span.column + 1))
+            # escape before and under the caret separately, so the caret stays under the mistake
+            before, under = shown(line[:span.column - 1]), shown(line[span.column - 1:span.column - 1 + width])
+            text = before + under + shown(line[span.column - 1 + width:])
+            text, column, width = _clip_line(text, len(before) + 1, max(1, len(under)))
+            out.append("    " + text)
             out.append("    " + " " * (column - 1) + "^" * width)
     if err.hint:
-        out.append(f"hint: {err.hint}")
+        out.append(shown(f"hint: {err.hint}"))
     return "\n".join(out)
 
 

@@ -9,6 +9,7 @@ here; keyword overrides win over the preset's values. docs/zoo.md lists every pr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,14 +54,27 @@ def get(name: str) -> Preset:
         return _PRESETS[name]
     except KeyError:
         raise SpecNameError(f"unknown preset '{name}'", None,
-                            did_you_mean(name, _PRESETS) or "run 'netdsl list' to see the presets") from None
+                            did_you_mean(name, _PRESETS) or "run 'netdsl list' to see the presets; "
+                            "a spec file is named with its .net suffix or a path (./name)") from None
+
+
+def is_spec_path(target: str | Path) -> bool:
+    """The rule that tells a spec file from a preset name, without looking at the disk: a target
+    is a file when it ends in ``.net`` or contains a path separator (``./densenet121``), else a
+    preset name -- so a file or folder in the working directory can never hide a preset.
+
+    >>> is_spec_path("densenet121"), is_spec_path("my.net"), is_spec_path("./densenet121")
+    (False, True, True)
+    """
+    text = str(target)
+    return isinstance(target, Path) or text.endswith(".net") or "/" in text or os.sep in text or (
+        os.altsep is not None and os.altsep in text)
 
 
 def resolve(target: str | Path) -> tuple[Path, dict, str | None]:
-    """A spec path or preset name -> (spec file, preset values, preset name)."""
-    p = Path(target)
-    if p.suffix == ".net" or p.exists() or "/" in str(target):
-        return p, {}, None
+    """A spec path or preset name -> (spec file, preset values, preset name); see :func:`is_spec_path`."""
+    if is_spec_path(target):
+        return Path(target), {}, None
     preset = get(str(target))
     return specs_dir() / preset.spec, dict(preset.values), preset.name
 

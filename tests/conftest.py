@@ -19,8 +19,3 @@ def write_spec(tmp_path):
         return p
 
     return write
-
-
-def pytest_configure(config):
-    if not any(str(line).startswith("slow") for line in config.getini("markers")):
-        config.addinivalue_line("markers", "slow: long-running (training runs, subprocesses); run with -m slow")

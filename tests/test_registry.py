@@ -229,7 +229,7 @@ def test_the_fold_decision_refuses_observable_convs(write_spec):
     g = netdsl.compile_spec(
         str(
             write_spec("""
-network f() {
+network folds() {
     input(3, 8, 8)
     a: conv(4, 3); bn; relu
     b: conv(4, 3)

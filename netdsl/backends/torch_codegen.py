@@ -262,6 +262,10 @@ class Generator:
         chain = self.segments.get(succ[0])
         if not chain or not all(sum(1 for _ in self.g.successors(c)) == 1 for c in chain[:-1]):
             return None
+        # emitted by the region around the block, not inside another block's loop
+        around = {x.name for x in self.containing.get(b.output, ())} - {b.name}
+        if any({x.name for x in self.containing.get(c, ())} - around for c in chain):
+            return None
         return chain
 
     def _output_consumer_chain(self, n: str, node_set: set[str]) -> tuple[str, ...] | None:
@@ -524,7 +528,7 @@ class Generator:
                    f"reads per unit: {_reads_comment(reads)}")
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
-        keep_feats = self.planned and self._output_head(b) is not None
+        keep_feats = buffer is not None and self._output_head(b) is not None
         naive = self._naive_loop(fn, b, base, init, reads, join, units_expr, out_positions,
                                  use_head=has_head if self.planned else None, feats=feats_var, keep_feats=keep_feats)
         if keep_feats:

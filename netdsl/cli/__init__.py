@@ -6,16 +6,24 @@ import argparse
 import importlib
 import sys
 
+from ..display import shown
 from ..errors import IncludeError, NetdslError, Span, SpecNameError
 
 # Subcommand modules, in the order `netdsl --help` lists them.
 COMMANDS = ["compile", "summary", "check", "list", "run", "viz", "train", "eval", "bench"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a bad argument answered in one line (no usage block), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, shown(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="netdsl", description="Compile connectivity-described CNNs.")
+    parser = OneLineParser(prog="netdsl", description="Compile connectivity-described CNNs.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except NetdslError as err:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from ..display import for_rich
 from ..errors import SpecValueError
-from .common import add_target, limits, overrides
+from .common import add_target, limits, overrides, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="time a spec on this machine: naive (--opt 0) vs planned")
     add_target(p)
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="batch size (default 16)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda (default cpu)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per variant; the median is shown")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per variant; the median is shown")
     p.set_defaults(func=run)
 
 
@@ -55,7 +56,7 @@ def run(args) -> int:
     from rich.table import Table
 
     what = "training step" if args.train else "inference forward"
-    t = Table(title=f"{args.target}: {what}, batch {args.batch_size}, {device.type}, median of {args.repeats}")
+    t = Table(title=for_rich(f"{args.target}: {what}, batch {args.batch_size}, {device.type}, median of {args.repeats}"))
     for col in ("variant", "latency ms", "samples/s", "train saved MiB (measured)", "inference peak MiB (model)"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for label, secs, thr, saved, infer in rows:

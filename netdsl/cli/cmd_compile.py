@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import sys
 
+from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
-from .common import add_target, compile_target, limits, overrides
+from .common import add_target, existing_file, limits, overrides, writable_output
 
 # target name -> function(args) returning the bytes/str to write. Other backends register here.
 TARGETS = {}
@@ -47,13 +48,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+# Targets whose output is binary: they need -o, checked before compiling.
+BINARY = {"onnx"}
+
+
 def run(args) -> int:
     if args.backend not in TARGETS:
-        raise SpecValueError(f"unknown target '{args.backend}'", None, "targets: " + ", ".join(sorted(TARGETS)))
+        raise SpecValueError(f"unknown target '{args.backend}' (targets: {', '.join(sorted(TARGETS))})", None)
+    if args.output:
+        writable_output(args.output)
+    elif args.backend in BINARY:
+        raise SpecValueError(f"target '{args.backend}' is binary: give -o FILE (e.g. -o model.{args.backend})", None)
+    if args.weights:
+        existing_file(args.weights, "--weights")
     data = TARGETS[args.backend](args)
     if args.output:
         write_atomic(args.output, data)
-        print(f"wrote {args.output}", file=sys.stderr)
+        print(f"wrote {shown(args.output)}", file=sys.stderr)
     elif isinstance(data, str):
         sys.stdout.write(data)
     else:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+from ..display import for_rich
+
 
 def register(sub) -> None:
     p = sub.add_parser("list", help="the named presets")
@@ -29,7 +31,7 @@ def run(args) -> int:
     for col in ("name", "spec", "params", "paper", "source"):
         t.add_column(col, justify="right" if col in ("params", "paper") else "left")
     for r in rows:
-        t.add_row(r["name"], r["spec"], "" if r["params"] is None else f"{r['params']:,}",
-                  "" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M", r["paper"])
+        t.add_row(for_rich(r["name"]), for_rich(r["spec"]), "" if r["params"] is None else f"{r['params']:,}",
+                  "" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M", for_rich(r["paper"]))
     Console().print(t)
     return 0

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..display import shown
 from ..errors import NetdslError
+from .common import existing_file, non_negative_int, positive_int, writable_output
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run an ONNX model with onnxruntime and summarize its output")
     p.add_argument("model", help="an .onnx file (netdsl compile ... --target onnx -o FILE)")
     p.add_argument("--input", help=".npy array of shape (N, C, H, W); default: random normal")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input (default 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random input")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="execution provider: auto = CUDA when it loads, else CPU")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: onnxruntime's)")
     p.add_argument("--output", help="save the output array to this .npy file")
     p.set_defaults(func=run)
 
@@ -46,16 +48,19 @@ def run(args) -> int:
     from ..io import write_atomic
     from ..onnx_runtime import input_shape, run as run_model, session
 
-    if args.batch < 1:
-        raise NetdslError(f"--batch must be at least 1, got {args.batch}")
+    existing_file(args.model, "model")
+    if args.input:
+        existing_file(args.input, "--input")
+    if args.output:
+        writable_output(args.output, "--output")
     sess = session(args.model, device=args.device, threads=args.threads)
     if args.input:
         x = _load_input(args.input)
     else:
         x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
     y = run_model(sess, x)
-    print(f"model: {args.model}  provider: {sess.get_providers()[0]}")
-    print(f"input: shape {tuple(x.shape)}" + (f" from {args.input}" if args.input else f" (random, seed {args.seed})"))
+    print(f"model: {shown(args.model)}  provider: {sess.get_providers()[0]}")
+    print(f"input: shape {tuple(x.shape)}" + (f" from {shown(args.input)}" if args.input else f" (random, seed {args.seed})"))
     print("\n".join(summary_lines(y)))
     if args.output:
         import io
@@ -63,5 +68,5 @@ def run(args) -> int:
         buf = io.BytesIO()
         np.save(buf, y)
         write_atomic(args.output, buf.getvalue())
-        print(f"wrote {args.output}")
+        print(f"wrote {shown(args.output)}")
     return 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from ..display import for_rich
 from .common import add_target, compile_target
 
 
@@ -23,7 +24,7 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{data['name']}" + (f" (preset {data['preset']})" if data["preset"] else ""),
+    table = Table(title=for_rich(f"{data['name']}" + (f" (preset {data['preset']})" if data["preset"] else "")),
                   show_footer=True)
     table.add_column("layer", footer="total")
     table.add_column("output", footer="x".join(map(str, data["output"])))
@@ -32,12 +33,13 @@ def run(args) -> int:
     table.add_column("reads", footer=f"{data['connections']} connections")
     for r in data["layers"]:
         reads = "" if r["reads"] is None else _fmt_reads(r["reads"])
-        table.add_row(r["name"], r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
+        table.add_row(for_rich(r["name"]), r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
     console = Console()
     console.print(table)
     for b in data["blocks"]:
-        console.print(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
-                      f"reading {b['channels_read']:,} channels, output {b['output']} -> {'x'.join(map(str, b['out_shape']))}", soft_wrap=True)
+        console.print(for_rich(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
+                               f"reading {b['channels_read']:,} channels, output {b['output']} -> "
+                               f"{'x'.join(map(str, b['out_shape']))}"), soft_wrap=True)
     console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
                   "1 multiply-accumulate = 1 FLOP)")
     # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.
@@ -65,7 +67,7 @@ def _memory_table(mem: dict):
     for key, title in cols:
         t.add_column(title, justify="right", no_wrap=True, footer=fmt_bytes(mem["total"][key]))
     for b, v in mem["blocks"].items():
-        t.add_row(b, *[fmt_bytes(v[key]) for key, _ in cols])
+        t.add_row(for_rich(b), *[fmt_bytes(v[key]) for key, _ in cols])
     return t
 
 

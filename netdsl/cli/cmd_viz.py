@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
-from .common import add_target, compile_target
+from .common import add_target, compile_target, non_negative_int, writable_output
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SpecValueError(f"--size expects WIDTHxHEIGHT in pixels, got {text!r}", None, "for example --size 900x600") from None
+        raise SpecValueError(f"--size expects WIDTHxHEIGHT in pixels (e.g. 900x600), got {text!r}", None) from None
     if not (16 <= w <= 20000 and 16 <= h <= 20000):
         raise SpecValueError(f"--size {w}x{h} is outside 16..20000 pixels", None)
     return w, h
@@ -31,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--level", choices=("block", "op"), default="block",
                    help="graph detail: one node per unit (default) or per op, with C x H x W on edges")
     p.add_argument("--block", metavar="N", help="draw only block N (its number in 'netdsl summary', or its name)")
-    p.add_argument("--max-units", type=int, default=8, metavar="N",
+    p.add_argument("--max-units", type=non_negative_int, default=8, metavar="N",
                    help="block graphs: blocks with more units keep the first and last N/2 and collapse the "
                         "rest into one node with bundled edges (0 = draw every unit; default 8)")
     p.add_argument("--dropped", action="store_true",
@@ -53,7 +54,9 @@ def run(args) -> int:
     if args.weights and style == "graph":
         raise SpecValueError("--weights draws a heat map: it needs --style matrix", None)
     if not fmt:
-        raise SpecValueError(f"cannot tell the format of '{args.output}'", None, "end it in .svg, .png, .pdf or .dot")
+        raise SpecValueError(f"cannot tell the format of '{args.output}': end it in .svg, .png, .pdf or .dot", None)
+    writable_output(args.output)
+    size = _size(args.size) if args.size else None  # checked before compiling
     graph = _compile(args)
     if style == "matrix":
         from ..viz.matrix import block_matrices, render_matrices
@@ -65,7 +68,6 @@ def run(args) -> int:
             from ..viz.weights import load_weights
 
             state = load_weights(args.weights)
-        size = _size(args.size) if args.size else None
         data = render_matrices(block_matrices(graph, selected, state), fmt, size)
     else:
         from ..viz.graph import block_digraph, op_digraph, render
@@ -73,10 +75,8 @@ def run(args) -> int:
         if args.level == "op":
             dot = op_digraph(graph, args.block)
         else:
-            if args.max_units < 0:
-                raise SpecValueError("--max-units must be >= 0", None)
             dot = block_digraph(graph, args.block, max_units=args.max_units, dropped=args.dropped)
         data = render(dot, fmt)
     write_atomic(args.output, data)
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {shown(args.output)}", file=sys.stderr)
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
-from ..errors import Span, SpecTypeError
+from ..errors import Span, SpecTypeError, SpecValueError
 from ..frontend import Limits
 
 
@@ -14,10 +16,19 @@ def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="override a spec parameter, e.g. --set k=24 (repeatable)")
     lim = Limits()
-    p.add_argument("--max-params", type=int, default=lim.max_params, help="refuse specs with more parameters")
-    p.add_argument("--max-nodes", type=int, default=lim.max_nodes, help="refuse specs with more ops")
-    p.add_argument("--max-map-elements", type=int, default=lim.max_map_elements,
-                   help="refuse tensors with more values per sample")
+    budget = p.add_argument_group("work budget", "limits checked before anything is built (docs/errors.md)")
+    budget.add_argument("--max-params", type=positive_int, default=lim.max_params, metavar="N",
+                        help=f"refuse specs with more parameters (default {lim.max_params:,})")
+    budget.add_argument("--max-nodes", type=positive_int, default=lim.max_nodes, metavar="N",
+                        help=f"refuse specs with more ops (default {lim.max_nodes:,})")
+    budget.add_argument("--max-edges", type=positive_int, default=lim.max_edges, metavar="N",
+                        help=f"refuse specs with more connections between ops (default {lim.max_edges:,})")
+    budget.add_argument("--max-layers", type=positive_int, default=lim.max_layers, metavar="N",
+                        help=f"refuse specs with more block units in all (default {lim.max_layers:,})")
+    budget.add_argument("--max-loop-iterations", type=positive_int, default=lim.max_loop_iterations, metavar="N",
+                        help=f"refuse specs whose loops run more iterations in all (default {lim.max_loop_iterations:,})")
+    budget.add_argument("--max-map-elements", type=positive_int, default=lim.max_map_elements, metavar="N",
+                        help=f"refuse tensors with more values per sample (default {lim.max_map_elements:,})")
     p.add_argument("--opt", type=int, default=1, choices=(0, 1),
                    help="optimization level: 1 plans concat buffers (default), 0 is the naive reference")
 
@@ -34,7 +45,49 @@ def overrides(args) -> dict:
 
 
 def limits(args) -> Limits:
-    return Limits(max_params=args.max_params, max_nodes=args.max_nodes, max_map_elements=args.max_map_elements)
+    return Limits(max_params=args.max_params, max_nodes=args.max_nodes, max_map_elements=args.max_map_elements,
+                  max_edges=args.max_edges, max_layers=args.max_layers, max_loop_iterations=args.max_loop_iterations)
+
+
+def writable_output(path: str, flag: str = "-o") -> None:
+    """Refuse, before any work, an output path netdsl could not write: a folder, a file in a
+    folder that does not exist or cannot be written, or a read-only file."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise SpecValueError(f"{flag} {path}: is a folder, not a file name", None)
+    if not folder.is_dir():
+        raise SpecValueError(f"{flag} {path}: the folder '{folder}' does not exist", None)
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SpecValueError(f"{flag} {path}: not writable", None)
+
+
+def existing_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an input file that is not there."""
+    if not Path(path).is_file():
+        raise SpecValueError(f"{flag} {path}: no such file", None)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into a one-line usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def compile_target(args, **kw):

@@ -10,6 +10,7 @@ from typing import Callable
 from ..errors import NetdslError, SpecNameError, SpecTypeError, SpecValueError, did_you_mean
 from ..ir import patterns as P
 from . import ast
+from .rule_compile import Fallback, compile_rule
 
 MAX_MAGNITUDE = 10**18
 
@@ -323,11 +324,22 @@ class Evaluator:
         expr = e.args[0]
         text = _source_text(expr)
 
-        def predicate(i: int, j: int, _expr=expr, _env=env) -> bool:
+        def interpreted(i: int, j: int, _expr=expr, _env=env) -> bool:
             v = self.eval(_expr, _env.child({"i": i, "j": j}))
             return self._truth(v, _expr.span)
 
-        predicate(1, 0)  # an error in the rule is reported where the rule is written
+        interpreted(1, 0)  # an error in the rule is reported where the rule is written
+
+        fast = compile_rule(expr, env.lookup)  # names outside the environment stay interpreted
+        if fast is None:
+            return P.Rule(text, interpreted)
+
+        def predicate(i: int, j: int) -> bool:
+            try:
+                return fast(i, j)
+            except Fallback:
+                return interpreted(i, j)
+
         return P.Rule(text, predicate)
 
 

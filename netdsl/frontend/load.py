@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError,
 from ..ir import patterns as P
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
-from .lower import Limits, Lowerer, NetworkScope
-from .parser import parse, parse_expr, parse_file
+from .lower import Limits, Lowerer, NetworkScope, check_network_name
+from .parser import parse, parse_expr
+from .source import library_dirs, read_spec_text, resolve_include
+
+__all__ = ["library_dirs", "lower_spec", "parse_value", "bind_params", "collect_templates"]
 
 MAX_INCLUDE_DEPTH = 32
 # Lowering recurses a few frames per statement level (Limits.max_statement_depth levels at most,
@@ -25,45 +29,50 @@ LOWERING_RECURSION = 8000
 def _stack_headroom():
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, LOWERING_RECURSION))
+    # Lowering allocates many long-lived objects (a node and edge dicts per connection); the cyclic
+    # collector would rescan them again and again (block(2000, dense): 19 s with it, 5 s without).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
         sys.setrecursionlimit(old)
+        if collecting:
+            gc.enable()
 
 
-def library_dirs() -> list[Path]:
-    """Where ``include "lib/x.net"`` looks after the including file's own folder."""
-    here = Path(__file__).resolve().parent.parent
-    return [d for d in (here / "specs", here.parent / "specs") if d.is_dir()]
+def _name_span(net: ast.Network) -> Span:
+    """The span of a network's name in its header (``network NAME(``), for messages about the name."""
+    span = net.span
+    lines = (span.text or "").splitlines()
+    if 1 <= span.line <= len(lines):
+        line = lines[span.line - 1]
+        col = line.find(net.name, span.column - 1 + len("network"))
+        if col >= 0:
+            return Span(span.file, span.line, col + 1, span.line, col + 1 + len(net.name), text=span.text)
+    return span
 
 
-def _resolve_include(inc: ast.Include, including: Path) -> Path:
-    if not inc.path or "\x00" in inc.path:
-        raise IncludeError("empty include path", inc.span)
-    for base in [including.parent] + library_dirs():
-        candidate = (base / inc.path)
-        if candidate.is_file():
-            return candidate  # unresolved: messages show the path as the user wrote it
-    raise IncludeError(f"include file '{inc.path}' not found", inc.span,
-                       f"looked in {including.parent} and the bundled specs/ library")
-
-
-def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = ()) -> dict[str, ast.Template]:
-    """The templates of a module and, depth first, of everything it includes."""
+def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = (),
+                      root_dir: Path | None = None) -> dict[str, ast.Template]:
+    """The templates of a module and, depth first, of everything it includes. Includes are
+    confined to ``root_dir`` (the root spec's folder) and the bundled library (see source.py)."""
     templates: dict[str, ast.Template] = {}
     me = path.resolve() if path.exists() else path
+    if root_dir is None:  # the folder the user named the root spec in (not a symlink's target folder)
+        root_dir = path.absolute().parent.resolve()
     for inc in module.includes:
-        target = _resolve_include(inc, path)
+        target = resolve_include(inc.path, path, root_dir, inc.span)
         if target.resolve() == me or target.resolve() in stack:
             chain = " -> ".join(p.name for p in stack + (me, target))
             raise IncludeError(f"recursive include: {chain}", inc.span)
         if len(stack) >= MAX_INCLUDE_DEPTH:
             raise IncludeError("includes nested too deeply", inc.span)
-        sub = parse_file(target)
+        sub = parse(read_spec_text(target, inc.span, "include file"), str(target))
         if sub.networks:
             raise IncludeError(f"included file '{inc.path}' defines a network", inc.span,
                                "included files hold templates (def) only")
-        for name, t in collect_templates(sub, target, stack + (me,)).items():
+        for t in collect_templates(sub, target, stack + (me,), root_dir).values():
             _add_template(templates, t)
     for t in module.templates:
         _add_template(templates, t)
@@ -159,7 +168,7 @@ def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict
 
 def load_module(source: str | Path, text: str | None = None) -> tuple[ast.Module, Path]:
     path = Path(source)
-    module = parse(text, str(path)) if text is not None else parse_file(path)
+    module = parse(text, str(path)) if text is not None else parse(read_spec_text(path), str(path))
     return module, path
 
 
@@ -182,6 +191,7 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
             span, "put shared templates in a file of their own and include it",
         )
     net = module.networks[0]
+    check_network_name(net.name, _name_span(net))
     templates = collect_templates(module, path)
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)

@@ -7,6 +7,8 @@ Every node gets a deterministic dotted name from its scope (``block1.unit3.conv1
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -23,27 +25,68 @@ from .evaluate import Env, Evaluator, OpValue, TensorRef, fmt_value, type_name
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Resource limits checked while lowering, before anything is allocated."""
+    """The work budget: resource limits checked while lowering, before anything is allocated.
+
+    Each limit a user can reach has a CLI flag of the same name (``--max-edges``); the defaults
+    keep ``netdsl check`` of any spec within seconds while leaving every published network far
+    inside (the largest preset, dense2net121_s8, has 2,513 ops and 3,801 edges)."""
 
     max_params: int = 2_000_000_000
-    max_nodes: int = 250_000
+    max_nodes: int = 50_000  # about 2 s of lowering and passes on a 2-core machine
     max_map_elements: int = 2**31  # C*H*W of any one tensor, per sample
     max_template_depth: int = 48
     # Statements nested inside each other, counting through template calls and unit bodies;
     # lowering recurses once per level, so this keeps it far from Python's recursion limit.
     max_statement_depth: int = 100
+    # Iterations of all loops together (for, repeat, and the for loops of parallel), nested ones counted.
     max_loop_iterations: int = 100_000
+    max_layers: int = 10_000  # units of all blocks together
+    # Connections between ops (IR edges); a rule block counts every (i, j) pair its rule tests.
+    max_edges: int = 250_000
+
+
+# Flag that raises each limit, named in the limit's error message.
+LIMIT_FLAGS = {"max_params": "--max-params", "max_nodes": "--max-nodes", "max_map_elements": "--max-map-elements",
+               "max_loop_iterations": "--max-loop-iterations", "max_layers": "--max-layers",
+               "max_edges": "--max-edges"}
+
+
+def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError:
+    """The error for a spent budget: what was asked for, the limit and the flag that raises it."""
+    return LimitError(what, span, f"the limit is {getattr(limits, name):,}; raise it with {LIMIT_FLAGS[name]}")
+
+
+# Names a label may not take beyond builtins.RESERVED_LABELS: attributes the torch backends set on
+# the module they build (a label of that name would replace them and fail at build time).
+MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format"})
+# Class names the emitted torch source already uses; a network's class is its CamelCased name.
+GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine"})
 
 
 def _check_label(label: str, span: Span) -> None:
     """Labels become attribute names in the emitted torch module (``self.stem``): refuse the
     names that would replace a module's own attributes or Python's (``forward``, ``__class__``)."""
-    if label in RESERVED_LABELS:
+    if not label.isidentifier() or not label.isascii():
+        raise SpecNameError(f"{label!r} cannot be a label: labels are ASCII identifiers", span)
+    if label in RESERVED_LABELS or label in MODULE_ATTRIBUTES or keyword.iskeyword(label):
         raise SpecNameError(f"'{label}' cannot be a label: it is reserved", span,
                             "pick another name; reserved names would clash in the emitted module")
     if label.startswith("_"):
         raise SpecNameError(f"'{label}' cannot be a label: names starting with '_' are reserved", span,
                             "start the label with a letter; '_' names belong to Python and torch internals")
+
+
+def check_network_name(name: str, span: Span) -> None:
+    """A network's name becomes a Python class name in the emitted source (``densenet_bc`` ->
+    ``DensenetBc``): refuse names that are not ASCII identifiers, are Python keywords, or whose
+    class name is one the emitted file already uses (``f`` -> ``F``, torch.nn.functional)."""
+    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
+        raise SpecNameError(f"'{name}' cannot be a network name", span,
+                            "network names are ASCII identifiers other than Python keywords")
+    camel = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", name) if p)
+    if name in GENERATED_NAMES or camel in GENERATED_NAMES or keyword.iskeyword(camel):
+        raise SpecNameError(f"'{name}' cannot be a network name: its class name '{camel}' is reserved", span,
+                            "the emitted torch source already uses " + ", ".join(sorted(GENERATED_NAMES)))
 
 
 class Scope:
@@ -109,6 +152,9 @@ class _State:
     flops: int = 0
     template_stack: list = field(default_factory=list)
     depth: int = 0  # current statement nesting, checked against Limits.max_statement_depth
+    iterations: int = 0  # loop iterations so far, all loops together (Limits.max_loop_iterations)
+    layers: int = 0  # block units so far (Limits.max_layers)
+    edges: int = 0  # IR edges so far (Limits.max_edges)
 
 
 class Lowerer:
@@ -123,6 +169,10 @@ class Lowerer:
         self.scope: Scope | None = None
         self._created: list[str] = []  # node ids in creation order, so a unit can tag its own nodes
         self._outer_unit: dict[str, tuple[str, str]] = {}  # node -> (block, unit scope) of its outermost unit
+        # Unit widths found by probing, shared with the probes' own lowerers: nested window blocks
+        # are probed once per distinct (body, input shape, visible variables), not once per level.
+        self.probe_cache: dict = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
 
     # ---- name resolution for the evaluator
@@ -156,7 +206,10 @@ class Lowerer:
         return self.evaluator.eval(e, env)
 
     def shape(self, node: str) -> tuple[int, ...]:
-        return self.graph.nodes[node]["shape"]
+        # A plain dict beside the graph: big blocks look shapes up once per connection, and
+        # networkx's node view costs several times a dict lookup.
+        shape = self._shapes.get(node)
+        return self.graph.nodes[node]["shape"] if shape is None else shape
 
     # ---- node creation
     def add(self, node_id: str, kind: str, inputs: tuple[str, ...], attrs: dict, span: Span | None, **extra) -> str:
@@ -187,11 +240,14 @@ class Lowerer:
                 f"the limit is {lim.max_params:,}; raise it with --max-params",
             )
         if self.graph.number_of_nodes() >= lim.max_nodes:
-            raise LimitError(f"the network has more than {lim.max_nodes:,} ops", span,
-                             "raise the limit with --max-nodes")
+            raise _over(lim, "max_nodes", f"the network has more than {lim.max_nodes:,} ops", span)
+        self.state.edges += len(inputs)
+        if self.state.edges > lim.max_edges:
+            raise _over(lim, "max_edges", f"the network has more than {lim.max_edges:,} edges (op inputs)", span)
         if node_id in self.graph:
             raise SpecNameError(f"the name '{node_id}' is used twice", span)
         add_op(self.graph, node_id, kind, inputs, attrs, span=span, shape=shape, **extra)
+        self._shapes[node_id] = shape
         self._created.append(node_id)
         return node_id
 
@@ -228,22 +284,36 @@ class Lowerer:
             self.state.depth -= 1
             self.scope = prev
 
-    def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
+    def _loop_items(self, stmt: ast.For, env: Env) -> range | list:
+        """The values a ``for`` runs over, charged to the loop budget before the first iteration.
+        One function for every ``for`` (in bodies and in ``parallel``), so all obey the same rules."""
         start = self.eval(stmt.start, env)
         if stmt.stop is not None:
             stop = self.eval(stmt.stop, env)
             for v, e in ((start, stmt.start), (stop, stmt.stop)):
                 if isinstance(v, bool) or not isinstance(v, int):
-                    raise SpecTypeError(f"a range needs integers, got {type_name(v)}", e.span)
-            items = range(start, stop + 1)
+                    raise SpecTypeError(f"a range needs integers, got {type_name(v)} {fmt_value(v)}", e.span,
+                                        "write a..b with integers a <= b + 1 (a..a-1 is empty)")
+            if stop < start - 1:
+                raise SpecValueError(f"the range {start}..{stop} runs backwards", stmt.start.span,
+                                     "ranges count up: write a..b with a <= b (a..a-1 is an empty loop)")
+            items: range | list = range(start, stop + 1)
         elif isinstance(start, list):
             items = start
         else:
             raise SpecTypeError(f"'for' needs a range a..b or a list, got {type_name(start)}", stmt.start.span)
-        if len(items) > self.limits.max_loop_iterations:
-            raise LimitError(f"loop of {len(items):,} iterations", stmt.span,
-                             f"the limit is {self.limits.max_loop_iterations:,}")
-        for v in items:
+        self._charge_iterations(len(items), stmt.span)
+        return items
+
+    def _charge_iterations(self, n: int, span: Span) -> None:
+        lim = self.limits.max_loop_iterations
+        self.state.iterations += n
+        if self.state.iterations > lim:
+            raise _over(self.limits, "max_loop_iterations",
+                        f"loops would run more than {lim:,} iterations in all (this one: {n:,})", span)
+
+    def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
+        for v in self._loop_items(stmt, env):
             self.body(stmt.body, scope, env.child({stmt.var: v}), ctx)
 
     def _need_current(self, scope: Scope, span: Span) -> str:
@@ -456,8 +526,7 @@ class Lowerer:
         if "n" not in b:
             raise SpecTypeError("repeat() needs a count", stmt.call.span)
         n = self.check(Arg("n", "int>=0"), *b["n"], "repeat()")
-        if n > self.limits.max_loop_iterations:
-            raise LimitError(f"repeat of {n:,} iterations", stmt.span)
+        self._charge_iterations(n, stmt.span)
         for _ in range(n):
             self.body(body, scope, env.child(), ctx)
 
@@ -501,9 +570,7 @@ class Lowerer:
                 elif isinstance(s, ast.Let):
                     self.stmt(s, pscope, penv, ctx)
                 elif isinstance(s, ast.For):
-                    start = self.eval(s.start, penv)
-                    items = range(start, self.eval(s.stop, penv) + 1) if s.stop is not None else start
-                    for v in items:
+                    for v in self._loop_items(s, penv):
                         visit(s.body, penv.child({s.var: v}))
                 else:
                     raise SpecValueError("parallel(...) { } holds only branch { } statements", s.span)
@@ -580,16 +647,17 @@ class Lowerer:
     def _gather(self, feats: list[Feature | tuple], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
         runs: list[list] = []
+        shape = self.shape
         for node, start, stop in feats:
-            c = self.shape(node)[0]
-            start, stop = (0, c) if start is None else (start, stop)
-            if runs and runs[-1][0] == node and runs[-1][2] == start:
+            if start is None:  # a whole feature: never merged, it has a node of its own
+                runs.append([node, None, None])
+            elif runs and runs[-1][0] == node and runs[-1][2] == start:
                 runs[-1][2] = stop
             else:
                 runs.append([node, start, stop])
         pieces = []
         for k, (node, start, stop) in enumerate(runs):
-            if start == 0 and stop == self.shape(node)[0]:
+            if start is None or (start == 0 and stop == shape(node)[0]):
                 pieces.append(node)
             else:
                 sid = f"{prefix}.slice{k + 1}"
@@ -599,7 +667,16 @@ class Lowerer:
         return self.add(f"{prefix}.{'cat' if kind == 'concat' else 'sum'}", kind, tuple(pieces), {}, span, role=role)
 
     def _probe_width(self, body, env: Env, in_node: str, ctx: dict) -> int:
+        key, keep = _probe_key(body, self.shape(in_node), env)
+        if key in self.probe_cache:
+            return self.probe_cache[key][0]
+        width = self._probe(body, env, in_node, ctx)
+        self.probe_cache[key] = (width, keep)  # keep: the objects whose ids are in the key stay alive
+        return width
+
+    def _probe(self, body, env: Env, in_node: str, ctx: dict) -> int:
         probe = Lowerer(self.templates, self.limits)
+        probe.probe_cache = self.probe_cache
         # The probe continues this lowering's nesting: it must see the same template stack (or a
         # template holding a window block of itself would probe forever) and the same depth.
         probe.state.template_stack = list(self.state.template_stack)
@@ -613,8 +690,7 @@ class Lowerer:
         if "units" not in opts:
             raise SpecTypeError("block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }")
         units = self.check(Arg("units", "int>=1"), *opts["units"], "block()")
-        if units > self.limits.max_nodes:
-            raise LimitError(f"a block of {units:,} units", opts["units"][1], f"the limit is {self.limits.max_nodes:,} ops")
+        self._charge_layers(units, opts["units"][1])
         output, osp = opts.get("output", ("all", stmt.span))
         if output not in ("all", "new", "last", "next"):
             raise SpecValueError(f"block() output must be all, new, last or next, got {fmt_value(output)}", osp)
@@ -645,9 +721,10 @@ class Lowerer:
         else:
             feats[0] = (x0, None, None)
         self._check_path(pattern, units - first, psp)
+        all_reads = self._block_reads(pattern, units, first, psp)
         unit_infos = []
         for i in range(1, units + 1):
-            reads = P.connections(pattern, i, first)
+            reads = all_reads[i - 1]
             if not reads:
                 raise SpecValueError(f"unit {i} of the block reads no feature", psp,
                                      "a rule must select at least one j in 0..i-1 for every unit i")
@@ -672,6 +749,34 @@ class Lowerer:
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         return BlockInfo(bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span,
                          tuple(sel))
+
+    def _charge_layers(self, units: int, span: Span) -> None:
+        lim = self.limits.max_layers
+        self.state.layers += units
+        if self.state.layers > lim:
+            raise _over(self.limits, "max_layers",
+                        f"the network would have more than {lim:,} layers (block units; this block: {units:,})", span)
+
+    def _block_reads(self, pattern, units: int, first: int, span: Span) -> list[tuple[int, ...]]:
+        """What every unit of a block reads, computed and charged to the edge budget before any
+        unit is built: a dense block's edges grow as units**2, so the budget must see them first."""
+        budget = self.limits.max_edges - self.state.edges
+        if isinstance(pattern, P.Rule):  # the rule is tested on every (i, j) pair: bound that work too
+            pairs = units * (units + 1) // 2 - units * first
+            if pairs > budget:
+                raise _over(self.limits, "max_edges", f"{pattern} tests {pairs:,} candidate connections in a "
+                            f"block of {units:,} units, more than the {budget:,} edges left", span)
+        elif isinstance(pattern, P.Dense):
+            edges = units * (units + 1) // 2 - units * first  # upper bound of the gathers' inputs
+            if edges > budget:
+                raise _over(self.limits, "max_edges", f"a dense block of {units:,} units has about {edges:,} "
+                            f"connections, more than the {budget:,} edges left", span)
+        reads = [P.connections(pattern, i, first) for i in range(1, units + 1)]
+        edges = sum(len(r) for r in reads if len(r) > 1)
+        if edges > budget:
+            raise _over(self.limits, "max_edges", f"the block of {units:,} units has about {edges:,} connections, "
+                        f"more than the {budget:,} edges left", span)
+        return reads
 
     def _check_path(self, pattern, features: int, span: Span) -> None:
         """A path longer than the block is legal -- SparseNet V1 uses path 14 in blocks of 8 units,
@@ -719,6 +824,7 @@ class Lowerer:
 
     def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
         s = pattern.scale
+        self._charge_layers(s - 1, opts["connect"][1])
         x0 = bscope.input
         shape = self.shape(x0)
         c = shape[0]
@@ -769,3 +875,29 @@ class Lowerer:
                        role="block_output")
         features = tuple([Feature(i - s, xs[i]) for i in range(1, s + 1)] + [Feature(i, ys[i]) for i in range(1, s + 1)])
         return BlockInfo(bscope.path, str(pattern), "split", "all", x0, features, tuple(units), out, stmt.span)
+
+
+def _probe_key(body, shape: tuple, env: Env) -> tuple[tuple, list]:
+    """What a unit body's output width can depend on: the body, its input shape and every
+    variable it can see. Values without a stable equality (ops, rules) are keyed by identity,
+    and returned in ``keep`` so that identity stays theirs while the cache lives."""
+    keep: list = [body]
+    seen: dict[str, object] = {}
+    e: Env | None = env
+    while e is not None:
+        for name, value in e.vars.items():
+            if name not in seen:
+                seen[name] = _freeze(value, keep)
+        e = e.parent
+    return (id(body), shape, tuple(sorted(seen.items()))), keep
+
+
+def _freeze(value, keep: list):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, list):
+        return ("list", tuple(_freeze(v, keep) for v in value))
+    if isinstance(value, (P.Dense, P.Path, P.Window, P.Split, TensorRef)):
+        return value
+    keep.append(value)
+    return ("id", id(value))

@@ -11,14 +11,18 @@ from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from ..errors import NetdslError, Span, SpecSyntaxError
+from ..errors import LimitError, NetdslError, Span, SpecSyntaxError, SpecValueError
 from . import ast
+from .source import MAX_SPEC_BYTES, read_spec_text, strip_bom
 
 MAX_NESTING = 64  # brackets/braces; deeper specs are refused before parsing
 # Operator chains nest without brackets (1+1+1+..., ------1, not not ...); the evaluator and
 # lowering recurse over the AST, so deeper expressions are refused where they are written.
 MAX_EXPR_DEPTH = 100
-MAX_SOURCE_BYTES = 2_000_000
+MAX_SOURCE_BYTES = MAX_SPEC_BYTES  # text given directly (the API's text=) has the files' limit
+# Integer literals longer than this are refused where they are written (Python's int() refuses
+# 4301+ digits with a traceback; any number past 10**18 is refused by the evaluator anyway).
+MAX_INT_DIGITS = 100
 
 
 def grammar_path() -> Path:
@@ -245,7 +249,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Literal(_tok_span(tok, self.file, self.text), value)
 
     def int_lit(self, items):
-        return self._lit(items[0], int(items[0]))
+        tok = items[0]
+        if len(tok) > MAX_INT_DIGITS:
+            raise SpecValueError(f"number too large ({len(tok):,} digits)", _tok_span(tok, self.file, self.text),
+                                 "numbers in a spec are at most 10**18")
+        return self._lit(tok, int(tok))
 
     def float_lit(self, items):
         return self._lit(items[0], float(items[0]))
@@ -464,12 +472,12 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     >>> m.networks[0].name
     'n'
     """
-    if len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
-        raise SpecSyntaxError(
-            f"spec file is larger than {MAX_SOURCE_BYTES // 1_000_000} MB", Span(file, 1, 1, text=text),
+    if len(text) > MAX_SOURCE_BYTES or len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
+        raise LimitError(
+            f"spec text is larger than the limit of {MAX_SOURCE_BYTES:,} bytes", Span(file, 1, 1),
             "a .net file describes a network in tens of lines; check that this is a spec",
         )
-    return _build(text, file, "start")
+    return _build(strip_bom(text), file, "start")
 
 
 def parse_expr(text: str, file: str = "<value>") -> ast.Expr:
@@ -509,15 +517,9 @@ def _build_tree(text: str, file: str, start: str):
 
 
 def parse_file(path: str | Path) -> ast.Module:
+    """Parse a spec file: a regular .net file of at most 1 MiB (see source.py)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        from ..errors import IncludeError
-
-        raise IncludeError(f"cannot read spec file '{path}': {exc.strerror or exc}") from None
-    text = raw.decode("utf-8", errors="replace")
-    return parse(text, str(path))
+    return parse(read_spec_text(path), str(path))
 
 
 __all__ = ["parse", "parse_expr", "parse_file", "grammar_path", "lark"]

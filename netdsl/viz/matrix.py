@@ -25,6 +25,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import SpecValueError
+from ..display import for_matplotlib
 from ..ir.graph import BlockInfo, block_members, blocks, topo_nodes
 from ..ops import get
 
@@ -170,9 +171,9 @@ def _draw(ax, m: BlockMatrix, fig) -> None:
         ax.tick_params(which="minor", length=0)
     ax.set_xlabel("feature x_j read", fontsize=8)
     ax.set_ylabel("unit i", fontsize=8)
-    title = f"{m.block}: {m.pattern}"
+    title = for_matplotlib(f"{m.block}: {m.pattern}")  # a rule's text may hold '$': never mathtext
     if m.note:
-        title += "\n(" + m.note + ")"
+        title += "\n(" + for_matplotlib(m.note) + ")"
     ax.set_title(title, fontsize=8)
 
 

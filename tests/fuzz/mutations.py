@@ -150,7 +150,10 @@ def spec_files() -> list[Path]:
 
 
 # Limits kept low so a mutant asking for a big network is refused quickly; the flags raise them.
-FUZZ_LIMITS = Limits(max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000)
+# The layer and edge limits keep a mutant such as blocks=[8, 12, 1616] (11,000 ops, 2 s to emit as
+# torch source) within the per-case time budget even on a loaded machine.
+FUZZ_LIMITS = Limits(max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000, max_layers=1_000,
+                     max_edges=50_000)
 
 
 class _Timeout(Exception):
@@ -177,6 +180,8 @@ class Report:
                  f"foreign exceptions: {len(self.foreign)}", f"slow cases: {len(self.slow)}"]
         for case, kind, exc in (self.foreign + self.internal)[:20]:
             lines.append(f"  {case} [{kind}]: {exc}")
+        for case, kind in self.slow[:20]:
+            lines.append(f"  {case} [{kind}]: over the time limit")
         return "\n".join(lines)
 
 

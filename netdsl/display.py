@@ -1,0 +1,39 @@
+"""User text made safe to show: in a terminal, through rich, and in matplotlib drawings.
+
+Spec text, file names and parameter values come from strangers. Shown raw, a control character
+(an ANSI or OSC-8 escape sequence) reaches the terminal, ``[bold]`` or ``[link=...]`` becomes
+rich markup, and ``$...$`` becomes matplotlib mathtext. Everything netdsl shows of such text goes
+through one of these functions.
+
+>>> shown("a\\x1b]8;;http://x\\x1b\\\\b")
+'a\\\\x1b]8;;http://x\\\\x1b\\\\b'
+>>> for_rich("[bold]x[/bold]").plain
+'[bold]x[/bold]'
+>>> for_matplotlib("cost $5")
+'cost \\\\$5'
+"""
+
+from __future__ import annotations
+
+
+def shown(text: object) -> str:
+    """``text`` with every non-printable character (controls, escapes, zero-width and bidi marks)
+    written as a Python escape (``\\x1b``, ``\\u200b``); printable text, non-ASCII included, is kept."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+
+
+def for_rich(text: object):
+    """``text`` for rich, as a ``rich.text.Text``: control characters escaped (:func:`shown`) and
+    never parsed as markup (a Text is not; an escaped string would still lose a backslash before
+    ``[``). Use it for table cells, titles and printed lines."""
+    from rich.text import Text
+
+    return Text(shown(text))
+
+
+def for_matplotlib(text: object) -> str:
+    """``text`` for a matplotlib label: control characters escaped and ``$`` kept literal (no mathtext)."""
+    return shown(text).replace("$", r"\$")
