@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from ..errors import SpecValueError
 from ..display import for_matplotlib
+from ..errors import SpecValueError
 from ..ir.graph import BlockInfo, block_members, blocks, topo_nodes
 from ..ops import get
 
