@@ -98,7 +98,7 @@ def test_weights_flow_from_a_checkpoint(tmp_path, netdsl_cli):
 def test_mismatched_or_bad_weights_are_one_error(tmp_path, netdsl_cli):
     torch.save(netdsl.build_model("densenet_bc100_k12", opt=0, depth=10, k=6).state_dict(), tmp_path / "k6.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    for f, msg in (("k6.pt", "weights do not fit"), ("junk.pt", "cannot read weights"), ("none.pt", "not found")):
+    for f, msg in (("k6.pt", "weights do not fit"), ("junk.pt", "cannot read weights"), ("none.pt", "no such file")):
         r = netdsl_cli("compile", *SMALL, "--target", "onnx", "-o", tmp_path / "m.onnx", "--weights", tmp_path / f)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "m.onnx").exists()
@@ -121,7 +121,7 @@ def test_run_command_summarizes_output(tmp_path, netdsl_cli):
     np.save(tmp_path / "bad.npy", x[:, :, :16])
     for args, msg in (
         ([tmp_path / "m.onnx", "--input", tmp_path / "bad.npy"], "does not fit"),
-        ([tmp_path / "none.onnx"], "not found"),
+        ([tmp_path / "none.onnx"], "no such file"),
         ([tmp_path / "x.npy"], "cannot load the model"),
     ):
         r = netdsl_cli("run", *args)
@@ -142,7 +142,7 @@ def test_compile_and_run_as_processes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "input: shape (2, 3, 32, 32) (random, seed 0)" in r.stdout and "output: shape (2, 10), float32" in r.stdout
     r = netdsl_process("run", tmp_path / "none.onnx")
-    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_threads_do_not_spin():

@@ -280,8 +280,8 @@ _NO_CUDA = [] if torch.cuda.is_available() else [
     (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
     (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
     (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
-    (["train", "t.net", "--max-params", "0"], "--max-params must be a positive integer, got 0"),
-    (["train", "t.net", "--max-nodes", "-5"], "--max-nodes must be a positive integer, got -5"),
+    (["train", "t.net", "--max-params", "0"], "argument --max-params: must be at least 1, got 0"),
+    (["train", "t.net", "--max-nodes", "-5"], "argument --max-nodes: must be at least 1, got -5"),
     (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
     (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
     (["train", "t.net", "--resume", "--force", "--out", "{tmp}"], "--resume continues the run in --out and "
@@ -303,7 +303,7 @@ def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, m
     listing = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {message}\n"
+    assert err.count("\n") == 1 and "error: " in err and message in err and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written
 
 
