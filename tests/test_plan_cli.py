@@ -39,8 +39,8 @@ def test_bench_rejects_a_missing_device(write_spec, capsys):
 
 def test_opt_levels_choose_the_executor(write_spec):
     spec = write_spec(TINY)
-    assert "new_empty" not in inspect.getsource(type(build_model(spec, opt=0)))  # one torch.cat per unit
-    assert "new_empty" in inspect.getsource(type(build_model(spec)))  # the planned buffers
+    assert "_buffer(" not in inspect.getsource(type(build_model(spec, opt=0)))  # one torch.cat per unit
+    assert "_buffer(" in inspect.getsource(type(build_model(spec)))  # the planned buffers
     assert "buffers" not in compile_spec(spec, opt=0).graph
     assert compile_spec(spec).graph["buffers"]["block1.buffer"]["shape"] == (8 + 3 * 4, 8, 8)
     with pytest.raises(NetdslError, match="unknown optimization level 7"):
