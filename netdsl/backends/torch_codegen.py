@@ -38,6 +38,7 @@ from ..errors import IRError
 from ..ir.graph import BlockInfo, blocks, topo_nodes
 from ..ops import get
 from ..ops import norm
+from ..ops.norm import bn_fold_source
 from . import torch_layers
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -171,6 +172,7 @@ class Generator:
         self.uses_checkpoint = False
         self.uses_bn_eval = False
         self.uses_buffer = False
+        self.uses_conv_bn_eval = False
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
         self.segments = self._segments() if self.planned else {}
         self._members: dict[str, set[str]] = {}
@@ -347,7 +349,12 @@ class Generator:
         if seg and self.planned and self._segment_fits(seg, body):
             head_len = len(seg)
             hf = _Func()
-            fast = self._inference_head(scope, seg, cin_of)
+            after = body[len(seg)] if len(body) > len(seg) else None
+            fold = after if (after is not None and self.nodes[seg[-1]]["kind"] == "conv"
+                             and bn_fold_source(self.g, after) == seg[-1]) else None
+            fast = self._inference_head(scope, seg, cin_of, fold)
+            if not fast:
+                fold = None
             hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
             methods.append(_method("head", "*xs", [_JOIN] + fast + hf.lines, hvar,
                                    f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
@@ -358,6 +365,10 @@ class Generator:
             rest = body
         f = _Func()
         out = self.region(scope, f, rest, env, cin_of, u.output) if rest else "x"
+        if head_len and fold is not None:  # in inference this BN is folded into the head's conv
+            first = f.lines[0]
+            f.lines[0:1] = ["if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
+                            "    " + first]
         fwd = _method("forward", "x", f.lines, out)
         init = [f"        {line}" for line in scope.init]
         text = ("(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
@@ -366,10 +377,11 @@ class Generator:
         bns = tuple(f"unit.{scope.rel(n)}" for n in (seg or ())[:head_len] if self.nodes[n]["kind"] == "bn")
         return text, bns if head_len else None, cin
 
-    def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict) -> list[str]:
+    def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict, fold: str | None) -> list[str]:
         """Inference lines for a head that starts with BN and an activation with an in-place
         form: BN as one multiply-add pass over the buffer view into a fresh tensor (BatchNorm on a
-        strided view copies it first), the activation in place on it."""
+        strided view copies it first), the activation in place on it; ``fold``, the BN after the
+        head's last conv, is folded into that conv's weights."""
         if len(seg) < 2 or self.nodes[seg[0]]["kind"] != "bn" or self.nodes[seg[1]]["kind"] != "act":
             return []
         if _inplace_act(self.nodes[seg[1]]["attrs"], "x") is None:
@@ -383,7 +395,13 @@ class Generator:
         lines = [f"x = {_inplace_act(self.nodes[seg[1]]['attrs'], f'_batch_norm_eval(x, {bn})')}"]
         rest = list(seg[2:])
         f = _Func()
-        out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
+        if fold is not None and rest == [seg[-1]]:
+            self.uses_conv_bn_eval = True
+            conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
+            f.lines.append(f"x = _conv_bn_eval(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})")
+            out = "x"
+        else:
+            out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
         body = ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass, activation in place"]
         body += ["    " + line for line in lines + f.lines] + [f"    return {out}"]
         return body
@@ -731,6 +749,14 @@ def _batch_norm_eval(x, bn):
     return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
 '''
 
+_CONV_BN_EVAL_SRC = '''
+def _conv_bn_eval(x, conv, bn):
+    """bn(conv(x)) in eval mode as one convolution: the BatchNorm folded into the conv's weights."""
+    scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    weight, bias = fold_into_conv(conv.weight, conv.bias, scale, shift)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+'''
+
 _BUFFER_SRC = '''
 def _buffer(like, channels):
     """A block's feature buffer with the batch, spatial size, dtype, device and memory format
@@ -791,6 +817,11 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         lines.append(inspect.getsource(norm.bn_scale_shift).rstrip())
         lines += ["", ""]
         lines.append(_BN_EVAL_SRC.strip())
+    if gen.uses_conv_bn_eval:
+        lines += ["", ""]
+        lines.append(inspect.getsource(norm.fold_into_conv).rstrip())
+        lines += ["", ""]
+        lines.append(_CONV_BN_EVAL_SRC.strip())
         lines += ["", ""]
     for c in gen.classes:
         lines.append(c.rstrip())
