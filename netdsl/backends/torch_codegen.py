@@ -244,6 +244,8 @@ class Generator:
             xs = [env[i] for i in d["inputs"]]
             mod = self.module_expr(scope, n, xs, cin_of)
             expr = _op_call(d["kind"], d["attrs"], mod, xs)
+            if self._may_overwrite_input(n, uses, node_set, output):
+                expr = _inplace_act(d["attrs"], xs[0]) or expr
             src = d["inputs"][0] if d["inputs"] else None
             rel = scope.rel(n)
             stage = rel.split(".", 1)[0] if not scope.prefix else ""
@@ -299,6 +301,19 @@ class Generator:
         fn.lines.append("else:")
         fn.lines.append(f"    {var} = self.{name}({env[src]})")
         return var
+
+    def _may_overwrite_input(self, n: str, uses: dict, node_set: set[str], output: str) -> bool:
+        """An activation may run in place on its input when that input is a fresh tensor that only
+        it reads and whose own backward needs its input, not its output (BN -> ReLU, conv -> ReLU),
+        as hand-written networks do with ``inplace=True``."""
+        d = self.nodes[n]
+        if d["kind"] != "act" or len(d["inputs"]) != 1:
+            return False
+        src = d["inputs"][0]
+        sd = self.nodes[src]
+        op = get(sd["kind"])
+        return (src in node_set and uses.get(src) == 1 and op.fresh_output and op.saves.startswith("input")
+                and not sd.get("stores") and src != self.g.graph["output"] and src != output)
 
     def _block_at(self, n: str, node_set: set[str], env: dict) -> BlockInfo | None:
         """The outermost block containing ``n`` that can be emitted whole here."""
