@@ -100,20 +100,35 @@ def test_prepare_data_fits_splits_limits_and_keeps_given_statistics():
     from netdsl.train.data import channel_stats
 
     assert (d.mean, d.std) == channel_stats(train.images[:100])
-    assert d.info == {"source": "digits", "mean": d.mean, "std": d.std, "classes": 10, "input": [1, 8, 8],
-                      "fit": "resize", "limit_train": 100, "sizes": [100, 144, 359]}
+    assert d.info == {
+        "source": "digits",
+        "mean": d.mean,
+        "std": d.std,
+        "classes": 10,
+        "input": [1, 8, 8],
+        "fit": "resize",
+        "limit_train": 100,
+        "sizes": [100, 144, 359],
+    }
     wide = prepare_data(src, (3, 16, 16), fit="resize", val_split=0, seed=0, stats=([0.5] * 3, [0.25] * 3))
     assert wide.val is None and (wide.mean, wide.std) == ([0.5] * 3, [0.25] * 3)
     assert tuple(wide.train.images.shape[1:]) == (3, 16, 16)
-    assert wide.note == ("note: digits images are 1x8x8; resized to the spec's input 3x16x16 "
-                         "(bilinear, grey repeated to 3 channels)")
+    assert wide.note == (
+        "note: digits images are 1x8x8; resized to the spec's input 3x16x16 (bilinear, grey repeated to 3 channels)"
+    )
     with pytest.raises(DataError, match="error: digits: the data's images are 1x8x8"):
         prepare_data(src, (3, 16, 16), fit="refuse", val_split=0, seed=0)
 
 
-@pytest.mark.parametrize("source, named", [
-    ("cifar10:{d}", "data_batch_1"), ("cifar100:{d}", "train"), ("svhn:{d}", "train_32x32.mat"),
-    ("cifar10:{d}/absent", "absent")])
+@pytest.mark.parametrize(
+    "source, named",
+    [
+        ("cifar10:{d}", "data_batch_1"),
+        ("cifar100:{d}", "train"),
+        ("svhn:{d}", "train_32x32.mat"),
+        ("cifar10:{d}/absent", "absent"),
+    ],
+)
 def test_a_missing_file_is_named(tmp_path, source, named):
     with pytest.raises(DataError) as e:
         load_data(source.format(d=tmp_path))
@@ -145,8 +160,18 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_cli_names_the_missing_file_and_exits_2(tmp_path, capsys):
-    code = main(["train", "densenet_bc100_k12", "--set", "depth=10", "--data", f"svhn:{tmp_path}",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "densenet_bc100_k12",
+            "--set",
+            "depth=10",
+            "--data",
+            f"svhn:{tmp_path}",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "train_32x32.mat: missing file" in err and "Traceback" not in err
 

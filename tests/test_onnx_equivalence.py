@@ -124,14 +124,22 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
 
 # Presets compared in the fast suite (one per family; the bundled specs cover every pattern);
 # the slow suite compares every preset.
-FAST_PRESETS = {"densenet_bc100_k12", "densenet121", "sparsenet_bc_v1", "dense2net121", "seqresnet_b22",
-                "res2net50_26w_4s"}
+FAST_PRESETS = {
+    "densenet_bc100_k12",
+    "densenet121",
+    "sparsenet_bc_v1",
+    "dense2net121",
+    "seqresnet_b22",
+    "res2net50_26w_4s",
+}
 
 
 def _targets():
     out = [pytest.param(str(p), id=p.stem) for p in SPECS]
-    out += [pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
-            for name in sorted(presets())]
+    out += [
+        pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
+        for name in sorted(presets())
+    ]
     return out
 
 

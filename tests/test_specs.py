@@ -83,8 +83,12 @@ def test_emitted_source_is_the_running_module(spec, tmp_path):
 def test_emitted_file_needs_only_torch(tmp_path):
     """The emitted file imports in an isolated interpreter (no netdsl on the path)."""
     out = _emit("specs/dense2net.net", tmp_path, {"blocks": "[2,2,2]"})
-    check = subprocess.run([sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})['build']()"],
-                           capture_output=True, text=True, cwd=tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})['build']()"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert check.returncode == 0, check.stderr
 
 

@@ -138,16 +138,28 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "ispow2": _ispow2,
 }
 PATTERN_FUNCS = ("path", "window", "split", "rule")
-CONSTANTS = {"dense": P.Dense(), "all": "all", "new": "new", "last": "last", "next": "next", "concat": "concat",
-             "add": "add", "mul": "mul"}
+CONSTANTS = {
+    "dense": P.Dense(),
+    "all": "all",
+    "new": "new",
+    "last": "last",
+    "next": "next",
+    "concat": "concat",
+    "add": "add",
+    "mul": "mul",
+}
 
 
 class Evaluator:
     """Evaluates expressions; ``resolve(name)`` supplies names outside the environment
     (labelled tensors, ``channels``) and ``is_callable(name)`` tells which calls are ops."""
 
-    def __init__(self, resolve: Callable[[str], tuple[bool, object]] | None = None,
-                 is_op: Callable[[str], bool] | None = None, extra_names: Callable[[], set[str]] | None = None):
+    def __init__(
+        self,
+        resolve: Callable[[str], tuple[bool, object]] | None = None,
+        is_op: Callable[[str], bool] | None = None,
+        extra_names: Callable[[], set[str]] | None = None,
+    ):
         self.resolve = resolve or (lambda name: (False, None))
         self.is_op = is_op or (lambda name: False)
         self.extra_names = extra_names or (lambda: set())
@@ -181,7 +193,8 @@ class Evaluator:
                 raise SpecTypeError(f"only lists can be indexed, got {type_name(target)}", e.target.span)
             if not -len(target) <= idx < len(target):
                 raise SpecValueError(
-                    f"index {idx} is out of range for a list of {len(target)}", e.index.span,
+                    f"index {idx} is out of range for a list of {len(target)}",
+                    e.index.span,
                     f"valid indices are 0..{len(target) - 1}" if target else "the list is empty",
                 )
             return target[idx]
@@ -210,9 +223,13 @@ class Evaluator:
 
     def _binop(self, e: ast.BinOp, env: Env):
         if e.op == "and":
-            return self._truth(self._eval(e.left, env), e.left.span) and self._truth(self._eval(e.right, env), e.right.span)
+            return self._truth(self._eval(e.left, env), e.left.span) and self._truth(
+                self._eval(e.right, env), e.right.span
+            )
         if e.op == "or":
-            return self._truth(self._eval(e.left, env), e.left.span) or self._truth(self._eval(e.right, env), e.right.span)
+            return self._truth(self._eval(e.left, env), e.left.span) or self._truth(
+                self._eval(e.right, env), e.right.span
+            )
         a, b = self._eval(e.left, env), self._eval(e.right, env)
         if e.op in ("==", "!="):
             eq = a == b and type_name(a) == type_name(b) or (_num(a) and _num(b) and a == b)
@@ -232,8 +249,14 @@ class Evaluator:
                 raise SpecValueError(f"number too large (more than {MAX_MAGNITUDE:.0e})", e.span)
             r = a**b
         else:
-            r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                 "//": lambda: a // b, "%": lambda: a % b}[e.op]()
+            r = {
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a / b,
+                "//": lambda: a // b,
+                "%": lambda: a % b,
+            }[e.op]()
         return _bounded(r, e.span)
 
     def _call(self, e: ast.Call, env: Env):
@@ -308,14 +331,18 @@ class Evaluator:
                 raise SpecTypeError("window() needs the window size g", e.span)
             g = _need_int(*a["g"])
             if g < 1:
-                raise SpecValueError(f"window size must be >= 1, got {g}", a["g"][1], "window(1) reads only the previous feature")
+                raise SpecValueError(
+                    f"window size must be >= 1, got {g}", a["g"][1], "window(1) reads only the previous feature"
+                )
             return P.Window(g)
         a = self._kw(e, env, ("scale",))
         if "scale" not in a:
             raise SpecTypeError("split() needs the scale s", e.span)
         s = _need_int(*a["scale"])
         if s < 2:
-            raise SpecValueError(f"split scale must be >= 2, got {s}", a["scale"][1], "scale 1 is a plain unit; use it without a block")
+            raise SpecValueError(
+                f"split scale must be >= 2, got {s}", a["scale"][1], "scale 1 is a plain unit; use it without a block"
+            )
         return P.Split(s)
 
     def _rule(self, e: ast.Call, env: Env):
@@ -349,7 +376,10 @@ def _source_text(expr: ast.Node) -> str:
         return "..."
     lines = span.text.splitlines()
     if span.line == span.end_line:
-        return lines[span.line - 1][span.column - 1: span.end_column - 1]
-    first = lines[span.line - 1][span.column - 1:]
-    return " ".join([first] + [l.strip() for l in lines[span.line: span.end_line - 1]] +
-                    [lines[span.end_line - 1][: span.end_column - 1].strip()])
+        return lines[span.line - 1][span.column - 1 : span.end_column - 1]
+    first = lines[span.line - 1][span.column - 1 :]
+    return " ".join(
+        [first]
+        + [l.strip() for l in lines[span.line : span.end_line - 1]]
+        + [lines[span.end_line - 1][: span.end_column - 1].strip()]
+    )

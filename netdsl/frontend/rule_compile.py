@@ -46,26 +46,42 @@ def _arith(op: str, a: Fn, b: Fn) -> Fn | None:
     if op == "*":
         return lambda i, j: _bounded(a(i, j) * b(i, j))
     if op in ("/", "//", "%"):
+
         def divide(i, j, _op=op):
             x, y = a(i, j), b(i, j)
             if y == 0:
                 raise Fallback
             return _bounded(x / y if _op == "/" else x // y if _op == "//" else x % y)
+
         return divide
     if op == "**":
+
         def power(i, j):
             x, y = a(i, j), b(i, j)
             if abs(y) > 64 or (abs(x) > 1 and abs(y) * math.log2(abs(x)) > 62):
                 raise Fallback
             return _bounded(x**y)
+
         return power
     return None
 
 
-_COMPARE = {"<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y,
-            "==": lambda x, y: x == y, "!=": lambda x, y: x != y}
-_UNARY_FUNCS = {"abs": abs, "floor": math.floor, "ceil": math.ceil, "int": int, "float": float,
-                "round": round}  # round() of a number is already an int
+_COMPARE = {
+    "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y,
+    ">": lambda x, y: x > y,
+    ">=": lambda x, y: x >= y,
+    "==": lambda x, y: x == y,
+    "!=": lambda x, y: x != y,
+}
+_UNARY_FUNCS = {
+    "abs": abs,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "int": int,
+    "float": float,
+    "round": round,
+}  # round() of a number is already an int
 
 
 def compile_rule(expr: ast.Expr, lookup: Callable[[str], tuple[bool, object]]) -> Fn | None:
@@ -103,6 +119,7 @@ def _compile(e, lookup) -> tuple[Fn, str] | None:
             if not ok or isinstance(value, bool) != want_bool or not (want_bool or _num(value)):
                 raise Fallback
             return value
+
         return var, ("bool" if want_bool else "num")
     if isinstance(e, ast.UnaryOp):
         inner = _compile(e.operand, lookup)

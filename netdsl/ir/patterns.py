@@ -77,10 +77,10 @@ def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:
     if isinstance(pattern, Path):
         if len(available) <= pattern.far + pattern.near:
             return tuple(available)
-        near = tuple(available[len(available) - pattern.near:]) if pattern.near else ()
+        near = tuple(available[len(available) - pattern.near :]) if pattern.near else ()
         return tuple(available[: pattern.far]) + near
     if isinstance(pattern, Window):
-        return tuple(available[max(0, len(available) - pattern.g):])
+        return tuple(available[max(0, len(available) - pattern.g) :])
     if isinstance(pattern, Rule):
         return tuple(j for j in available if pattern.predicate(i, j))
     raise TypeError(f"{pattern!r} has no per-unit connection set")

@@ -35,6 +35,7 @@ from . import PassResult
 
 DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
 
+
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     runs: list[list[int]] = []
     for a, b in ranges:
@@ -216,8 +217,12 @@ def run(graph: nx.DiGraph) -> PassResult:
     for node in reads:
         for i in graph.nodes[node]["inputs"]:
             d = graph.nodes[i]
-            if d["kind"] == "slice" and not d.get("stores") and i != graph.graph["output"] \
-                    and all(s in read_set for s in graph.successors(i)):
+            if (
+                d["kind"] == "slice"
+                and not d.get("stores")
+                and i != graph.graph["output"]
+                and all(s in read_set for s in graph.successors(i))
+            ):
                 d["elided"] = True
     graph.graph["buffers"] = buffers
     _write_segments(graph)

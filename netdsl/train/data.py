@@ -100,6 +100,7 @@ def load_data(source: str, size: tuple[int, int] | None = None) -> Splits:
 
 # --- the sources -----------------------------------------------------------------------------
 
+
 def _digits() -> Splits:
     from sklearn.datasets import load_digits
 
@@ -117,9 +118,15 @@ def _digits() -> Splits:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numpy arrays: a CIFAR batch cannot run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -147,8 +154,10 @@ def _cifar_batch(path: Path, label_key: str) -> ImageSet:
     data = np.asarray(d["data"])
     labels = np.asarray(d[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise DataError(f"{path}: malformed CIFAR batch: data {data.dtype}{list(data.shape)}, "
-                        f"{len(labels)} labels (need uint8 [N, 3072] and N labels)")
+        raise DataError(
+            f"{path}: malformed CIFAR batch: data {data.dtype}{list(data.shape)}, "
+            f"{len(labels)} labels (need uint8 [N, 3072] and N labels)"
+        )
     return ImageSet(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels))
 
 
@@ -236,8 +245,9 @@ def _imagefolder(root: Path, name: str) -> Source:
 
         def load(size):
             train = ImageSet(_read_images(files, _need(size)), torch.tensor(labels))
-            return Splits("imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)),
-                          len(classes))
+            return Splits(
+                "imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)), len(classes)
+            )
 
         return Source(name, len(classes), load)
     files, labels, classes = _image_files(root)
@@ -259,6 +269,7 @@ def _need(size: tuple[int, int] | None) -> tuple[int, int]:
 
 # --- fitting data to a network -----------------------------------------------------------------
 
+
 def fit_images(images: torch.Tensor, shape: tuple[int, int, int], policy: str = "resize") -> torch.Tensor:
     """Make uint8 images ``(N, c, h, w)`` match a network input ``(C, H, W)``.
 
@@ -276,14 +287,16 @@ def fit_images(images: torch.Tensor, shape: tuple[int, int, int], policy: str = 
     if policy == "refuse":
         raise DataError(msg, None, "use --fit resize to resize (and repeat grey to 3 channels) deliberately")
     if have[0] != c and have[0] != 1:
-        raise DataError(msg + "; only a 1-channel image can be widened", None,
-                        "set the spec's input channels to match the data")
+        raise DataError(
+            msg + "; only a 1-channel image can be widened", None, "set the spec's input channels to match the data"
+        )
     out = []
     for chunk in images.split(4096):  # bounded float memory for CIFAR-sized sets
         x = chunk.float()
         if have[1:] != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                              antialias=h < have[1] or w < have[2])
+            x = F.interpolate(
+                x, size=(h, w), mode="bilinear", align_corners=False, antialias=h < have[1] or w < have[2]
+            )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8).expand(-1, c, -1, -1))
     return torch.cat(out).contiguous()
 
@@ -308,6 +321,7 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 # --- the data of one run -------------------------------------------------------------------------
 
+
 @dataclass
 class RunData:
     """A run's splits fitted to the network, with the normalization statistics of its training split."""
@@ -327,24 +341,42 @@ class RunData:
         return self.info["std"]
 
 
-def prepare_data(source: Source, shape: tuple[int, int, int], *, fit: str, val_split: float, seed: int,
-                 limit: int | None = None, stats: tuple[list[float], list[float]] | None = None) -> RunData:
+def prepare_data(
+    source: Source,
+    shape: tuple[int, int, int],
+    *,
+    fit: str,
+    val_split: float,
+    seed: int,
+    limit: int | None = None,
+    stats: tuple[list[float], list[float]] | None = None,
+) -> RunData:
     """Load ``source`` at the network's input ``shape``, fit it, hold out validation, take the first
     ``limit`` training images; ``stats`` (mean, std) are a resumed run's, else the training split's."""
     splits = source.load(tuple(shape[1:]))
     note = None
     if shape != splits.train.shape and fit == "resize":
-        note = (f"note: {source.name} images are {'x'.join(map(str, splits.train.shape))}; resized to the spec's "
-                f"input {'x'.join(map(str, shape))} (bilinear"
-                + (", grey repeated to 3 channels)" if splits.train.shape[0] == 1 < shape[0] else ")"))
+        note = (
+            f"note: {source.name} images are {'x'.join(map(str, splits.train.shape))}; resized to the spec's "
+            f"input {'x'.join(map(str, shape))} (bilinear"
+            + (", grey repeated to 3 channels)" if splits.train.shape[0] == 1 < shape[0] else ")")
+        )
     train = ImageSet(_fit(splits.train.images, shape, fit, source.name), splits.train.labels)
     test = ImageSet(_fit(splits.test.images, shape, fit, source.name), splits.test.labels)
     train, val = split_validation(train, val_split, seed)
     if limit:
         train = train.subset(slice(0, limit))
     mean, std = stats if stats is not None else channel_stats(train.images)
-    info = {"source": source.name, "mean": mean, "std": std, "classes": splits.classes, "input": list(shape),
-            "fit": fit, "limit_train": limit, "sizes": [len(train), len(val or []), len(test)]}
+    info = {
+        "source": source.name,
+        "mean": mean,
+        "std": std,
+        "classes": splits.classes,
+        "input": list(shape),
+        "fit": fit,
+        "limit_train": limit,
+        "sizes": [len(train), len(val or []), len(test)],
+    }
     return RunData(train, val, test, info, note)
 
 
