@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netdsl.api import compile_spec  # noqa: E402
-from netdsl.errors import LimitError  # noqa: E402
-from netdsl.frontend.parser import parse  # noqa: E402
+from netdsl.api import compile_spec
+from netdsl.errors import LimitError
+from netdsl.frontend.parser import parse
 
 CORPUS = ROOT / "tests" / "invalid"
 REFUSALS = ["limit_params_1e12", "limit_million_units", "limit_huge_input", "limit_long_loop"]

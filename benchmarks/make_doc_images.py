@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netdsl.cli import main  # noqa: E402
+from netdsl.cli import main
 
 IMAGES = ROOT / "docs" / "images"
 PATTERNS = ("dense", "path", "window", "split", "rule")

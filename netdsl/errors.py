@@ -12,8 +12,8 @@ Every mistake in a spec is raised as a :class:`NetdslError` carrying a :class:`S
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .display import shown
 
@@ -55,7 +55,7 @@ class NetdslError(Exception):
         self.span = span
         self.hint = hint
 
-    def with_span(self, span: Span | None) -> "NetdslError":
+    def with_span(self, span: Span | None) -> NetdslError:
         if self.span is None and span is not None:
             self.span = span
         return self

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from netdsl.cli import main
-from netdsl.train.augment import Augment, epoch_batches, generator, shard
 from netdsl.train import data as data_module
+from netdsl.train.augment import Augment, epoch_batches, generator, shard
 from netdsl.train.data import DataError, fit_images, load_data, open_source, prepare_data, split_validation
 
 

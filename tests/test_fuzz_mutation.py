@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz.mutations import FUZZ_LIMITS, KINDS, fuzz, mutate, replay, spec_files, tokens
 from netdsl.api import compile_spec
 from netdsl.errors import LimitError, NetdslError, SpecSyntaxError
 from netdsl.frontend import parse_value
+
+from fuzz.mutations import FUZZ_LIMITS, KINDS, fuzz, mutate, replay, spec_files, tokens
 
 DENSENET = next(p for p in spec_files() if p.name == "densenet_bc.net")
 

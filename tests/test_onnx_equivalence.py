@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends.onnx_export import export
 from netdsl.backends import torch_codegen
+from netdsl.backends.onnx_export import export
 from netdsl.onnx_runtime import run, session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph

@@ -433,10 +433,8 @@ def test_an_epoch_stopped_and_continued_equals_the_whole_epoch(write_spec):
 
 
 def test_epoch_bookkeeping_best_plateau_and_early_stop():
-    from netdsl.train.loop import end_epoch, fresh_state, stops_early
+    from netdsl.train.loop import end_epoch, fresh_state, improves, stops_early
     from netdsl.train.model import make_scheduler
-
-    from netdsl.train.loop import improves
 
     recipe = load_recipe("dense2net")  # plateau schedule, early stopping after 20, best by val_loss
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import networkx as nx
 import onnx
@@ -16,11 +16,10 @@ from torch import nn
 
 from ..errors import NetdslError
 from ..ir import lint
-from ..passes import Pass, count, run_pipeline
-from ..passes import bn_to_affine, drop_inference_noops, fold_bn, share_concat_prefix
+from ..passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
 from ..passes.rewire import copy_graph
-from .onnx_emit import concat_stats, emit_onnx
 from . import torch_codegen
+from .onnx_emit import concat_stats, emit_onnx
 from .torch_weights import read_state_dict
 
 

@@ -53,7 +53,8 @@ def summary_lines(y: np.ndarray) -> list[str]:
 
 def run(args) -> int:
     from ..io import write_atomic
-    from ..onnx_runtime import input_shape, run as run_model, session
+    from ..onnx_runtime import input_shape, session
+    from ..onnx_runtime import run as run_model
 
     existing_file(args.model, "model")
     if args.input:

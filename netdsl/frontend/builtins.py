@@ -27,5 +27,5 @@ register_full_backward_hook register_full_backward_pre_hook register_load_state_
 register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
 register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply
 state_dict to to_empty train training type xpu zero_grad self torch nn F
-""".split()
-)  # noqa: SIM905 -- a word list reads better than a list literal
+""".split()  # noqa: SIM905 -- a word list reads better than a list literal
+)

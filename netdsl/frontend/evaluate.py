@@ -4,8 +4,8 @@ AST, never Python's eval. Numbers are bounded so a hostile spec cannot hang it."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import NetdslError, SpecNameError, SpecTypeError, SpecValueError, did_you_mean
 from ..ir import patterns as P
@@ -28,15 +28,15 @@ class OpValue:
     """An op or template call used as a value (``bypass=avgpool(3, 2, pad=1)``), applied later."""
 
     call: ast.Call
-    env: "Env"
+    env: Env
 
 
 class Env:
     """Lexical variables: a chain of dicts."""
 
-    __slots__ = ("vars", "parent")
+    __slots__ = ("parent", "vars")
 
-    def __init__(self, vars: dict | None = None, parent: "Env | None" = None):
+    def __init__(self, vars: dict | None = None, parent: Env | None = None):
         self.vars = dict(vars or {})
         self.parent = parent
 
@@ -55,7 +55,7 @@ class Env:
             env = env.parent
         return out
 
-    def child(self, vars: dict | None = None) -> "Env":
+    def child(self, vars: dict | None = None) -> Env:
         return Env(vars, self)
 
 
@@ -232,7 +232,7 @@ class Evaluator:
             )
         a, b = self._eval(e.left, env), self._eval(e.right, env)
         if e.op in ("==", "!="):
-            eq = a == b and type_name(a) == type_name(b) or (_num(a) and _num(b) and a == b)
+            eq = (a == b and type_name(a) == type_name(b)) or (_num(a) and _num(b) and a == b)
             return eq if e.op == "==" else not eq
         if e.op == "+" and isinstance(a, list) and isinstance(b, list):
             if len(a) + len(b) > 100_000:

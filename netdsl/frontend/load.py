@@ -10,14 +10,13 @@ from pathlib import Path
 import networkx as nx
 
 from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
-from ..ir import patterns as P
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
 from .lower import Limits, Lowerer, NetworkScope, check_network_name
 from .parser import parse, parse_expr
 from .source import library_dirs, read_spec_text, resolve_include
 
-__all__ = ["library_dirs", "lower_spec", "parse_value", "bind_params", "collect_templates"]
+__all__ = ["bind_params", "collect_templates", "library_dirs", "lower_spec", "parse_value"]
 
 MAX_INCLUDE_DEPTH = 32
 # Lowering recurses a few frames per statement level (Limits.max_statement_depth levels at most,

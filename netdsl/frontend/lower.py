@@ -116,7 +116,7 @@ def check_network_name(name: str, span: Span) -> None:
 class Scope:
     """A naming scope: one network body, template instance, unit or branch."""
 
-    __slots__ = ("path", "counters", "used", "labels", "input", "current")
+    __slots__ = ("counters", "current", "input", "labels", "path", "used")
 
     def __init__(self, path: str, input: str | None):
         self.path = path

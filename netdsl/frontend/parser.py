@@ -8,8 +8,8 @@ from pathlib import Path
 
 import lark
 from lark import Lark, Token, v_args
-from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from ..errors import LimitError, NetdslError, Span, SpecSyntaxError, SpecValueError
 from . import ast
@@ -551,4 +551,4 @@ def parse_file(path: str | Path) -> ast.Module:
     return parse(read_spec_text(path), str(path))
 
 
-__all__ = ["parse", "parse_expr", "parse_file", "grammar_path", "lark"]
+__all__ = ["grammar_path", "lark", "parse", "parse_expr", "parse_file"]

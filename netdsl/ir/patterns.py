@@ -12,8 +12,9 @@ the block input is split into groups of the unit width, indexed ``1-G .. 0`` (so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
