@@ -101,7 +101,7 @@ def fit_exponent(depths, values) -> float:
     xs = [math.log(d) for d in depths]
     ys = [math.log(v) for v in values]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def main() -> None:
@@ -123,14 +123,16 @@ def main() -> None:
 
     import torch
 
+    allocator = "jemalloc (LD_PRELOAD)" if Path(JEMALLOC).exists() else "glibc"
     print(
-        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, allocator: {'jemalloc (LD_PRELOAD)' if Path(JEMALLOC).exists() else 'glibc'}"
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator: {allocator}"
     )
     print(f"# load average at start: {os.getloadavg()}")
     if not args.no_table:
         print(
-            "\n| spec | variant | fwd b=N ms | fwd b=1 ms | train step ms | train saved MiB | fwd vs ref/opt0 | mem vs ref/opt0 |"
+            "\n| spec | variant | fwd b=N ms | fwd b=1 ms | train step ms | train saved MiB "
+            "| fwd vs ref/opt0 | mem vs ref/opt0 |"
         )
         print("|---|---|---|---|---|---|---|---|")
     for spec in [] if args.no_table else args.specs:

@@ -11,8 +11,8 @@ Three executors of one network and one set of weights:
 Both torch modules and onnxruntime use ``--threads`` intra-op threads. Each (model, batch) runs
 one warm-up, then rounds of the three, alternating, until ``--budget`` seconds or 20 rounds, so
 that load from other processes hits all alike; medians are reported and the ratios are taken
-from these same runs. Also prints the max difference of onnxruntime from torch eager (relative to the largest output), and the
-allocator in use (``LD_PRELOAD``): compare rows only under the same one.
+from these same runs. Also prints the max difference of onnxruntime from torch eager (relative to
+the largest output), and the allocator in use (``LD_PRELOAD``): compare rows only under the same one.
 """
 
 from __future__ import annotations

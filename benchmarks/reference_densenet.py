@@ -104,7 +104,7 @@ def load_from(ref: nn.Module, netdsl_model: nn.Module) -> None:
     if len(src) != len(dst):
         raise ValueError(f"{len(src)} tensors in the netdsl model, {len(dst)} in the reference")
     state = {}
-    for (sk, sv), (dk, dv) in zip(src, dst):
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if sv.shape != dv.shape:
             raise ValueError(f"{sk} {tuple(sv.shape)} vs {dk} {tuple(dv.shape)}")
         state[dk] = sv.clone()

@@ -72,7 +72,8 @@ def onnx_model(
     initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
     receives the :class:`netdsl.backends.onnx_export.ExportReport`.
 
-    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=build_model("densenet_bc100_k12", depth=10, k=4))
+    >>> net = build_model("densenet_bc100_k12", depth=10, k=4)
+    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=net)
     >>> m.graph.node[0].name, m.graph.output[0].name
     ('stem', 'head1.fc')
     """

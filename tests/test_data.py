@@ -33,7 +33,7 @@ def test_cifar10_reads_the_python_batches(tmp_path):
     assert (s.classes, len(s.train), len(s.test)) == (10, 10, 3)
     # Row-major R, G, B planes of 32x32: pixel (c, y, x) is data[c*1024 + y*32 + x].
     assert s.train.images[3, 2, 5, 7].item() == written[1][0][1, 2 * 1024 + 5 * 32 + 7]
-    assert s.train.labels.tolist() == sum((w[1] for w in written), [])
+    assert s.train.labels.tolist() == [label for w in written for label in w[1]]
     assert torch.equal(s.test.images.reshape(3, -1), torch.from_numpy(test_data))
     assert s.test.labels.tolist() == test_labels
 
@@ -143,7 +143,7 @@ def test_malformed_files_are_named(tmp_path):
         load_data(f"cifar10:{tmp_path}")
     (tmp_path / "svhn").mkdir()
     (tmp_path / "svhn" / "train_32x32.mat").write_bytes(b"MATLAB 5.0 but not really")
-    with pytest.raises(DataError, match="train_32x32.mat: not a readable .mat file"):
+    with pytest.raises(DataError, match=r"train_32x32\.mat: not a readable \.mat file"):
         load_data(f"svhn:{tmp_path / 'svhn'}")
 
 
@@ -231,7 +231,7 @@ def test_augmentation_geometry():
 def test_batches_and_shards_are_functions_of_seed_epoch_step():
     a = epoch_batches(10, 4, seed=1, epoch=2)
     assert [len(b) for b in a] == [4, 4] and len(set(torch.cat(a).tolist())) == 8
-    assert all(torch.equal(x, y) for x, y in zip(a, epoch_batches(10, 4, seed=1, epoch=2)))
+    assert all(torch.equal(x, y) for x, y in zip(a, epoch_batches(10, 4, seed=1, epoch=2), strict=True))
     assert not torch.equal(a[0], epoch_batches(10, 4, seed=1, epoch=3)[0])
     assert [shard(torch.arange(5), r, 2) for r in (0, 1)] == [slice(0, 3), slice(3, 5)]
     d1, d2 = (Augment().draw(4, 8, 8, generator(0, 1, 2)) for _ in range(2))

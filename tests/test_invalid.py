@@ -61,7 +61,7 @@ def assert_matches(actual: str, expected: str) -> None:
     hints listing names others may add to, such as the preset names)."""
     got, want = actual.split("\n"), expected.split("\n")
     assert len(got) == len(want), actual
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         if w.endswith(" ..."):
             assert g.startswith(w[:-4]), (g, w)
         else:

@@ -5,7 +5,8 @@ the torch module's (same weights, eval mode) within 1e-4 at batch 1 and batch 8.
 The weights are not the plain initialization: BatchNorm statistics come from a batch in train
 mode and the BN affines and biases are randomized, so that folding and the affine rewrite are
 exercised with non-trivial values, and chosen so that the networks are well-conditioned (see
-``calibrated``): the bound is a plain 1e-4, with no allowance for float32 drift. ImageNet presets run at their ``Preset.test_input`` size."""
+``calibrated``): the bound is a plain 1e-4, with no allowance for float32 drift. ImageNet presets
+run at their ``Preset.test_input`` size."""
 
 import numpy as np
 import onnx

@@ -138,5 +138,5 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     b = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=5)
     c = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=6)
     assert torch.equal(before, after)  # building did not consume the caller's random stream
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.head1.fc.weight, c.head1.fc.weight)

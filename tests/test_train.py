@@ -72,11 +72,11 @@ def test_recipe_errors_name_the_problem(tmp_path):
     assert "densenet" in e.value.hint
     bad = tmp_path / "mine.json"
     bad.write_text(json.dumps({"epoch": 3}))
-    with pytest.raises(RecipeError, match="mine.json: unknown field 'epoch'") as e:
+    with pytest.raises(RecipeError, match=r"mine\.json: unknown field 'epoch'") as e:
         load_recipe(bad)
     assert "'epochs'" in e.value.hint
     bad.write_text("{not json")
-    with pytest.raises(RecipeError, match="mine.json: not a JSON recipe"):
+    with pytest.raises(RecipeError, match=r"mine\.json: not a JSON recipe"):
         load_recipe(bad)
 
 

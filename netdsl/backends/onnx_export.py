@@ -56,7 +56,8 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
     missing, unexpected = _key_mismatch(module, weights)
     if missing or unexpected:
         raise NetdslError(
-            f"weights do not fit '{graph.graph.get('name')}': {len(missing)} missing, {len(unexpected)} unexpected keys",
+            f"weights do not fit '{graph.graph.get('name')}': "
+            f"{len(missing)} missing, {len(unexpected)} unexpected keys",
             None,
             "first missing: "
             + ", ".join(missing[:3])

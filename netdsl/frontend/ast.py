@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import Span
 
@@ -64,7 +63,7 @@ class Call(Node):
     name_span: Span | None = field(default=None, compare=False, repr=False)
 
 
-Expr = Union[Literal, Var, ListExpr, BinOp, UnaryOp, Index, Call]
+Expr = Literal | Var | ListExpr | BinOp | UnaryOp | Index | Call
 
 
 # ---- statements ---------------------------------------------------------------------------
@@ -98,7 +97,7 @@ class OpStmt(Node):
     body: tuple[Stmt, ...] | None = None
 
 
-Stmt = Union[Let, For, If, OpStmt]
+Stmt = Let | For | If | OpStmt
 
 
 # ---- top level ----------------------------------------------------------------------------

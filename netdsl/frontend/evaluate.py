@@ -130,7 +130,7 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "floor": lambda x: math.floor(x),
     "ceil": lambda x: math.ceil(x),
     "int": lambda x: int(x),
-    "round": lambda x: int(round(x)),
+    "round": lambda x: round(x),  # an int for every finite number
     "float": lambda x: float(x),
     "abs": abs,
     "min": min,
@@ -168,7 +168,8 @@ class Evaluator:
         try:
             return self._eval(e, env)
         except NetdslError as err:
-            raise err.with_span(e.span)
+            err.with_span(e.span)
+            raise
         except RecursionError:
             raise SpecValueError("expression nested too deeply", e.span) from None
 
@@ -273,12 +274,13 @@ class Evaluator:
                 raise SpecTypeError(f"{name}() takes no keyword arguments", e.kwargs[0].span)
             args = [self._eval(a, env) for a in e.args]
             if name in ("min", "max"):
-                if len(args) == 1 and isinstance(args[0], list):
-                    args = args[0]
+                spans = [a.span for a in e.args]
+                if len(args) == 1 and isinstance(args[0], list):  # min([a, b]): each item is checked at the list
+                    args, spans = args[0], spans * len(args[0])
                 if not args:
                     raise SpecTypeError(f"{name}() needs at least one value", e.span)
-                for a, node in zip(args, e.args):
-                    _need_num(a, node.span)
+                for a, span in zip(args, spans, strict=True):
+                    _need_num(a, span)
                 return min(args) if name == "min" else max(args)
             if len(args) != 1:
                 raise SpecTypeError(f"{name}() takes exactly one argument, got {len(args)}", e.span)
@@ -380,6 +382,6 @@ def _source_text(expr: ast.Node) -> str:
     first = lines[span.line - 1][span.column - 1 :]
     return " ".join(
         [first]
-        + [l.strip() for l in lines[span.line : span.end_line - 1]]
+        + [line.strip() for line in lines[span.line : span.end_line - 1]]
         + [lines[span.end_line - 1][: span.end_column - 1].strip()]
     )

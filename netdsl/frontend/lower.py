@@ -10,6 +10,7 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import networkx as nx
 
@@ -244,9 +245,12 @@ class Lowerer:
         except ShapeError as err:
             if len(inputs) > 1:
                 err.message += (
-                    " (inputs: " + ", ".join(f"'{i}' {fmt_shape(s)}" for i, s in zip(inputs, in_shapes)) + ")"
+                    " (inputs: "
+                    + ", ".join(f"'{i}' {fmt_shape(s)}" for i, s in zip(inputs, in_shapes, strict=True))
+                    + ")"
                 )
-            raise err.with_span(span)
+            err.with_span(span)
+            raise
         elems = 1
         for d in shape:
             elems *= d
@@ -311,7 +315,8 @@ class Lowerer:
             else:
                 self.op_stmt(stmt, scope, env, ctx)
         except NetdslError as err:
-            raise err.with_span(stmt.span)
+            err.with_span(stmt.span)
+            raise
         finally:
             self.state.depth -= 1
             self.scope = prev
@@ -651,7 +656,7 @@ class Lowerer:
 
     # ---- blocks
     def _s_block(self, stmt, scope, env, ctx):
-        body = self._need_body(stmt)
+        self._need_body(stmt)  # refuses a block without one early; the builders below read stmt.body
         call = stmt.call
         pos = [(self.eval(a, env), a.span) for a in call.args]
         opts: dict[str, tuple[object, Span]] = {}
@@ -713,7 +718,8 @@ class Lowerer:
             try:
                 self._template(body[0].call, env, uscope, None, ctx, inline=uscope)
             except NetdslError as err:
-                raise err.with_span(body[0].span)
+                err.with_span(body[0].span)
+                raise
             finally:
                 self.scope = prev
         else:
@@ -925,7 +931,7 @@ class Lowerer:
         """Write ``stage`` and ``layer`` on every node (the contract in :mod:`netdsl.ir.ops`)."""
         marks = network.stages + [(len(self._created), "")]
         nodes = self.graph.nodes
-        for (first, stage), (end, _) in zip(marks, marks[1:]):
+        for (first, stage), (end, _) in pairwise(marks):
             for node in self._created[first:end]:
                 d = nodes[node]
                 d["stage"] = stage

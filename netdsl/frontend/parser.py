@@ -456,7 +456,7 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
     line, col = 1, 0
     in_comment = in_block = in_string = False
     prev = ""
-    for pos, ch in enumerate(text if stop is None else text[:stop]):
+    for ch in text if stop is None else text[:stop]:
         col += 1
         if ch == "\n":
             line, col = line + 1, 0
@@ -486,9 +486,8 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
                     Span(file, line, col, line, col + 1, text=text),
                     "flatten the expression or split it with 'let'",
                 )
-        elif ch in ")]}":
-            if stack:
-                stack.pop()
+        elif ch in ")]}" and stack:
+            stack.pop()
         prev = ch
     return stack
 

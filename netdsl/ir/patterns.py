@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +66,7 @@ class Rule:
         return f"rule({self.text})"
 
 
-Pattern = Union[Dense, Path, Window, Split, Rule]
+Pattern = Dense | Path | Window | Split | Rule
 
 
 def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:

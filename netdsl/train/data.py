@@ -118,15 +118,17 @@ def _digits() -> Splits:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numpy arrays: a CIFAR batch cannot run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
-    }
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -308,7 +310,7 @@ def split_validation(train: ImageSet, fraction: float, seed: int) -> tuple[Image
     if not fraction < 1:
         raise DataError(f"validation fraction must be in [0, 1), got {fraction}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(len(train) * fraction)))
+    n_val = max(1, round(len(train) * fraction))
     return train.subset(order[n_val:]), train.subset(order[:n_val])
 
 

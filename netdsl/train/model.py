@@ -114,5 +114,5 @@ def restore_schedule(optimizer, scheduler, ckpt: dict, recipe: Recipe) -> None:
     scheduler.load_state_dict(ckpt["scheduler"])
     if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
         scheduler.lr_lambdas[0] = StepFactors(recipe, recipe.epochs)
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
             group["lr"] = base * scheduler.lr_lambdas[0](ckpt["epoch"])

@@ -67,7 +67,7 @@ class Recipe:
     def lr_factor(self, epoch: int, epochs: int) -> float:
         """The step schedule's multiplier of the base lr in (0-based) ``epoch`` of ``epochs``."""
         factor = 1.0
-        for m, f in zip(self.schedule["milestones"], self.schedule["factors"]):
+        for m, f in zip(self.schedule["milestones"], self.schedule["factors"], strict=True):
             if epoch >= round(m * epochs):
                 factor = f
         return factor
