@@ -147,7 +147,7 @@ _SPARSENET_PUBLISHED = {
     "bc_": (0.83e6, 3.45e6, 9.69e6, 34.3e6),
     "abc_": (0.86e6, 3.56e6, 9.92e6, 35.0e6),
 }
-for _variant, _published in _SPARSENET_PUBLISHED.items():
+for _variant, _counts in _SPARSENET_PUBLISHED.items():
     for _v, (_blocks, _k, _path) in _SPARSENET_SIZES.items():
         register(
             Preset(
@@ -162,12 +162,13 @@ for _variant, _published in _SPARSENET_PUBLISHED.items():
                     "attention": _variant == "abc_",
                 },
                 f"SparseNet seed, Table 1 (SparseNet-{_variant.rstrip('_') or 'basic'}-V{_v})",
-                _published[_v - 1],
+                _counts[_v - 1],
                 test_input=_CIFAR_TEST,
             )
         )
 
 # Dense2Net (Starliper & Songkakul), section 3 and the slides: DenseNet-121-BC, k=32, on CIFAR.
+_values: dict  # the loops below bind it to dicts of different value types
 for _name, _values in (
     ("densenet_bc121_k32", {"scale": 1}),
     ("dense2net121", {}),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..display import for_rich
 
@@ -16,7 +17,7 @@ def run(args) -> int:
     from ..api import compile_spec
     from ..presets import presets
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, pr in sorted(presets().items()):
         params = None if args.no_count else compile_spec(name).graph["total_params"]
         rows.append(

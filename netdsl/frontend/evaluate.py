@@ -41,7 +41,7 @@ class Env:
         self.parent = parent
 
     def lookup(self, name: str):
-        env = self
+        env: Env | None = self
         while env is not None:
             if name in env.vars:
                 return True, env.vars[name]
@@ -49,7 +49,8 @@ class Env:
         return False, None
 
     def names(self) -> set[str]:
-        out, env = set(), self
+        out: set[str] = set()
+        env: Env | None = self
         while env is not None:
             out |= set(env.vars)
             env = env.parent
@@ -374,7 +375,7 @@ class Evaluator:
 
 def _source_text(expr: ast.Node) -> str:
     span = expr.span
-    if span.text is None or span.end_line is None:
+    if span.text is None or span.end_line is None or span.end_column is None:
         return "..."
     lines = span.text.splitlines()
     if span.line == span.end_line:

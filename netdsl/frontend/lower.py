@@ -11,6 +11,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import networkx as nx
 
@@ -126,6 +127,13 @@ class Scope:
         self.labels: dict[str, str] = {}
         self.input = input
         self.current = input
+
+    @property
+    def current_node(self) -> str:
+        """``current`` where it cannot be None: a scope made with an input (a template, block, unit
+        or branch) starts at a node, and every statement moves it to another node."""
+        assert self.current is not None, self.path
+        return self.current
 
     def fresh(self, base: str) -> str:
         n = self.counters.get(base, 0)
@@ -522,7 +530,7 @@ class Lowerer:
             stack.pop()
         scope.current = sub.current
         if label:
-            scope.labels[label] = sub.current
+            scope.labels[label] = sub.current_node
 
     # ---- structural statements
     def _s_input(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
@@ -614,7 +622,7 @@ class Lowerer:
     def _s_branch(self, stmt, scope, env, ctx):
         raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
 
-    def _s_parallel(self, stmt, scope, env, ctx):
+    def _s_parallel(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
         body = self._need_body(stmt)
         b = self.bind(stmt.call, ["mode"], env, "parallel()")
         mode = b.get("mode", ("concat", stmt.span))
@@ -655,7 +663,7 @@ class Lowerer:
             scope.labels[stmt.label] = node
 
     # ---- blocks
-    def _s_block(self, stmt, scope, env, ctx):
+    def _s_block(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
         self._need_body(stmt)  # refuses a block without one early; the builders below read stmt.body
         call = stmt.call
         pos = [(self.eval(a, env), a.span) for a in call.args]
@@ -725,7 +733,7 @@ class Lowerer:
         else:
             self.body(body, uscope, env, ctx)
 
-    def _gather(self, feats: list[Feature | tuple], prefix: str, kind: str, span, role: str) -> str:
+    def _gather(self, feats: list[tuple[str, int | None, int | None]], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
         runs: list[list] = []
         shape = self.shape
@@ -765,9 +773,11 @@ class Lowerer:
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
         probe._unit_body(body, pscope, env.child({"unit": 1}), dict(ctx))
-        return probe.shape(pscope.current)[0]
+        return probe.shape(pscope.current_node)[0]
 
-    def _pattern_block(self, stmt, bscope: Scope, env, ctx, pattern, psp, opts) -> BlockInfo:
+    def _pattern_block(
+        self, stmt, bscope: Scope, env, ctx, pattern, psp, opts: dict[str, tuple[Any, Span]]
+    ) -> BlockInfo:
         if "units" not in opts:
             raise SpecTypeError(
                 "block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }"
@@ -781,6 +791,7 @@ class Lowerer:
         if kind not in ("concat", "add"):
             raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
         x0 = bscope.input
+        assert x0 is not None  # _s_block opens the block's scope at its input
         c0 = self.shape(x0)[0]
         feats: dict[int, tuple] = {}
         first = 0
@@ -821,7 +832,7 @@ class Lowerer:
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
             self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
-            out = uscope.current
+            out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
                     f"in an add block every unit must keep the shape: unit {i} maps "
@@ -938,10 +949,13 @@ class Lowerer:
                 outer = self._outer_unit.get(node)
                 d["layer"] = outer[1] if outer is not None and outer[0] == stage else stage
 
-    def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
+    def _split_block(
+        self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts: dict[str, tuple[Any, Span]]
+    ) -> BlockInfo:
         s = pattern.scale
         self._charge_layers(s - 1, opts["connect"][1])
         x0 = bscope.input
+        assert x0 is not None  # _s_block opens the block's scope at its input
         shape = self.shape(x0)
         c = shape[0]
         if c % s:
@@ -982,13 +996,14 @@ class Lowerer:
                 self.apply_call(bv.call, bv.env, byscope, None, ctx)
             finally:
                 self.scope = prev
-            y1 = byscope.current
+            y1 = byscope.current_node
         ys = {1: y1}
         units = []
         for i in range(2, s + 1):
             prefix = bscope.id(f"unit{i}")
             bscope.used.add(f"unit{i}")
             start = len(self._created)
+            reads: tuple[int, ...]
             if hierarchical and i > 2:
                 agg = self.add(f"{prefix}.sum", "add", (xs[i], ys[i - 1]), {}, stmt.span, role="aggregate")
                 reads = (i - s, i - 1)
@@ -996,7 +1011,7 @@ class Lowerer:
                 agg, reads = xs[i], (i - s,)
             uscope = Scope(prefix, agg)
             self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
-            ys[i] = uscope.current
+            ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
         out = self.add(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 from pathlib import Path
+from typing import cast
 
 import lark
 from lark import Lark, Token, v_args
@@ -97,6 +98,7 @@ def _pos(meta, file: str, text: str) -> Span:
 
 
 def _tok_span(tok: Token, file: str, text: str) -> Span:
+    assert tok.line is not None and tok.column is not None  # the lexer positions every token it makes
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column, text=text)
 
 
@@ -347,6 +349,7 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
                     f"remove it, or add the '{want}' it closes",
                 )
             else:
+                assert opener is not None  # the stack holds the bracket that tok closes
                 message = f"missing '{_CLOSER[opener[0]]}' before this '{tok}'"
                 hint = f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
         else:
@@ -360,11 +363,12 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
             ):
                 hint = (hint + "; " if hint else "") + f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
     elif isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        number = _bad_number(text, exc.pos_in_stream)
+        pos = cast("int", exc.pos_in_stream)  # lark types it None; the lexer sets its position
+        ch = text[pos] if pos < len(text) else ""
+        number = _bad_number(text, pos)
         if ch == '"':
             message, hint = "unterminated string", 'strings are written "..." on one line'
-        elif text.startswith("/*", exc.pos_in_stream):
+        elif text.startswith("/*", pos):
             message, hint, width = "unterminated comment", "close a /* comment with */", 2
         elif number is not None:
             message, hint, (line, col, width) = f"bad number '{number[0]}'", _NUMBER_HINT, number[1:]

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from . import ast
 
 MAX_MAGNITUDE = 10**18
-Fn = Callable[[int, int], object]
+Fn = Callable[[int, int], Any]  # a spec value: bool or number, checked at run time
 
 
 class Fallback(Exception):
     """This pair needs the interpreter."""
 
 
-def _num(v) -> bool:
+def _num(v) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -74,7 +75,7 @@ _COMPARE = {
     "==": lambda x, y: x == y,
     "!=": lambda x, y: x != y,
 }
-_UNARY_FUNCS = {
+_UNARY_FUNCS: dict[str, Callable[[Any], Any]] = {
     "abs": abs,
     "floor": math.floor,
     "ceil": math.ceil,
@@ -155,7 +156,7 @@ def _compile(e, lookup) -> tuple[Fn, str] | None:
         args = [_compile(x, lookup) for x in e.args]
         if any(x is None or x[1] != "num" for x in args):
             return None
-        fns = [x[0] for x in args]
+        fns = [x[0] for x in args if x is not None]  # none is None: checked above
         if e.name == "ispow2" and len(fns) == 1:
             f = fns[0]
             return (lambda i, j: _ispow2(f(i, j))), "bool"

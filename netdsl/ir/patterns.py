@@ -94,7 +94,7 @@ def split_connections(scale: int) -> dict[int, tuple[int, ...]]:
     >>> split_connections(4)
     {2: (-2,), 3: (-1, 2), 4: (0, 3)}
     """
-    out = {}
+    out: dict[int, tuple[int, ...]] = {}
     for i in range(2, scale + 1):
         out[i] = (i - scale,) if i == 2 else (i - scale, i - 1)
     return out

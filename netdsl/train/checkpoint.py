@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> N
 
 def rng_states() -> dict:
     """Every generator the loop touches, in types the weights-only loader accepts."""
-    np_state = np.random.get_state()
+    np_state = cast("tuple[Any, ...]", np.random.get_state())  # the legacy (MT19937) tuple
     state = {
         "torch": torch.get_rng_state(),
         "numpy": {

@@ -80,13 +80,13 @@ class TrainConfig:
             raise ArgumentError("--resume needs --out, the folder of the run to continue")
         if self.resume and self.force:
             raise ArgumentError("--resume continues the run in --out and --force replaces it: give one")
-        for flag, value, allowed in (
+        for flag, choice, allowed in (
             ("--fit", self.fit, FITS),
             ("--device", self.accelerator, DEVICES),
             ("--precision", self.precision, PRECISIONS),
         ):
-            if value not in allowed:
-                raise ArgumentError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+            if choice not in allowed:
+                raise ArgumentError(f"{flag} must be one of {', '.join(allowed)}, got {choice!r}")
         device_available(self.accelerator)
         if self.out is not None:
             writable_folder("--out", Path(self.out))

@@ -17,6 +17,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class ImageSet:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])
+        return cast("tuple[int, int, int]", tuple(self.images.shape[1:]))
 
 
 @dataclass
@@ -74,7 +75,12 @@ class Source:
 def open_source(source: str) -> Source:
     """Open a data source (see the module docstring for the names)."""
     kind, _, path = source.partition(":")
-    loaders = {"digits": _digits, "cifar10": _cifar10, "cifar100": _cifar100, "svhn": _svhn}
+    loaders: dict[str, Callable[..., Splits]] = {
+        "digits": _digits,
+        "cifar10": _cifar10,
+        "cifar100": _cifar100,
+        "svhn": _svhn,
+    }
     if kind not in loaders and kind != "imagefolder":
         raise DataError(f"unknown data source {source!r}", None, "use one of " + ", ".join(SOURCES))
     if kind == "digits":
@@ -229,7 +235,7 @@ def _read_images(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
-                out[i] = np.asarray(im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
+                out[i] = np.asarray(im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
         except Exception as e:  # PIL raises several types for a damaged image
             raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
@@ -355,7 +361,7 @@ def prepare_data(
 ) -> RunData:
     """Load ``source`` at the network's input ``shape``, fit it, hold out validation, take the first
     ``limit`` training images; ``stats`` (mean, std) are a resumed run's, else the training split's."""
-    splits = source.load(tuple(shape[1:]))
+    splits = source.load((shape[1], shape[2]))
     note = None
     if shape != splits.train.shape and fit == "resize":
         note = (

@@ -43,6 +43,7 @@ def evaluate_checkpoint(
     info = ckpt["data"]
     source = data or info["source"]
     splits = load_data(source, size=shape[1:])
+    chosen: ImageSet | None
     if split == "test":
         chosen = splits.test
     else:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class EpochProgress:
@@ -10,7 +14,7 @@ class EpochProgress:
 
     def __init__(self, enabled: bool, console=None):
         self.enabled = enabled
-        self._progress = None
+        self._progress: Progress | None = None
         self._console = console
         self._t0 = time.perf_counter()  # stop() before any start() (an empty epoch range) is harmless
         self._images = 0
