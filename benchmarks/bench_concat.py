@@ -88,8 +88,9 @@ def spawn(job: dict) -> dict:
     env = dict(os.environ)
     if Path(JEMALLOC).exists():
         env["LD_PRELOAD"] = JEMALLOC
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)], env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -100,7 +101,7 @@ def fit_exponent(depths, values) -> float:
     xs = [math.log(d) for d in depths]
     ys = [math.log(v) for v in values]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def main() -> None:
@@ -122,22 +123,37 @@ def main() -> None:
 
     import torch
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, allocator: {'jemalloc (LD_PRELOAD)' if Path(JEMALLOC).exists() else 'glibc'}")
+    allocator = "jemalloc (LD_PRELOAD)" if Path(JEMALLOC).exists() else "glibc"
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator: {allocator}"
+    )
     print(f"# load average at start: {os.getloadavg()}")
     if not args.no_table:
-        print("\n| spec | variant | fwd b=N ms | fwd b=1 ms | train step ms | train saved MiB | fwd vs ref/opt0 | mem vs ref/opt0 |")
+        print(
+            "\n| spec | variant | fwd b=N ms | fwd b=1 ms | train step ms | train saved MiB "
+            "| fwd vs ref/opt0 | mem vs ref/opt0 |"
+        )
         print("|---|---|---|---|---|---|---|---|")
-    for spec in ([] if args.no_table else args.specs):
+    for spec in [] if args.no_table else args.specs:
         overrides, bi, bt = SPECS.get(spec, ({}, 64, 64))
         if args.quick:
             overrides, bi, bt = {**overrides, "depth": 16} if "bc100" in spec else overrides, 4, 4
-        variants = (VARIANTS if spec in REFERENCE else ["opt0", "planned"]) + (COMPILED if args.compile and spec in REFERENCE else [])
+        variants = (VARIANTS if spec in REFERENCE else ["opt0", "planned"]) + (
+            COMPILED if args.compile and spec in REFERENCE else []
+        )
         results = {}
         for v in variants:
             cases = args.cases.split(",")
-            job = dict(spec=spec, variant=v, overrides=overrides, infer_batch=bi, train_batch=bt,
-                       repeats=2 if args.quick else args.repeats, cases=cases)
+            job = dict(
+                spec=spec,
+                variant=v,
+                overrides=overrides,
+                infer_batch=bi,
+                train_batch=bt,
+                repeats=2 if args.quick else args.repeats,
+                cases=cases,
+            )
             results[v] = res = spawn(job)
             base = results.get("ref") or results.get("opt0")
             if "error" in res:
@@ -146,11 +162,15 @@ def main() -> None:
 
             def ratio(key):
                 return f"{res[key] / base[key]:.2f}x" if base and key in base and key in res else ""
+
             def num(key, digits):
                 return f"{res[key]:.{digits}f}" if key in res else "-"
-            print(f"| {spec} | {v} (b={bi}/{bt}) | {num(f'infer_b{bi}_ms', 1)} | {num('infer_b1_ms', 1)} | "
-                  f"{num('train_ms', 0)} | {num('train_mib', 1)} | {ratio(f'infer_b{bi}_ms')} | {ratio('train_mib')} |",
-                  flush=True)
+
+            print(
+                f"| {spec} | {v} (b={bi}/{bt}) | {num(f'infer_b{bi}_ms', 1)} | {num('infer_b1_ms', 1)} | "
+                f"{num('train_ms', 0)} | {num('train_mib', 1)} | {ratio(f'infer_b{bi}_ms')} | {ratio('train_mib')} |",
+                flush=True,
+            )
     if args.no_sweep:
         return
     depths = [16, 28, 40] if args.quick else SWEEP
@@ -160,8 +180,15 @@ def main() -> None:
     for v in VARIANTS:
         mems = []
         for d in depths:
-            job = dict(spec="densenet_bc100_k12", variant=v, overrides={"depth": d}, infer_batch=1,
-                       train_batch=args.sweep_batch, repeats=1, cases=["mem"])
+            job = dict(
+                spec="densenet_bc100_k12",
+                variant=v,
+                overrides={"depth": d},
+                infer_batch=1,
+                train_batch=args.sweep_batch,
+                repeats=1,
+                cases=["mem"],
+            )
             mems.append(spawn(job).get("train_mib", float("nan")))
         print(f"| {v} | " + " | ".join(f"{m:.0f}" for m in mems) + f" | {fit_exponent(depths, mems):.2f} |", flush=True)
 

@@ -11,8 +11,8 @@ Three executors of one network and one set of weights:
 Both torch modules and onnxruntime use ``--threads`` intra-op threads. Each (model, batch) runs
 one warm-up, then rounds of the three, alternating, until ``--budget`` seconds or 20 rounds, so
 that load from other processes hits all alike; medians are reported and the ratios are taken
-from these same runs. Also prints the max difference of onnxruntime from torch eager (relative to the largest output), and the
-allocator in use (``LD_PRELOAD``): compare rows only under the same one.
+from these same runs. Also prints the max difference of onnxruntime from torch eager (relative to
+the largest output), and the allocator in use (``LD_PRELOAD``): compare rows only under the same one.
 """
 
 from __future__ import annotations
@@ -59,9 +59,20 @@ def bench(target: str, batches, threads: int, budget: float) -> list[dict]:
                 for k, fn in runs.items():
                     times[k].append(timed(fn))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        rows.append(dict(model=target, batch=n, input=f"{h}x{w}", eager_ms=med["eager"], planned_ms=med["planned"],
-                         ort_ms=med["ort"], vs_eager=med["eager"] / med["ort"], vs_planned=med["planned"] / med["ort"],
-                         runs=len(times["ort"]), max_abs_diff=diff))
+        rows.append(
+            dict(
+                model=target,
+                batch=n,
+                input=f"{h}x{w}",
+                eager_ms=med["eager"],
+                planned_ms=med["planned"],
+                ort_ms=med["ort"],
+                vs_eager=med["eager"] / med["ort"],
+                vs_planned=med["planned"] / med["ort"],
+                runs=len(times["ort"]),
+                max_abs_diff=diff,
+            )
+        )
     return rows
 
 
@@ -75,16 +86,23 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore", UserWarning)
-    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; threads {args.threads}; "
-          f"allocator: {os.environ.get('LD_PRELOAD') or 'glibc malloc'}")
-    print("| model | input | batch | torch eager ms | torch planned ms | onnxruntime ms | vs eager | vs planned "
-          "| runs | max diff / max output |")
+    print(
+        f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; threads {args.threads}; "
+        f"allocator: {os.environ.get('LD_PRELOAD') or 'glibc malloc'}"
+    )
+    print(
+        "| model | input | batch | torch eager ms | torch planned ms | onnxruntime ms | vs eager | vs planned "
+        "| runs | max diff / max output |"
+    )
     print("| --- | --- | --- | --: | --: | --: | --: | --: | --: | --: |")
     for target in args.models:
         for r in bench(target, args.batches, args.threads, args.budget):
-            print(f"| {r['model']} | {r['input']} | {r['batch']} | {r['eager_ms']:.1f} | {r['planned_ms']:.1f} | "
-                  f"{r['ort_ms']:.1f} | {r['vs_eager']:.2f}x | {r['vs_planned']:.2f}x | {r['runs']} | "
-                  f"{r['max_abs_diff']:.1e} |", flush=True)
+            print(
+                f"| {r['model']} | {r['input']} | {r['batch']} | {r['eager_ms']:.1f} | {r['planned_ms']:.1f} | "
+                f"{r['ort_ms']:.1f} | {r['vs_eager']:.2f}x | {r['vs_planned']:.2f}x | {r['runs']} | "
+                f"{r['max_abs_diff']:.1e} |",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

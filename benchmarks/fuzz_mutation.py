@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzz.mutations import fuzz, replay  # noqa: E402
+from fuzz.mutations import fuzz, replay
 
 
 def main() -> int:

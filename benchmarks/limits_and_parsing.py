@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netdsl.api import compile_spec  # noqa: E402
-from netdsl.errors import LimitError  # noqa: E402
-from netdsl.frontend.parser import parse  # noqa: E402
+from netdsl.api import compile_spec
+from netdsl.errors import LimitError
+from netdsl.frontend.parser import parse
 
 CORPUS = ROOT / "tests" / "invalid"
 REFUSALS = ["limit_params_1e12", "limit_million_units", "limit_huge_input", "limit_long_loop"]
@@ -50,8 +50,9 @@ def refusals() -> None:
 
         inproc = best_of(go)
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "netdsl", "check", spec.name], cwd=CORPUS,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "netdsl", "check", spec.name], cwd=CORPUS, capture_output=True, text=True
+        )
         cli = time.perf_counter() - t
         assert proc.returncode == 2
         print(f"  {name:22s} {1000 * inproc:8.2f} ms  {cli:6.2f} s   {go().message}")
@@ -60,7 +61,9 @@ def refusals() -> None:
 def big_spec(templates: int) -> str:
     body = "".join(
         f"def t{i}(k, w=4) {{\n    bn; relu; conv(w * k, 1)\n    bn; relu; conv(k, 3)\n"
-        f"    let a{i} = floor(k * 0.5) + {i} % 7\n}}\n" for i in range(templates))
+        f"    let a{i} = floor(k * 0.5) + {i} % 7\n}}\n"
+        for i in range(templates)
+    )
     return body + "network n(k=12) {\n    input(3, 32, 32)\n    t0(k)\n}\n"
 
 

@@ -15,14 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netdsl.cli import main  # noqa: E402
+from netdsl.cli import main
 
 IMAGES = ROOT / "docs" / "images"
 PATTERNS = ("dense", "path", "window", "split", "rule")
 
 COMMANDS = [
-    *[[f"docs/images/specs/{p}.net", "--style", "matrix", "--size", "420x320", "-o", f"docs/images/pattern_{p}.png"]
-      for p in PATTERNS],
+    *[
+        [f"docs/images/specs/{p}.net", "--style", "matrix", "--size", "420x320", "-o", f"docs/images/pattern_{p}.png"]
+        for p in PATTERNS
+    ],
     ["specs/densenet_bc.net", "--set", "depth=40", "-o", "docs/images/densenet_bc40_blocks.png"],
     ["specs/densenet_bc.net", "--set", "depth=250", "--set", "k=24", "-o", "docs/images/densenet_bc250_blocks.svg"],
     ["specs/sparsenet.net", "--style", "matrix", "-o", "docs/images/sparsenet_matrix.png"],

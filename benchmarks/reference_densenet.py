@@ -66,8 +66,9 @@ class DenseNet(nn.Module):
         super().__init__()
         c = 2 * k
         if imagenet:
-            self.stem = nn.Sequential(nn.Conv2d(3, c, 7, 2, 3, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, c, 7, 2, 3, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+            )
         else:
             self.stem = nn.Conv2d(3, c, 3, padding=1, bias=False)
         self.features = nn.ModuleList()
@@ -103,7 +104,7 @@ def load_from(ref: nn.Module, netdsl_model: nn.Module) -> None:
     if len(src) != len(dst):
         raise ValueError(f"{len(src)} tensors in the netdsl model, {len(dst)} in the reference")
     state = {}
-    for (sk, sv), (dk, dv) in zip(src, dst):
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if sv.shape != dv.shape:
             raise ValueError(f"{sk} {tuple(sv.shape)} vs {dk} {tuple(dv.shape)}")
         state[dk] = sv.clone()

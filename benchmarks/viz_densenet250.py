@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netdsl.api import compile_spec  # noqa: E402
-from netdsl.viz.graph import block_digraph, render  # noqa: E402
+from netdsl.api import compile_spec
+from netdsl.viz.graph import block_digraph, render
 
 
 def best(fn, repeat):

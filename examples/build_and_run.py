@@ -1,6 +1,6 @@
 """Build a spec, run a batch through it, and print its summary.
 
-    python examples/build_and_run.py [SPEC_OR_PRESET] [NAME=VALUE ...]
+python examples/build_and_run.py [SPEC_OR_PRESET] [NAME=VALUE ...]
 """
 
 import sys

@@ -15,8 +15,15 @@ from .pipeline import DEFAULT_OPT, OPT_PASSES, compile_target, instantiate, sour
 __all__ = ["DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_spec", "onnx_model", "torch_source"]
 
 
-def compile_spec(target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None,
-                 check: bool = False, text: str | None = None, opt: int = DEFAULT_OPT) -> nx.DiGraph:
+def compile_spec(
+    target: str | Path,
+    overrides: dict | None = None,
+    *,
+    limits: Limits | None = None,
+    check: bool = False,
+    text: str | None = None,
+    opt: int = DEFAULT_OPT,
+) -> nx.DiGraph:
     """Spec file or preset name -> analysed IR graph (shapes, params, FLOPs).
 
     >>> g = compile_spec("densenet_bc100_k12")
@@ -26,8 +33,9 @@ def compile_spec(target: str | Path, overrides: dict | None = None, *, limits: L
     return compile_target(target, overrides, opt=opt, limits=limits, text=text, check=check).graph
 
 
-def build_model(target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, opt: int = DEFAULT_OPT,
-                **overrides):
+def build_model(
+    target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides
+):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
 
     >>> m = build_model("densenet_bc100_k12", classes=100)
@@ -37,8 +45,9 @@ def build_model(target: str | Path, *, seed: int | None = 0, limits: Limits | No
     return instantiate(compile_target(target, overrides, limits=limits, opt=opt).graph, seed)
 
 
-def torch_source(target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None,
-                 opt: int = DEFAULT_OPT) -> str:
+def torch_source(
+    target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None, opt: int = DEFAULT_OPT
+) -> str:
     """The generated module's source: exactly what :func:`build_model` execs (``inspect.getsource``
     of its class is in it), standalone (needs only torch)."""
     from .backends.torch_codegen import generate
@@ -47,8 +56,15 @@ def torch_source(target: str | Path, overrides: dict | None = None, *, limits: L
     return generate(graph, source_header(graph))
 
 
-def onnx_model(target: str | Path, overrides: dict | None = None, *, weights=None, seed: int | None = 0,
-               limits: Limits | None = None, report: list | None = None):
+def onnx_model(
+    target: str | Path,
+    overrides: dict | None = None,
+    *,
+    weights=None,
+    seed: int | None = 0,
+    limits: Limits | None = None,
+    report: list | None = None,
+):
     """Spec file or preset name -> ONNX inference model (``onnx.ModelProto``).
 
     ``weights``: a torch module of the same spec, a state_dict, or a ``torch.save`` file (a raw
@@ -56,7 +72,8 @@ def onnx_model(target: str | Path, overrides: dict | None = None, *, weights=Non
     initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
     receives the :class:`netdsl.backends.onnx_export.ExportReport`.
 
-    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=build_model("densenet_bc100_k12", depth=10, k=4))
+    >>> net = build_model("densenet_bc100_k12", depth=10, k=4)
+    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=net)
     >>> m.graph.node[0].name, m.graph.output[0].name
     ('stem', 'head1.fc')
     """

@@ -12,8 +12,8 @@ Every mistake in a spec is raised as a :class:`NetdslError` carrying a :class:`S
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .display import shown
 
@@ -55,7 +55,7 @@ class NetdslError(Exception):
         self.span = span
         self.hint = hint
 
-    def with_span(self, span: Span | None) -> "NetdslError":
+    def with_span(self, span: Span | None) -> NetdslError:
         if self.span is None and span is not None:
             self.span = span
         return self
@@ -130,8 +130,8 @@ def format_error(err: NetdslError) -> str:
                 width = span.end_column - span.column
             width = max(1, min(width, len(line) - span.column + 1))
             # escape before and under the caret separately, so the caret stays under the mistake
-            before, under = shown(line[:span.column - 1]), shown(line[span.column - 1:span.column - 1 + width])
-            text = before + under + shown(line[span.column - 1 + width:])
+            before, under = shown(line[: span.column - 1]), shown(line[span.column - 1 : span.column - 1 + width])
+            text = before + under + shown(line[span.column - 1 + width :])
             text, column, width = _clip_line(text, len(before) + 1, max(1, len(under)))
             out.append("    " + text)
             out.append("    " + " " * (column - 1) + "^" * width)

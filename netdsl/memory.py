@@ -33,8 +33,7 @@ from .ops import ACTIVATIONS, bn_fold_source, get
 from .passes.plan_concat import segments
 
 DTYPE_BYTES = 4
-FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive",
-          "infer_planned")
+FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive", "infer_planned")
 
 
 def nbytes(graph: nx.DiGraph, node: str) -> int:
@@ -97,10 +96,18 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     root, size = _roots(graph, False)
     # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
     sources = {u.aggregate for b in blocks(graph) for u in b.units}
-    sources |= {b.output for b in blocks(graph)
-                if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]}
-    chains = {h: c for h, c in segments(graph).items() if graph.nodes[h]["inputs"][0] in sources
-              and all(graph.out_degree(n) == 1 for n in c[:-1])} if planned else {}
+    sources |= {
+        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]
+    }
+    chains = (
+        {
+            h: c
+            for h, c in segments(graph).items()
+            if graph.nodes[h]["inputs"][0] in sources and all(graph.out_degree(n) == 1 for n in c[:-1])
+        }
+        if planned
+        else {}
+    )
     in_chain = {c for chain in chains.values() for c in chain}
     buffers: dict = {}
     seen: set[str] = set()
@@ -215,7 +222,18 @@ def memory_report(graph: nx.DiGraph, batch: int = 1) -> dict:
     for b in names:
         vals = (cn.get(b, 0), cp.get(b, 0), st.get(b, 0), tn.get(b, 0), tp.get(b, 0), inn.get(b, 0), inp.get(b, 0))
         per[b] = {f: v * batch for f, v in zip(FIELDS, vals, strict=True)}
-    total = (sum(cn.values()), sum(cp.values()), sum(st.values()), sum(tn.values()), sum(tp.values()),
-             inn.get("*", 0), inp.get("*", 0))
-    return {"batch": batch, "dtype_bytes": DTYPE_BYTES, "blocks": per,
-            "total": {f: v * batch for f, v in zip(FIELDS, total, strict=True)}}
+    total = (
+        sum(cn.values()),
+        sum(cp.values()),
+        sum(st.values()),
+        sum(tn.values()),
+        sum(tp.values()),
+        inn.get("*", 0),
+        inp.get("*", 0),
+    )
+    return {
+        "batch": batch,
+        "dtype_bytes": DTYPE_BYTES,
+        "blocks": per,
+        "total": {f: v * batch for f, v in zip(FIELDS, total, strict=True)},
+    }

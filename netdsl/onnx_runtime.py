@@ -36,8 +36,11 @@ def _ort():
     try:
         import onnxruntime
     except ImportError:
-        raise NetdslError("onnxruntime is not installed", None,
-                          "pip install 'netdsl[cpu]' (onnxruntime) or 'netdsl[gpu]' (onnxruntime-gpu)") from None
+        raise NetdslError(
+            "onnxruntime is not installed",
+            None,
+            "pip install 'netdsl[cpu]' (onnxruntime) or 'netdsl[gpu]' (onnxruntime-gpu)",
+        ) from None
     return onnxruntime
 
 
@@ -79,8 +82,11 @@ def _load(model, so, providers):
     try:
         return ort.InferenceSession(source, sess_options=so, providers=providers)
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
-        raise NetdslError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}", None,
-                          "is it an ONNX file written by 'netdsl compile --target onnx'?") from None
+        raise NetdslError(
+            f"onnxruntime cannot load the model: {str(err).splitlines()[0]}",
+            None,
+            "is it an ONNX file written by 'netdsl compile --target onnx'?",
+        ) from None
 
 
 def session(model: str | Path | bytes, device: str = "auto", threads: int | None = None):
@@ -108,8 +114,11 @@ def session(model: str | Path | bytes, device: str = "auto", threads: int | None
         if sess.get_providers()[0] == CUDA:
             return sess
     if device == "cuda":
-        raise NetdslError("the CUDA execution provider is not available", None,
-                          "install onnxruntime-gpu with a matching CUDA and cuDNN, or use --device cpu")
+        raise NetdslError(
+            "the CUDA execution provider is not available",
+            None,
+            "install onnxruntime-gpu with a matching CUDA and cuDNN, or use --device cpu",
+        )
     return _load(model, so, [CPU])
 
 
@@ -125,6 +134,9 @@ def run(sess, x: np.ndarray) -> np.ndarray:
     want = inp.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want, x.shape, strict=True)):
-        raise NetdslError(f"input of shape {tuple(x.shape)} does not fit the model's {tuple(want)}", None,
-                          "the first dimension is the batch; the others must match")
+        raise NetdslError(
+            f"input of shape {tuple(x.shape)} does not fit the model's {tuple(want)}",
+            None,
+            "the first dimension is the batch; the others must match",
+        )
     return sess.run(None, {inp.name: x})[0]

@@ -53,9 +53,12 @@ def get(name: str) -> Preset:
     try:
         return _PRESETS[name]
     except KeyError:
-        raise SpecNameError(f"unknown preset '{name}'", None,
-                            did_you_mean(name, _PRESETS) or "run 'netdsl list' to see the presets; "
-                            "a spec file is named with its .net suffix or a path (./name)") from None
+        raise SpecNameError(
+            f"unknown preset '{name}'",
+            None,
+            did_you_mean(name, _PRESETS)
+            or "run 'netdsl list' to see the presets; a spec file is named with its .net suffix or a path (./name)",
+        ) from None
 
 
 def is_spec_path(target: str | Path) -> bool:
@@ -67,8 +70,13 @@ def is_spec_path(target: str | Path) -> bool:
     (False, True, True)
     """
     text = str(target)
-    return isinstance(target, Path) or text.endswith(".net") or "/" in text or os.sep in text or (
-        os.altsep is not None and os.altsep in text)
+    return (
+        isinstance(target, Path)
+        or text.endswith(".net")
+        or "/" in text
+        or os.sep in text
+        or (os.altsep is not None and os.altsep in text)
+    )
 
 
 def resolve(target: str | Path) -> tuple[Path, dict, str | None]:
@@ -89,68 +97,146 @@ _IMAGENET_TEST = (32, 32)
 # DenseNet (Huang et al.), the CIFAR/SVHN error-rate table.
 _DENSENET_CIFAR = "DenseNet seed, CIFAR/SVHN error-rate table"
 for _name, _spec, _depth, _k, _published in (
-        ("densenet40_k12", "densenet_cifar.net", 40, 12, 1.0e6),
-        ("densenet100_k12", "densenet_cifar.net", 100, 12, 7.0e6),
-        ("densenet100_k24", "densenet_cifar.net", 100, 24, 27.2e6),
-        ("densenet_bc100_k12", "densenet_bc.net", 100, 12, 0.8e6),
-        ("densenet_bc250_k24", "densenet_bc.net", 250, 24, 15.3e6),
-        ("densenet_bc190_k40", "densenet_bc.net", 190, 40, 25.6e6)):
+    ("densenet40_k12", "densenet_cifar.net", 40, 12, 1.0e6),
+    ("densenet100_k12", "densenet_cifar.net", 100, 12, 7.0e6),
+    ("densenet100_k24", "densenet_cifar.net", 100, 24, 27.2e6),
+    ("densenet_bc100_k12", "densenet_bc.net", 100, 12, 0.8e6),
+    ("densenet_bc250_k24", "densenet_bc.net", 250, 24, 15.3e6),
+    ("densenet_bc190_k40", "densenet_bc.net", 190, 40, 25.6e6),
+):
     _bc = "-BC" if "bc" in _name else ""
-    register(Preset(_name, _spec, {"depth": _depth, "k": _k},
-                    f"{_DENSENET_CIFAR} (DenseNet{_bc} L={_depth}, k={_k})", _published,
-                    test_input=_CIFAR_TEST))
+    register(
+        Preset(
+            _name,
+            _spec,
+            {"depth": _depth, "k": _k},
+            f"{_DENSENET_CIFAR} (DenseNet{_bc} L={_depth}, k={_k})",
+            _published,
+            test_input=_CIFAR_TEST,
+        )
+    )
 
 # DenseNet for ImageNet, the architectures table, in torchvision's conventions; the paper prints
 # no counts, so paper_params is torchvision's documented count for the same network.
 for _name, _blocks, _k, _published in (
-        ("densenet121", [6, 12, 24, 16], 32, 7_978_856),
-        ("densenet169", [6, 12, 32, 32], 32, 14_149_480),
-        ("densenet201", [6, 12, 48, 32], 32, 20_013_928),
-        ("densenet161", [6, 12, 36, 24], 48, 28_681_000)):
-    register(Preset(_name, "densenet_imagenet.net", {"blocks": _blocks, "k": _k},
-                    "DenseNet seed, ImageNet architectures table (count: torchvision)", _published,
-                    test_input=_IMAGENET_TEST))
+    ("densenet121", [6, 12, 24, 16], 32, 7_978_856),
+    ("densenet169", [6, 12, 32, 32], 32, 14_149_480),
+    ("densenet201", [6, 12, 48, 32], 32, 20_013_928),
+    ("densenet161", [6, 12, 36, 24], 48, 28_681_000),
+):
+    register(
+        Preset(
+            _name,
+            "densenet_imagenet.net",
+            {"blocks": _blocks, "k": _k},
+            "DenseNet seed, ImageNet architectures table (count: torchvision)",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )
 
 # SparseNet (Liu & Zeng), Tables 1-2: V1..V4 = blocks, growth k, path = far + near.
-_SPARSENET_SIZES = {1: ([8, 12, 16], 16, 14), 2: ([12, 18, 24], 24, 21),
-                    3: ([16, 24, 32], 32, 28), 4: ([20, 30, 40], 50, 35)}
-_SPARSENET_PUBLISHED = {"": (1.20e6, 5.70e6, 17.5e6, 65.7e6), "bc_": (0.83e6, 3.45e6, 9.69e6, 34.3e6),
-                        "abc_": (0.86e6, 3.56e6, 9.92e6, 35.0e6)}
-for _variant, _published in _SPARSENET_PUBLISHED.items():
+_SPARSENET_SIZES = {
+    1: ([8, 12, 16], 16, 14),
+    2: ([12, 18, 24], 24, 21),
+    3: ([16, 24, 32], 32, 28),
+    4: ([20, 30, 40], 50, 35),
+}
+_SPARSENET_PUBLISHED = {
+    "": (1.20e6, 5.70e6, 17.5e6, 65.7e6),
+    "bc_": (0.83e6, 3.45e6, 9.69e6, 34.3e6),
+    "abc_": (0.86e6, 3.56e6, 9.92e6, 35.0e6),
+}
+for _variant, _counts in _SPARSENET_PUBLISHED.items():
     for _v, (_blocks, _k, _path) in _SPARSENET_SIZES.items():
-        register(Preset(f"sparsenet_{_variant}v{_v}", "sparsenet.net",
-                        {"blocks": _blocks, "k": _k, "far": _path // 2, "near": _path - _path // 2,
-                         "bc": _variant != "", "attention": _variant == "abc_"},
-                        f"SparseNet seed, Table 1 (SparseNet-{_variant.rstrip('_') or 'basic'}-V{_v})",
-                        _published[_v - 1], test_input=_CIFAR_TEST))
+        register(
+            Preset(
+                f"sparsenet_{_variant}v{_v}",
+                "sparsenet.net",
+                {
+                    "blocks": _blocks,
+                    "k": _k,
+                    "far": _path // 2,
+                    "near": _path - _path // 2,
+                    "bc": _variant != "",
+                    "attention": _variant == "abc_",
+                },
+                f"SparseNet seed, Table 1 (SparseNet-{_variant.rstrip('_') or 'basic'}-V{_v})",
+                _counts[_v - 1],
+                test_input=_CIFAR_TEST,
+            )
+        )
 
 # Dense2Net (Starliper & Songkakul), section 3 and the slides: DenseNet-121-BC, k=32, on CIFAR.
-for _name, _values in (("densenet_bc121_k32", {"scale": 1}), ("dense2net121", {}),
-                       ("dense2net121_s2", {"scale": 2}), ("dense2net121_s8", {"scale": 8}),
-                       ("dense2net121_g32", {"card": 32}), ("dense2net121_se", {"se": True})):
-    register(Preset(_name, "dense2net.net", _values, "Dense2Net seed, section 3 (no published counts)",
-                    test_input=_CIFAR_TEST))
+_values: dict  # the loops below bind it to dicts of different value types
+for _name, _values in (
+    ("densenet_bc121_k32", {"scale": 1}),
+    ("dense2net121", {}),
+    ("dense2net121_s2", {"scale": 2}),
+    ("dense2net121_s8", {"scale": 8}),
+    ("dense2net121_g32", {"card": 32}),
+    ("dense2net121_se", {"se": True}),
+):
+    register(
+        Preset(
+            _name, "dense2net.net", _values, "Dense2Net seed, section 3 (no published counts)", test_input=_CIFAR_TEST
+        )
+    )
 
-register(Preset("res2net50_26w_4s", "res2net.net", {}, "Res2Net (Gao et al.), ImageNet table",
-                25.70e6, test_input=_IMAGENET_TEST))
+register(
+    Preset(
+        "res2net50_26w_4s",
+        "res2net.net",
+        {},
+        "Res2Net (Gao et al.), ImageNet table",
+        25.70e6,
+        test_input=_IMAGENET_TEST,
+    )
+)
 
 # SeqConv (Huang et al.): CIFAR Table 3 from the Table 1 template; ImageNet Table 2.
 for _name, _values, _published in (
-        ("seqresnet_k8_r4_n1", {"k": 8, "r": 4, "n": 1}, 1.2e6),
-        ("seqresnet_k16_r10_n1", {"k": 16, "r": 10, "n": 1}, 7.6e6),
-        ("seqresnet_b_k16_r7_n1", {"k": 16, "r": 7, "n": 1, "b": True}, 0.8e6),
-        ("seqresnet_b_k32_r12_n3", {"k": 32, "r": 12, "n": 3, "b": True}, 6.0e6)):
-    register(Preset(_name, "seqresnet.net", _values, "SeqConv seed, Table 3 (CIFAR)", _published,
-                    test_input=_CIFAR_TEST))
+    ("seqresnet_k8_r4_n1", {"k": 8, "r": 4, "n": 1}, 1.2e6),
+    ("seqresnet_k16_r10_n1", {"k": 16, "r": 10, "n": 1}, 7.6e6),
+    ("seqresnet_b_k16_r7_n1", {"k": 16, "r": 7, "n": 1, "b": True}, 0.8e6),
+    ("seqresnet_b_k32_r12_n3", {"k": 32, "r": 12, "n": 3, "b": True}, 6.0e6),
+):
+    register(
+        Preset(_name, "seqresnet.net", _values, "SeqConv seed, Table 3 (CIFAR)", _published, test_input=_CIFAR_TEST)
+    )
 for _name, _values, _published, _flops in (
-        ("seqresnet_b22", {"blocks": [1, 1, 2, 1]}, 11.8e6, 2.73e9),
-        ("seqresnet_b42", {"blocks": [3, 4, 5, 3]}, 25.6e6, 5.33e9),
-        ("seqresnext24", {"blocks": [1, 1, 3, 1], "widen": 4, "cards": [8, 8, 4, 4]}, 26.2e6, 4.32e9)):
-    register(Preset(_name, "seqresnet_imagenet.net", _values, "SeqConv seed, Table 2 (ImageNet)", _published,
-                    _flops, test_input=_IMAGENET_TEST))
+    ("seqresnet_b22", {"blocks": [1, 1, 2, 1]}, 11.8e6, 2.73e9),
+    ("seqresnet_b42", {"blocks": [3, 4, 5, 3]}, 25.6e6, 5.33e9),
+    ("seqresnext24", {"blocks": [1, 1, 3, 1], "widen": 4, "cards": [8, 8, 4, 4]}, 26.2e6, 4.32e9),
+):
+    register(
+        Preset(
+            _name,
+            "seqresnet_imagenet.net",
+            _values,
+            "SeqConv seed, Table 2 (ImageNet)",
+            _published,
+            _flops,
+            test_input=_IMAGENET_TEST,
+        )
+    )
 
-register(Preset("dsod300_backbone", "dsod.net", {}, "DSOD (Shen et al.), Table 1 (backbone; no published count)",
-                test_input=_IMAGENET_TEST))
-register(Preset("sparsenet_exp121", "sparsenet_exp.net", {},
-                "Zhu et al. exponential aggregation on DenseNet-121's layout (count: pytorchcv sparsenet121)",
-                3_250_824, test_input=_IMAGENET_TEST))
+register(
+    Preset(
+        "dsod300_backbone",
+        "dsod.net",
+        {},
+        "DSOD (Shen et al.), Table 1 (backbone; no published count)",
+        test_input=_IMAGENET_TEST,
+    )
+)
+register(
+    Preset(
+        "sparsenet_exp121",
+        "sparsenet_exp.net",
+        {},
+        "Zhu et al. exponential aggregation on DenseNet-121's layout (count: pytorchcv sparsenet121)",
+        3_250_824,
+        test_input=_IMAGENET_TEST,
+    )
+)

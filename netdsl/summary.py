@@ -53,10 +53,16 @@ def rows(graph: nx.DiGraph) -> list[Row]:
 def summary_dict(graph: nx.DiGraph) -> dict:
     """Everything ``netdsl summary --json`` prints."""
     block_rows = [
-        {"name": b.name, "pattern": b.pattern, "kind": b.kind, "output": b.output_mode,
-         "units": len(b.units), "connections": b.connection_count,
-         "channels_read": channels_read(graph, b),
-         "out_shape": list(graph.nodes[b.output]["shape"])}
+        {
+            "name": b.name,
+            "pattern": b.pattern,
+            "kind": b.kind,
+            "output": b.output_mode,
+            "units": len(b.units),
+            "connections": b.connection_count,
+            "channels_read": channels_read(graph, b),
+            "out_shape": list(graph.nodes[b.output]["shape"]),
+        }
         for b in blocks(graph)
     ]
     return {

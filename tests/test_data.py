@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from netdsl.cli import main
-from netdsl.train.augment import Augment, epoch_batches, generator, shard
 from netdsl.train import data as data_module
+from netdsl.train.augment import Augment, epoch_batches, generator, shard
 from netdsl.train.data import DataError, fit_images, load_data, open_source, prepare_data, split_validation
 
 
@@ -33,7 +33,7 @@ def test_cifar10_reads_the_python_batches(tmp_path):
     assert (s.classes, len(s.train), len(s.test)) == (10, 10, 3)
     # Row-major R, G, B planes of 32x32: pixel (c, y, x) is data[c*1024 + y*32 + x].
     assert s.train.images[3, 2, 5, 7].item() == written[1][0][1, 2 * 1024 + 5 * 32 + 7]
-    assert s.train.labels.tolist() == sum((w[1] for w in written), [])
+    assert s.train.labels.tolist() == [label for w in written for label in w[1]]
     assert torch.equal(s.test.images.reshape(3, -1), torch.from_numpy(test_data))
     assert s.test.labels.tolist() == test_labels
 
@@ -100,20 +100,35 @@ def test_prepare_data_fits_splits_limits_and_keeps_given_statistics():
     from netdsl.train.data import channel_stats
 
     assert (d.mean, d.std) == channel_stats(train.images[:100])
-    assert d.info == {"source": "digits", "mean": d.mean, "std": d.std, "classes": 10, "input": [1, 8, 8],
-                      "fit": "resize", "limit_train": 100, "sizes": [100, 144, 359]}
+    assert d.info == {
+        "source": "digits",
+        "mean": d.mean,
+        "std": d.std,
+        "classes": 10,
+        "input": [1, 8, 8],
+        "fit": "resize",
+        "limit_train": 100,
+        "sizes": [100, 144, 359],
+    }
     wide = prepare_data(src, (3, 16, 16), fit="resize", val_split=0, seed=0, stats=([0.5] * 3, [0.25] * 3))
     assert wide.val is None and (wide.mean, wide.std) == ([0.5] * 3, [0.25] * 3)
     assert tuple(wide.train.images.shape[1:]) == (3, 16, 16)
-    assert wide.note == ("note: digits images are 1x8x8; resized to the spec's input 3x16x16 "
-                         "(bilinear, grey repeated to 3 channels)")
+    assert wide.note == (
+        "note: digits images are 1x8x8; resized to the spec's input 3x16x16 (bilinear, grey repeated to 3 channels)"
+    )
     with pytest.raises(DataError, match="error: digits: the data's images are 1x8x8"):
         prepare_data(src, (3, 16, 16), fit="refuse", val_split=0, seed=0)
 
 
-@pytest.mark.parametrize("source, named", [
-    ("cifar10:{d}", "data_batch_1"), ("cifar100:{d}", "train"), ("svhn:{d}", "train_32x32.mat"),
-    ("cifar10:{d}/absent", "absent")])
+@pytest.mark.parametrize(
+    "source, named",
+    [
+        ("cifar10:{d}", "data_batch_1"),
+        ("cifar100:{d}", "train"),
+        ("svhn:{d}", "train_32x32.mat"),
+        ("cifar10:{d}/absent", "absent"),
+    ],
+)
 def test_a_missing_file_is_named(tmp_path, source, named):
     with pytest.raises(DataError) as e:
         load_data(source.format(d=tmp_path))
@@ -128,7 +143,7 @@ def test_malformed_files_are_named(tmp_path):
         load_data(f"cifar10:{tmp_path}")
     (tmp_path / "svhn").mkdir()
     (tmp_path / "svhn" / "train_32x32.mat").write_bytes(b"MATLAB 5.0 but not really")
-    with pytest.raises(DataError, match="train_32x32.mat: not a readable .mat file"):
+    with pytest.raises(DataError, match=r"train_32x32\.mat: not a readable \.mat file"):
         load_data(f"svhn:{tmp_path / 'svhn'}")
 
 
@@ -145,8 +160,18 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_cli_names_the_missing_file_and_exits_2(tmp_path, capsys):
-    code = main(["train", "densenet_bc100_k12", "--set", "depth=10", "--data", f"svhn:{tmp_path}",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "densenet_bc100_k12",
+            "--set",
+            "depth=10",
+            "--data",
+            f"svhn:{tmp_path}",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "train_32x32.mat: missing file" in err and "Traceback" not in err
 
@@ -206,7 +231,7 @@ def test_augmentation_geometry():
 def test_batches_and_shards_are_functions_of_seed_epoch_step():
     a = epoch_batches(10, 4, seed=1, epoch=2)
     assert [len(b) for b in a] == [4, 4] and len(set(torch.cat(a).tolist())) == 8
-    assert all(torch.equal(x, y) for x, y in zip(a, epoch_batches(10, 4, seed=1, epoch=2)))
+    assert all(torch.equal(x, y) for x, y in zip(a, epoch_batches(10, 4, seed=1, epoch=2), strict=True))
     assert not torch.equal(a[0], epoch_batches(10, 4, seed=1, epoch=3)[0])
     assert [shard(torch.arange(5), r, 2) for r in (0, 1)] == [slice(0, 3), slice(3, 5)]
     d1, d2 = (Augment().draw(4, 8, 8, generator(0, 1, 2)) for _ in range(2))

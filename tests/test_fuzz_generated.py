@@ -7,10 +7,11 @@ from __future__ import annotations
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from fuzz.generate import valid_specs
 from netdsl.api import compile_spec
 from netdsl.backends import torch_codegen
 from netdsl.ir import lint
+
+from fuzz.generate import valid_specs
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,11 +9,12 @@ import contextlib
 import random
 
 import pytest
-from fuzz.grammar import case_text, fuzz, generate, replay
-from fuzz.mutations import spec_files
 
 from netdsl.errors import NetdslError
 from netdsl.frontend import parse
+
+from fuzz.grammar import case_text, fuzz, generate, replay
+from fuzz.mutations import spec_files
 
 
 def test_generated_programs_are_reproducible_and_mostly_parse():

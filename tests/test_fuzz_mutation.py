@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz.mutations import FUZZ_LIMITS, KINDS, fuzz, mutate, replay, spec_files, tokens
 from netdsl.api import compile_spec
 from netdsl.errors import LimitError, NetdslError, SpecSyntaxError
 from netdsl.frontend import parse_value
+
+from fuzz.mutations import FUZZ_LIMITS, KINDS, fuzz, mutate, replay, spec_files, tokens
 
 DENSENET = next(p for p in spec_files() if p.name == "densenet_bc.net")
 
@@ -46,20 +47,23 @@ def test_a_few_hundred_mutants_raise_only_netdsl_errors():
     assert report.errors["SpecSyntaxError"] > 0 and report.errors["SpecNameError"] > 0
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda x: "(" * 10_000 + x + ")" * 10_000,
-    lambda x: "-" * 20_000 + x,
-    lambda x: "+".join([x] * 20_000),
-    lambda x: "not " * 20_000 + x,
-    lambda x: "2 ** " * 20_000 + x,
-    lambda x: "[" * 5_000 + x + "]" * 5_000,
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda x: "(" * 10_000 + x + ")" * 10_000,
+        lambda x: "-" * 20_000 + x,
+        lambda x: "+".join([x] * 20_000),
+        lambda x: "not " * 20_000 + x,
+        lambda x: "2 ** " * 20_000 + x,
+        lambda x: "[" * 5_000 + x + "]" * 5_000,
+    ],
+)
 def test_deep_expressions_are_refused_with_a_syntax_error(wrap):
     text = DENSENET.read_text().replace("let n = (depth - 4) // 6", f"let n = {wrap('1')}")
     with pytest.raises(SpecSyntaxError) as info:
         compile_spec(DENSENET, text=text)
     assert "nest" in info.value.message
-    assert info.value.span.line == text[:text.index("let n =")].count("\n") + 1
+    assert info.value.span.line == text[: text.index("let n =")].count("\n") + 1
 
 
 def test_deep_template_chains_are_refused_not_recursion_errors(tmp_path):
@@ -83,8 +87,11 @@ def test_a_very_long_name_is_refused_or_compiled_never_crashes(tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("0123456789.eE+-*/%()[],=<>! _abcnotruefalsepathwindowsplit\"'\n\\")),
-               max_size=40))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("0123456789.eE+-*/%()[],=<>! _abcnotruefalsepathwindowsplit\"'\n\\")), max_size=40
+    )
+)
 def test_any_set_value_parses_or_raises_a_located_netdsl_error(value):
     try:
         parse_value(value)

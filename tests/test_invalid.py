@@ -44,7 +44,7 @@ def _chdir(folder: Path):  # contextlib.chdir is Python 3.11+; netdsl supports 3
 def argv_of(case: Path) -> list[str]:
     for line in case.read_text().splitlines()[:3]:
         if line.startswith("# argv:"):
-            return [a.replace("{spec}", case.name) for a in shlex.split(line[len("# argv:"):])]
+            return [a.replace("{spec}", case.name) for a in shlex.split(line[len("# argv:") :])]
     return ["check", case.name]
 
 
@@ -61,7 +61,7 @@ def assert_matches(actual: str, expected: str) -> None:
     hints listing names others may add to, such as the preset names)."""
     got, want = actual.split("\n"), expected.split("\n")
     assert len(got) == len(want), actual
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         if w.endswith(" ..."):
             assert g.startswith(w[:-4]), (g, w)
         else:
@@ -110,8 +110,9 @@ def test_debug_flag_reraises_instead_of_printing():
 @pytest.mark.parametrize("name", ["limit_params_1e12"])
 def test_real_process_exits_2_without_traceback(name):
     case = CORPUS / f"{name}.net"
-    proc = subprocess.run([sys.executable, "-m", "netdsl"] + argv_of(case), cwd=CORPUS,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl"] + argv_of(case), cwd=CORPUS, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert_matches(proc.stderr, case.with_suffix(".err").read_text())
@@ -153,8 +154,21 @@ if __name__ == "__main__":
 
 
 # ---- hostile names: refused with a located error, or the emitted file is inert -------------
-HOSTILE = ["__import__('os').system('true')", 'a"b', "a'b", "a\nb", "\u0441onv",  # Cyrillic 'с'
-           "con\u200bv", "forward", "training", "__class__", "_modules", "__dict__", "self", "torch"]
+HOSTILE = [
+    "__import__('os').system('true')",
+    'a"b',
+    "a'b",
+    "a\nb",
+    "\u0441onv",  # Cyrillic 'с'
+    "con\u200bv",
+    "forward",
+    "training",
+    "__class__",
+    "_modules",
+    "__dict__",
+    "self",
+    "torch",
+]
 SMALL = "network n() {{\n    input(3, 8, 8)\n    {label}: conv(4)\n    relu\n}}\n"
 
 
@@ -173,8 +187,11 @@ def test_hostile_label_is_refused_with_a_located_error(tmp_path, name):
 @pytest.mark.parametrize("where", ["template", "network"])
 @pytest.mark.parametrize("name", HOSTILE[:6], ids=range(6))
 def test_hostile_template_and_network_names_are_refused(tmp_path, where, name):
-    text = (f"def {name}() {{ bn }}\nnetwork n() {{\n    input(3, 8, 8)\n}}\n" if where == "template"
-            else f"network {name}() {{\n    input(3, 8, 8)\n}}\n")
+    text = (
+        f"def {name}() {{ bn }}\nnetwork n() {{\n    input(3, 8, 8)\n}}\n"
+        if where == "template"
+        else f"network {name}() {{\n    input(3, 8, 8)\n}}\n"
+    )
     spec = tmp_path / "h.net"
     spec.write_text(text, encoding="utf-8")
     rc, _, err = run_cli(["check", str(spec)])
@@ -193,20 +210,21 @@ def test_emitted_torch_file_is_inert_even_for_a_hostile_file_name_and_odd_labels
     spec.write_text(text)
     (tmp_path / "lib").mkdir()  # found before the bundled library: its head's label is 'exec'
     (tmp_path / "lib" / "densenet.net").write_text(
-        (CORPUS.parent.parent / "specs" / "lib" / "densenet.net").read_text().replace("fc:", "exec:"))
+        (CORPUS.parent.parent / "specs" / "lib" / "densenet.net").read_text().replace("fc:", "exec:")
+    )
     out = tmp_path / "net.py"
     rc, _, err = run_cli(["compile", str(spec), "-o", str(out), "--set", "depth=10"])
     assert rc == 0, err
     source = out.read_text()
     tree = ast.parse(source)  # valid Python...
     assert all(isinstance(node, INERT_TOP_LEVEL) for node in tree.body)  # ...that only defines things
-    assert all(not (isinstance(n, ast.Name) and n.id in ("__import__", "eval", "system"))
-               for n in ast.walk(tree))
+    assert all(not (isinstance(n, ast.Name) and n.id in ("__import__", "eval", "system")) for n in ast.walk(tree))
     docstring = ast.get_docstring(tree)
     assert PAYLOAD in docstring  # the file name is quoted as data, not code
     # Import and run it in a fresh interpreter: it builds, runs forward, and touches nothing.
-    probe = ("import runpy, torch; ns = runpy.run_path('net.py'); "
-             "print(tuple(ns['Net']()(torch.zeros(1, 3, 32, 32)).shape))")
+    probe = (
+        "import runpy, torch; ns = runpy.run_path('net.py'); print(tuple(ns['Net']()(torch.zeros(1, 3, 32, 32)).shape))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(1, 10)"
@@ -223,10 +241,15 @@ def test_onnx_names_are_validated_identifiers_and_metadata_is_data(tmp_path):
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
     g = model.graph
-    names = [n.name for n in g.node] + [v.name for v in list(g.input) + list(g.output)] + \
-        [t.name for t in g.initializer] + [o for n in g.node for o in n.output]
+    names = (
+        [n.name for n in g.node]
+        + [v.name for v in list(g.input) + list(g.output)]
+        + [t.name for t in g.initializer]
+        + [o for n in g.node for o in n.output]
+    )
     assert names and all(re.fullmatch(r"[A-Za-z0-9_./]+", n) for n in names), [
-        n for n in names if not re.fullmatch(r"[A-Za-z0-9_./]+", n)]
+        n for n in names if not re.fullmatch(r"[A-Za-z0-9_./]+", n)
+    ]
     assert dict((p.key, p.value) for p in model.metadata_props)["netdsl.spec"] == spec.name
     assert not (tmp_path / "PWNED").exists()
 
@@ -265,7 +288,10 @@ def test_docs_errors_examples_are_the_corpus_messages():
     copy), so the documentation never shows a message netdsl no longer prints."""
     doc = (CORPUS.parent.parent / "docs" / "errors.md").read_text()
     blocks = re.findall(r"```\n\$ netdsl [^\n]*?(\w+)\.net[^\n]*\n(.*?)\n```", doc, re.S)
-    blocks += [("name_unknown_preset", b) for b in re.findall(r"```\n\$ netdsl check densenet_bc100_k21\n(.*?)\n```", doc, re.S)]
+    blocks += [
+        ("name_unknown_preset", b)
+        for b in re.findall(r"```\n\$ netdsl check densenet_bc100_k21\n(.*?)\n```", doc, re.S)
+    ]
     assert len(blocks) >= 30
     for name, text in blocks:
         assert text + "\n" == (CORPUS / f"{name}.err").read_text(), name

@@ -33,17 +33,23 @@ def refused(path, limits: Limits | None = None) -> LimitError:
 
 
 # ---- each limit: located, named, raisable -----------------------------------------------------
-@pytest.mark.parametrize("body, line, flag", [
-    ("    for a in 1..400 { for b in 1..400 { let c = a } }\n", 3, "--max-loop-iterations"),
-    ("    for a in 1..60000 { let c = a }\n    for b in 1..60000 { let d = b }\n", 4, "--max-loop-iterations"),
-    ("    repeat(200000) { bn }\n", 3, "--max-loop-iterations"),
-    ("    parallel(concat) {\n        for i in 1..100000000 { branch { conv(4) } }\n    }\n", 4,
-     "--max-loop-iterations"),
-    ("    block(6000, path(2)) { conv(2) }\n    block(6000, path(2)) { conv(2) }\n", 4, "--max-layers"),
-    ("    block(2000, dense) { conv(2, 1) }\n", 3, "--max-edges"),
-    ("    block(1000, rule(i - j < 3)) { conv(2, 1) }\n", 3, "--max-edges"),
-    ("    for a in 1..300 { conv(8, 1) }\n", 3, "--max-nodes"),
-])
+@pytest.mark.parametrize(
+    "body, line, flag",
+    [
+        ("    for a in 1..400 { for b in 1..400 { let c = a } }\n", 3, "--max-loop-iterations"),
+        ("    for a in 1..60000 { let c = a }\n    for b in 1..60000 { let d = b }\n", 4, "--max-loop-iterations"),
+        ("    repeat(200000) { bn }\n", 3, "--max-loop-iterations"),
+        (
+            "    parallel(concat) {\n        for i in 1..100000000 { branch { conv(4) } }\n    }\n",
+            4,
+            "--max-loop-iterations",
+        ),
+        ("    block(6000, path(2)) { conv(2) }\n    block(6000, path(2)) { conv(2) }\n", 4, "--max-layers"),
+        ("    block(2000, dense) { conv(2, 1) }\n", 3, "--max-edges"),
+        ("    block(1000, rule(i - j < 3)) { conv(2, 1) }\n", 3, "--max-edges"),
+        ("    for a in 1..300 { conv(8, 1) }\n", 3, "--max-nodes"),
+    ],
+)
 def test_each_budget_is_located_and_names_its_flag(tmp_path, body, line, flag):
     path = spec(tmp_path, body)
     limits = Limits(max_nodes=200) if flag == "--max-nodes" else None
@@ -60,8 +66,11 @@ def test_the_edge_budget_is_checked_before_the_block_is_built(tmp_path, monkeypa
 
     built = []
     real = lower_module.Lowerer.add
-    monkeypatch.setattr(lower_module.Lowerer, "add", lambda self, node_id, *a, **k: built.append(node_id) or
-                        real(self, node_id, *a, **k))
+    monkeypatch.setattr(
+        lower_module.Lowerer,
+        "add",
+        lambda self, node_id, *a, **k: built.append(node_id) or real(self, node_id, *a, **k),
+    )
     err = refused(spec(tmp_path, "    block(2000, dense) { conv(2, 1) }\n"))
     assert "2,001,000" in err.message
     assert not any(n.startswith("block1") for n in built)
@@ -201,19 +210,23 @@ def test_a_rule_block_gives_the_same_connections_compiled_or_interpreted(tmp_pat
     path.write_text("network n(k=3) {\n    input(3, 8, 8)\n" + body + "}\n")
     g = lower_spec(path)
     reads = [u.reads for u in g.graph["blocks"][0].units]
-    want = [tuple(j for j in range(i) if j == 0 or (i - j) & (i - j - 1) == 0 or (i + j) % 7 == 3)
-            for i in range(1, 41)]
+    want = [
+        tuple(j for j in range(i) if j == 0 or (i - j) & (i - j - 1) == 0 or (i + j) % 7 == 3) for i in range(1, 41)
+    ]
     assert reads == want
 
 
 # ---- one error type (issue 14.5) ---------------------------------------------------------------------
-@pytest.mark.parametrize("loop, error, message, column", [
-    ('for i in "a"..3', SpecTypeError, 'a range needs integers, got string "a"', 18),
-    ("for i in 1..2.5", SpecTypeError, "a range needs integers, got float 2.5", 21),
-    ("for i in 5..1", SpecValueError, "the range 5..1 runs backwards", 18),
-    ("for i in true..3", SpecTypeError, "a range needs integers, got bool true", 18),
-    ("for i in 3", SpecTypeError, "'for' needs a range a..b or a list, got int", 18),
-])
+@pytest.mark.parametrize(
+    "loop, error, message, column",
+    [
+        ('for i in "a"..3', SpecTypeError, 'a range needs integers, got string "a"', 18),
+        ("for i in 1..2.5", SpecTypeError, "a range needs integers, got float 2.5", 21),
+        ("for i in 5..1", SpecValueError, "the range 5..1 runs backwards", 18),
+        ("for i in true..3", SpecTypeError, "a range needs integers, got bool true", 18),
+        ("for i in 3", SpecTypeError, "'for' needs a range a..b or a list, got int", 18),
+    ],
+)
 def test_parallel_for_with_a_bad_range_is_a_located_netdsl_error(tmp_path, loop, error, message, column):
     path = spec(tmp_path, f"    parallel(concat) {{\n        {loop} {{ branch {{ conv(4) }} }}\n    }}\n")
     with pytest.raises(error) as info:
@@ -223,8 +236,11 @@ def test_parallel_for_with_a_bad_range_is_a_located_netdsl_error(tmp_path, loop,
 
 
 def test_parallel_for_over_an_empty_range_or_a_list_still_works(tmp_path):
-    path = spec(tmp_path, "    parallel(concat) {\n        for w in [2, 3] { branch { conv(w) } }\n"
-                          "        for i in 1..0 { branch { conv(9) } }\n    }\n")
+    path = spec(
+        tmp_path,
+        "    parallel(concat) {\n        for w in [2, 3] { branch { conv(w) } }\n"
+        "        for i in 1..0 { branch { conv(9) } }\n    }\n",
+    )
     g = lower_spec(path)
     assert g.nodes[g.graph["output"]]["shape"] == (5, 8, 8)
 
@@ -238,17 +254,20 @@ def test_integer_literals_with_thousands_of_digits_are_refused_where_written(tmp
     assert (info.value.span.line, info.value.span.column, info.value.span.end_column) == (3, 10, 10 + digits)
 
 
-@pytest.mark.parametrize("stmt, message", [
-    ("conv(-1)", "conv() 'out' must be >= 1, got -1"),
-    ("conv(0)", "conv() 'out' must be >= 1, got 0"),
-    ("conv(4, stride=0)", "conv() 'stride' must be >= 1, got 0"),
-    ("linear(-3)", "linear() 'out' must be >= 1, got -3"),
-    ("block(0, dense) { conv(2) }", "block() 'units' must be >= 1, got 0"),
-    ("repeat(-1) { bn }", "repeat() 'n' must be >= 0, got -1"),
-    ("block(2, window(0)) { conv(2) }", "window size must be >= 1, got 0"),
-    ("maxpool(0)", "maxpool() 'kernel' must be >= 1, got 0"),
-    ("avgpool(2, pad=-1)", "avgpool() 'pad' must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "stmt, message",
+    [
+        ("conv(-1)", "conv() 'out' must be >= 1, got -1"),
+        ("conv(0)", "conv() 'out' must be >= 1, got 0"),
+        ("conv(4, stride=0)", "conv() 'stride' must be >= 1, got 0"),
+        ("linear(-3)", "linear() 'out' must be >= 1, got -3"),
+        ("block(0, dense) { conv(2) }", "block() 'units' must be >= 1, got 0"),
+        ("repeat(-1) { bn }", "repeat() 'n' must be >= 0, got -1"),
+        ("block(2, window(0)) { conv(2) }", "window size must be >= 1, got 0"),
+        ("maxpool(0)", "maxpool() 'kernel' must be >= 1, got 0"),
+        ("avgpool(2, pad=-1)", "avgpool() 'pad' must be >= 0, got -1"),
+    ],
+)
 def test_negative_and_zero_sizes_are_clear_errors(tmp_path, stmt, message):
     with pytest.raises(SpecValueError) as info:
         lower_spec(spec(tmp_path, f"    {stmt}\n"))

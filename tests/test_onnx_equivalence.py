@@ -5,7 +5,8 @@ the torch module's (same weights, eval mode) within 1e-4 at batch 1 and batch 8.
 The weights are not the plain initialization: BatchNorm statistics come from a batch in train
 mode and the BN affines and biases are randomized, so that folding and the affine rewrite are
 exercised with non-trivial values, and chosen so that the networks are well-conditioned (see
-``calibrated``): the bound is a plain 1e-4, with no allowance for float32 drift. ImageNet presets run at their ``Preset.test_input`` size."""
+``calibrated``): the bound is a plain 1e-4, with no allowance for float32 drift. ImageNet presets
+run at their ``Preset.test_input`` size."""
 
 import numpy as np
 import onnx
@@ -14,8 +15,8 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends.onnx_export import export
 from netdsl.backends import torch_codegen
+from netdsl.backends.onnx_export import export
 from netdsl.onnx_runtime import run, session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
@@ -124,14 +125,22 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
 
 # Presets compared in the fast suite (one per family; the bundled specs cover every pattern);
 # the slow suite compares every preset.
-FAST_PRESETS = {"densenet_bc100_k12", "densenet121", "sparsenet_bc_v1", "dense2net121", "seqresnet_b22",
-                "res2net50_26w_4s"}
+FAST_PRESETS = {
+    "densenet_bc100_k12",
+    "densenet121",
+    "sparsenet_bc_v1",
+    "dense2net121",
+    "seqresnet_b22",
+    "res2net50_26w_4s",
+}
 
 
 def _targets():
     out = [pytest.param(str(p), id=p.stem) for p in SPECS]
-    out += [pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
-            for name in sorted(presets())]
+    out += [
+        pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
+        for name in sorted(presets())
+    ]
     return out
 
 

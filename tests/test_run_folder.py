@@ -84,8 +84,11 @@ def test_a_live_lock_keeps_a_second_run_out(write_spec, tmp_path, capsys):
     (out / ".lock").write_text(f"{os.getppid()}\n")  # a live process that is not this one
     code = main(["train", str(spec), "--epochs", "1", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and err == f"error: --out {out}: another run (pid {os.getppid()}) is using this folder " \
-                                f"(its lock is {out / '.lock'})\n"
+    assert (
+        code == 2
+        and err
+        == f"error: --out {out}: another run (pid {os.getppid()}) is using this folder (its lock is {out / '.lock'})\n"
+    )
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 
@@ -126,8 +129,14 @@ def test_no_tmp_files_after_an_interrupt_and_a_resume(write_spec, tmp_path):
     (out / ".last.pt.k3j2_x.tmp").write_bytes(b"half a checkpoint from a killed run")
     result = train(_cfg(spec, out, resume=True))
     assert result["epochs"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.csv",
-                                                      "metrics.jsonl", "results.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "metrics.jsonl",
+        "results.json",
+        "run.json",
+    ]
 
 
 def test_resuming_a_finished_run_says_so_or_extends_it(write_spec, tmp_path, capsys):

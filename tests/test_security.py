@@ -56,17 +56,20 @@ def layout(tmp_path):
     return root, outside
 
 
-@pytest.mark.parametrize("written, message", [
-    ("/etc/passwd", "is an absolute path"),
-    ("/proc/self/environ", "is an absolute path"),
-    ("ABS", "is an absolute path"),  # the absolute path of a real .net file outside the root
-    ("../outside/secret.net", "leaves the spec's folder"),
-    ("sub/../../outside/secret.net", "leaves the spec's folder"),
-    ("../../../../../../../../etc/hosts.net", "leaves the spec's folder"),
-    ("sub/escape.net", "leaves the spec's folder"),  # a symlink inside the root pointing out
-    ("../outside/plain.txt", "does not end in .net"),
-    ("notes.txt", "does not end in .net"),
-])
+@pytest.mark.parametrize(
+    "written, message",
+    [
+        ("/etc/passwd", "is an absolute path"),
+        ("/proc/self/environ", "is an absolute path"),
+        ("ABS", "is an absolute path"),  # the absolute path of a real .net file outside the root
+        ("../outside/secret.net", "leaves the spec's folder"),
+        ("sub/../../outside/secret.net", "leaves the spec's folder"),
+        ("../../../../../../../../etc/hosts.net", "leaves the spec's folder"),
+        ("sub/escape.net", "leaves the spec's folder"),  # a symlink inside the root pointing out
+        ("../outside/plain.txt", "does not end in .net"),
+        ("notes.txt", "does not end in .net"),
+    ],
+)
 def test_include_outside_the_root_or_not_a_spec_is_refused_without_reading_it(layout, written, message):
     root, outside = layout
     (root / "sub" / "escape.net").symlink_to(outside / "secret.net")
@@ -89,8 +92,10 @@ def test_includes_inside_the_root_and_the_library_still_resolve(layout):
     (root / "common.net").write_text("def unit(k) { bn; relu; conv(k, 3) }\n")
     (root / "sub" / "mid.net").write_text('include "../common.net"\ndef twice(k) { unit(k); unit(k) }\n')
     spec = root / "root.net"
-    spec.write_text('include "sub/mid.net"\ninclude "lib/densenet.net"\n'
-                    "network n() {\n    input(3, 8, 8)\n    twice(4)\n    bottleneck(4)\n}\n")
+    spec.write_text(
+        'include "sub/mid.net"\ninclude "lib/densenet.net"\n'
+        "network n() {\n    input(3, 8, 8)\n    twice(4)\n    bottleneck(4)\n}\n"
+    )
     graph = compile_spec(spec)
     assert graph.nodes[graph.graph["output"]]["shape"] == (4, 8, 8)
 
@@ -123,8 +128,9 @@ def test_an_include_that_is_not_a_small_regular_file_is_refused_before_opening(t
         compile_spec(spec)
     assert str(target) not in opened
     assert info.value.span.line == 1
-    assert {"fifo": "not a regular file", "folder": "is a folder", "huge": f"limit of {MAX_SPEC_BYTES:,}"}[kind] \
-        in info.value.message
+    assert {"fifo": "not a regular file", "folder": "is a folder", "huge": f"limit of {MAX_SPEC_BYTES:,}"}[
+        kind
+    ] in info.value.message
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "folder", "huge", "not_net"])
@@ -174,8 +180,9 @@ def test_a_folder_or_file_named_like_a_preset_does_not_hide_it(tmp_path):
 LABELLED = "network {net}() {{\n    input(3, 8, 8)\n    {label}: conv(4)\n    relu\n}}\n"
 
 
-@pytest.mark.parametrize("label", ["input_shape", "spec_name", "memory_format", "None", "class", "forward",
-                                   "lambda", "training", "_hidden"])
+@pytest.mark.parametrize(
+    "label", ["input_shape", "spec_name", "memory_format", "None", "class", "forward", "lambda", "training", "_hidden"]
+)
 def test_labels_that_would_collide_are_refused_at_check_time(tmp_path, label):
     spec = tmp_path / "l.net"
     spec.write_text(LABELLED.format(net="n", label=label))
@@ -195,8 +202,10 @@ def test_network_names_that_would_collide_are_refused_at_the_name(tmp_path, name
     assert info.value.message.startswith(f"'{name}' cannot be a network name")
 
 
-@pytest.mark.parametrize("net, label", [("g", "input_shape2"), ("squeeze", "spec"), ("fnet", "memory"),
-                                        ("none_net", "format_"), ("Net", "F_")])
+@pytest.mark.parametrize(
+    "net, label",
+    [("g", "input_shape2"), ("squeeze", "spec"), ("fnet", "memory"), ("none_net", "format_"), ("Net", "F_")],
+)
 def test_neighbouring_names_are_allowed_and_build(tmp_path, net, label):
     import torch
 
@@ -228,8 +237,10 @@ def test_display_helpers_escape_controls_markup_and_mathtext():
     assert for_matplotlib("$x^2$ cost") == "\\$x^2\\$ cost"
 
 
-MARKUP_RULE = ('network n() {\n    input(3, 8, 8)\n    conv(4)\n'
-               '    block(3, rule(j == 0 or "[link=http://evil]x[/link] $\\alpha$" == "y")) { conv(2) }\n}\n')
+MARKUP_RULE = (
+    "network n() {\n    input(3, 8, 8)\n    conv(4)\n"
+    '    block(3, rule(j == 0 or "[link=http://evil]x[/link] $\\alpha$" == "y")) { conv(2) }\n}\n'
+)
 
 
 def test_summary_shows_markup_in_spec_text_literally(tmp_path):
@@ -280,8 +291,10 @@ BAD_ARGUMENTS = [
     (["compile", *SPEC_ARGS, "-o", "{tmp}/missing/net.py"], "the folder '{tmp}/missing' does not exist"),
     (["compile", *SPEC_ARGS, "-o", "{tmp}"], "is a folder"),
     (["compile", *SPEC_ARGS, "-o", "{tmp}/f.txt/net.py"], "does not exist"),
-    (["compile", *SPEC_ARGS, "--target", "onnx", "-o", "{tmp}/x.onnx", "--weights", "{tmp}/none.pt"],
-     "--weights {tmp}/none.pt: no such file"),
+    (
+        ["compile", *SPEC_ARGS, "--target", "onnx", "-o", "{tmp}/x.onnx", "--weights", "{tmp}/none.pt"],
+        "--weights {tmp}/none.pt: no such file",
+    ),
     (["viz", *SPEC_ARGS, "-o", "{tmp}/missing/x.svg"], "does not exist"),
     (["viz", *SPEC_ARGS, "-o", "{tmp}/x.svg", "--max-units", "-1"], "--max-units: must be at least 0"),
     (["viz", *SPEC_ARGS, "-o", "{tmp}/x.png", "--style", "matrix", "--size", "0x0"], "outside 16..20000"),

@@ -83,8 +83,12 @@ def test_emitted_source_is_the_running_module(spec, tmp_path):
 def test_emitted_file_needs_only_torch(tmp_path):
     """The emitted file imports in an isolated interpreter (no netdsl on the path)."""
     out = _emit("specs/dense2net.net", tmp_path, {"blocks": "[2,2,2]"})
-    check = subprocess.run([sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})['build']()"],
-                           capture_output=True, text=True, cwd=tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-I", "-c", f"import runpy; runpy.run_path({str(out)!r})['build']()"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -134,5 +138,5 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     b = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=5)
     c = netdsl.build_model("specs/densenet_bc.net", depth=16, k=4, seed=6)
     assert torch.equal(before, after)  # building did not consume the caller's random stream
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.head1.fc.weight, c.head1.fc.weight)

@@ -51,8 +51,12 @@ def _same_state(a: dict, b: dict) -> bool:
 def test_bundled_recipes_are_the_papers():
     assert available() == ["dense2net", "densenet", "digits", "seqconv", "sparsenet"]
     d2 = load_recipe("dense2net")
-    assert (d2.batch_size, d2.optimizer["nesterov"], d2.schedule["kind"], d2.schedule["patience"]) == \
-        (128, False, "plateau", 10)
+    assert (d2.batch_size, d2.optimizer["nesterov"], d2.schedule["kind"], d2.schedule["patience"]) == (
+        128,
+        False,
+        "plateau",
+        10,
+    )
     assert (d2.augment["cutout_holes"], d2.augment["cutout_size"], d2.early_stopping) == (1, 8, {"patience": 20})
     sp = load_recipe("sparsenet")
     assert [sp.lr_factor(e, 280) for e in (149, 150, 200, 250)] == [1.0, 0.1, 0.01, 0.002]
@@ -68,11 +72,11 @@ def test_recipe_errors_name_the_problem(tmp_path):
     assert "densenet" in e.value.hint
     bad = tmp_path / "mine.json"
     bad.write_text(json.dumps({"epoch": 3}))
-    with pytest.raises(RecipeError, match="mine.json: unknown field 'epoch'") as e:
+    with pytest.raises(RecipeError, match=r"mine\.json: unknown field 'epoch'") as e:
         load_recipe(bad)
     assert "'epochs'" in e.value.hint
     bad.write_text("{not json")
-    with pytest.raises(RecipeError, match="mine.json: not a JSON recipe"):
+    with pytest.raises(RecipeError, match=r"mine\.json: not a JSON recipe"):
         load_recipe(bad)
 
 
@@ -93,19 +97,45 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(write_spec, tmp_path, re
     resumed = train(_cfg(spec, tmp_path / "cut", resume=True))
     assert _same_state(whole["model"].state_dict(), resumed["model"].state_dict())
     rows = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("whole", "cut")]
-    strip = [[{k: v for k, v in json.loads(r).items() if k not in ("seconds", "images_per_s")}
-              for r in text.splitlines()] for text in rows]
+    strip = [
+        [{k: v for k, v in json.loads(r).items() if k not in ("seconds", "images_per_s")} for r in text.splitlines()]
+        for text in rows
+    ]
     assert strip[0] == strip[1] and len(strip[0]) == 2
     assert whole["best"] == resumed["best"]
 
 
 def test_checkpoint_layout_and_eval_reproduce_the_run(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4", "--epochs", "1",
-                 "--batch-size", "32", "--limit-train", "64", "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "densenet_bc100_k12",
+            "--set",
+            "depth=10",
+            "--set",
+            "k=4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--limit-train",
+            "64",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "metrics.csv",
-                                                      "metrics.jsonl", "results.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "curves.png",
+        "last.pt",
+        "metrics.csv",
+        "metrics.jsonl",
+        "results.json",
+        "run.json",
+    ]
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["spec"]["target"] == "densenet_bc100_k12"
     assert ckpt["overrides"] == {"depth": "10", "k": "4", "classes": 10}
@@ -131,8 +161,11 @@ def test_checkpoint_layout_and_eval_reproduce_the_run(tmp_path, capsys):
 def test_bad_checkpoints_are_clear_errors(tmp_path, capsys):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 truncated")
-    for name, message in (("foreign.pt", "not a netdsl checkpoint"), ("cut.pt", "not a readable checkpoint"),
-                          ("absent.pt", "no such checkpoint file")):
+    for name, message in (
+        ("foreign.pt", "not a netdsl checkpoint"),
+        ("cut.pt", "not a readable checkpoint"),
+        ("absent.pt", "no such checkpoint file"),
+    ):
         with pytest.raises(CheckpointError, match=f"{name}: {message}"):
             load_checkpoint(tmp_path / name)
         assert main(["eval", "--weights", str(tmp_path / name)]) == 2
@@ -162,8 +195,22 @@ def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_s
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script), str(spec), str(out)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(spec),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     assert _same_state(rank0, rank1)  # both processes hold the same network
@@ -175,8 +222,19 @@ def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_s
 
 
 def test_curves_on_demand_from_the_metrics(tmp_path, capsys):
-    rows = [{"epoch": e, "lr": 0.1, "train_loss": 1.0 / e, "train_acc": 50.0 + e, "val_loss": 1.5 / e,
-             "val_acc": 40.0 + e, "seconds": 1.0, "images_per_s": 10.0} for e in (1, 2, 3)]
+    rows = [
+        {
+            "epoch": e,
+            "lr": 0.1,
+            "train_loss": 1.0 / e,
+            "train_acc": 50.0 + e,
+            "val_loss": 1.5 / e,
+            "val_acc": 40.0 + e,
+            "seconds": 1.0,
+            "images_per_s": 10.0,
+        }
+        for e in (1, 2, 3)
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["eval", "--curves", str(tmp_path)]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -194,6 +252,7 @@ def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path
 
 
 # --- one compile per run; the spec travels inside the checkpoint -----------------------------------
+
 
 @pytest.fixture
 def compiles(monkeypatch):
@@ -242,8 +301,9 @@ def test_resume_and_eval_use_the_embedded_spec_text_never_the_stored_path(write_
     from netdsl.train.checkpoint import save_checkpoint
 
     old = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
-    save_checkpoint(tmp_path / "old.pt", {**old, "spec": {"target": "/etc/passwd", "file": "/etc/passwd",
-                                                          "name": "tiny"}})
+    save_checkpoint(
+        tmp_path / "old.pt", {**old, "spec": {"target": "/etc/passwd", "file": "/etc/passwd", "name": "tiny"}}
+    )
     assert main(["eval", "--weights", str(tmp_path / "old.pt")]) == 2
     err = capsys.readouterr().err
     assert "names its spec by path (/etc/passwd) without its text" in err and "root:" not in err
@@ -261,34 +321,51 @@ def test_threads_sets_torchs_thread_count(write_spec, tmp_path):
 
 # --- every flag checked before any work ------------------------------------------------------------
 
-_NO_CUDA = [] if torch.cuda.is_available() else [
-    (["train", "t.net", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)"),
-    (["eval", "--weights", "x.pt", "--device", "cuda"], "--device cuda: no CUDA device is available here (use --device cpu or auto)")]
+_NO_CUDA = (
+    []
+    if torch.cuda.is_available()
+    else [
+        (
+            ["train", "t.net", "--device", "cuda"],
+            "--device cuda: no CUDA device is available here (use --device cpu or auto)",
+        ),
+        (
+            ["eval", "--weights", "x.pt", "--device", "cuda"],
+            "--device cuda: no CUDA device is available here (use --device cpu or auto)",
+        ),
+    ]
+)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "t.net", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
-    (["train", "t.net", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
-    (["train", "t.net", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
-    (["train", "t.net", "--limit-train", "0"], "--limit-train must be a positive integer, got 0"),
-    (["train", "t.net", "--threads", "0"], "--threads must be a positive integer, got 0"),
-    (["train", "t.net", "--devices", "0"], "--devices must be a positive integer, got 0"),
-    (["train", "t.net", "--num-nodes", "-1"], "--num-nodes must be a positive integer, got -1"),
-    (["train", "t.net", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),
-    (["train", "t.net", "--lr", "inf"], "--lr must be a finite number above 0, got inf"),
-    (["train", "t.net", "--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
-    (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
-    (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
-    (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
-    (["train", "t.net", "--max-params", "0"], "argument --max-params: must be at least 1, got 0"),
-    (["train", "t.net", "--max-nodes", "-5"], "argument --max-nodes: must be at least 1, got -5"),
-    (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
-    (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
-    (["train", "t.net", "--resume", "--force", "--out", "{tmp}"], "--resume continues the run in --out and "
-                                                                  "--force replaces it: give one"),
-    (["train", "t.net", "--resume", "--out", "{tmp}/done"], "the run is finished"),
-    (["eval", "--weights", "x.pt", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
-    *_NO_CUDA])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "t.net", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["train", "t.net", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+        (["train", "t.net", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
+        (["train", "t.net", "--limit-train", "0"], "--limit-train must be a positive integer, got 0"),
+        (["train", "t.net", "--threads", "0"], "--threads must be a positive integer, got 0"),
+        (["train", "t.net", "--devices", "0"], "--devices must be a positive integer, got 0"),
+        (["train", "t.net", "--num-nodes", "-1"], "--num-nodes must be a positive integer, got -1"),
+        (["train", "t.net", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),
+        (["train", "t.net", "--lr", "inf"], "--lr must be a finite number above 0, got inf"),
+        (["train", "t.net", "--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
+        (["train", "t.net", "--lr", "-0.1"], "--lr must be a finite number above 0, got -0.1"),
+        (["train", "t.net", "--val-split", "1"], "--val-split must be in [0, 1), got 1.0"),
+        (["train", "t.net", "--seed", "-1"], "--seed must be 0 or more, got -1"),
+        (["train", "t.net", "--max-params", "0"], "argument --max-params: must be at least 1, got 0"),
+        (["train", "t.net", "--max-nodes", "-5"], "argument --max-nodes: must be at least 1, got -5"),
+        (["train", "t.net", "--out", "{tmp}/file/run"], "--out {tmp}/file/run: {tmp}/file is not a folder"),
+        (["train", "t.net", "--resume"], "--resume needs --out, the folder of the run to continue"),
+        (
+            ["train", "t.net", "--resume", "--force", "--out", "{tmp}"],
+            "--resume continues the run in --out and --force replaces it: give one",
+        ),
+        (["train", "t.net", "--resume", "--out", "{tmp}/done"], "the run is finished"),
+        (["eval", "--weights", "x.pt", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+        *_NO_CUDA,
+    ],
+)
 def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, message):
     """Each bad value is refused before any work: nothing is compiled, loaded or written."""
     spec = write_spec(TINY)
@@ -308,6 +385,7 @@ def test_a_bad_flag_is_one_line_and_exit_2(write_spec, tmp_path, capsys, argv, m
 
 
 # --- the parts of train(), each on its own ----------------------------------------------------------
+
 
 class _OneProcess:
     """The part of Lightning Fabric a training step uses, for one CPU process."""
@@ -355,18 +433,18 @@ def test_an_epoch_stopped_and_continued_equals_the_whole_epoch(write_spec):
 
 
 def test_epoch_bookkeeping_best_plateau_and_early_stop():
-    from netdsl.train.loop import end_epoch, fresh_state, stops_early
+    from netdsl.train.loop import end_epoch, fresh_state, improves, stops_early
     from netdsl.train.model import make_scheduler
-
-    from netdsl.train.loop import improves
 
     recipe = load_recipe("dense2net")  # plateau schedule, early stopping after 20, best by val_loss
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = make_scheduler(opt, recipe)
     state = fresh_state()
-    rows = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 50.0},
-            {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "val_acc": 50.0},
-            {"epoch": 3, "train_loss": 0.7, "val_loss": 0.8, "val_acc": 49.0}]
+    rows = [
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 50.0},
+        {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "val_acc": 50.0},
+        {"epoch": 3, "train_loss": 0.7, "val_loss": 0.8, "val_acc": 49.0},
+    ]
     assert [end_epoch(state, r, recipe, sched) for r in rows] == [True, True, False]
     assert (state["best"], state["best_epoch"], state["best_loss"]) == (0.7, 2, 0.7)
     assert opt.param_groups[0]["lr"] == 0.1  # the plateau's patience (10) is not used up
@@ -383,8 +461,11 @@ def test_run_overrides_take_the_datas_classes_and_the_recipes_declared_values():
 
     notes = []
     seq = load_recipe("seqconv")  # sets dropout=0.1 where declared
-    assert run_overrides(("classes", "dropout"), {"k": "4"}, 7, seq, notes.append) == \
-        {"k": "4", "classes": 7, "dropout": 0.1}
+    assert run_overrides(("classes", "dropout"), {"k": "4"}, 7, seq, notes.append) == {
+        "k": "4",
+        "classes": 7,
+        "dropout": 0.1,
+    }
     assert run_overrides(("classes",), {"classes": "3"}, 7, seq, notes.append) == {"classes": "3"}
     assert notes == ["note: recipe seqconv sets dropout=0.1, but the spec declares no parameter 'dropout'"]
 
@@ -393,8 +474,16 @@ def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
     from netdsl.train.checkpoint import Checkpointer
     from netdsl.train.report import Reporter
 
-    row = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_acc": 90.0, "val_loss": None, "val_acc": None,
-           "seconds": 1.0, "images_per_s": 10.0}
+    row = {
+        "epoch": 1,
+        "lr": 0.1,
+        "train_loss": 0.5,
+        "train_acc": 90.0,
+        "val_loss": None,
+        "val_acc": None,
+        "seconds": 1.0,
+        "images_per_s": 10.0,
+    }
     for rank in (1, 0):
         out = tmp_path / f"rank{rank}"
         out.mkdir()
@@ -402,9 +491,14 @@ def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
         net = torch.nn.Linear(2, 2)
         opt = torch.optim.SGD(net.parameters(), lr=0.1)
         fabric = _OneProcess()
-        Checkpointer({"spec": {}, "overrides": {}, "data": {}}, net, opt,
-                     torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0), fabric, rank).save(
-            out / "last.pt", 1, 0, {"finished": True}, [row])
+        Checkpointer(
+            {"spec": {}, "overrides": {}, "data": {}},
+            net,
+            opt,
+            torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0),
+            fabric,
+            rank,
+        ).save(out / "last.pt", 1, 0, {"finished": True}, [row])
         assert fabric.barriers == 1
     assert sorted(p.name for p in (tmp_path / "rank1").iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "metrics.csv", "metrics.jsonl"]
@@ -415,10 +509,12 @@ def test_reporter_writes_on_rank_0_only_and_checkpointer_waits_for_it(tmp_path):
 def test_the_api_config_is_checked_like_the_flags():
     from netdsl.train.config import ArgumentError
 
-    for bad, message in ((dict(fit="squash"), "--fit must be one of resize, refuse, got 'squash'"),
-                         (dict(precision="8"), "--precision must be one of auto, 32, bf16, fp16, got '8'"),
-                         (dict(epochs=True), "--epochs must be a positive integer, got True"),
-                         (dict(lr=float("-inf")), "--lr must be a finite number above 0, got -inf")):
+    for bad, message in (
+        (dict(fit="squash"), "--fit must be one of resize, refuse, got 'squash'"),
+        (dict(precision="8"), "--precision must be one of auto, 32, bf16, fp16, got '8'"),
+        (dict(epochs=True), "--epochs must be a positive integer, got True"),
+        (dict(lr=float("-inf")), "--lr must be a finite number above 0, got -inf"),
+    ):
         with pytest.raises(ArgumentError) as e:
             TrainConfig("densenet_bc100_k12", **bad).validate()
         assert e.value.message == message

@@ -85,9 +85,13 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
         if d.get("folded"):
             b.nodes[-1].doc_string = "folded BatchNorm: " + ", ".join(d["folded"])
     inp, outp = graph.graph["input"], graph.graph["output"]
-    g = helper.make_graph(b.nodes, graph.graph.get("name", "net"),
-                          [_value(inp, graph.nodes[inp]["shape"])], [_value(outp, graph.nodes[outp]["shape"])],
-                          initializer=b.initializers)
+    g = helper.make_graph(
+        b.nodes,
+        graph.graph.get("name", "net"),
+        [_value(inp, graph.nodes[inp]["shape"])],
+        [_value(outp, graph.nodes[outp]["shape"])],
+        initializer=b.initializers,
+    )
     model = helper.make_model(g, producer_name="netdsl", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     from .. import __version__

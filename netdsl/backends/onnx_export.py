@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import networkx as nx
 import onnx
@@ -16,20 +16,23 @@ from torch import nn
 
 from ..errors import NetdslError
 from ..ir import lint
-from ..passes import Pass, count, run_pipeline
-from ..passes import bn_to_affine, drop_inference_noops, fold_bn, share_concat_prefix
+from ..passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
 from ..passes.rewire import copy_graph
-from .onnx_emit import concat_stats, emit_onnx
 from . import torch_codegen
+from .onnx_emit import concat_stats, emit_onnx
 from .torch_weights import read_state_dict
 
 
 def inference_passes() -> list[Pass]:
     """The rewrites before emission, in order: BN folding must see the graph without no-ops
     (a dropout between conv and BN would hide the pair)."""
-    return [Pass("drop_inference_noops", drop_inference_noops.run), Pass("fold_bn", fold_bn.run),
-            Pass("bn_to_affine", bn_to_affine.run), Pass("share_concat_prefix", share_concat_prefix.run),
-            Pass("count", count.run)]
+    return [
+        Pass("drop_inference_noops", drop_inference_noops.run),
+        Pass("fold_bn", fold_bn.run),
+        Pass("bn_to_affine", bn_to_affine.run),
+        Pass("share_concat_prefix", share_concat_prefix.run),
+        Pass("count", count.run),
+    ]
 
 
 class UntrainedWarning(UserWarning):
@@ -42,8 +45,9 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
     if isinstance(weights, nn.Module):
         return weights, "module"
     if weights is None:
-        warnings.warn(f"no weights given: exporting the untrained initialization (seed {seed})",
-                      UntrainedWarning, stacklevel=3)
+        warnings.warn(
+            f"no weights given: exporting the untrained initialization (seed {seed})", UntrainedWarning, stacklevel=3
+        )
         return torch_codegen.build(graph, seed), f"untrained initialization, seed {seed}"
     module = torch_codegen.module_from_graph(graph)
     origin = "state_dict"
@@ -52,14 +56,23 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
     missing, unexpected = _key_mismatch(module, weights)
     if missing or unexpected:
         raise NetdslError(
-            f"weights do not fit '{graph.graph.get('name')}': {len(missing)} missing, {len(unexpected)} unexpected keys",
-            None, "first missing: " + ", ".join(missing[:3]) + "; first unexpected: " + ", ".join(unexpected[:3])
-            + " (compile with the same --set values the model was trained with)")
+            f"weights do not fit '{graph.graph.get('name')}': "
+            f"{len(missing)} missing, {len(unexpected)} unexpected keys",
+            None,
+            "first missing: "
+            + ", ".join(missing[:3])
+            + "; first unexpected: "
+            + ", ".join(unexpected[:3])
+            + " (compile with the same --set values the model was trained with)",
+        )
     try:
         module.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        raise NetdslError(f"weights do not fit: {str(err).splitlines()[-1].strip()}", None,
-                          "compile with the same --set values the model was trained with") from None
+        raise NetdslError(
+            f"weights do not fit: {str(err).splitlines()[-1].strip()}",
+            None,
+            "compile with the same --set values the model was trained with",
+        ) from None
     return module, origin
 
 
@@ -77,8 +90,11 @@ def bind_weights(graph: nx.DiGraph, module: nn.Module) -> nx.DiGraph:
             sub = module.get_submodule(n)
         except AttributeError:
             continue
-        d["weights"] = {k: v.detach().to("cpu", torch.float32).numpy().copy()
-                        for k, v in sub.state_dict().items() if v.is_floating_point()}
+        d["weights"] = {
+            k: v.detach().to("cpu", torch.float32).numpy().copy()
+            for k, v in sub.state_dict().items()
+            if v.is_floating_point()
+        }
     return out
 
 
@@ -92,10 +108,12 @@ class ExportReport:
     affine_bn: int
 
     def lines(self) -> list[str]:
-        return [f"weights: {self.weights}",
-                f"onnx: {self.onnx_nodes} nodes; BatchNorm folded into conv: {self.folded_bn}, "
-                f"turned into affine: {self.affine_bn}",
-                f"concat: {self.concat_nodes} Concat nodes copying {self.concat_bytes / 2**20:.2f} MiB per sample"]
+        return [
+            f"weights: {self.weights}",
+            f"onnx: {self.onnx_nodes} nodes; BatchNorm folded into conv: {self.folded_bn}, "
+            f"turned into affine: {self.affine_bn}",
+            f"concat: {self.concat_nodes} Concat nodes copying {self.concat_bytes / 2**20:.2f} MiB per sample",
+        ]
 
 
 def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[onnx.ModelProto, ExportReport]:
@@ -105,10 +123,13 @@ def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[on
     rewritten = run_pipeline(bound, inference_passes(), lint)
     from .. import __version__
 
-    meta = {"netdsl.version": __version__, "netdsl.spec": Path(graph.graph.get("file", "")).name,
-            "netdsl.preset": graph.graph.get("preset") or "",
-            "netdsl.params": json.dumps(graph.graph.get("params", {}), default=str),
-            "netdsl.weights": origin}
+    meta = {
+        "netdsl.version": __version__,
+        "netdsl.spec": Path(graph.graph.get("file", "")).name,
+        "netdsl.preset": graph.graph.get("preset") or "",
+        "netdsl.params": json.dumps(graph.graph.get("params", {}), default=str),
+        "netdsl.weights": origin,
+    }
     model = emit_onnx(rewritten, meta)
     n_concat, concat_bytes = concat_stats(rewritten)
     folded = sum(len(d.get("folded", ())) for _, d in rewritten.nodes(data=True))

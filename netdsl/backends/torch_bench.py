@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
+def median_seconds(
+    fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None
+) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
@@ -55,6 +57,7 @@ def forward_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
     def run():
         with torch.no_grad():
             return model(x)
+
     return run
 
 
@@ -69,4 +72,5 @@ def train_step_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], objec
         loss = torch.nn.functional.cross_entropy(model(x), labels)
         loss.backward()
         opt.step()
+
     return run

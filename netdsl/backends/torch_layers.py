@@ -2,8 +2,8 @@
 this file's classes (inspect.getsource), so they must depend on torch alone."""
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class SqueezeExcite(nn.Module):

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -21,11 +21,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and runtime errors for a foreign file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise NetdslError(f"cannot read weights from '{path}': {first}", None,
-                          "give a file written by torch.save(model.state_dict(), path)") from None
+        raise NetdslError(
+            f"cannot read weights from '{path}': {first}",
+            None,
+            "give a file written by torch.save(model.state_dict(), path)",
+        ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise NetdslError(f"'{path}' holds no state_dict", None,
-                          "expected a state_dict or a checkpoint dict with the state_dict under 'model'")
+        raise NetdslError(
+            f"'{path}' holds no state_dict",
+            None,
+            "expected a state_dict or a checkpoint dict with the state_dict under 'model'",
+        )
     return dict(obj)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from ..display import shown
 from ..errors import IncludeError, NetdslError, Span, SpecNameError
@@ -16,7 +17,7 @@ COMMANDS = ["compile", "summary", "check", "list", "run", "viz", "train", "eval"
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a bad argument answered in one line (no usage block), exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, shown(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
 
 

@@ -27,8 +27,11 @@ def run(args) -> int:
     if args.batch_size < 1 or args.repeats < 1:
         raise SpecValueError("--batch-size and --repeats must be at least 1", None)
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
-        raise SpecValueError(f"device '{args.device}' is not available here", None,
-                             "use --device cpu" + ("" if torch.cuda.is_available() else " (no CUDA device found)"))
+        raise SpecValueError(
+            f"device '{args.device}' is not available here",
+            None,
+            "use --device cpu" + ("" if torch.cuda.is_available() else " (no CUDA device found)"),
+        )
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ov = overrides(args)
@@ -56,12 +59,19 @@ def run(args) -> int:
     from rich.table import Table
 
     what = "training step" if args.train else "inference forward"
-    t = Table(title=for_rich(f"{args.target}: {what}, batch {args.batch_size}, {device.type}, median of {args.repeats}"))
+    t = Table(
+        title=for_rich(f"{args.target}: {what}, batch {args.batch_size}, {device.type}, median of {args.repeats}")
+    )
     for col in ("variant", "latency ms", "samples/s", "train saved MiB (measured)", "inference peak MiB (model)"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for label, secs, thr, saved, infer in rows:
         t.add_row(label, f"{secs * 1e3:.1f}", f"{thr:.1f}", f"{saved / 2**20:.1f}", f"{infer / 2**20:.1f}")
-    t.add_row("ratio", f"{rows[1][1] / rows[0][1]:.2f}x", f"{rows[1][2] / rows[0][2]:.2f}x",
-              f"{rows[1][3] / max(rows[0][3], 1):.2f}x", f"{rows[1][4] / max(rows[0][4], 1):.2f}x")
+    t.add_row(
+        "ratio",
+        f"{rows[1][1] / rows[0][1]:.2f}x",
+        f"{rows[1][2] / rows[0][2]:.2f}x",
+        f"{rows[1][3] / max(rows[0][3], 1):.2f}x",
+        f"{rows[1][4] / max(rows[0][4], 1):.2f}x",
+    )
     Console(width=max(Console().width, 120)).print(t)  # five numeric columns and a long title
     return 0

@@ -44,7 +44,9 @@ def register(sub) -> None:
     add_target(p)
     p.add_argument("--target", dest="backend", default="torch", help="backend: " + ", ".join(sorted(TARGETS)))
     p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
-    p.add_argument("--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)")
+    p.add_argument(
+        "--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)"
+    )
     p.set_defaults(func=run)
 
 

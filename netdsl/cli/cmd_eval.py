@@ -19,8 +19,14 @@ def register(sub) -> None:
     p.add_argument("--weights", metavar="CKPT", help="a checkpoint written by 'netdsl train'")
     p.add_argument("--data", help="data source (default: the one it was trained on)")
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                   help="spec parameter on top of the checkpoint's values (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="spec parameter on top of the checkpoint's values (repeatable)",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -41,16 +47,22 @@ def run(args) -> int:
     positive_int("--batch-size", args.batch_size)
     device_available(args.device)
     if not args.weights:
-        raise NetdslError("eval needs --weights CKPT (or --curves RUN)", None,
-                          "for example: netdsl eval --weights runs/densenet_bc100_k12/best.pt")
+        raise NetdslError(
+            "eval needs --weights CKPT (or --curves RUN)",
+            None,
+            "for example: netdsl eval --weights runs/densenet_bc100_k12/best.pt",
+        )
     from ..train.evaluation import evaluate_checkpoint
 
-    r = evaluate_checkpoint(args.weights, args.target, args.data, overrides(args), args.split, args.device,
-                            args.batch_size)
+    r = evaluate_checkpoint(
+        args.weights, args.target, args.data, overrides(args), args.split, args.device, args.batch_size
+    )
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
     top5 = f"  top-5 {r['top5']:.2f}%" if "top5" in r else ""
-    print(f"{r['target']} ({r['weights']}, epoch {r['epoch']}) on {r['data']} {r['split']} "
-          f"({r['images']} images): loss {r['loss']:.4f}  top-1 {r['top1']:.2f}%{top5}")
+    print(
+        f"{r['target']} ({r['weights']}, epoch {r['epoch']}) on {r['data']} {r['split']} "
+        f"({r['images']} images): loss {r['loss']:.4f}  top-1 {r['top1']:.2f}%{top5}"
+    )
     return 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..display import for_rich
 
@@ -16,11 +17,19 @@ def run(args) -> int:
     from ..api import compile_spec
     from ..presets import presets
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, pr in sorted(presets().items()):
         params = None if args.no_count else compile_spec(name).graph["total_params"]
-        rows.append({"name": name, "spec": pr.spec, "values": pr.values, "params": params,
-                     "paper_params": pr.paper_params, "paper": pr.paper})
+        rows.append(
+            {
+                "name": name,
+                "spec": pr.spec,
+                "values": pr.values,
+                "params": params,
+                "paper_params": pr.paper_params,
+                "paper": pr.paper,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -31,7 +40,12 @@ def run(args) -> int:
     for col in ("name", "spec", "params", "paper", "source"):
         t.add_column(col, justify="right" if col in ("params", "paper") else "left")
     for r in rows:
-        t.add_row(for_rich(r["name"]), for_rich(r["spec"]), "" if r["params"] is None else f"{r['params']:,}",
-                  "" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M", for_rich(r["paper"]))
+        t.add_row(
+            for_rich(r["name"]),
+            for_rich(r["spec"]),
+            "" if r["params"] is None else f"{r['params']:,}",
+            "" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M",
+            for_rich(r["paper"]),
+        )
     Console().print(t)
     return 0

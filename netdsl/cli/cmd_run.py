@@ -16,8 +16,12 @@ def register(sub) -> None:
     p.add_argument("--input", help=".npy array of shape (N, C, H, W); default: random normal")
     p.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input (default 1)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random input")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="execution provider: auto = CUDA when it loads, else CPU")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="execution provider: auto = CUDA when it loads, else CPU",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: onnxruntime's)")
     p.add_argument("--output", help="save the output array to this .npy file")
     p.set_defaults(func=run)
@@ -29,14 +33,17 @@ def _load_input(path: str) -> np.ndarray:
     except FileNotFoundError:
         raise NetdslError(f"input file '{path}' not found") from None
     except (ValueError, OSError) as err:
-        raise NetdslError(f"cannot read '{path}' as a .npy array: {err}", None,
-                          "write it with numpy.save(path, array)") from None
+        raise NetdslError(
+            f"cannot read '{path}' as a .npy array: {err}", None, "write it with numpy.save(path, array)"
+        ) from None
 
 
 def summary_lines(y: np.ndarray) -> list[str]:
     """Shape, statistics and, for (N, classes) outputs, each sample's top class."""
-    lines = [f"output: shape {tuple(y.shape)}, {y.dtype}",
-             f"  min {y.min():.6g}  max {y.max():.6g}  mean {y.mean():.6g}  std {y.std():.6g}"]
+    lines = [
+        f"output: shape {tuple(y.shape)}, {y.dtype}",
+        f"  min {y.min():.6g}  max {y.max():.6g}  mean {y.mean():.6g}  std {y.std():.6g}",
+    ]
     if y.ndim == 2:
         top = y.argmax(axis=1)
         shown = ", ".join(f"{int(c)} ({y[i, c]:.4g})" for i, c in enumerate(top[:8]))
@@ -46,7 +53,8 @@ def summary_lines(y: np.ndarray) -> list[str]:
 
 def run(args) -> int:
     from ..io import write_atomic
-    from ..onnx_runtime import input_shape, run as run_model, session
+    from ..onnx_runtime import input_shape, session
+    from ..onnx_runtime import run as run_model
 
     existing_file(args.model, "model")
     if args.input:
@@ -60,7 +68,10 @@ def run(args) -> int:
         x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
     y = run_model(sess, x)
     print(f"model: {shown(args.model)}  provider: {sess.get_providers()[0]}")
-    print(f"input: shape {tuple(x.shape)}" + (f" from {shown(args.input)}" if args.input else f" (random, seed {args.seed})"))
+    print(
+        f"input: shape {tuple(x.shape)}"
+        + (f" from {shown(args.input)}" if args.input else f" (random, seed {args.seed})")
+    )
     print("\n".join(summary_lines(y)))
     if args.output:
         import io

@@ -24,8 +24,9 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=for_rich(f"{data['name']}" + (f" (preset {data['preset']})" if data["preset"] else "")),
-                  show_footer=True)
+    table = Table(
+        title=for_rich(f"{data['name']}" + (f" (preset {data['preset']})" if data["preset"] else "")), show_footer=True
+    )
     table.add_column("layer", footer="total")
     table.add_column("output", footer="x".join(map(str, data["output"])))
     table.add_column("params", justify="right", footer=f"{data['params']:,}")
@@ -37,11 +38,18 @@ def run(args) -> int:
     console = Console()
     console.print(table)
     for b in data["blocks"]:
-        console.print(for_rich(f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
-                               f"reading {b['channels_read']:,} channels, output {b['output']} -> "
-                               f"{'x'.join(map(str, b['out_shape']))}"), soft_wrap=True)
-    console.print(f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
-                  "1 multiply-accumulate = 1 FLOP)")
+        console.print(
+            for_rich(
+                f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
+                f"reading {b['channels_read']:,} channels, output {b['output']} -> "
+                f"{'x'.join(map(str, b['out_shape']))}"
+            ),
+            soft_wrap=True,
+        )
+    console.print(
+        f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
+        "1 multiply-accumulate = 1 FLOP)"
+    )
     # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.
     Console(width=max(console.width, 132)).print(_memory_table(data["memory"]))
     return 0
@@ -49,8 +57,11 @@ def run(args) -> int:
 
 def _fmt_reads(reads) -> str:
     if len(reads) > 6:
-        return f"x{reads[0]}..x{reads[-1]} ({len(reads)})" if list(reads) == list(range(reads[0], reads[-1] + 1)) \
+        return (
+            f"x{reads[0]}..x{reads[-1]} ({len(reads)})"
+            if list(reads) == list(range(reads[0], reads[-1] + 1))
             else ", ".join(f"x{j}" for j in reads[:3]) + f", ... ({len(reads)})"
+        )
     return ", ".join(f"x{j}" for j in reads)
 
 
@@ -58,11 +69,20 @@ def _memory_table(mem: dict):
     """Bytes per sample: concat copies and activation memory, naive (--opt 0) vs planned."""
     from rich.table import Table
 
-    t = Table(title="per sample, float32: naive vs planned (concat copies; bytes stored into "
-                    "buffers; training: saved for backward; inference: peak live)", show_footer=True)
-    cols = [("copy_naive", "concat copies\nnaive"), ("copy_planned", "\nplanned"), ("store_planned", "stored\nplanned"),
-            ("train_naive", "training\nnaive"), ("train_planned", "\nplanned"),
-            ("infer_naive", "inference\nnaive"), ("infer_planned", "\nplanned")]
+    t = Table(
+        title="per sample, float32: naive vs planned (concat copies; bytes stored into "
+        "buffers; training: saved for backward; inference: peak live)",
+        show_footer=True,
+    )
+    cols = [
+        ("copy_naive", "concat copies\nnaive"),
+        ("copy_planned", "\nplanned"),
+        ("store_planned", "stored\nplanned"),
+        ("train_naive", "training\nnaive"),
+        ("train_planned", "\nplanned"),
+        ("infer_naive", "inference\nnaive"),
+        ("infer_planned", "\nplanned"),
+    ]
     t.add_column("block", footer="total", no_wrap=True)
     for key, title in cols:
         t.add_column(title, justify="right", no_wrap=True, footer=fmt_bytes(mem["total"][key]))

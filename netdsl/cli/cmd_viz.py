@@ -24,22 +24,43 @@ def _size(text: str) -> tuple[int, int]:
 def register(sub) -> None:
     p = sub.add_parser("viz", help="draw block graphs, op graphs, connectivity matrices and weight heat maps")
     add_target(p)
-    p.add_argument("-o", "--output", required=True,
-                   help="output file; the suffix picks the format (.svg .png .pdf, and .dot for graphs)")
-    p.add_argument("--style", choices=("graph", "matrix"), default=None,
-                   help="graph: graphviz drawing (the default); matrix: connectivity matrix per block "
-                        "(the default with --weights)")
-    p.add_argument("--level", choices=("block", "op"), default="block",
-                   help="graph detail: one node per unit (default) or per op, with C x H x W on edges")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file; the suffix picks the format (.svg .png .pdf, and .dot for graphs)",
+    )
+    p.add_argument(
+        "--style",
+        choices=("graph", "matrix"),
+        default=None,
+        help="graph: graphviz drawing (the default); matrix: connectivity matrix per block "
+        "(the default with --weights)",
+    )
+    p.add_argument(
+        "--level",
+        choices=("block", "op"),
+        default="block",
+        help="graph detail: one node per unit (default) or per op, with C x H x W on edges",
+    )
     p.add_argument("--block", metavar="N", help="draw only block N (its number in 'netdsl summary', or its name)")
-    p.add_argument("--max-units", type=non_negative_int, default=8, metavar="N",
-                   help="block graphs: blocks with more units keep the first and last N/2 and collapse the "
-                        "rest into one node with bundled edges (0 = draw every unit; default 8)")
-    p.add_argument("--dropped", action="store_true",
-                   help="block graphs: also draw, dotted, the connections the pattern leaves out")
-    p.add_argument("--weights", metavar="CKPT",
-                   help="matrix heat map: color cell (i, j) by the mean |weight| of unit i's first conv over "
-                        "the channels from x_j (a state_dict, or a checkpoint dict with it under 'model')")
+    p.add_argument(
+        "--max-units",
+        type=non_negative_int,
+        default=8,
+        metavar="N",
+        help="block graphs: blocks with more units keep the first and last N/2 and collapse the "
+        "rest into one node with bundled edges (0 = draw every unit; default 8)",
+    )
+    p.add_argument(
+        "--dropped", action="store_true", help="block graphs: also draw, dotted, the connections the pattern leaves out"
+    )
+    p.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="matrix heat map: color cell (i, j) by the mean |weight| of unit i's first conv over "
+        "the channels from x_j (a state_dict, or a checkpoint dict with it under 'model')",
+    )
     p.add_argument("--size", metavar="WxH", help="matrix image size in pixels, e.g. 900x600")
     p.set_defaults(func=run)
 

@@ -13,40 +13,90 @@ from ..frontend import Limits
 
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a .net spec file or a preset name (see 'netdsl list')")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a spec parameter, e.g. --set k=24 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a spec parameter, e.g. --set k=24 (repeatable)",
+    )
     lim = Limits()
     budget = p.add_argument_group("work budget", "limits checked before anything is built (docs/errors.md)")
-    budget.add_argument("--max-params", type=positive_int, default=lim.max_params, metavar="N",
-                        help=f"refuse specs with more parameters (default {lim.max_params:,})")
-    budget.add_argument("--max-nodes", type=positive_int, default=lim.max_nodes, metavar="N",
-                        help=f"refuse specs with more ops (default {lim.max_nodes:,})")
-    budget.add_argument("--max-edges", type=positive_int, default=lim.max_edges, metavar="N",
-                        help=f"refuse specs with more connections between ops (default {lim.max_edges:,})")
-    budget.add_argument("--max-layers", type=positive_int, default=lim.max_layers, metavar="N",
-                        help=f"refuse specs with more block units in all (default {lim.max_layers:,})")
-    budget.add_argument("--max-loop-iterations", type=positive_int, default=lim.max_loop_iterations, metavar="N",
-                        help=f"refuse specs whose loops run more iterations in all (default {lim.max_loop_iterations:,})")
-    budget.add_argument("--max-map-elements", type=positive_int, default=lim.max_map_elements, metavar="N",
-                        help=f"refuse tensors with more values per sample (default {lim.max_map_elements:,})")
-    p.add_argument("--opt", type=int, default=1, choices=(0, 1),
-                   help="optimization level: 1 plans concat buffers (default), 0 is the naive reference")
+    budget.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=lim.max_params,
+        metavar="N",
+        help=f"refuse specs with more parameters (default {lim.max_params:,})",
+    )
+    budget.add_argument(
+        "--max-nodes",
+        type=positive_int,
+        default=lim.max_nodes,
+        metavar="N",
+        help=f"refuse specs with more ops (default {lim.max_nodes:,})",
+    )
+    budget.add_argument(
+        "--max-edges",
+        type=positive_int,
+        default=lim.max_edges,
+        metavar="N",
+        help=f"refuse specs with more connections between ops (default {lim.max_edges:,})",
+    )
+    budget.add_argument(
+        "--max-layers",
+        type=positive_int,
+        default=lim.max_layers,
+        metavar="N",
+        help=f"refuse specs with more block units in all (default {lim.max_layers:,})",
+    )
+    budget.add_argument(
+        "--max-loop-iterations",
+        type=positive_int,
+        default=lim.max_loop_iterations,
+        metavar="N",
+        help=f"refuse specs whose loops run more iterations in all (default {lim.max_loop_iterations:,})",
+    )
+    budget.add_argument(
+        "--max-map-elements",
+        type=positive_int,
+        default=lim.max_map_elements,
+        metavar="N",
+        help=f"refuse tensors with more values per sample (default {lim.max_map_elements:,})",
+    )
+    p.add_argument(
+        "--opt",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="optimization level: 1 plans concat buffers (default), 0 is the naive reference",
+    )
 
 
 def overrides(args) -> dict:
     out = {}
     for item in args.overrides:
         if "=" not in item:
-            raise SpecTypeError(f"--set expects NAME=VALUE, got {item!r}",
-                                Span("--set", 1, 1, 1, len(item) + 1, text=item), "for example --set k=24")
+            raise SpecTypeError(
+                f"--set expects NAME=VALUE, got {item!r}",
+                Span("--set", 1, 1, 1, len(item) + 1, text=item),
+                "for example --set k=24",
+            )
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
 
 
 def limits(args) -> Limits:
-    return Limits(max_params=args.max_params, max_nodes=args.max_nodes, max_map_elements=args.max_map_elements,
-                  max_edges=args.max_edges, max_layers=args.max_layers, max_loop_iterations=args.max_loop_iterations)
+    return Limits(
+        max_params=args.max_params,
+        max_nodes=args.max_nodes,
+        max_map_elements=args.max_map_elements,
+        max_edges=args.max_edges,
+        max_layers=args.max_layers,
+        max_loop_iterations=args.max_loop_iterations,
+    )
 
 
 def writable_output(path: str, flag: str = "-o") -> None:

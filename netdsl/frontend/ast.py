@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import Span
 
@@ -26,32 +25,32 @@ class Var(Node):
 
 @dataclass(frozen=True, slots=True)
 class ListExpr(Node):
-    items: tuple["Expr", ...] = ()
+    items: tuple[Expr, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class BinOp(Node):
     op: str = ""
-    left: "Expr" = None  # type: ignore[assignment]
-    right: "Expr" = None  # type: ignore[assignment]
+    left: Expr = None  # type: ignore[assignment]
+    right: Expr = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
 class UnaryOp(Node):
     op: str = ""  # '-' or 'not'
-    operand: "Expr" = None  # type: ignore[assignment]
+    operand: Expr = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
 class Index(Node):
-    target: "Expr" = None  # type: ignore[assignment]
-    index: "Expr" = None  # type: ignore[assignment]
+    target: Expr = None  # type: ignore[assignment]
+    index: Expr = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
 class Kwarg(Node):
     name: str = ""
-    value: "Expr" = None  # type: ignore[assignment]
+    value: Expr = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +58,12 @@ class Call(Node):
     """A call in an expression (``path(far=7, near=7)``, ``floor(x)``) or as a statement."""
 
     name: str = ""
-    args: tuple["Expr", ...] = ()
+    args: tuple[Expr, ...] = ()
     kwargs: tuple[Kwarg, ...] = ()
     name_span: Span | None = field(default=None, compare=False, repr=False)
 
 
-Expr = Union[Literal, Var, ListExpr, BinOp, UnaryOp, Index, Call]
+Expr = Literal | Var | ListExpr | BinOp | UnaryOp | Index | Call
 
 
 # ---- statements ---------------------------------------------------------------------------
@@ -79,14 +78,14 @@ class For(Node):
     var: str = ""
     start: Expr = None  # type: ignore[assignment]
     stop: Expr | None = None  # ``for b in 1..3``: inclusive range; ``for x in list``: stop is None
-    body: tuple["Stmt", ...] = ()
+    body: tuple[Stmt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class If(Node):
     cond: Expr = None  # type: ignore[assignment]
-    then: tuple["Stmt", ...] = ()
-    orelse: tuple["Stmt", ...] = ()
+    then: tuple[Stmt, ...] = ()
+    orelse: tuple[Stmt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +94,10 @@ class OpStmt(Node):
 
     call: Call = None  # type: ignore[assignment]
     label: str | None = None
-    body: tuple["Stmt", ...] | None = None
+    body: tuple[Stmt, ...] | None = None
 
 
-Stmt = Union[Let, For, If, OpStmt]
+Stmt = Let | For | If | OpStmt
 
 
 # ---- top level ----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ STRUCTURAL = ("block", "residual", "parallel", "branch", "repeat", "use", "add",
 
 # Names a label may not take: they would shadow torch.nn.Module attributes or Python keywords in
 # the emitted module (tests/test_names.py checks this list against torch itself).
-RESERVED_LABELS = frozenset("""
+RESERVED_LABELS = frozenset(
+    """
 False None True and as assert async await break class continue def del elif else except finally for from
 global if import in is lambda nonlocal not or pass raise return try while with yield
 T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
@@ -26,4 +27,5 @@ register_full_backward_hook register_full_backward_pre_hook register_load_state_
 register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
 register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply
 state_dict to to_empty train training type xpu zero_grad self torch nn F
-""".split())  # noqa: SIM905 -- a word list reads better than a list literal
+""".split()  # noqa: SIM905 -- a word list reads better than a list literal
+)

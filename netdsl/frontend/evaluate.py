@@ -4,8 +4,8 @@ AST, never Python's eval. Numbers are bounded so a hostile spec cannot hang it."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import NetdslError, SpecNameError, SpecTypeError, SpecValueError, did_you_mean
 from ..ir import patterns as P
@@ -28,20 +28,20 @@ class OpValue:
     """An op or template call used as a value (``bypass=avgpool(3, 2, pad=1)``), applied later."""
 
     call: ast.Call
-    env: "Env"
+    env: Env
 
 
 class Env:
     """Lexical variables: a chain of dicts."""
 
-    __slots__ = ("vars", "parent")
+    __slots__ = ("parent", "vars")
 
-    def __init__(self, vars: dict | None = None, parent: "Env | None" = None):
+    def __init__(self, vars: dict | None = None, parent: Env | None = None):
         self.vars = dict(vars or {})
         self.parent = parent
 
     def lookup(self, name: str):
-        env = self
+        env: Env | None = self
         while env is not None:
             if name in env.vars:
                 return True, env.vars[name]
@@ -49,13 +49,14 @@ class Env:
         return False, None
 
     def names(self) -> set[str]:
-        out, env = set(), self
+        out: set[str] = set()
+        env: Env | None = self
         while env is not None:
             out |= set(env.vars)
             env = env.parent
         return out
 
-    def child(self, vars: dict | None = None) -> "Env":
+    def child(self, vars: dict | None = None) -> Env:
         return Env(vars, self)
 
 
@@ -130,7 +131,7 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "floor": lambda x: math.floor(x),
     "ceil": lambda x: math.ceil(x),
     "int": lambda x: int(x),
-    "round": lambda x: int(round(x)),
+    "round": lambda x: round(x),  # an int for every finite number
     "float": lambda x: float(x),
     "abs": abs,
     "min": min,
@@ -138,16 +139,28 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "ispow2": _ispow2,
 }
 PATTERN_FUNCS = ("path", "window", "split", "rule")
-CONSTANTS = {"dense": P.Dense(), "all": "all", "new": "new", "last": "last", "next": "next", "concat": "concat",
-             "add": "add", "mul": "mul"}
+CONSTANTS = {
+    "dense": P.Dense(),
+    "all": "all",
+    "new": "new",
+    "last": "last",
+    "next": "next",
+    "concat": "concat",
+    "add": "add",
+    "mul": "mul",
+}
 
 
 class Evaluator:
     """Evaluates expressions; ``resolve(name)`` supplies names outside the environment
     (labelled tensors, ``channels``) and ``is_callable(name)`` tells which calls are ops."""
 
-    def __init__(self, resolve: Callable[[str], tuple[bool, object]] | None = None,
-                 is_op: Callable[[str], bool] | None = None, extra_names: Callable[[], set[str]] | None = None):
+    def __init__(
+        self,
+        resolve: Callable[[str], tuple[bool, object]] | None = None,
+        is_op: Callable[[str], bool] | None = None,
+        extra_names: Callable[[], set[str]] | None = None,
+    ):
         self.resolve = resolve or (lambda name: (False, None))
         self.is_op = is_op or (lambda name: False)
         self.extra_names = extra_names or (lambda: set())
@@ -156,7 +169,8 @@ class Evaluator:
         try:
             return self._eval(e, env)
         except NetdslError as err:
-            raise err.with_span(e.span)
+            err.with_span(e.span)
+            raise
         except RecursionError:
             raise SpecValueError("expression nested too deeply", e.span) from None
 
@@ -181,7 +195,8 @@ class Evaluator:
                 raise SpecTypeError(f"only lists can be indexed, got {type_name(target)}", e.target.span)
             if not -len(target) <= idx < len(target):
                 raise SpecValueError(
-                    f"index {idx} is out of range for a list of {len(target)}", e.index.span,
+                    f"index {idx} is out of range for a list of {len(target)}",
+                    e.index.span,
                     f"valid indices are 0..{len(target) - 1}" if target else "the list is empty",
                 )
             return target[idx]
@@ -210,12 +225,16 @@ class Evaluator:
 
     def _binop(self, e: ast.BinOp, env: Env):
         if e.op == "and":
-            return self._truth(self._eval(e.left, env), e.left.span) and self._truth(self._eval(e.right, env), e.right.span)
+            return self._truth(self._eval(e.left, env), e.left.span) and self._truth(
+                self._eval(e.right, env), e.right.span
+            )
         if e.op == "or":
-            return self._truth(self._eval(e.left, env), e.left.span) or self._truth(self._eval(e.right, env), e.right.span)
+            return self._truth(self._eval(e.left, env), e.left.span) or self._truth(
+                self._eval(e.right, env), e.right.span
+            )
         a, b = self._eval(e.left, env), self._eval(e.right, env)
         if e.op in ("==", "!="):
-            eq = a == b and type_name(a) == type_name(b) or (_num(a) and _num(b) and a == b)
+            eq = (a == b and type_name(a) == type_name(b)) or (_num(a) and _num(b) and a == b)
             return eq if e.op == "==" else not eq
         if e.op == "+" and isinstance(a, list) and isinstance(b, list):
             if len(a) + len(b) > 100_000:
@@ -232,8 +251,14 @@ class Evaluator:
                 raise SpecValueError(f"number too large (more than {MAX_MAGNITUDE:.0e})", e.span)
             r = a**b
         else:
-            r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                 "//": lambda: a // b, "%": lambda: a % b}[e.op]()
+            r = {
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a / b,
+                "//": lambda: a // b,
+                "%": lambda: a % b,
+            }[e.op]()
         return _bounded(r, e.span)
 
     def _call(self, e: ast.Call, env: Env):
@@ -250,12 +275,13 @@ class Evaluator:
                 raise SpecTypeError(f"{name}() takes no keyword arguments", e.kwargs[0].span)
             args = [self._eval(a, env) for a in e.args]
             if name in ("min", "max"):
-                if len(args) == 1 and isinstance(args[0], list):
-                    args = args[0]
+                spans = [a.span for a in e.args]
+                if len(args) == 1 and isinstance(args[0], list):  # min([a, b]): each item is checked at the list
+                    args, spans = args[0], spans * len(args[0])
                 if not args:
                     raise SpecTypeError(f"{name}() needs at least one value", e.span)
-                for a, node in zip(args, e.args):
-                    _need_num(a, node.span)
+                for a, span in zip(args, spans, strict=True):
+                    _need_num(a, span)
                 return min(args) if name == "min" else max(args)
             if len(args) != 1:
                 raise SpecTypeError(f"{name}() takes exactly one argument, got {len(args)}", e.span)
@@ -308,14 +334,18 @@ class Evaluator:
                 raise SpecTypeError("window() needs the window size g", e.span)
             g = _need_int(*a["g"])
             if g < 1:
-                raise SpecValueError(f"window size must be >= 1, got {g}", a["g"][1], "window(1) reads only the previous feature")
+                raise SpecValueError(
+                    f"window size must be >= 1, got {g}", a["g"][1], "window(1) reads only the previous feature"
+                )
             return P.Window(g)
         a = self._kw(e, env, ("scale",))
         if "scale" not in a:
             raise SpecTypeError("split() needs the scale s", e.span)
         s = _need_int(*a["scale"])
         if s < 2:
-            raise SpecValueError(f"split scale must be >= 2, got {s}", a["scale"][1], "scale 1 is a plain unit; use it without a block")
+            raise SpecValueError(
+                f"split scale must be >= 2, got {s}", a["scale"][1], "scale 1 is a plain unit; use it without a block"
+            )
         return P.Split(s)
 
     def _rule(self, e: ast.Call, env: Env):
@@ -345,11 +375,14 @@ class Evaluator:
 
 def _source_text(expr: ast.Node) -> str:
     span = expr.span
-    if span.text is None or span.end_line is None:
+    if span.text is None or span.end_line is None or span.end_column is None:
         return "..."
     lines = span.text.splitlines()
     if span.line == span.end_line:
-        return lines[span.line - 1][span.column - 1: span.end_column - 1]
-    first = lines[span.line - 1][span.column - 1:]
-    return " ".join([first] + [l.strip() for l in lines[span.line: span.end_line - 1]] +
-                    [lines[span.end_line - 1][: span.end_column - 1].strip()])
+        return lines[span.line - 1][span.column - 1 : span.end_column - 1]
+    first = lines[span.line - 1][span.column - 1 :]
+    return " ".join(
+        [first]
+        + [line.strip() for line in lines[span.line : span.end_line - 1]]
+        + [lines[span.end_line - 1][: span.end_column - 1].strip()]
+    )

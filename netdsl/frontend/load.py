@@ -10,14 +10,13 @@ from pathlib import Path
 import networkx as nx
 
 from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
-from ..ir import patterns as P
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
 from .lower import Limits, Lowerer, NetworkScope, check_network_name
 from .parser import parse, parse_expr
 from .source import library_dirs, read_spec_text, resolve_include
 
-__all__ = ["library_dirs", "lower_spec", "parse_value", "bind_params", "collect_templates"]
+__all__ = ["bind_params", "collect_templates", "library_dirs", "lower_spec", "parse_value"]
 
 MAX_INCLUDE_DEPTH = 32
 # Lowering recurses a few frames per statement level (Limits.max_statement_depth levels at most,
@@ -53,8 +52,9 @@ def _name_span(net: ast.Network) -> Span:
     return span
 
 
-def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = (),
-                      root_dir: Path | None = None) -> dict[str, ast.Template]:
+def collect_templates(
+    module: ast.Module, path: Path, stack: tuple[Path, ...] = (), root_dir: Path | None = None
+) -> dict[str, ast.Template]:
     """The templates of a module and, depth first, of everything it includes. Includes are
     confined to ``root_dir`` (the root spec's folder) and the bundled library (see source.py)."""
     templates: dict[str, ast.Template] = {}
@@ -70,8 +70,9 @@ def collect_templates(module: ast.Module, path: Path, stack: tuple[Path, ...] = 
             raise IncludeError("includes nested too deeply", inc.span)
         sub = parse(read_spec_text(target, inc.span, "include file"), str(target))
         if sub.networks:
-            raise IncludeError(f"included file '{inc.path}' defines a network", inc.span,
-                               "included files hold templates (def) only")
+            raise IncludeError(
+                f"included file '{inc.path}' defines a network", inc.span, "included files hold templates (def) only"
+            )
         for t in collect_templates(sub, target, stack + (me,), root_dir).values():
             _add_template(templates, t)
     for t in module.templates:
@@ -83,8 +84,7 @@ def _add_template(templates: dict, t: ast.Template) -> None:
     from .builtins import OPS, STRUCTURAL
 
     if t.name in OPS or t.name in STRUCTURAL:
-        raise SpecNameError(f"template '{t.name}' would hide the built-in op '{t.name}'", t.span,
-                            "choose another name")
+        raise SpecNameError(f"template '{t.name}' would hide the built-in op '{t.name}'", t.span, "choose another name")
     if t.name in templates and templates[t.name] is not t:
         prev = templates[t.name]
         raise SpecNameError(f"template '{t.name}' is defined twice", t.span, f"first defined at {prev.span}")
@@ -116,8 +116,14 @@ def _parse_override(key: str, text: str):
     except NetdslError as err:
         span, shift = err.span, len(key) + 1
         if span is not None and span.file == "--set" and span.line == 1:
-            err.span = Span("--set", 1, span.column + shift, 1,
-                            span.end_column + shift if span.end_column else None, text=f"{key}={text}")
+            err.span = Span(
+                "--set",
+                1,
+                span.column + shift,
+                1,
+                span.end_column + shift if span.end_column else None,
+                text=f"{key}={text}",
+            )
         raise
 
 
@@ -127,8 +133,7 @@ def _override_text(key: str, value) -> str:
 
 def _same_type(default, value) -> bool:
     td, tv = type_name(default), type_name(value)
-    return td == tv or (td == "float" and tv == "int") or td == "none" or (
-        td == "pattern" and tv == "pattern")
+    return td == tv or (td == "float" and tv == "int") or td == "none" or (td == "pattern" and tv == "pattern")
 
 
 def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict:
@@ -137,8 +142,10 @@ def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict
         if key not in names:
             text = _override_text(key, overrides[key])
             raise SpecNameError(
-                f"network '{net.name}' has no parameter '{key}'", Span("--set", 1, 1, 1, len(key) + 1, text=text),
-                did_you_mean(key, names) or ("its parameters are: " + ", ".join(names) if names else "it has no parameters"),
+                f"network '{net.name}' has no parameter '{key}'",
+                Span("--set", 1, 1, 1, len(key) + 1, text=text),
+                did_you_mean(key, names)
+                or ("its parameters are: " + ", ".join(names) if names else "it has no parameters"),
             )
     env = Env()
     for p in net.params:
@@ -158,8 +165,9 @@ def bind_params(net: ast.Network, overrides: dict, evaluator: Evaluator) -> dict
             if type_name(default) == "float" and type_name(value) == "int":
                 value = float(value)
         elif p.default is None:
-            raise SpecTypeError(f"parameter '{p.name}' has no default and was not set", p.span,
-                                f"set it, e.g. --set {p.name}=...")
+            raise SpecTypeError(
+                f"parameter '{p.name}' has no default and was not set", p.span, f"set it, e.g. --set {p.name}=..."
+            )
         else:
             value = default
         env.vars[p.name] = value
@@ -172,8 +180,9 @@ def load_module(source: str | Path, text: str | None = None) -> tuple[ast.Module
     return module, path
 
 
-def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits | None = None,
-               text: str | None = None) -> nx.DiGraph:
+def lower_spec(
+    source: str | Path, overrides: dict | None = None, limits: Limits | None = None, text: str | None = None
+) -> nx.DiGraph:
     """Parse, resolve includes, bind parameters and lower a spec file into an IR graph.
 
     >>> import tempfile, os
@@ -187,8 +196,10 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
     if len(module.networks) != 1:
         span = module.networks[1].span if len(module.networks) > 1 else Span(str(path), 1, 1, text=text)
         raise SpecNameError(
-            "a spec file defines exactly one network" + (f", this one defines {len(module.networks)}" if module.networks else ", this one defines none"),
-            span, "put shared templates in a file of their own and include it",
+            "a spec file defines exactly one network"
+            + (f", this one defines {len(module.networks)}" if module.networks else ", this one defines none"),
+            span,
+            "put shared templates in a file of their own and include it",
         )
     net = module.networks[0]
     check_network_name(net.name, _name_span(net))
@@ -200,10 +211,13 @@ def lower_spec(source: str | Path, overrides: dict | None = None, limits: Limits
         try:
             lw.body(net.body, scope, Env(params), {"network": net.name})
         except RecursionError:  # the nesting limits should make this unreachable; never a traceback
-            raise LimitError("the spec nests too deeply to lower", net.span,
-                             "reduce the nesting of templates, blocks and statements") from None
+            raise LimitError(
+                "the spec nests too deeply to lower", net.span, "reduce the nesting of templates, blocks and statements"
+            ) from None
     if scope.current is None:
-        raise SpecTypeError(f"network '{net.name}' has no input", net.span, "start its body with input(channels, height, width)")
+        raise SpecTypeError(
+            f"network '{net.name}' has no input", net.span, "start its body with input(channels, height, width)"
+        )
     lw.tag_membership(scope)
     g = lw.graph
     g.graph["name"] = net.name

@@ -10,11 +10,22 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 import networkx as nx
 
-from ..errors import (LimitError, NetdslError, ShapeError, Span, SpecNameError, SpecTypeError,
-                      SpecValueError, SpecWarning, did_you_mean)
+from ..errors import (
+    LimitError,
+    NetdslError,
+    ShapeError,
+    Span,
+    SpecNameError,
+    SpecTypeError,
+    SpecValueError,
+    SpecWarning,
+    did_you_mean,
+)
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
@@ -46,9 +57,14 @@ class Limits:
 
 
 # Flag that raises each limit, named in the limit's error message.
-LIMIT_FLAGS = {"max_params": "--max-params", "max_nodes": "--max-nodes", "max_map_elements": "--max-map-elements",
-               "max_loop_iterations": "--max-loop-iterations", "max_layers": "--max-layers",
-               "max_edges": "--max-edges"}
+LIMIT_FLAGS = {
+    "max_params": "--max-params",
+    "max_nodes": "--max-nodes",
+    "max_map_elements": "--max-map-elements",
+    "max_loop_iterations": "--max-loop-iterations",
+    "max_layers": "--max-layers",
+    "max_edges": "--max-edges",
+}
 
 
 def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError:
@@ -69,11 +85,17 @@ def _check_label(label: str, span: Span) -> None:
     if not label.isidentifier() or not label.isascii():
         raise SpecNameError(f"{label!r} cannot be a label: labels are ASCII identifiers", span)
     if label in RESERVED_LABELS or label in MODULE_ATTRIBUTES or keyword.iskeyword(label):
-        raise SpecNameError(f"'{label}' cannot be a label: it is reserved", span,
-                            "pick another name; reserved names would clash in the emitted module")
+        raise SpecNameError(
+            f"'{label}' cannot be a label: it is reserved",
+            span,
+            "pick another name; reserved names would clash in the emitted module",
+        )
     if label.startswith("_"):
-        raise SpecNameError(f"'{label}' cannot be a label: names starting with '_' are reserved", span,
-                            "start the label with a letter; '_' names belong to Python and torch internals")
+        raise SpecNameError(
+            f"'{label}' cannot be a label: names starting with '_' are reserved",
+            span,
+            "start the label with a letter; '_' names belong to Python and torch internals",
+        )
 
 
 def check_network_name(name: str, span: Span) -> None:
@@ -81,18 +103,22 @@ def check_network_name(name: str, span: Span) -> None:
     ``DensenetBc``): refuse names that are not ASCII identifiers, are Python keywords, or whose
     class name is one the emitted file already uses (``f`` -> ``F``, torch.nn.functional)."""
     if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
-        raise SpecNameError(f"'{name}' cannot be a network name", span,
-                            "network names are ASCII identifiers other than Python keywords")
+        raise SpecNameError(
+            f"'{name}' cannot be a network name", span, "network names are ASCII identifiers other than Python keywords"
+        )
     camel = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", name) if p)
     if name in GENERATED_NAMES or camel in GENERATED_NAMES or keyword.iskeyword(camel):
-        raise SpecNameError(f"'{name}' cannot be a network name: its class name '{camel}' is reserved", span,
-                            "the emitted torch source already uses " + ", ".join(sorted(GENERATED_NAMES)))
+        raise SpecNameError(
+            f"'{name}' cannot be a network name: its class name '{camel}' is reserved",
+            span,
+            "the emitted torch source already uses " + ", ".join(sorted(GENERATED_NAMES)),
+        )
 
 
 class Scope:
     """A naming scope: one network body, template instance, unit or branch."""
 
-    __slots__ = ("path", "counters", "used", "labels", "input", "current")
+    __slots__ = ("counters", "current", "input", "labels", "path", "used")
 
     def __init__(self, path: str, input: str | None):
         self.path = path
@@ -101,6 +127,13 @@ class Scope:
         self.labels: dict[str, str] = {}
         self.input = input
         self.current = input
+
+    @property
+    def current_node(self) -> str:
+        """``current`` where it cannot be None: a scope made with an input (a template, block, unit
+        or branch) starts at a node, and every statement moves it to another node."""
+        assert self.current is not None, self.path
+        return self.current
 
     def fresh(self, base: str) -> str:
         n = self.counters.get(base, 0)
@@ -114,8 +147,9 @@ class Scope:
 
     def claim(self, label: str, span: Span) -> str:
         if label in self.used:
-            raise SpecNameError(f"the name '{label}' is already used in this scope", span,
-                                "labels must be unique within a body")
+            raise SpecNameError(
+                f"the name '{label}' is already used in this scope", span, "labels must be unique within a body"
+            )
         self.used.add(label)
         return label
 
@@ -218,16 +252,21 @@ class Lowerer:
             shape = infer_shape(kind, attrs, in_shapes)
         except ShapeError as err:
             if len(inputs) > 1:
-                err.message += " (inputs: " + ", ".join(
-                    f"'{i}' {fmt_shape(s)}" for i, s in zip(inputs, in_shapes)) + ")"
-            raise err.with_span(span)
+                err.message += (
+                    " (inputs: "
+                    + ", ".join(f"'{i}' {fmt_shape(s)}" for i, s in zip(inputs, in_shapes, strict=True))
+                    + ")"
+                )
+            err.with_span(span)
+            raise
         elems = 1
         for d in shape:
             elems *= d
         lim = self.limits
         if elems > lim.max_map_elements:
             raise LimitError(
-                f"'{node_id}' would hold {elems:,} values per sample ({fmt_shape(shape)})", span,
+                f"'{node_id}' would hold {elems:,} values per sample ({fmt_shape(shape)})",
+                span,
                 f"the limit is {lim.max_map_elements:,}; raise it with --max-map-elements",
             )
         kind_info = OP_KINDS[kind]
@@ -236,7 +275,8 @@ class Lowerer:
         if self.state.params > lim.max_params:
             raise LimitError(
                 f"the network would need about {self.state.params:,} parameters "
-                f"({self.state.params * 4 / 2**30:,.1f} GiB in float32)", span,
+                f"({self.state.params * 4 / 2**30:,.1f} GiB in float32)",
+                span,
                 f"the limit is {lim.max_params:,}; raise it with --max-params",
             )
         if self.graph.number_of_nodes() >= lim.max_nodes:
@@ -261,13 +301,17 @@ class Lowerer:
         self.state.depth += 1
         try:
             if self.state.depth > self.limits.max_statement_depth:
-                raise LimitError(f"statements nested more than {self.limits.max_statement_depth} deep "
-                                 "(counting through templates and blocks)", stmt.span,
-                                 "flatten the nesting; deep nesting is usually an accidental recursion")
+                raise LimitError(
+                    f"statements nested more than {self.limits.max_statement_depth} deep "
+                    "(counting through templates and blocks)",
+                    stmt.span,
+                    "flatten the nesting; deep nesting is usually an accidental recursion",
+                )
             if isinstance(stmt, ast.Let):
                 if stmt.name in env.vars:
-                    raise SpecNameError(f"'{stmt.name}' is already defined here", stmt.span,
-                                        "names are bound once; use a new name")
+                    raise SpecNameError(
+                        f"'{stmt.name}' is already defined here", stmt.span, "names are bound once; use a new name"
+                    )
                 env.vars[stmt.name] = self.eval(stmt.value, env)
             elif isinstance(stmt, ast.For):
                 self._for(stmt, scope, env, ctx)
@@ -279,7 +323,8 @@ class Lowerer:
             else:
                 self.op_stmt(stmt, scope, env, ctx)
         except NetdslError as err:
-            raise err.with_span(stmt.span)
+            err.with_span(stmt.span)
+            raise
         finally:
             self.state.depth -= 1
             self.scope = prev
@@ -292,11 +337,17 @@ class Lowerer:
             stop = self.eval(stmt.stop, env)
             for v, e in ((start, stmt.start), (stop, stmt.stop)):
                 if isinstance(v, bool) or not isinstance(v, int):
-                    raise SpecTypeError(f"a range needs integers, got {type_name(v)} {fmt_value(v)}", e.span,
-                                        "write a..b with integers a <= b + 1 (a..a-1 is empty)")
+                    raise SpecTypeError(
+                        f"a range needs integers, got {type_name(v)} {fmt_value(v)}",
+                        e.span,
+                        "write a..b with integers a <= b + 1 (a..a-1 is empty)",
+                    )
             if stop < start - 1:
-                raise SpecValueError(f"the range {start}..{stop} runs backwards", stmt.start.span,
-                                     "ranges count up: write a..b with a <= b (a..a-1 is an empty loop)")
+                raise SpecValueError(
+                    f"the range {start}..{stop} runs backwards",
+                    stmt.start.span,
+                    "ranges count up: write a..b with a <= b (a..a-1 is an empty loop)",
+                )
             items: range | list = range(start, stop + 1)
         elif isinstance(start, list):
             items = start
@@ -309,8 +360,12 @@ class Lowerer:
         lim = self.limits.max_loop_iterations
         self.state.iterations += n
         if self.state.iterations > lim:
-            raise _over(self.limits, "max_loop_iterations",
-                        f"loops would run more than {lim:,} iterations in all (this one: {n:,})", span)
+            raise _over(
+                self.limits,
+                "max_loop_iterations",
+                f"loops would run more than {lim:,} iterations in all (this one: {n:,})",
+                span,
+            )
 
     def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
         for v in self._loop_items(stmt, env):
@@ -333,8 +388,9 @@ class Lowerer:
             getattr(self, f"_s_{name}")(stmt, scope, env, ctx)
             return
         if stmt.body is not None:
-            raise SpecTypeError(f"'{name}' takes no body", stmt.span,
-                                "only block, residual, parallel, branch and repeat take { ... }")
+            raise SpecTypeError(
+                f"'{name}' takes no body", stmt.span, "only block, residual, parallel, branch and repeat take { ... }"
+            )
         found, value = env.lookup(name)
         if found:
             if not isinstance(value, OpValue):
@@ -353,22 +409,27 @@ class Lowerer:
             self._primitive(call, env, scope, label)
         else:
             known = set(OPS) | set(self.templates) | set(STRUCTURAL)
-            raise SpecNameError(f"unknown op or template '{name}'", call.name_span or call.span,
-                                did_you_mean(name, known))
+            raise SpecNameError(
+                f"unknown op or template '{name}'", call.name_span or call.span, did_you_mean(name, known)
+            )
 
     # ---- argument binding
     def bind(self, call: ast.Call, names: list[str], env: Env, what: str) -> dict[str, tuple[object, Span]]:
         if len(call.args) > len(names):
             raise SpecTypeError(
                 f"{what} takes at most {len(names)} positional argument{'s' if len(names) != 1 else ''}, "
-                f"got {len(call.args)}", call.args[len(names)].span,
+                f"got {len(call.args)}",
+                call.args[len(names)].span,
                 f"its arguments are: {', '.join(names)}" if names else None,
             )
         out = {names[k]: (self.eval(a, env), a.span) for k, a in enumerate(call.args)}
         for kw in call.kwargs:
             if kw.name not in names:
-                raise SpecTypeError(f"{what} has no argument '{kw.name}'", kw.span,
-                                    did_you_mean(kw.name, names) or f"its arguments are: {', '.join(names)}")
+                raise SpecTypeError(
+                    f"{what} has no argument '{kw.name}'",
+                    kw.span,
+                    did_you_mean(kw.name, names) or f"its arguments are: {', '.join(names)}",
+                )
             if kw.name in out:
                 raise SpecTypeError(f"{what} got argument '{kw.name}' twice", kw.span)
             out[kw.name] = (self.eval(kw.value, env), kw.span)
@@ -383,14 +444,19 @@ class Lowerer:
             return value
         if c.startswith("int"):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecTypeError(f"{what} '{arg.name}' must be an integer, got {type_name(value)} {fmt_value(value)}",
-                                    span, "use // or floor() to get an integer")
+                raise SpecTypeError(
+                    f"{what} '{arg.name}' must be an integer, got {type_name(value)} {fmt_value(value)}",
+                    span,
+                    "use // or floor() to get an integer",
+                )
             low = int(c[-1])
             if value < low:
                 raise SpecValueError(f"{what} '{arg.name}' must be >= {low}, got {value}", span)
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecTypeError(f"{what} '{arg.name}' must be a number, got {type_name(value)} {fmt_value(value)}", span)
+            raise SpecTypeError(
+                f"{what} '{arg.name}' must be a number, got {type_name(value)} {fmt_value(value)}", span
+            )
         value = float(value)
         if c == "prob" and not 0.0 <= value <= 1.0:
             raise SpecValueError(f"{what} '{arg.name}' must be in [0, 1], got {value}", span)
@@ -405,10 +471,15 @@ class Lowerer:
         for arg in sig.args:
             if arg.name in bound:
                 value, span = bound[arg.name]
-                vals[arg.name] = None if value is None and arg.default is None else self.check(arg, value, span, f"{call.name}()")
+                vals[arg.name] = (
+                    None if value is None and arg.default is None else self.check(arg, value, span, f"{call.name}()")
+                )
             elif arg.default is REQUIRED:
-                raise SpecTypeError(f"{call.name}() needs the argument '{arg.name}'", call.span,
-                                    f"for example {call.name}({', '.join(a.name for a in sig.args if a.default is REQUIRED)})")
+                raise SpecTypeError(
+                    f"{call.name}() needs the argument '{arg.name}'",
+                    call.span,
+                    f"for example {call.name}({', '.join(a.name for a in sig.args if a.default is REQUIRED)})",
+                )
             else:
                 vals[arg.name] = arg.default
         cur = self._need_current(scope, call.span)
@@ -424,12 +495,13 @@ class Lowerer:
         scope.current = node
 
     # ---- templates
-    def _template(self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict,
-                  inline: Scope | None = None) -> None:
+    def _template(
+        self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict, inline: Scope | None = None
+    ) -> None:
         t = self.templates[call.name]
         stack = self.state.template_stack
         if call.name in stack:
-            chain = " -> ".join(stack[stack.index(call.name):] + [call.name])
+            chain = " -> ".join(stack[stack.index(call.name) :] + [call.name])
             raise SpecValueError(f"recursive template: {chain}", call.span, "templates cannot call themselves")
         if len(stack) >= self.limits.max_template_depth:
             raise LimitError(f"templates nested more than {self.limits.max_template_depth} deep", call.span)
@@ -442,8 +514,9 @@ class Lowerer:
             elif p.default is not None:
                 tenv.vars[p.name] = self.eval(p.default, tenv)
             else:
-                raise SpecTypeError(f"template '{t.name}' needs the argument '{p.name}'", call.span,
-                                    f"it is declared at {t.span}")
+                raise SpecTypeError(
+                    f"template '{t.name}' needs the argument '{p.name}'", call.span, f"it is declared at {t.span}"
+                )
         cur = self._need_current(scope, call.span)
         if inline is not None:
             sub = inline
@@ -457,7 +530,7 @@ class Lowerer:
             stack.pop()
         scope.current = sub.current
         if label:
-            scope.labels[label] = sub.current
+            scope.labels[label] = sub.current_node
 
     # ---- structural statements
     def _s_input(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
@@ -465,8 +538,9 @@ class Lowerer:
             raise SpecValueError("input(...) must be the first op of a network", stmt.span)
         b = self.bind(stmt.call, ["channels", "height", "width"], env, "input()")
         if len(b) != 3:
-            raise SpecTypeError("input() needs channels, height and width", stmt.call.span,
-                                "for example input(3, 32, 32)")
+            raise SpecTypeError(
+                "input() needs channels, height and width", stmt.call.span, "for example input(3, 32, 32)"
+            )
         dims = tuple(self.check(Arg(n, "int>=1"), *b[n], "input()") for n in ("channels", "height", "width"))
         node = self.add("input", "input", (), {"shape": dims}, stmt.span)
         scope.used.add("input")
@@ -480,8 +554,11 @@ class Lowerer:
         for a in stmt.call.args:
             v = self.eval(a, env)
             if not isinstance(v, TensorRef):
-                raise SpecTypeError(f"{stmt.call.name}() takes labelled tensors, got {type_name(v)} {fmt_value(v)}",
-                                    a.span, "label a statement (h: conv(...)) and pass its name")
+                raise SpecTypeError(
+                    f"{stmt.call.name}() takes labelled tensors, got {type_name(v)} {fmt_value(v)}",
+                    a.span,
+                    "label a statement (h: conv(...)) and pass its name",
+                )
             out.append(v.node)
         return out
 
@@ -545,7 +622,7 @@ class Lowerer:
     def _s_branch(self, stmt, scope, env, ctx):
         raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
 
-    def _s_parallel(self, stmt, scope, env, ctx):
+    def _s_parallel(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
         body = self._need_body(stmt)
         b = self.bind(stmt.call, ["mode"], env, "parallel()")
         mode = b.get("mode", ("concat", stmt.span))
@@ -586,8 +663,8 @@ class Lowerer:
             scope.labels[stmt.label] = node
 
     # ---- blocks
-    def _s_block(self, stmt, scope, env, ctx):
-        body = self._need_body(stmt)
+    def _s_block(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+        self._need_body(stmt)  # refuses a block without one early; the builders below read stmt.body
         call = stmt.call
         pos = [(self.eval(a, env), a.span) for a in call.args]
         opts: dict[str, tuple[object, Span]] = {}
@@ -599,15 +676,21 @@ class Lowerer:
         names = ("units", "connect", "output", "aggregate", "width", "stage", "bypass")
         for kw in call.kwargs:
             if kw.name not in names:
-                raise SpecTypeError(f"block() has no argument '{kw.name}'", kw.span,
-                                    did_you_mean(kw.name, names) or "its arguments are: " + ", ".join(names))
+                raise SpecTypeError(
+                    f"block() has no argument '{kw.name}'",
+                    kw.span,
+                    did_you_mean(kw.name, names) or "its arguments are: " + ", ".join(names),
+                )
             if kw.name in opts:
                 raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
             opts[kw.name] = (self.eval(kw.value, env), kw.span)
         pattern, psp = opts.get("connect", (P.Dense(), call.span))
         if not isinstance(pattern, (P.Dense, P.Path, P.Window, P.Split, P.Rule)):
-            raise SpecTypeError(f"block() 'connect' must be a pattern, got {type_name(pattern)}", psp,
-                                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr)")
+            raise SpecTypeError(
+                f"block() 'connect' must be a pattern, got {type_name(pattern)}",
+                psp,
+                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr)",
+            )
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
         bscope = Scope(scope.id(name), cur)
@@ -631,20 +714,26 @@ class Lowerer:
     def _unit_body(self, body, uscope: Scope, env: Env, ctx: dict) -> None:
         # A unit that is one template call names its ops directly under the unit
         # (block1.unit3.conv1, not block1.unit3.bottleneck1.conv1).
-        if (len(body) == 1 and isinstance(body[0], ast.OpStmt) and body[0].label is None
-                and body[0].body is None and body[0].call.name in self.templates
-                and env.lookup(body[0].call.name)[0] is False):
+        if (
+            len(body) == 1
+            and isinstance(body[0], ast.OpStmt)
+            and body[0].label is None
+            and body[0].body is None
+            and body[0].call.name in self.templates
+            and env.lookup(body[0].call.name)[0] is False
+        ):
             prev, self.scope = self.scope, uscope
             try:
                 self._template(body[0].call, env, uscope, None, ctx, inline=uscope)
             except NetdslError as err:
-                raise err.with_span(body[0].span)
+                err.with_span(body[0].span)
+                raise
             finally:
                 self.scope = prev
         else:
             self.body(body, uscope, env, ctx)
 
-    def _gather(self, feats: list[Feature | tuple], prefix: str, kind: str, span, role: str) -> str:
+    def _gather(self, feats: list[tuple[str, int | None, int | None]], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
         runs: list[list] = []
         shape = self.shape
@@ -684,11 +773,15 @@ class Lowerer:
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
         probe._unit_body(body, pscope, env.child({"unit": 1}), dict(ctx))
-        return probe.shape(pscope.current)[0]
+        return probe.shape(pscope.current_node)[0]
 
-    def _pattern_block(self, stmt, bscope: Scope, env, ctx, pattern, psp, opts) -> BlockInfo:
+    def _pattern_block(
+        self, stmt, bscope: Scope, env, ctx, pattern, psp, opts: dict[str, tuple[Any, Span]]
+    ) -> BlockInfo:
         if "units" not in opts:
-            raise SpecTypeError("block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }")
+            raise SpecTypeError(
+                "block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }"
+            )
         units = self.check(Arg("units", "int>=1"), *opts["units"], "block()")
         self._charge_layers(units, opts["units"][1])
         output, osp = opts.get("output", ("all", stmt.span))
@@ -698,6 +791,7 @@ class Lowerer:
         if kind not in ("concat", "add"):
             raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
         x0 = bscope.input
+        assert x0 is not None  # _s_block opens the block's scope at its input
         c0 = self.shape(x0)[0]
         feats: dict[int, tuple] = {}
         first = 0
@@ -711,7 +805,8 @@ class Lowerer:
             if c0 % width:
                 raise SpecValueError(
                     f"window blocks and blocks given width= split their input into groups of {width} channels, "
-                    f"but the input has {c0} channels", psp,
+                    f"but the input has {c0} channels",
+                    psp,
                     f"make the input a multiple of {width} channels, or pass width= to block()",
                 )
             groups = c0 // width
@@ -726,36 +821,50 @@ class Lowerer:
         for i in range(1, units + 1):
             reads = all_reads[i - 1]
             if not reads:
-                raise SpecValueError(f"unit {i} of the block reads no feature", psp,
-                                     "a rule must select at least one j in 0..i-1 for every unit i")
+                raise SpecValueError(
+                    f"unit {i} of the block reads no feature",
+                    psp,
+                    "a rule must select at least one j in 0..i-1 for every unit i",
+                )
             prefix = bscope.id(f"unit{i}")
             start = len(self._created)
             agg = self._gather([feats[j] for j in reads], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
             self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
-            out = uscope.current
+            out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
                     f"in an add block every unit must keep the shape: unit {i} maps "
-                    f"{fmt_shape(self.shape(agg))} to {fmt_shape(self.shape(out))}", stmt.span)
+                    f"{fmt_shape(self.shape(agg))} to {fmt_shape(self.shape(out))}",
+                    stmt.span,
+                )
             feats[i] = (out, None, None)
             self._tag_unit(start, prefix, bscope.path, i)
             unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
         # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.).
-        sel = {"all": range(first, units + 1), "new": range(1, units + 1), "last": range(units, units + 1),
-               "next": P.connections(pattern, units + 1, first)}[output]
+        sel = {
+            "all": range(first, units + 1),
+            "new": range(1, units + 1),
+            "last": range(units, units + 1),
+            "next": P.connections(pattern, units + 1, first),
+        }[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
-        return BlockInfo(bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span,
-                         tuple(sel))
+        return BlockInfo(
+            bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span, tuple(sel)
+        )
 
     def _charge_layers(self, units: int, span: Span) -> None:
         lim = self.limits.max_layers
         self.state.layers += units
         if self.state.layers > lim:
-            raise _over(self.limits, "max_layers",
-                        f"the network would have more than {lim:,} layers (block units; this block: {units:,})", span)
+            raise _over(
+                self.limits,
+                "max_layers",
+                f"the network would have more than {lim:,} layers (block units; this block: {units:,})",
+                span,
+            )
 
     def _block_reads(self, pattern, units: int, first: int, span: Span) -> list[tuple[int, ...]]:
         """What every unit of a block reads, computed and charged to the edge budget before any
@@ -764,18 +873,32 @@ class Lowerer:
         if isinstance(pattern, P.Rule):  # the rule is tested on every (i, j) pair: bound that work too
             pairs = units * (units + 1) // 2 - units * first
             if pairs > budget:
-                raise _over(self.limits, "max_edges", f"{pattern} tests {pairs:,} candidate connections in a "
-                            f"block of {units:,} units, more than the {budget:,} edges left", span)
+                raise _over(
+                    self.limits,
+                    "max_edges",
+                    f"{pattern} tests {pairs:,} candidate connections in a "
+                    f"block of {units:,} units, more than the {budget:,} edges left",
+                    span,
+                )
         elif isinstance(pattern, P.Dense):
             edges = units * (units + 1) // 2 - units * first  # upper bound of the gathers' inputs
             if edges > budget:
-                raise _over(self.limits, "max_edges", f"a dense block of {units:,} units has about {edges:,} "
-                            f"connections, more than the {budget:,} edges left", span)
+                raise _over(
+                    self.limits,
+                    "max_edges",
+                    f"a dense block of {units:,} units has about {edges:,} "
+                    f"connections, more than the {budget:,} edges left",
+                    span,
+                )
         reads = [P.connections(pattern, i, first) for i in range(1, units + 1)]
         edges = sum(len(r) for r in reads if len(r) > 1)
         if edges > budget:
-            raise _over(self.limits, "max_edges", f"the block of {units:,} units has about {edges:,} connections, "
-                        f"more than the {budget:,} edges left", span)
+            raise _over(
+                self.limits,
+                "max_edges",
+                f"the block of {units:,} units has about {edges:,} connections, more than the {budget:,} edges left",
+                span,
+            )
         return reads
 
     def _check_path(self, pattern, features: int, span: Span) -> None:
@@ -785,10 +908,14 @@ class Lowerer:
         (``features``: the block input's groups plus its units) asks for something that does not
         exist: warn, naming the block."""
         if isinstance(pattern, P.Path) and max(pattern.far, pattern.near) > features:
-            self.graph.graph["warnings"].append(SpecWarning(
-                f"{pattern} is longer than the block: its units have at most {features} features to "
-                "read, so every unit reads all its predecessors (the block is dense)", span,
-                f"far and near are each at most {features} here; write 'dense' if dense is meant"))
+            self.graph.graph["warnings"].append(
+                SpecWarning(
+                    f"{pattern} is longer than the block: its units have at most {features} features to "
+                    "read, so every unit reads all its predecessors (the block is dense)",
+                    span,
+                    f"far and near are each at most {features} here; write 'dense' if dense is meant",
+                )
+            )
 
     def _tag_unit(self, start: int, prefix: str, block: str, unit: int) -> None:
         """Mark the nodes of unit ``prefix`` (all created since ``start``) with their block and unit.
@@ -815,23 +942,29 @@ class Lowerer:
         """Write ``stage`` and ``layer`` on every node (the contract in :mod:`netdsl.ir.ops`)."""
         marks = network.stages + [(len(self._created), "")]
         nodes = self.graph.nodes
-        for (first, stage), (end, _) in zip(marks, marks[1:]):
+        for (first, stage), (end, _) in pairwise(marks):
             for node in self._created[first:end]:
                 d = nodes[node]
                 d["stage"] = stage
                 outer = self._outer_unit.get(node)
                 d["layer"] = outer[1] if outer is not None and outer[0] == stage else stage
 
-    def _split_block(self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts) -> BlockInfo:
+    def _split_block(
+        self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts: dict[str, tuple[Any, Span]]
+    ) -> BlockInfo:
         s = pattern.scale
         self._charge_layers(s - 1, opts["connect"][1])
         x0 = bscope.input
+        assert x0 is not None  # _s_block opens the block's scope at its input
         shape = self.shape(x0)
         c = shape[0]
         if c % s:
             divisors = [d for d in range(2, min(c, 64) + 1) if c % d == 0]
-            raise SpecValueError(f"split scale {s} does not divide the width {c}", opts["connect"][1],
-                                 f"scales that divide {c}: {', '.join(map(str, divisors)) or 'none'}")
+            raise SpecValueError(
+                f"split scale {s} does not divide the width {c}",
+                opts["connect"][1],
+                f"scales that divide {c}: {', '.join(map(str, divisors)) or 'none'}",
+            )
         stage = opts.get("stage", (False, None))
         if not isinstance(stage[0], bool):
             raise SpecTypeError("block() 'stage' must be true or false", stage[1])
@@ -839,14 +972,23 @@ class Lowerer:
         w = c // s
         xs = {}
         for i in range(1, s + 1):
-            xs[i] = self.add(bscope.id(f"x{i}"), "slice", (x0,), {"start": (i - 1) * w, "stop": i * w}, stmt.span,
-                             role="feature", block=bscope.path)
+            xs[i] = self.add(
+                bscope.id(f"x{i}"),
+                "slice",
+                (x0,),
+                {"start": (i - 1) * w, "stop": i * w},
+                stmt.span,
+                role="feature",
+                block=bscope.path,
+            )
             bscope.used.add(f"x{i}")
         y1 = xs[1]
         if "bypass" in opts:
             bv, bsp = opts["bypass"]
             if not isinstance(bv, OpValue):
-                raise SpecTypeError(f"block() 'bypass' must be an op such as avgpool(3, 2, pad=1), got {type_name(bv)}", bsp)
+                raise SpecTypeError(
+                    f"block() 'bypass' must be an op such as avgpool(3, 2, pad=1), got {type_name(bv)}", bsp
+                )
             byscope = Scope(bscope.id("bypass"), xs[1])
             bscope.used.add("bypass")
             prev, self.scope = self.scope, byscope
@@ -854,13 +996,14 @@ class Lowerer:
                 self.apply_call(bv.call, bv.env, byscope, None, ctx)
             finally:
                 self.scope = prev
-            y1 = byscope.current
+            y1 = byscope.current_node
         ys = {1: y1}
         units = []
         for i in range(2, s + 1):
             prefix = bscope.id(f"unit{i}")
             bscope.used.add(f"unit{i}")
             start = len(self._created)
+            reads: tuple[int, ...]
             if hierarchical and i > 2:
                 agg = self.add(f"{prefix}.sum", "add", (xs[i], ys[i - 1]), {}, stmt.span, role="aggregate")
                 reads = (i - s, i - 1)
@@ -868,12 +1011,15 @@ class Lowerer:
                 agg, reads = xs[i], (i - s,)
             uscope = Scope(prefix, agg)
             self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
-            ys[i] = uscope.current
+            ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
-        out = self.add(bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span,
-                       role="block_output")
-        features = tuple([Feature(i - s, xs[i]) for i in range(1, s + 1)] + [Feature(i, ys[i]) for i in range(1, s + 1)])
+        out = self.add(
+            bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span, role="block_output"
+        )
+        features = tuple(
+            [Feature(i - s, xs[i]) for i in range(1, s + 1)] + [Feature(i, ys[i]) for i in range(1, s + 1)]
+        )
         return BlockInfo(bscope.path, str(pattern), "split", "all", x0, features, tuple(units), out, stmt.span)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import gc
 from pathlib import Path
+from typing import cast
 
 import lark
 from lark import Lark, Token, v_args
-from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from ..errors import LimitError, NetdslError, Span, SpecSyntaxError, SpecValueError
 from . import ast
@@ -97,6 +98,7 @@ def _pos(meta, file: str, text: str) -> Span:
 
 
 def _tok_span(tok: Token, file: str, text: str) -> Span:
+    assert tok.line is not None and tok.column is not None  # the lexer positions every token it makes
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column, text=text)
 
 
@@ -118,8 +120,9 @@ class _ToAst(Transformer_NonRecursive):
     def _deep(self, node, *children):
         depth = 1 + max((self.depth.get(id(c), 0) for c in children), default=0)
         if depth > MAX_EXPR_DEPTH:
-            raise SpecSyntaxError(f"expression nested more than {MAX_EXPR_DEPTH} levels deep", node.span,
-                                  "split it into steps with 'let'")
+            raise SpecSyntaxError(
+                f"expression nested more than {MAX_EXPR_DEPTH} levels deep", node.span, "split it into steps with 'let'"
+            )
         self.depth[id(node)] = depth
         return node
 
@@ -251,8 +254,11 @@ class _ToAst(Transformer_NonRecursive):
     def int_lit(self, items):
         tok = items[0]
         if len(tok) > MAX_INT_DIGITS:
-            raise SpecValueError(f"number too large ({len(tok):,} digits)", _tok_span(tok, self.file, self.text),
-                                 "numbers in a spec are at most 10**18")
+            raise SpecValueError(
+                f"number too large ({len(tok):,} digits)",
+                _tok_span(tok, self.file, self.text),
+                "numbers in a spec are at most 10**18",
+            )
         return self._lit(tok, int(tok))
 
     def float_lit(self, items):
@@ -338,23 +344,31 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
         elif str(tok) in _OPENER:
             want = _OPENER[str(tok)]
             if not any(b[0] == want for b in stack):
-                message, hint = f"unmatched '{tok}': no '{want}' is open here", f"remove it, or add the '{want}' it closes"
+                message, hint = (
+                    f"unmatched '{tok}': no '{want}' is open here",
+                    f"remove it, or add the '{want}' it closes",
+                )
             else:
+                assert opener is not None  # the stack holds the bracket that tok closes
                 message = f"missing '{_CLOSER[opener[0]]}' before this '{tok}'"
                 hint = f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
         else:
             width = max(1, len(str(tok)))
             found = repr(str(tok))
             message = f"{label} (found {found})" if label else f"unexpected {found}"
-            if opener is not None and opener[1] < tok.line and any(
-                    _TERMINAL_NAMES.get(e) == f"'{_CLOSER[opener[0]]}'" for e in expected):
+            if (
+                opener is not None
+                and opener[1] < tok.line
+                and any(_TERMINAL_NAMES.get(e) == f"'{_CLOSER[opener[0]]}'" for e in expected)
+            ):
                 hint = (hint + "; " if hint else "") + f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
     elif isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        number = _bad_number(text, exc.pos_in_stream)
+        pos = cast("int", exc.pos_in_stream)  # lark types it None; the lexer sets its position
+        ch = text[pos] if pos < len(text) else ""
+        number = _bad_number(text, pos)
         if ch == '"':
-            message, hint = "unterminated string", "strings are written \"...\" on one line"
-        elif text.startswith("/*", exc.pos_in_stream):
+            message, hint = "unterminated string", 'strings are written "..." on one line'
+        elif text.startswith("/*", pos):
             message, hint, width = "unterminated comment", "close a /* comment with */", 2
         elif number is not None:
             message, hint, (line, col, width) = f"bad number '{number[0]}'", _NUMBER_HINT, number[1:]
@@ -394,11 +408,29 @@ def _bad_number(text: str, pos: int) -> tuple[str, int, int, int] | None:
 
 
 _TERMINAL_NAMES = {
-    "RBRACE": "'}'", "LBRACE": "'{'", "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['",
-    "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'", "EQUAL": "'='", "NAME": "a name",
-    "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file",
-    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "COMP_OP": "a comparison", "POW": "'**'",
-    "MINUS": "'-'", "PLUS": "'+'", "DOT": "'.'", "__ANON_0": "'..'",
+    "RBRACE": "'}'",
+    "LBRACE": "'{'",
+    "RPAR": "')'",
+    "LPAR": "'('",
+    "RSQB": "']'",
+    "LSQB": "'['",
+    "COMMA": "','",
+    "COLON": "':'",
+    "SEMICOLON": "';'",
+    "EQUAL": "'='",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "$END": "end of file",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/', '//' or '%'",
+    "COMP_OP": "a comparison",
+    "POW": "'**'",
+    "MINUS": "'-'",
+    "PLUS": "'+'",
+    "DOT": "'.'",
+    "__ANON_0": "'..'",
 }
 
 
@@ -428,7 +460,7 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
     line, col = 1, 0
     in_comment = in_block = in_string = False
     prev = ""
-    for pos, ch in enumerate(text if stop is None else text[:stop]):
+    for ch in text if stop is None else text[:stop]:
         col += 1
         if ch == "\n":
             line, col = line + 1, 0
@@ -458,9 +490,8 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
                     Span(file, line, col, line, col + 1, text=text),
                     "flatten the expression or split it with 'let'",
                 )
-        elif ch in ")]}":
-            if stack:
-                stack.pop()
+        elif ch in ")]}" and stack:
+            stack.pop()
         prev = ch
     return stack
 
@@ -474,7 +505,8 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     """
     if len(text) > MAX_SOURCE_BYTES or len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
         raise LimitError(
-            f"spec text is larger than the limit of {MAX_SOURCE_BYTES:,} bytes", Span(file, 1, 1),
+            f"spec text is larger than the limit of {MAX_SOURCE_BYTES:,} bytes",
+            Span(file, 1, 1),
             "a .net file describes a network in tens of lines; check that this is a spec",
         )
     return _build(strip_bom(text), file, "start")
@@ -522,4 +554,4 @@ def parse_file(path: str | Path) -> ast.Module:
     return parse(read_spec_text(path), str(path))
 
 
-__all__ = ["parse", "parse_expr", "parse_file", "grammar_path", "lark"]
+__all__ = ["grammar_path", "lark", "parse", "parse_expr", "parse_file"]

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from . import ast
 
 MAX_MAGNITUDE = 10**18
-Fn = Callable[[int, int], object]
+Fn = Callable[[int, int], Any]  # a spec value: bool or number, checked at run time
 
 
 class Fallback(Exception):
     """This pair needs the interpreter."""
 
 
-def _num(v) -> bool:
+def _num(v) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -46,26 +47,42 @@ def _arith(op: str, a: Fn, b: Fn) -> Fn | None:
     if op == "*":
         return lambda i, j: _bounded(a(i, j) * b(i, j))
     if op in ("/", "//", "%"):
+
         def divide(i, j, _op=op):
             x, y = a(i, j), b(i, j)
             if y == 0:
                 raise Fallback
             return _bounded(x / y if _op == "/" else x // y if _op == "//" else x % y)
+
         return divide
     if op == "**":
+
         def power(i, j):
             x, y = a(i, j), b(i, j)
             if abs(y) > 64 or (abs(x) > 1 and abs(y) * math.log2(abs(x)) > 62):
                 raise Fallback
             return _bounded(x**y)
+
         return power
     return None
 
 
-_COMPARE = {"<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y,
-            "==": lambda x, y: x == y, "!=": lambda x, y: x != y}
-_UNARY_FUNCS = {"abs": abs, "floor": math.floor, "ceil": math.ceil, "int": int, "float": float,
-                "round": round}  # round() of a number is already an int
+_COMPARE = {
+    "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y,
+    ">": lambda x, y: x > y,
+    ">=": lambda x, y: x >= y,
+    "==": lambda x, y: x == y,
+    "!=": lambda x, y: x != y,
+}
+_UNARY_FUNCS: dict[str, Callable[[Any], Any]] = {
+    "abs": abs,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "int": int,
+    "float": float,
+    "round": round,
+}  # round() of a number is already an int
 
 
 def compile_rule(expr: ast.Expr, lookup: Callable[[str], tuple[bool, object]]) -> Fn | None:
@@ -103,6 +120,7 @@ def _compile(e, lookup) -> tuple[Fn, str] | None:
             if not ok or isinstance(value, bool) != want_bool or not (want_bool or _num(value)):
                 raise Fallback
             return value
+
         return var, ("bool" if want_bool else "num")
     if isinstance(e, ast.UnaryOp):
         inner = _compile(e.operand, lookup)
@@ -138,7 +156,7 @@ def _compile(e, lookup) -> tuple[Fn, str] | None:
         args = [_compile(x, lookup) for x in e.args]
         if any(x is None or x[1] != "num" for x in args):
             return None
-        fns = [x[0] for x in args]
+        fns = [x[0] for x in args if x is not None]  # none is None: checked above
         if e.name == "ispow2" and len(fns) == 1:
             f = fns[0]
             return (lambda i, j: _ispow2(f(i, j))), "bool"

@@ -37,8 +37,7 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 def check_spec_file(path: Path, span: Span | None = None, what: str = "spec file") -> None:
     """Refuse, before opening it, anything but a regular ``.net`` file of at most 1 MiB."""
     if path.suffix != SPEC_SUFFIX:
-        raise IncludeError(f"{what} '{path}' does not end in {SPEC_SUFFIX}", span,
-                           "netdsl reads only .net spec files")
+        raise IncludeError(f"{what} '{path}' does not end in {SPEC_SUFFIX}", span, "netdsl reads only .net spec files")
     try:
         st = os.stat(path)  # follows symlinks: the file that would be read
     except OSError as exc:
@@ -47,8 +46,11 @@ def check_spec_file(path: Path, span: Span | None = None, what: str = "spec file
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise IncludeError(f"{what} '{path}' is {kind}", span, "a spec is a regular .net file")
     if st.st_size > MAX_SPEC_BYTES:  # an IncludeError: the file cannot be read as a spec, like a missing one
-        raise IncludeError(f"{what} '{path}' is {st.st_size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,}",
-                         span, "a .net file describes a network in tens of lines; check that this is a spec")
+        raise IncludeError(
+            f"{what} '{path}' is {st.st_size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,}",
+            span,
+            "a .net file describes a network in tens of lines; check that this is a spec",
+        )
 
 
 def read_spec_text(path: Path, span: Span | None = None, what: str = "spec file") -> str:
@@ -69,8 +71,12 @@ def strip_bom(text: str) -> str:
 
 
 def _is_absolute(text: str) -> bool:
-    return (PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
-            or bool(PureWindowsPath(text).drive) or text.startswith(("\\", "~")))
+    return (
+        PurePosixPath(text).is_absolute()
+        or PureWindowsPath(text).is_absolute()
+        or bool(PureWindowsPath(text).drive)
+        or text.startswith(("\\", "~"))
+    )
 
 
 def resolve_include(written: str, including: Path, root_dir: Path, span: Span) -> Path:
@@ -80,11 +86,15 @@ def resolve_include(written: str, including: Path, root_dir: Path, span: Span) -
     if not written or "\x00" in written:
         raise IncludeError("empty include path", span)
     if _is_absolute(written):
-        raise IncludeError(f"include '{written}' is an absolute path", span,
-                           "includes are relative to the including file's folder or the bundled specs/ library")
+        raise IncludeError(
+            f"include '{written}' is an absolute path",
+            span,
+            "includes are relative to the including file's folder or the bundled specs/ library",
+        )
     if not written.endswith(SPEC_SUFFIX):
-        raise IncludeError(f"include '{written}' does not end in {SPEC_SUFFIX}", span,
-                           "only .net spec files can be included")
+        raise IncludeError(
+            f"include '{written}' does not end in {SPEC_SUFFIX}", span, "only .net spec files can be included"
+        )
     library = library_dirs()
     allowed = [root_dir] + library
     escaped = False
@@ -102,7 +112,11 @@ def resolve_include(written: str, including: Path, root_dir: Path, span: Span) -
         check_spec_file(candidate, span, "include file")
         return candidate
     if escaped:
-        raise IncludeError(f"include '{written}' leaves the spec's folder", span,
-                           "includes must stay inside the root spec's folder or the bundled specs/ library")
-    raise IncludeError(f"include file '{written}' not found", span,
-                       f"looked in {including.parent} and the bundled specs/ library")
+        raise IncludeError(
+            f"include '{written}' leaves the spec's folder",
+            span,
+            "includes must stay inside the root spec's folder or the bundled specs/ library",
+        )
+    raise IncludeError(
+        f"include file '{written}' not found", span, f"looked in {including.parent} and the bundled specs/ library"
+    )

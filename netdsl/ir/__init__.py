@@ -4,4 +4,4 @@ from .graph import BlockInfo, Feature, UnitInfo, blocks, topo_nodes
 from .lint import lint
 from .ops import OP_KINDS, infer_shape
 
-__all__ = ["BlockInfo", "Feature", "OP_KINDS", "UnitInfo", "blocks", "infer_shape", "lint", "topo_nodes"]
+__all__ = ["OP_KINDS", "BlockInfo", "Feature", "UnitInfo", "blocks", "infer_shape", "lint", "topo_nodes"]

@@ -23,6 +23,7 @@ class Feature:
     def channels(self, graph) -> int:
         """How many channels the feature is: its range, or its node's whole width."""
         if self.start is not None:
+            assert self.stop is not None  # a range has both ends
             return self.stop - self.start
         return graph.nodes[self.node]["shape"][0]
 

@@ -44,7 +44,7 @@ def lint(graph: nx.DiGraph) -> None:
                 raise IRError(f"node '{n}' attribute '{key}' must be {typ}, got {val!r}")
             if typ is not int and not isinstance(val, typ):
                 raise IRError(f"node '{n}' attribute '{key}' must be {typ}, got {val!r}")
-        preds = {}
+        preds: dict[str, tuple[int, ...]] = {}
         for pos, src in enumerate(inputs):
             if src not in graph:
                 raise IRError(f"node '{n}' reads missing node '{src}'")

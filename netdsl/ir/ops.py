@@ -66,8 +66,10 @@ Shape = tuple[int, ...]
 
 
 def _kind_table() -> str:
-    rows = [(k, f"{op.min_inputs}" if op.max_inputs == op.min_inputs else f">={op.min_inputs}", op.doc)
-            for k, op in REGISTRY.items()]
+    rows = [
+        (k, f"{op.min_inputs}" if op.max_inputs == op.min_inputs else f">={op.min_inputs}", op.doc)
+        for k, op in REGISTRY.items()
+    ]
     w0, w1 = max(len(r[0]) for r in rows) + 2, 5
     w2 = max(len(r[2]) for r in rows)
     rule = f"{'=' * w0}  {'=' * w1}  {'=' * w2}"

@@ -12,8 +12,8 @@ the block input is split into groups of the unit width, indexed ``1-G .. 0`` (so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class Rule:
         return f"rule({self.text})"
 
 
-Pattern = Union[Dense, Path, Window, Split, Rule]
+Pattern = Dense | Path | Window | Split | Rule
 
 
 def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:
@@ -77,10 +77,10 @@ def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:
     if isinstance(pattern, Path):
         if len(available) <= pattern.far + pattern.near:
             return tuple(available)
-        near = tuple(available[len(available) - pattern.near:]) if pattern.near else ()
+        near = tuple(available[len(available) - pattern.near :]) if pattern.near else ()
         return tuple(available[: pattern.far]) + near
     if isinstance(pattern, Window):
-        return tuple(available[max(0, len(available) - pattern.g):])
+        return tuple(available[max(0, len(available) - pattern.g) :])
     if isinstance(pattern, Rule):
         return tuple(j for j in available if pattern.predicate(i, j))
     raise TypeError(f"{pattern!r} has no per-unit connection set")
@@ -94,7 +94,7 @@ def split_connections(scale: int) -> dict[int, tuple[int, ...]]:
     >>> split_connections(4)
     {2: (-2,), 3: (-1, 2), 4: (0, 3)}
     """
-    out = {}
+    out: dict[int, tuple[int, ...]] = {}
     for i in range(2, scale + 1):
         out[i] = (i - scale,) if i == 2 else (i - scale, i - 1)
     return out

@@ -23,8 +23,9 @@ class Pass:
     run: Callable[[nx.DiGraph], PassResult]
 
 
-def run_pipeline(graph: nx.DiGraph, passes: Sequence[Pass],
-                 check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
+def run_pipeline(
+    graph: nx.DiGraph, passes: Sequence[Pass], check: Callable[[nx.DiGraph], None] | None = None
+) -> nx.DiGraph:
     """Run passes in order; ``check`` (e.g. ``lint``) runs after each one."""
     done: list[str] = []
     for p in passes:

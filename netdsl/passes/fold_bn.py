@@ -56,8 +56,13 @@ def weights_of(graph: nx.DiGraph, node: str) -> dict:
 
 
 def run(graph: nx.DiGraph) -> PassResult:
-    pairs = [(bn, conv) for bn, d in graph.nodes(data=True) if d["kind"] == "bn"
-             for conv in [foldable(graph, bn)] if conv is not None]
+    pairs = [
+        (bn, conv)
+        for bn, d in graph.nodes(data=True)
+        if d["kind"] == "bn"
+        for conv in [foldable(graph, bn)]
+        if conv is not None
+    ]
     if not pairs:
         return PassResult(graph, False)
     out = copy_graph(graph)

@@ -35,6 +35,7 @@ from . import PassResult
 
 DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
 
+
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     runs: list[list[int]] = []
     for a, b in ranges:
@@ -140,7 +141,7 @@ def _layout(graph: nx.DiGraph, b: BlockInfo) -> tuple[dict[int, tuple[int, int]]
         c0 = graph.nodes[b.input]["shape"][0]
         for f in b.features:
             if f.index <= 0:
-                ranges[f.index] = (0, c0) if f.start is None else (f.start, f.stop)
+                ranges[f.index] = (0, c0) if f.start is None or f.stop is None else (f.start, f.stop)
         writes.append((b.input, 0, c0))
         offset = c0
     for f in feats:
@@ -191,7 +192,7 @@ def run(graph: nx.DiGraph) -> PassResult:
         shape = graph.nodes[b.output]["shape"][1:]
         channels = writes[-1][2]
         buffers[buf] = {"block": b.name, "shape": (channels,) + tuple(shape)}
-        buf_of = {}
+        buf_of: dict[str, tuple[str, int, int]] = {}
         for node, start, stop in writes:
             d = graph.nodes[node]
             d["stores"] = tuple(d.get("stores", ())) + ((buf, start, stop),)
@@ -216,8 +217,12 @@ def run(graph: nx.DiGraph) -> PassResult:
     for node in reads:
         for i in graph.nodes[node]["inputs"]:
             d = graph.nodes[i]
-            if d["kind"] == "slice" and not d.get("stores") and i != graph.graph["output"] \
-                    and all(s in read_set for s in graph.successors(i)):
+            if (
+                d["kind"] == "slice"
+                and not d.get("stores")
+                and i != graph.graph["output"]
+                and all(s in read_set for s in graph.successors(i))
+            ):
                 d["elided"] = True
     graph.graph["buffers"] = buffers
     _write_segments(graph)

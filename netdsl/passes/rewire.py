@@ -53,5 +53,3 @@ def _rename_block(b: BlockInfo, old: str, new: str) -> BlockInfo:
     features = tuple(replace(f, node=r(f.node)) if f.node == old else f for f in b.features)
     units = tuple(replace(u, aggregate=r(u.aggregate), output=r(u.output)) for u in b.units)
     return replace(b, input=r(b.input), output=r(b.output), features=features, units=units)
-
-

@@ -7,9 +7,16 @@ options from here at every start-up); the names below load their modules on firs
 
 import importlib
 
-_LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "load_data": "data",
-         "TrainConfig": "config", "TrainingInterrupted": "loop", "evaluate": "loop", "train": "trainer",
-         "load_recipe": "recipe"}
+_LAZY = {
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "load_data": "data",
+    "TrainConfig": "config",
+    "TrainingInterrupted": "loop",
+    "evaluate": "loop",
+    "train": "trainer",
+    "load_recipe": "recipe",
+}
 
 
 def __getattr__(name):
@@ -17,5 +24,14 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["TrainConfig", "TrainingInterrupted", "evaluate", "load_checkpoint", "load_data", "load_recipe",
-           "save_checkpoint", "train"]
+
+__all__ = [
+    "TrainConfig",
+    "TrainingInterrupted",
+    "evaluate",
+    "load_checkpoint",
+    "load_data",
+    "load_recipe",
+    "save_checkpoint",
+    "train",
+]

@@ -54,9 +54,11 @@ class Augment:
 
     def draw(self, n: int, h: int, w: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Random parameters for ``n`` images, drawn in a fixed order from ``gen``."""
-        p = {"flip": torch.rand(n, generator=gen) < 0.5,
-             "dy": torch.randint(0, 2 * self.shift + 1, (n,), generator=gen),
-             "dx": torch.randint(0, 2 * self.shift + 1, (n,), generator=gen)}
+        p = {
+            "flip": torch.rand(n, generator=gen) < 0.5,
+            "dy": torch.randint(0, 2 * self.shift + 1, (n,), generator=gen),
+            "dx": torch.randint(0, 2 * self.shift + 1, (n,), generator=gen),
+        }
         for i in range(self.cutout_holes):
             p[f"cy{i}"] = torch.randint(0, h, (n,), generator=gen)
             p[f"cx{i}"] = torch.randint(0, w, (n,), generator=gen)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,12 +53,18 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, a pickle with foreign classes, not torch at all
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else 'no detail'})",
-                              None, "the file may be truncated; 'last.pt' and 'best.pt' are written atomically") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'})",
+            None,
+            "the file may be truncated; 'last.pt' and 'best.pt' are written atomically",
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a netdsl checkpoint (no format marker {FORMAT!r})", None,
-                              "netdsl reads the checkpoints that 'netdsl train' writes (last.pt, best.pt)")
+        raise CheckpointError(
+            f"{path}: not a netdsl checkpoint (no format marker {FORMAT!r})",
+            None,
+            "netdsl reads the checkpoints that 'netdsl train' writes (last.pt, best.pt)",
+        )
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this netdsl reads {VERSION}")
     missing = [k for k in REQUIRED if k not in ckpt]
@@ -70,22 +77,34 @@ def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> N
     """``load_state_dict`` with a located error when the checkpoint is for another network."""
     own = model.state_dict()
     bad = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
-    bad += [f"{k} is {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the network"
-            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    bad += [
+        f"{k} is {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the network"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if not bad:
         model.load_state_dict(state)
     if bad:
-        raise CheckpointError(f"{path}: weights do not fit the network ({len(bad)} keys differ, e.g. {bad[0]})",
-                              None, "build the same spec and --set values that trained it")
+        raise CheckpointError(
+            f"{path}: weights do not fit the network ({len(bad)} keys differ, e.g. {bad[0]})",
+            None,
+            "build the same spec and --set values that trained it",
+        )
 
 
 def rng_states() -> dict:
     """Every generator the loop touches, in types the weights-only loader accepts."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-             "python": _to_lists(random.getstate())}
+    np_state = cast("tuple[Any, ...]", np.random.get_state())  # the legacy (MT19937) tuple
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "python": _to_lists(random.getstate()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -121,8 +140,11 @@ def spec_source(ckpt: dict, where: str | Path) -> dict:
     target = str(spec.get("target", ""))
     if target in presets():
         return {"target": target, "file": target, "name": spec.get("name"), "preset": target, "text": None}
-    raise CheckpointError(f"{where}: the checkpoint names its spec by path ({target}) without its text",
-                          None, "give the spec: netdsl eval SPEC --weights CKPT")
+    raise CheckpointError(
+        f"{where}: the checkpoint names its spec by path ({target}) without its text",
+        None,
+        "give the spec: netdsl eval SPEC --weights CKPT",
+    )
 
 
 class Checkpointer:
@@ -134,8 +156,18 @@ class Checkpointer:
 
     def save(self, path: Path, epoch: int, batch: int, state: dict, history: list[dict]) -> None:
         if self.rank == 0:
-            save_checkpoint(path, {**self.meta, "model": self.model.state_dict(),
-                                   "optimizer": self.optimizer.state_dict(),
-                                   "scheduler": self.scheduler.state_dict(), "epoch": epoch, "batch": batch,
-                                   "rng": rng_states(), "state": state, "history": history})
+            save_checkpoint(
+                path,
+                {
+                    **self.meta,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "epoch": epoch,
+                    "batch": batch,
+                    "rng": rng_states(),
+                    "state": state,
+                    "history": history,
+                },
+            )
         self.fabric.barrier()

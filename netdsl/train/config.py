@@ -55,8 +55,12 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Refuse values that cannot work, each with a one-line :class:`ArgumentError`."""
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                            ("--limit-train", self.limit_train), ("--threads", self.threads)):
+        for flag, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--limit-train", self.limit_train),
+            ("--threads", self.threads),
+        ):
             if value is not None:
                 positive_int(flag, value)
         for flag in ("--max-params", "--max-nodes", "--max-map-elements"):  # the compile's limits
@@ -76,10 +80,13 @@ class TrainConfig:
             raise ArgumentError("--resume needs --out, the folder of the run to continue")
         if self.resume and self.force:
             raise ArgumentError("--resume continues the run in --out and --force replaces it: give one")
-        for flag, value, allowed in (("--fit", self.fit, FITS), ("--device", self.accelerator, DEVICES),
-                                     ("--precision", self.precision, PRECISIONS)):
-            if value not in allowed:
-                raise ArgumentError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        for flag, choice, allowed in (
+            ("--fit", self.fit, FITS),
+            ("--device", self.accelerator, DEVICES),
+            ("--precision", self.precision, PRECISIONS),
+        ):
+            if choice not in allowed:
+                raise ArgumentError(f"{flag} must be one of {', '.join(allowed)}, got {choice!r}")
         device_available(self.accelerator)
         if self.out is not None:
             writable_folder("--out", Path(self.out))

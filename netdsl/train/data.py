@@ -17,6 +17,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class ImageSet:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])
+        return cast("tuple[int, int, int]", tuple(self.images.shape[1:]))
 
 
 @dataclass
@@ -74,7 +75,12 @@ class Source:
 def open_source(source: str) -> Source:
     """Open a data source (see the module docstring for the names)."""
     kind, _, path = source.partition(":")
-    loaders = {"digits": _digits, "cifar10": _cifar10, "cifar100": _cifar100, "svhn": _svhn}
+    loaders: dict[str, Callable[..., Splits]] = {
+        "digits": _digits,
+        "cifar10": _cifar10,
+        "cifar100": _cifar100,
+        "svhn": _svhn,
+    }
     if kind not in loaders and kind != "imagefolder":
         raise DataError(f"unknown data source {source!r}", None, "use one of " + ", ".join(SOURCES))
     if kind == "digits":
@@ -100,6 +106,7 @@ def load_data(source: str, size: tuple[int, int] | None = None) -> Splits:
 
 # --- the sources -----------------------------------------------------------------------------
 
+
 def _digits() -> Splits:
     from sklearn.datasets import load_digits
 
@@ -117,9 +124,17 @@ def _digits() -> Splits:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numpy arrays: a CIFAR batch cannot run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -147,8 +162,10 @@ def _cifar_batch(path: Path, label_key: str) -> ImageSet:
     data = np.asarray(d["data"])
     labels = np.asarray(d[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise DataError(f"{path}: malformed CIFAR batch: data {data.dtype}{list(data.shape)}, "
-                        f"{len(labels)} labels (need uint8 [N, 3072] and N labels)")
+        raise DataError(
+            f"{path}: malformed CIFAR batch: data {data.dtype}{list(data.shape)}, "
+            f"{len(labels)} labels (need uint8 [N, 3072] and N labels)"
+        )
     return ImageSet(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels))
 
 
@@ -218,7 +235,7 @@ def _read_images(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
-                out[i] = np.asarray(im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
+                out[i] = np.asarray(im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
         except Exception as e:  # PIL raises several types for a damaged image
             raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
@@ -236,8 +253,9 @@ def _imagefolder(root: Path, name: str) -> Source:
 
         def load(size):
             train = ImageSet(_read_images(files, _need(size)), torch.tensor(labels))
-            return Splits("imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)),
-                          len(classes))
+            return Splits(
+                "imagefolder", train, ImageSet(_read_images(tfiles, size), torch.tensor(tlabels)), len(classes)
+            )
 
         return Source(name, len(classes), load)
     files, labels, classes = _image_files(root)
@@ -259,6 +277,7 @@ def _need(size: tuple[int, int] | None) -> tuple[int, int]:
 
 # --- fitting data to a network -----------------------------------------------------------------
 
+
 def fit_images(images: torch.Tensor, shape: tuple[int, int, int], policy: str = "resize") -> torch.Tensor:
     """Make uint8 images ``(N, c, h, w)`` match a network input ``(C, H, W)``.
 
@@ -276,14 +295,16 @@ def fit_images(images: torch.Tensor, shape: tuple[int, int, int], policy: str = 
     if policy == "refuse":
         raise DataError(msg, None, "use --fit resize to resize (and repeat grey to 3 channels) deliberately")
     if have[0] != c and have[0] != 1:
-        raise DataError(msg + "; only a 1-channel image can be widened", None,
-                        "set the spec's input channels to match the data")
+        raise DataError(
+            msg + "; only a 1-channel image can be widened", None, "set the spec's input channels to match the data"
+        )
     out = []
     for chunk in images.split(4096):  # bounded float memory for CIFAR-sized sets
         x = chunk.float()
         if have[1:] != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                              antialias=h < have[1] or w < have[2])
+            x = F.interpolate(
+                x, size=(h, w), mode="bilinear", align_corners=False, antialias=h < have[1] or w < have[2]
+            )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8).expand(-1, c, -1, -1))
     return torch.cat(out).contiguous()
 
@@ -295,7 +316,7 @@ def split_validation(train: ImageSet, fraction: float, seed: int) -> tuple[Image
     if not fraction < 1:
         raise DataError(f"validation fraction must be in [0, 1), got {fraction}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(len(train) * fraction)))
+    n_val = max(1, round(len(train) * fraction))
     return train.subset(order[n_val:]), train.subset(order[:n_val])
 
 
@@ -307,6 +328,7 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 # --- the data of one run -------------------------------------------------------------------------
+
 
 @dataclass
 class RunData:
@@ -327,24 +349,42 @@ class RunData:
         return self.info["std"]
 
 
-def prepare_data(source: Source, shape: tuple[int, int, int], *, fit: str, val_split: float, seed: int,
-                 limit: int | None = None, stats: tuple[list[float], list[float]] | None = None) -> RunData:
+def prepare_data(
+    source: Source,
+    shape: tuple[int, int, int],
+    *,
+    fit: str,
+    val_split: float,
+    seed: int,
+    limit: int | None = None,
+    stats: tuple[list[float], list[float]] | None = None,
+) -> RunData:
     """Load ``source`` at the network's input ``shape``, fit it, hold out validation, take the first
     ``limit`` training images; ``stats`` (mean, std) are a resumed run's, else the training split's."""
-    splits = source.load(tuple(shape[1:]))
+    splits = source.load((shape[1], shape[2]))
     note = None
     if shape != splits.train.shape and fit == "resize":
-        note = (f"note: {source.name} images are {'x'.join(map(str, splits.train.shape))}; resized to the spec's "
-                f"input {'x'.join(map(str, shape))} (bilinear"
-                + (", grey repeated to 3 channels)" if splits.train.shape[0] == 1 < shape[0] else ")"))
+        note = (
+            f"note: {source.name} images are {'x'.join(map(str, splits.train.shape))}; resized to the spec's "
+            f"input {'x'.join(map(str, shape))} (bilinear"
+            + (", grey repeated to 3 channels)" if splits.train.shape[0] == 1 < shape[0] else ")")
+        )
     train = ImageSet(_fit(splits.train.images, shape, fit, source.name), splits.train.labels)
     test = ImageSet(_fit(splits.test.images, shape, fit, source.name), splits.test.labels)
     train, val = split_validation(train, val_split, seed)
     if limit:
         train = train.subset(slice(0, limit))
     mean, std = stats if stats is not None else channel_stats(train.images)
-    info = {"source": source.name, "mean": mean, "std": std, "classes": splits.classes, "input": list(shape),
-            "fit": fit, "limit_train": limit, "sizes": [len(train), len(val or []), len(test)]}
+    info = {
+        "source": source.name,
+        "mean": mean,
+        "std": std,
+        "classes": splits.classes,
+        "input": list(shape),
+        "fit": fit,
+        "limit_train": limit,
+        "sizes": [len(train), len(val or []), len(test)],
+    }
     return RunData(train, val, test, info, note)
 
 

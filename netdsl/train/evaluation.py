@@ -14,9 +14,16 @@ from .loop import evaluate
 from .names import SPLITS  # noqa: F401  (re-exported)
 
 
-def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: str | None = None,
-                        overrides: dict | None = None, split: str = "test", device: str = "auto",
-                        batch_size: int = 500, limits=None) -> dict:
+def evaluate_checkpoint(
+    weights: str | Path,
+    target: str | None = None,
+    data: str | None = None,
+    overrides: dict | None = None,
+    split: str = "test",
+    device: str = "auto",
+    batch_size: int = 500,
+    limits=None,
+) -> dict:
     """Loss, top-1 and top-5 (in %) of a checkpoint on a split of a data source.
 
     ``target``, ``data`` and ``overrides`` default to the checkpoint's own; given ``overrides``
@@ -36,6 +43,7 @@ def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: st
     info = ckpt["data"]
     source = data or info["source"]
     splits = load_data(source, size=shape[1:])
+    chosen: ImageSet | None
     if split == "test":
         chosen = splits.test
     else:
@@ -44,10 +52,23 @@ def evaluate_checkpoint(weights: str | Path, target: str | None = None, data: st
         if chosen is None:
             raise NetdslError(f"{weights}: the run had no validation split", None, "use --split test")
     chosen = ImageSet(fit_images(chosen.images, shape, info["fit"]), chosen.labels)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    )
     model.to(dev)
-    result = evaluate(model, chosen, torch.tensor(info["mean"], device=dev), torch.tensor(info["std"], device=dev),
-                      device=dev, batch_size=batch_size)
-    return {"weights": str(weights), "target": str(target), "data": source, "split": split,
-            "epoch": ckpt["epoch"], **result}
+    result = evaluate(
+        model,
+        chosen,
+        torch.tensor(info["mean"], device=dev),
+        torch.tensor(info["std"], device=dev),
+        device=dev,
+        batch_size=batch_size,
+    )
+    return {
+        "weights": str(weights),
+        "target": str(target),
+        "data": source,
+        "split": split,
+        "epoch": ckpt["epoch"],
+        **result,
+    }

@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +28,15 @@ from .metrics import correct_topk
 from .progress import EpochProgress
 from .recipe import Recipe
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training: the checkpoint at ``path`` holds the run up to the last full step."""
 
     def __init__(self, path: Path, epoch: int, batch: int):
-        super().__init__(f"interrupted; saved {path} (epoch {epoch + 1}, after batch {batch}); "
-                         "continue with --resume")
+        super().__init__(f"interrupted; saved {path} (epoch {epoch + 1}, after batch {batch}); continue with --resume")
         self.path = path
 
 
@@ -71,8 +73,15 @@ class StopSignal:
 def fresh_state() -> dict:
     """The bookkeeping a checkpoint carries besides weights: best metric, plateau and early-stopping
     counters, the sums of a partial epoch, and whether the run is finished."""
-    return {"best": None, "best_loss": None, "best_epoch": None, "min_val_loss": math.inf, "bad_epochs": 0,
-            "partial": None, "finished": False}
+    return {
+        "best": None,
+        "best_loss": None,
+        "best_epoch": None,
+        "min_val_loss": math.inf,
+        "bad_epochs": 0,
+        "partial": None,
+        "finished": False,
+    }
 
 
 @dataclass
@@ -99,13 +108,31 @@ class Stepper:
         self.augment = self.recipe.augmentation()
 
     def evaluate(self, data: ImageSet) -> dict:
-        return evaluate(self.net, data, self.mean, self.std, device=self.device, batch_size=self.eval_batch_size,
-                        memory_format=self.memory_format, rank=self.rank, world=self.world, fabric=self.fabric)
+        return evaluate(
+            self.net,
+            data,
+            self.mean,
+            self.std,
+            device=self.device,
+            batch_size=self.eval_batch_size,
+            memory_format=self.memory_format,
+            rank=self.rank,
+            world=self.world,
+            fabric=self.fabric,
+        )
 
 
-def train_epoch(s: Stepper, epoch: int, epochs: int, *, start_batch: int = 0, partial: list | None = None,
-                stop: StopSignal | None = None, progress: EpochProgress | None = None,
-                on_step: Callable[[int, int], None] | None = None) -> dict:
+def train_epoch(
+    s: Stepper,
+    epoch: int,
+    epochs: int,
+    *,
+    start_batch: int = 0,
+    partial: list | None = None,
+    stop: StopSignal | None = None,
+    progress: EpochProgress | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict:
     """Train epoch ``epoch`` from batch ``start_batch`` (``partial``: the sums of the batches before it);
     returns its metrics row (without validation). Raises :class:`StopRequested` after a Ctrl-C step."""
     progress = progress or EpochProgress(False)
@@ -122,8 +149,10 @@ def train_epoch(s: Stepper, epoch: int, epochs: int, *, start_batch: int = 0, pa
     for step in range(start_batch, len(batches)):
         idx = batches[step]
         part = shard(idx, s.rank, s.world)
-        params = {k: v[part] for k, v in s.augment.draw(len(idx), shape[1], shape[2],
-                                                        generator(s.seed, epoch, step + 1)).items()}
+        params = {
+            k: v[part]
+            for k, v in s.augment.draw(len(idx), shape[1], shape[2], generator(s.seed, epoch, step + 1)).items()
+        }
         mine = idx[part].to(s.device)
         x = normalize(s.train_x[mine], s.mean, s.std)
         x = (s.augment.apply(x, params) if s.augment.active else x).contiguous(memory_format=s.memory_format)
@@ -137,8 +166,7 @@ def train_epoch(s: Stepper, epoch: int, epochs: int, *, start_batch: int = 0, pa
             local += loss.detach().double() * len(y)
             correct += torch.stack([(logits.argmax(1) == y).sum(), torch.tensor(len(y), device=s.device)])
         if progress.enabled:
-            progress.update(len(y) * s.world, float(local) / int(correct[1]),
-                            100.0 * int(correct[0]) / int(correct[1]))
+            progress.update(len(y) * s.world, float(local) / int(correct[1]), 100.0 * int(correct[0]) / int(correct[1]))
         else:
             progress.update(len(y) * s.world, 0.0, 0.0)
         if on_step is not None:
@@ -155,10 +183,16 @@ def train_epoch(s: Stepper, epoch: int, epochs: int, *, start_batch: int = 0, pa
         totals = s.fabric.all_reduce(totals, reduce_op="sum")
         for b in s.net.buffers():  # BN statistics: rank 0's, so every process holds the same model
             torch.distributed.broadcast(b, 0)
-    return {"epoch": epoch + 1, "lr": s.optimizer.param_groups[0]["lr"],
-            "train_loss": float(totals[0] / totals[2]), "train_acc": float(100 * totals[1] / totals[2]),
-            "val_loss": None, "val_acc": None, "seconds": round(seconds, 3),
-            "images_per_s": round(images * s.world / max(seconds, 1e-9), 1)}
+    return {
+        "epoch": epoch + 1,
+        "lr": s.optimizer.param_groups[0]["lr"],
+        "train_loss": float(totals[0] / totals[2]),
+        "train_acc": float(100 * totals[1] / totals[2]),
+        "val_loss": None,
+        "val_acc": None,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images * s.world / max(seconds, 1e-9), 1),
+    }
 
 
 def end_epoch(state: dict, row: dict, recipe: Recipe, scheduler) -> bool:
@@ -194,8 +228,19 @@ def improves(row: dict, key: str, state: dict) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model, data: ImageSet, mean: torch.Tensor, std: torch.Tensor, *, device, batch_size: int = 500,
-             memory_format=torch.contiguous_format, rank: int = 0, world: int = 1, fabric=None) -> dict:
+def evaluate(
+    model,
+    data: ImageSet,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    *,
+    device,
+    batch_size: int = 500,
+    memory_format=torch.contiguous_format,
+    rank: int = 0,
+    world: int = 1,
+    fabric=None,
+) -> dict:
     """Mean loss, top-1 and (for more than 5 classes) top-5 accuracy in percent over ``data``.
 
     With several processes each evaluates its contiguous slice and the sums are all-reduced.
@@ -207,14 +252,15 @@ def evaluate(model, data: ImageSet, mean: torch.Tensor, std: torch.Tensor, *, de
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1, top-5, n
     classes = 0
     for lo in range(0, len(labels), batch_size):
-        x = normalize(images[lo:lo + batch_size].to(device), mean, std).contiguous(memory_format=memory_format)
-        y = labels[lo:lo + batch_size].to(device)
+        x = normalize(images[lo : lo + batch_size].to(device), mean, std).contiguous(memory_format=memory_format)
+        y = labels[lo : lo + batch_size].to(device)
         logits = model(x).float()
         classes = logits.shape[1]
         k5 = min(5, classes)
         top1, top5 = correct_topk(logits, y, (1, k5))
-        sums += torch.tensor([float(F.cross_entropy(logits, y, reduction="sum")), top1, top5, len(y)],
-                             dtype=torch.float64, device=device)
+        sums += torch.tensor(
+            [float(F.cross_entropy(logits, y, reduction="sum")), top1, top5, len(y)], dtype=torch.float64, device=device
+        )
     if world > 1 and fabric is not None:
         sums = fabric.all_reduce(sums, reduce_op="sum")
     model.train(was_training)

@@ -56,12 +56,14 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
 
     fig = Figure(figsize=(10, 4), dpi=100)
     epochs = [r["epoch"] for r in rows]
-    for ax, key, label in ((fig.add_subplot(1, 2, 1), "loss", "loss"),
-                           (fig.add_subplot(1, 2, 2), "acc", "accuracy (%)")):
+    for ax, key, label in (
+        (fig.add_subplot(1, 2, 1), "loss", "loss"),
+        (fig.add_subplot(1, 2, 2), "acc", "accuracy (%)"),
+    ):
         ax.plot(epochs, [r[f"train_{key}"] for r in rows], marker=".", label="train")
-        val = [(e, r[f"val_{key}"]) for e, r in zip(epochs, rows) if r.get(f"val_{key}") is not None]
+        val = [(e, r[f"val_{key}"]) for e, r in zip(epochs, rows, strict=True) if r.get(f"val_{key}") is not None]
         if val:
-            ax.plot(*zip(*val), marker=".", label="validation")
+            ax.plot(*zip(*val, strict=True), marker=".", label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

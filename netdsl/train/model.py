@@ -22,14 +22,20 @@ def make_fabric(accelerator: str, devices: int, num_nodes: int, precision: str):
     if "LOCAL_WORLD_SIZE" in os.environ:
         devices = int(os.environ["LOCAL_WORLD_SIZE"])
         num_nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
-    chosen = {"auto": "bf16-mixed" if accelerator == "cuda" and torch.cuda.is_bf16_supported() else
-              "16-mixed" if accelerator == "cuda" else "32-true",
-              "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}.get(precision)
+    chosen = {
+        "auto": "bf16-mixed"
+        if accelerator == "cuda" and torch.cuda.is_bf16_supported()
+        else "16-mixed"
+        if accelerator == "cuda"
+        else "32-true",
+        "32": "32-true",
+        "bf16": "bf16-mixed",
+        "fp16": "16-mixed",
+    }.get(precision)
     if chosen is None:
         raise NetdslError(f"unknown precision {precision!r}", None, "use auto, 32, bf16 or fp16")
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
-    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=chosen)  # type: ignore[arg-type]  # one of Fabric's literals, chosen above
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=chosen)  # type: ignore[arg-type]  # one of Fabric's literals, chosen above
     fabric.launch()
     return fabric, chosen
 
@@ -58,8 +64,9 @@ def compile_network(source: dict | str, overrides: dict, limits=None) -> pipelin
 def check_classes(compiled: pipeline.Compiled, classes: int, source: str) -> None:
     width = compiled.output_shape[0]
     if width != classes:
-        raise NetdslError(f"the network ends in {width} outputs but {source} has {classes} classes",
-                          None, f"--set classes={classes}")
+        raise NetdslError(
+            f"the network ends in {width} outputs but {source} has {classes} classes", None, f"--set classes={classes}"
+        )
 
 
 def build_network(compiled: pipeline.Compiled, seed: int) -> torch.nn.Module:
@@ -81,15 +88,23 @@ class StepFactors:
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     o = recipe.optimizer
-    return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o.get("momentum", 0.0),
-                           nesterov=o.get("nesterov", False), weight_decay=o.get("weight_decay", 0.0))
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=o["lr"],
+        momentum=o.get("momentum", 0.0),
+        nesterov=o.get("nesterov", False),
+        weight_decay=o.get("weight_decay", 0.0),
+    )
 
 
 def make_scheduler(optimizer, recipe: Recipe):
     if recipe.schedule["kind"] == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=recipe.schedule.get("factor", 0.1),
-            patience=recipe.schedule.get("patience", 10))
+            optimizer,
+            mode="min",
+            factor=recipe.schedule.get("factor", 0.1),
+            patience=recipe.schedule.get("patience", 10),
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, StepFactors(recipe, recipe.epochs))
 
 
@@ -99,5 +114,5 @@ def restore_schedule(optimizer, scheduler, ckpt: dict, recipe: Recipe) -> None:
     scheduler.load_state_dict(ckpt["scheduler"])
     if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
         scheduler.lr_lambdas[0] = StepFactors(recipe, recipe.epochs)
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
             group["lr"] = base * scheduler.lr_lambdas[0](ckpt["epoch"])

@@ -22,8 +22,13 @@ from .augment import Augment
 from .names import RECIPES_DIR, available
 
 # Which recipe a spec gets when --recipe is not given, by the network's name prefix.
-DEFAULT_FOR_NETWORK = {"densenet": "densenet", "sparsenet": "sparsenet", "dense2net": "dense2net",
-                       "seq": "seqconv", "wseq": "seqconv"}
+DEFAULT_FOR_NETWORK = {
+    "densenet": "densenet",
+    "sparsenet": "sparsenet",
+    "dense2net": "dense2net",
+    "seq": "seqconv",
+    "wseq": "seqconv",
+}
 
 
 class RecipeError(NetdslError):
@@ -36,10 +41,10 @@ class Recipe:
     description: str = ""
     epochs: int = 300
     batch_size: int = 64
-    optimizer: dict = field(default_factory=lambda: {"lr": 0.1, "momentum": 0.9, "nesterov": True,
-                                                     "weight_decay": 1e-4})
-    schedule: dict = field(default_factory=lambda: {"kind": "step", "milestones": [0.5, 0.75],
-                                                    "factors": [0.1, 0.01]})
+    optimizer: dict = field(
+        default_factory=lambda: {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
+    )
+    schedule: dict = field(default_factory=lambda: {"kind": "step", "milestones": [0.5, 0.75], "factors": [0.1, 0.01]})
     augment: dict = field(default_factory=dict)
     val_split: float = 0.1
     best: str = "val_acc"  # or "val_loss": the metric that selects best.pt
@@ -62,7 +67,7 @@ class Recipe:
     def lr_factor(self, epoch: int, epochs: int) -> float:
         """The step schedule's multiplier of the base lr in (0-based) ``epoch`` of ``epochs``."""
         factor = 1.0
-        for m, f in zip(self.schedule["milestones"], self.schedule["factors"]):
+        for m, f in zip(self.schedule["milestones"], self.schedule["factors"], strict=True):
             if epoch >= round(m * epochs):
                 factor = f
         return factor
@@ -76,9 +81,11 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if path.suffix != ".json":
         path = RECIPES_DIR / f"{name_or_path}.json"
         if not path.is_file():
-            raise RecipeError(f"unknown recipe {str(name_or_path)!r}", None,
-                              did_you_mean(str(name_or_path), available())
-                              or "bundled recipes: " + ", ".join(available()))
+            raise RecipeError(
+                f"unknown recipe {str(name_or_path)!r}",
+                None,
+                did_you_mean(str(name_or_path), available()) or "bundled recipes: " + ", ".join(available()),
+            )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -94,8 +101,11 @@ def recipe_from_dict(data: dict, name: str, where: str = "recipe") -> Recipe:
     known = set(Recipe.__dataclass_fields__)  # "name" too: a saved recipe keeps its name
     unknown = sorted(set(data) - known)
     if unknown:
-        raise RecipeError(f"{where}: unknown field {unknown[0]!r}", None,
-                          did_you_mean(unknown[0], known) or "fields: " + ", ".join(sorted(known)))
+        raise RecipeError(
+            f"{where}: unknown field {unknown[0]!r}",
+            None,
+            did_you_mean(unknown[0], known) or "fields: " + ", ".join(sorted(known)),
+        )
     r = Recipe(name=data.get("name", name), **{k: v for k, v in data.items() if k != "name"})
     kind = r.schedule.get("kind")
     if kind == "step" and len(r.schedule.get("milestones", [])) != len(r.schedule.get("factors", [])):

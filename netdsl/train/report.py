@@ -13,8 +13,16 @@ from .progress import EpochProgress
 
 
 class Reporter:
-    def __init__(self, out: Path, *, rank: int = 0, verbose: bool = True, progress: bool = True,
-                 curves: bool = True, title: str = ""):
+    def __init__(
+        self,
+        out: Path,
+        *,
+        rank: int = 0,
+        verbose: bool = True,
+        progress: bool = True,
+        curves: bool = True,
+        title: str = "",
+    ):
         self.out, self.active, self.title, self.draw = out, rank == 0, title, curves
         self.console = None
         if self.active and verbose:
@@ -46,9 +54,13 @@ class Reporter:
             write_atomic(self.out / "results.json", json.dumps(results, indent=2))
         self.curves(history)
         b = results["best"]
-        self.log(f"test ({test_images} images, best epoch {results['best_epoch']}): loss {b['loss']:.4f}  "
-                 f"top-1 {b['top1']:.2f}%" + (f"  top-5 {b['top5']:.2f}%" if "top5" in b else "")
-                 + f"   -> {self.out}/best.pt, last.pt, metrics.csv" + (", curves.png" if self.draw else ""))
+        self.log(
+            f"test ({test_images} images, best epoch {results['best_epoch']}): loss {b['loss']:.4f}  "
+            f"top-1 {b['top1']:.2f}%"
+            + (f"  top-5 {b['top5']:.2f}%" if "top5" in b else "")
+            + f"   -> {self.out}/best.pt, last.pt, metrics.csv"
+            + (", curves.png" if self.draw else "")
+        )
 
 
 def epoch_line(row: dict, epochs: int, best: bool) -> str:
@@ -58,5 +70,7 @@ def epoch_line(row: dict, epochs: int, best: bool) -> str:
     'epoch   2/3  lr 0.1  train loss 0.5000 acc  80.00%  1,234 img/s  *best'
     """
     val = "" if row["val_loss"] is None else f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:6.2f}%"
-    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:6.2f}%{val}  {row['images_per_s']:,.0f} img/s" + ("  *best" if best else ""))
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:6.2f}%{val}  {row['images_per_s']:,.0f} img/s" + ("  *best" if best else "")
+    )

@@ -45,8 +45,10 @@ def check_folder(out: Path, *, resume: bool, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and not force and any(p.name != LOCK for p in out.iterdir()):
-        raise RunFolderError(f"--out {out}: the folder is not empty; continue its run with --resume, "
-                             "replace it with --force, or choose another --out")
+        raise RunFolderError(
+            f"--out {out}: the folder is not empty; continue its run with --resume, "
+            "replace it with --force, or choose another --out"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,8 +78,9 @@ def run_lock(out: Path):
             except (OSError, ValueError):
                 pid = 0
             if pid and pid != os.getpid() and _pid_alive(pid):
-                raise RunFolderError(f"--out {out}: another run (pid {pid}) is using this folder "
-                                     f"(its lock is {lock})") from None
+                raise RunFolderError(
+                    f"--out {out}: another run (pid {pid}) is using this folder (its lock is {lock})"
+                ) from None
             lock.unlink(missing_ok=True)  # the owner is gone: take the folder over
     else:
         raise RunFolderError(f"--out {out}: could not take the lock {lock}")

@@ -72,8 +72,15 @@ class Plan:
 
     def load_data(self, source: Source | None = None) -> RunData:
         source = source or open_source(self.data_source)
-        data = prepare_data(source, self.compiled.input_shape, fit=self.fit, val_split=self.recipe.val_split,
-                            seed=self.seed, limit=self.limit, stats=self.stats)
+        data = prepare_data(
+            source,
+            self.compiled.input_shape,
+            fit=self.fit,
+            val_split=self.recipe.val_split,
+            seed=self.seed,
+            limit=self.limit,
+            stats=self.stats,
+        )
         model.check_classes(self.compiled, data.info["classes"], source.name)
         return data
 
@@ -84,8 +91,16 @@ def resume_plan(cfg: TrainConfig, ckpt: dict, where: Path) -> Plan:
     recipe = recipe_from_dict(ckpt["recipe"], ckpt["recipe"]["name"]).with_overrides(epochs=cfg.epochs)
     info = ckpt["data"]
     compiled = model.compile_network(spec_source(ckpt, where), ckpt["overrides"], cfg.limits)
-    return Plan(compiled, recipe, ckpt["seed"], ckpt["user_overrides"], info["source"], info["fit"],
-                info["limit_train"], (info["mean"], info["std"]))
+    return Plan(
+        compiled,
+        recipe,
+        ckpt["seed"],
+        ckpt["user_overrides"],
+        info["source"],
+        info["fit"],
+        info["limit_train"],
+        (info["mean"], info["std"]),
+    )
 
 
 def new_plan(cfg: TrainConfig, log) -> tuple[Plan, Source]:
@@ -116,18 +131,33 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
     plan, data = _plan_and_data(cfg, ckpt, out, report, fabric.world_size)
     live = _set_up(cfg, plan, ckpt, fabric, out, finished)
     recipe, graph, device = plan.recipe, plan.compiled.graph, fabric.device
-    meta = {"spec": plan.compiled.source(), "overrides": plan.compiled.overrides,
-            "user_overrides": plan.user_overrides, "recipe": recipe.to_dict(), "data": data.info, "seed": plan.seed,
-            "netdsl_version": __version__}
-    report.started({**meta, "world_size": fabric.world_size, "device": str(device), "precision": precision,
-                    "channels_last": live.memory_format == torch.channels_last, "compile": cfg.compile},
-                   f"{graph.graph['name']}: {sum(p.numel() for p in live.raw.parameters()):,} parameters; "
-                   f"{data.info['source']}: {len(data.train)} train / {len(data.val or [])} val / "
-                   f"{len(data.test)} test; recipe {recipe.name}, {recipe.epochs} epochs, "
-                   f"batch {recipe.batch_size}; {fabric.world_size} x {device.type}")
+    meta = {
+        "spec": plan.compiled.source(),
+        "overrides": plan.compiled.overrides,
+        "user_overrides": plan.user_overrides,
+        "recipe": recipe.to_dict(),
+        "data": data.info,
+        "seed": plan.seed,
+        "netdsl_version": __version__,
+    }
+    report.started(
+        {
+            **meta,
+            "world_size": fabric.world_size,
+            "device": str(device),
+            "precision": precision,
+            "channels_last": live.memory_format == torch.channels_last,
+            "compile": cfg.compile,
+        },
+        f"{graph.graph['name']}: {sum(p.numel() for p in live.raw.parameters()):,} parameters; "
+        f"{data.info['source']}: {len(data.train)} train / {len(data.val or [])} val / "
+        f"{len(data.test)} test; recipe {recipe.name}, {recipe.epochs} epochs, "
+        f"batch {recipe.batch_size}; {fabric.world_size} x {device.type}",
+    )
     checkpoints = Checkpointer(meta, live.raw, live.optimizer, live.scheduler, fabric, fabric.global_rank)
-    stepper = Stepper(fabric, live.net, live.optimizer, data, recipe, plan.seed, live.memory_format,
-                      cfg.eval_batch_size)
+    stepper = Stepper(
+        fabric, live.net, live.optimizer, data, recipe, plan.seed, live.memory_format, cfg.eval_batch_size
+    )
     try:
         _epochs(stepper, live, checkpoints, report, out, ckpt, on_step)
     except TrainingInterrupted:
@@ -139,15 +169,18 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
 
 
 def _already_finished(cfg: TrainConfig, ckpt: dict, out: Path, report: Reporter) -> dict:
-    report.log(f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
-               f"(--epochs above {ckpt['epoch']} extends it)")
+    report.log(
+        f"{out}: the run is finished ({ckpt['epoch']} epochs); nothing to do "
+        f"(--epochs above {ckpt['epoch']} extends it)"
+    )
     net = model.build_network(resume_plan(cfg, ckpt, out / "last.pt").compiled, ckpt["seed"])
     load_model_state(net, ckpt["model"], out / "last.pt")
     return {**json.loads((out / "results.json").read_text(encoding="utf-8")), "model": net}
 
 
-def _plan_and_data(cfg: TrainConfig, ckpt: dict | None, out: Path, report: Reporter,
-                   world: int) -> tuple[Plan, RunData]:
+def _plan_and_data(
+    cfg: TrainConfig, ckpt: dict | None, out: Path, report: Reporter, world: int
+) -> tuple[Plan, RunData]:
     if ckpt is not None:
         plan = resume_plan(cfg, ckpt, out / "last.pt")
         data = plan.load_data()
@@ -159,8 +192,11 @@ def _plan_and_data(cfg: TrainConfig, ckpt: dict | None, out: Path, report: Repor
         report.log(data.note)
     B = plan.recipe.batch_size
     if B % world:
-        raise NetdslError(f"batch size {B} does not split evenly over {world} processes", None,
-                          f"use a multiple of {world}, e.g. --batch-size {B - B % world or world}")
+        raise NetdslError(
+            f"batch size {B} does not split evenly over {world} processes",
+            None,
+            f"use a multiple of {world}, e.g. --batch-size {B - B % world or world}",
+        )
     if len(data.train) < B:
         raise NetdslError(f"{len(data.train)} training images are fewer than one batch of {B}")
     return plan, data
@@ -202,8 +238,9 @@ def _set_up(cfg: TrainConfig, plan: Plan, ckpt: dict | None, fabric, out: Path, 
     return live
 
 
-def _epochs(stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Reporter, out: Path,
-            ckpt: dict | None, on_step) -> None:
+def _epochs(
+    stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Reporter, out: Path, ckpt: dict | None, on_step
+) -> None:
     """Train from ``live``'s position to the recipe's end (or an early stop); a Ctrl-C saves and raises."""
     recipe, state, history, start_batch = stepper.recipe, live.state, live.history, live.start_batch
     with StopSignal() as stop:
@@ -211,9 +248,16 @@ def _epochs(stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Rep
             set_rng_states(ckpt["rng"])
         for epoch in range(live.start_epoch, recipe.epochs):
             try:
-                row = loop.train_epoch(stepper, epoch, recipe.epochs, start_batch=start_batch,
-                                       partial=state["partial"], stop=stop, progress=report.progress,
-                                       on_step=on_step)
+                row = loop.train_epoch(
+                    stepper,
+                    epoch,
+                    recipe.epochs,
+                    start_batch=start_batch,
+                    partial=state["partial"],
+                    stop=stop,
+                    progress=report.progress,
+                    on_step=on_step,
+                )
             except StopRequested as s:
                 state["partial"] = s.partial
                 checkpoints.save(out / "last.pt", epoch, s.batch, state, history)
@@ -231,13 +275,16 @@ def _epochs(stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Rep
             checkpoints.save(out / "last.pt", epoch + 1, 0, state, history)
             report.epoch(history, recipe.epochs, improved and stepper.data.val is not None)
             if early:
-                report.log(f"early stopping: no new validation-loss minimum for "
-                           f"{(recipe.early_stopping or {}).get('patience')} epochs")
+                report.log(
+                    f"early stopping: no new validation-loss minimum for "
+                    f"{(recipe.early_stopping or {}).get('patience')} epochs"
+                )
                 break
 
 
-def _final_test(stepper: Stepper, raw: torch.nn.Module, out: Path, state: dict, history: list[dict],
-                report: Reporter) -> dict:
+def _final_test(
+    stepper: Stepper, raw: torch.nn.Module, out: Path, state: dict, history: list[dict], report: Reporter
+) -> dict:
     """Test the last and the best weights; the returned model holds the last (as last.pt does)."""
     data = stepper.data
     results = {"epochs": len(history), "best_epoch": state["best_epoch"]}

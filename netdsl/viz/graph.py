@@ -71,8 +71,14 @@ def view_digraph(view: BlockView, name: str = "net") -> graphviz.Digraph:
             continue
         if n.cluster not in clusters:
             sub = graphviz.Digraph(name=f"cluster_{len(clusters)}")
-            sub.attr(label=view.clusters.get(n.cluster, n.cluster), style="rounded", color="#7f7f7f",
-                     fontname=FONT, fontsize="11", labeljust="l")
+            sub.attr(
+                label=view.clusters.get(n.cluster, n.cluster),
+                style="rounded",
+                color="#7f7f7f",
+                fontname=FONT,
+                fontsize="11",
+                labeljust="l",
+            )
             clusters[n.cluster] = sub
             order.append(n.cluster)
         clusters[n.cluster].node(n.id, **attrs)
@@ -91,8 +97,9 @@ def view_digraph(view: BlockView, name: str = "net") -> graphviz.Digraph:
     return dot
 
 
-def block_digraph(graph: nx.DiGraph, block: str | int | None = None, *, max_units: int = 8,
-                  dropped: bool = False) -> graphviz.Digraph:
+def block_digraph(
+    graph: nx.DiGraph, block: str | int | None = None, *, max_units: int = 8, dropped: bool = False
+) -> graphviz.Digraph:
     view = block_view(graph, block, max_units=max_units, dropped=dropped)
     return view_digraph(view, graph.graph.get("name", "net"))
 
@@ -166,8 +173,10 @@ def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Di
         context = set()
         if len(shown) > MAX_OP_NODES:
             raise SpecValueError(
-                f"the op-level graph of {graph.graph.get('name')} has {len(shown):,} ops, too many to draw", None,
-                f"draw one block with --block N, or the block-level view (at most {MAX_OP_NODES:,} ops)")
+                f"the op-level graph of {graph.graph.get('name')} has {len(shown):,} ops, too many to draw",
+                None,
+                f"draw one block with --block N, or the block-level view (at most {MAX_OP_NODES:,} ops)",
+            )
     keys = _cluster_keys(graph)
     dot = _digraph(graph.graph.get("name", "net"))
     dot.attr(rankdir="TB")  # op chains are long: top to bottom keeps the page readable
@@ -206,8 +215,7 @@ def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Di
         for child in [k for k, p in parents.items() if p == key]:
             counter[0] += 1
             c = graphviz.Digraph(name=f"cluster_{counter[0]}")
-            c.attr(label=keys[child], style="rounded", color="#7f7f7f", fontname=FONT, fontsize="10",
-                   labeljust="l")
+            c.attr(label=keys[child], style="rounded", color="#7f7f7f", fontname=FONT, fontsize="10", labeljust="l")
             if fill(c, child):
                 sub.subgraph(c)
                 drew = True
@@ -244,14 +252,19 @@ def render(dot: graphviz.Digraph, fmt: str) -> bytes:
     edges = sum(line.count(" -> ") for line in dot.body)
     ops_level = any("class=op" in line or 'class="op' in line for line in dot.body)
     if edges > (MAX_OP_LAYOUT_EDGES if ops_level else MAX_LAYOUT_EDGES):
-        raise SpecValueError(f"the drawing has {edges:,} edges; graphviz would need minutes to lay it out", None,
-                             "draw one block (--block N), collapse large blocks (block level: --max-units 8), "
-                             "or write a .dot file")
+        raise SpecValueError(
+            f"the drawing has {edges:,} edges; graphviz would need minutes to lay it out",
+            None,
+            "draw one block (--block N), collapse large blocks (block level: --max-units 8), or write a .dot file",
+        )
     try:
         return dot.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
-        raise NetdslError("graphviz's 'dot' program is not installed", None,
-                          "install graphviz (apt install graphviz), or write a .dot file") from None
+        raise NetdslError(
+            "graphviz's 'dot' program is not installed",
+            None,
+            "install graphviz (apt install graphviz), or write a .dot file",
+        ) from None
     except graphviz.CalledProcessError as err:
         msg = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         raise NetdslError(f"graphviz failed: {msg[-1] if msg else err}", None) from None

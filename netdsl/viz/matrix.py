@@ -31,6 +31,7 @@ from ..ops import get
 
 READ, SKIPPED, UNAVAILABLE = 1, 0, -1
 
+
 @dataclass(frozen=True)
 class BlockMatrix:
     block: str
@@ -43,8 +44,10 @@ class BlockMatrix:
 
     def reads(self) -> dict[int, tuple[int, ...]]:
         """The connection set per unit, read back from the matrix."""
-        return {i: tuple(j for j, v in zip(self.cols, row, strict=True) if v == READ)
-                for i, row in zip(self.rows, self.mask, strict=True)}
+        return {
+            i: tuple(j for j, v in zip(self.cols, row, strict=True) if v == READ)
+            for i, row in zip(self.rows, self.mask, strict=True)
+        }
 
 
 def connectivity_matrix(block: BlockInfo) -> BlockMatrix:
@@ -108,14 +111,18 @@ def weight_matrix(graph: nx.DiGraph, block: BlockInfo, state: Mapping[str, np.nd
             return _with(m, note=f"unit {u.index} does not start with an ungrouped conv over its input")
         key = f"{conv}.weight"
         if key not in state:
-            raise SpecValueError(f"the checkpoint has no '{key}'", None,
-                                 "was it trained from this spec with the same --set values?")
+            raise SpecValueError(
+                f"the checkpoint has no '{key}'", None, "was it trained from this spec with the same --set values?"
+            )
         w = np.abs(np.asarray(state[key], dtype=np.float64))
         slices = feature_slices(graph, block, u.reads)
         need = max(stop for _, stop in slices.values())
         if w.ndim != 4 or w.shape[1] != need:
-            raise SpecValueError(f"'{key}' has shape {tuple(w.shape)}, but unit {u.index} reads {need} channels",
-                                 None, "was it trained from this spec with the same --set values?")
+            raise SpecValueError(
+                f"'{key}' has shape {tuple(w.shape)}, but unit {u.index} reads {need} channels",
+                None,
+                "was it trained from this spec with the same --set values?",
+            )
         for c, j in enumerate(m.cols):
             if j in slices:
                 a, b = slices[j]
@@ -127,12 +134,16 @@ def _with(m: BlockMatrix, **kw) -> BlockMatrix:
     return BlockMatrix(m.block, m.pattern, m.rows, m.cols, m.mask, kw.get("weights"), kw.get("note"))
 
 
-def block_matrices(graph: nx.DiGraph, selected: Sequence[BlockInfo] | None = None,
-                   state: Mapping[str, np.ndarray] | None = None) -> list[BlockMatrix]:
+def block_matrices(
+    graph: nx.DiGraph, selected: Sequence[BlockInfo] | None = None, state: Mapping[str, np.ndarray] | None = None
+) -> list[BlockMatrix]:
     chosen = list(selected) if selected is not None else blocks(graph)
     if not chosen:
-        raise SpecValueError(f"{graph.graph.get('name', 'this network')} has no block to draw as a matrix", None,
-                             "matrices show block(...) connectivity; use the graph style instead")
+        raise SpecValueError(
+            f"{graph.graph.get('name', 'this network')} has no block to draw as a matrix",
+            None,
+            "matrices show block(...) connectivity; use the graph style instead",
+        )
     if state is None:
         return [connectivity_matrix(b) for b in chosen]
     return [weight_matrix(graph, b, state) for b in chosen]
@@ -177,8 +188,9 @@ def _draw(ax, m: BlockMatrix, fig) -> None:
     ax.set_title(title, fontsize=8)
 
 
-def render_matrices(mats: Sequence[BlockMatrix], fmt: str = "png",
-                    size: tuple[int, int] | None = None, dpi: int = 100) -> bytes:
+def render_matrices(
+    mats: Sequence[BlockMatrix], fmt: str = "png", size: tuple[int, int] | None = None, dpi: int = 100
+) -> bytes:
     """Draw one panel per block; ``size`` is the image size in pixels (width, height)."""
     if fmt not in FORMATS:
         raise SpecValueError(f"matrices render as {', '.join(FORMATS)}, not '{fmt}'", None)

@@ -74,8 +74,9 @@ def select_block(graph: nx.DiGraph, which: str | int) -> BlockInfo:
             if b.name == which:
                 return b
     listing = ", ".join(f"{k}={n}" for k, n in enumerate(names, 1)) or "none"
-    raise SpecValueError(f"no block {which!r} in {graph.graph.get('name', 'this network')}", None,
-                         f"blocks (number=name): {listing}")
+    raise SpecValueError(
+        f"no block {which!r} in {graph.graph.get('name', 'this network')}", None, f"blocks (number=name): {listing}"
+    )
 
 
 def _feature_id(block: BlockInfo, j: int) -> str:
@@ -89,8 +90,9 @@ def _output_selection(block: BlockInfo) -> list[int]:
     first = min(f.index for f in block.features)
     if block.kind == "split":
         return list(range(1, last + 1))
-    return {"all": list(range(first, last + 1)), "new": list(range(1, last + 1)),
-            "last": [last]}.get(block.output_mode, [])
+    return {"all": list(range(first, last + 1)), "new": list(range(1, last + 1)), "last": [last]}.get(
+        block.output_mode, []
+    )
 
 
 class _Builder:
@@ -199,7 +201,7 @@ class _Builder:
         plain = {k for k, n in self.nodes.items() if n.kind == "plain" and n.cluster is None}
         succ: dict[str, set] = {}
         pred: dict[str, set] = {}
-        for (s, d, _k) in self.edges:
+        for s, d, _k in self.edges:
             succ.setdefault(s, set()).add(d)
             pred.setdefault(d, set()).add(s)
         ops_in_group: dict[str, list[str]] = {}
@@ -245,8 +247,10 @@ class _Builder:
         if hidden_feats:
             lo, hi = hidden_feats[0], hidden_feats[-1]
             cid = f"{b.name}/x{lo}..x{hi}"
-            self._merge([_feature_id(b, j) for j in hidden_feats],
-                        VizNode(cid, f"x{lo}..x{hi}\n({len(hidden_feats)} input groups)", "collapsed", b.name))
+            self._merge(
+                [_feature_id(b, j) for j in hidden_feats],
+                VizNode(cid, f"x{lo}..x{hi}\n({len(hidden_feats)} input groups)", "collapsed", b.name),
+            )
             notes.append(f"input groups x{lo}..x{hi}")
         hidden = self._middle(list(b.units))
         if hidden:
@@ -264,7 +268,7 @@ class _Builder:
         if self.max_units <= 0 or n <= self.max_units:
             return []
         head = (self.max_units + 1) // 2
-        middle = items[head:n - (self.max_units - head)]
+        middle = items[head : n - (self.max_units - head)]
         return middle if len(middle) > 1 else []  # one node for one node saves nothing
 
     def _merge(self, ids: list[str], into: VizNode) -> None:
@@ -296,8 +300,9 @@ def _topo_groups(graph: nx.DiGraph, group: dict[str, str]) -> list[str]:
     return list(seen)
 
 
-def block_view(graph: nx.DiGraph, block: str | int | None = None, *, max_units: int = 8,
-               dropped: bool = False) -> BlockView:
+def block_view(
+    graph: nx.DiGraph, block: str | int | None = None, *, max_units: int = 8, dropped: bool = False
+) -> BlockView:
     """The block-level drawing of ``graph`` (or of one block) as nodes, edges and clusters.
 
     ``max_units`` > 0 collapses the middle units of larger blocks; ``dropped`` adds the
@@ -322,7 +327,8 @@ def block_view(graph: nx.DiGraph, block: str | int | None = None, *, max_units: 
         note = b.collapse(blk)
         units = len(blk.units)
         clusters[blk.name] = f"{blk.name}: {blk.pattern}, {units} unit{'s' if units != 1 else ''}" + (
-            f" ({note})" if note else "")
+            f" ({note})" if note else ""
+        )
     order = {g: float(k) for k, g in enumerate(_topo_groups(graph, b.group))}
     for blk in drawn:  # a window block's input groups are no ops: list them right after the input
         base = order.get(b.group.get(blk.input, ""), -1.0) + 0.5

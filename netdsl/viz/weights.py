@@ -26,6 +26,6 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
             continue
         for prefix in _WRAPPER_PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[key] = value.detach().to("cpu", torch.float64).numpy()
     return out

@@ -46,8 +46,18 @@ class _Net:
 
 
 def _unit_call(draw, k: int) -> str:
-    return draw(st.sampled_from([f"layer({k})", f"layer({k}, w=1)", f"plain({k})", f"nested({k})",
-                                 f"conv({k}, 3)", f"bn; relu; conv({k}, 1)"]))
+    return draw(
+        st.sampled_from(
+            [
+                f"layer({k})",
+                f"layer({k}, w=1)",
+                f"plain({k})",
+                f"nested({k})",
+                f"conv({k}, 3)",
+                f"bn; relu; conv({k}, 1)",
+            ]
+        )
+    )
 
 
 def _pattern_block(draw, net: _Net) -> None:
@@ -62,7 +72,7 @@ def _pattern_block(draw, net: _Net) -> None:
         pattern = draw(st.sampled_from([f"path(far={far}, near={near})", f"path({far + near})"]))
     elif kind == "rule":
         r = draw(st.integers(1, 3))
-        pattern = draw(st.sampled_from([f"rule(j == 0 or i - j <= {r})", f"rule(j < 2 or ispow2(i - j))"]))
+        pattern = draw(st.sampled_from([f"rule(j == 0 or i - j <= {r})", "rule(j < 2 or ispow2(i - j))"]))
     elif kind == "window":
         groups = draw(st.integers(1, 3))
         net.emit(f"conv({groups * k}, 1)")  # the window block's input: whole groups of width k
@@ -99,8 +109,17 @@ def _split_block(draw, net: _Net) -> None:
 
 def _residual(draw, net: _Net) -> None:
     h = net.label()
-    net.emit(draw(st.sampled_from(["residual { keep() }", "residual { bn; relu; conv(channels, 3); bn }",
-                                   f"{h}: identity; keep(); add({h})"])))
+    net.emit(
+        draw(
+            st.sampled_from(
+                [
+                    "residual { keep() }",
+                    "residual { bn; relu; conv(channels, 3); bn }",
+                    f"{h}: identity; keep(); add({h})",
+                ]
+            )
+        )
+    )
 
 
 def _parallel(draw, net: _Net) -> None:
@@ -121,8 +140,11 @@ def _shrink(draw, net: _Net) -> None:
     if net.h < 2:
         return
     out = draw(st.integers(1, 8))
-    net.emit(draw(st.sampled_from([f"conv({out}, 1); avgpool(2)", f"conv({out}, 3, stride=2)",
-                                   f"conv({out}, 1); maxpool(2)"])))
+    net.emit(
+        draw(
+            st.sampled_from([f"conv({out}, 1); avgpool(2)", f"conv({out}, 3, stride=2)", f"conv({out}, 1); maxpool(2)"])
+        )
+    )
     net.c, net.h = out, net.h // 2
 
 

@@ -29,21 +29,129 @@ from netdsl.errors import IRError, NetdslError, PassError
 
 from .mutations import ROOT, Report, mutate, run_case, spec_files
 
-NAMES = (["conv", "bn", "relu", "gap", "linear", "maxpool", "avgpool", "dropout", "identity", "se", "sigmoid",
-          "block", "residual", "parallel", "branch", "repeat", "use", "add", "mul", "concat", "input",
-          "dense", "path", "window", "split", "rule", "floor", "ceil", "min", "max", "len", "ispow2", "int",
-          "i", "j", "k", "n", "x", "unit", "channels", "height", "width", "all", "new", "last", "next",
-          "out", "kernel", "stride", "pad", "groups", "output", "aggregate", "far", "near", "g", "scale", "mode",
-          "p", "bypass", "stage", "bottleneck", "transition", "head"] * 3
-         + ["None", "class", "forward", "input_shape", "spec_name", "memory_format", "f", "F", "squeeze_excite",
-            "self", "torch", "_x", "__class__", "training", "a" * 300])
-INTS = ["0", "1", "1", "2", "2", "3", "4", "4", "8", "8", "16", "32", "100", "2000", "100000000",
-        "99999999999999999999", "9" * 5000]
+NAMES = [
+    "conv",
+    "bn",
+    "relu",
+    "gap",
+    "linear",
+    "maxpool",
+    "avgpool",
+    "dropout",
+    "identity",
+    "se",
+    "sigmoid",
+    "block",
+    "residual",
+    "parallel",
+    "branch",
+    "repeat",
+    "use",
+    "add",
+    "mul",
+    "concat",
+    "input",
+    "dense",
+    "path",
+    "window",
+    "split",
+    "rule",
+    "floor",
+    "ceil",
+    "min",
+    "max",
+    "len",
+    "ispow2",
+    "int",
+    "i",
+    "j",
+    "k",
+    "n",
+    "x",
+    "unit",
+    "channels",
+    "height",
+    "width",
+    "all",
+    "new",
+    "last",
+    "next",
+    "out",
+    "kernel",
+    "stride",
+    "pad",
+    "groups",
+    "output",
+    "aggregate",
+    "far",
+    "near",
+    "g",
+    "scale",
+    "mode",
+    "p",
+    "bypass",
+    "stage",
+    "bottleneck",
+    "transition",
+    "head",
+] * 3 + [
+    "None",
+    "class",
+    "forward",
+    "input_shape",
+    "spec_name",
+    "memory_format",
+    "f",
+    "F",
+    "squeeze_excite",
+    "self",
+    "torch",
+    "_x",
+    "__class__",
+    "training",
+    "a" * 300,
+]
+INTS = [
+    "0",
+    "1",
+    "1",
+    "2",
+    "2",
+    "3",
+    "4",
+    "4",
+    "8",
+    "8",
+    "16",
+    "32",
+    "100",
+    "2000",
+    "100000000",
+    "99999999999999999999",
+    "9" * 5000,
+]
 FLOATS = ["0.5", "1e-5", "2.5", "1e308", "0.0"]
-STRINGS = ['""', '"a"', '"[bold]x[/bold]"', '"[link=http://x]y"', '"$x$"', '"lib/densenet.net"',
-           '"/etc/passwd"', '"../../x.net"', '"lib/seqconv.net"', '"x.txt"']
-POOLS = {"NAME": NAMES, "INT": INTS, "FLOAT": FLOATS, "STRING": STRINGS,
-         "COMP_OP": ["==", "!=", "<", "<=", ">", ">="], "ADD_OP": ["+", "-"], "MUL_OP": ["*", "/", "//", "%"]}
+STRINGS = [
+    '""',
+    '"a"',
+    '"[bold]x[/bold]"',
+    '"[link=http://x]y"',
+    '"$x$"',
+    '"lib/densenet.net"',
+    '"/etc/passwd"',
+    '"../../x.net"',
+    '"lib/seqconv.net"',
+    '"x.txt"',
+]
+POOLS = {
+    "NAME": NAMES,
+    "INT": INTS,
+    "FLOAT": FLOATS,
+    "STRING": STRINGS,
+    "COMP_OP": ["==", "!=", "<", "<=", ">", ">="],
+    "ADD_OP": ["+", "-"],
+    "MUL_OP": ["*", "/", "//", "%"],
+}
 MAX_DEPTH = 7
 MAX_TOKENS = 300
 
@@ -143,7 +251,7 @@ def fuzz(cases: int, seed: int = 0, budget_s: float = 5.0, emit: bool = True) ->
                     outcome = ("ok",)
                 except _Timeout:
                     outcome = ("slow",)
-                except Exception as exc:  # noqa: BLE001 - classified below
+                except Exception as exc:  # any exception: classified below
                     outcome = ("raised", exc)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)

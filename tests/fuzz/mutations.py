@@ -27,14 +27,49 @@ from netdsl.frontend import Limits
 ROOT = Path(__file__).resolve().parents[2]
 
 # Tokens of the .net language, coarse: enough to cut a spec at meaningful places.
-_TOKEN = re.compile(r'#[^\n]*|/\*.*?\*/|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?'
-                    r"|\*\*|//|\.\.|==|!=|<=|>=|\s+|.", re.S)
+_TOKEN = re.compile(
+    r'#[^\n]*|/\*.*?\*/|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?'
+    r"|\*\*|//|\.\.|==|!=|<=|>=|\s+|.",
+    re.S,
+)
 
-HUGE_NUMBERS = ["0", "-1", "-12", "1000000", "99999999999999999999999", "1e308", "2 ** 62", "2 ** 64",
-                "123456789", "0.0001", "-0.5", "65536", "1e-300", "9" * 400]
-HOSTILE_NAMES = ["__import__('os').system('true')", "forward", "training", "__class__", "self", "x",
-                 "torch", "nn", "F", "None", "class", "\u0441onv", "con\u200bv", "a\nb", "a'b", 'a"b', "_" * 5000,
-                 "n" * 100_000, "\U0001d41c\U0001d428\U0001d427\U0001d42f"]
+HUGE_NUMBERS = [
+    "0",
+    "-1",
+    "-12",
+    "1000000",
+    "99999999999999999999999",
+    "1e308",
+    "2 ** 62",
+    "2 ** 64",
+    "123456789",
+    "0.0001",
+    "-0.5",
+    "65536",
+    "1e-300",
+    "9" * 400,
+]
+HOSTILE_NAMES = [
+    "__import__('os').system('true')",
+    "forward",
+    "training",
+    "__class__",
+    "self",
+    "x",
+    "torch",
+    "nn",
+    "F",
+    "None",
+    "class",
+    "\u0441onv",
+    "con\u200bv",
+    "a\nb",
+    "a'b",
+    'a"b',
+    "_" * 5000,
+    "n" * 100_000,
+    "\U0001d41c\U0001d428\U0001d427\U0001d42f",
+]
 RANDOM_CHARS = "{}()[],;:=+-*/%<>!.#\"'\\\n\t\x00\x7f\u00e9\u200b\ufeff\U0001f600\ud800abz019_ "
 
 
@@ -106,20 +141,33 @@ def _m_name(toks, rng):
 
 
 def _m_truncate(toks, rng):
-    del toks[rng.randrange(len(toks)):]
+    del toks[rng.randrange(len(toks)) :]
 
 
 def _m_label(toks, rng):
     """Label a statement with a hostile or long name: names reach the emitted Python."""
     solid = _solid(toks)
-    starts = [k for i, k in enumerate(solid) if (toks[k][:1].isalpha() or toks[k][:1] == "_") and (
-        i == 0 or toks[solid[i - 1]] in "{;" or "\n" in "".join(toks[solid[i - 1] + 1:k]))]
+    starts = [
+        k
+        for i, k in enumerate(solid)
+        if (toks[k][:1].isalpha() or toks[k][:1] == "_")
+        and (i == 0 or toks[solid[i - 1]] in "{;" or "\n" in "".join(toks[solid[i - 1] + 1 : k]))
+    ]
     toks.insert(rng.choice(starts or solid), rng.choice(HOSTILE_NAMES) + ": ")
 
 
-MUTATORS = {"delete": _m_delete, "duplicate": _m_duplicate, "swap": _m_swap, "replace": _m_replace,
-            "bytes": _m_bytes, "number": _m_number, "nesting": _m_nesting, "name": _m_name,
-            "truncate": _m_truncate, "label": _m_label}
+MUTATORS = {
+    "delete": _m_delete,
+    "duplicate": _m_duplicate,
+    "swap": _m_swap,
+    "replace": _m_replace,
+    "bytes": _m_bytes,
+    "number": _m_number,
+    "nesting": _m_nesting,
+    "name": _m_name,
+    "truncate": _m_truncate,
+    "label": _m_label,
+}
 KINDS = tuple(MUTATORS)
 # Mutations that usually still parse reach lowering, shapes and the backend: draw them more often.
 WEIGHTS = {"number": 4, "label": 3, "name": 2, "duplicate": 2}
@@ -152,8 +200,9 @@ def spec_files() -> list[Path]:
 # Limits kept low so a mutant asking for a big network is refused quickly; the flags raise them.
 # The layer and edge limits keep a mutant such as blocks=[8, 12, 1616] (11,000 ops, 2 s to emit as
 # torch source) within the per-case time budget even on a loaded machine.
-FUZZ_LIMITS = Limits(max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000, max_layers=1_000,
-                     max_edges=50_000)
+FUZZ_LIMITS = Limits(
+    max_params=50_000_000, max_nodes=20_000, max_map_elements=50_000_000, max_layers=1_000, max_edges=50_000
+)
 
 
 class _Timeout(Exception):
@@ -174,10 +223,14 @@ class Report:
     slow: list = field(default_factory=list)  # cases past the per-case time limit
 
     def summary(self) -> str:
-        lines = [f"cases: {self.cases}", f"compiled: {self.ok}",
-                 "netdsl errors: " + ", ".join(f"{k} {v}" for k, v in self.errors.most_common()),
-                 f"internal errors (IRError/PassError): {len(self.internal)}",
-                 f"foreign exceptions: {len(self.foreign)}", f"slow cases: {len(self.slow)}"]
+        lines = [
+            f"cases: {self.cases}",
+            f"compiled: {self.ok}",
+            "netdsl errors: " + ", ".join(f"{k} {v}" for k, v in self.errors.most_common()),
+            f"internal errors (IRError/PassError): {len(self.internal)}",
+            f"foreign exceptions: {len(self.foreign)}",
+            f"slow cases: {len(self.slow)}",
+        ]
         for case, kind, exc in (self.foreign + self.internal)[:20]:
             lines.append(f"  {case} [{kind}]: {exc}")
         for case, kind in self.slow[:20]:
@@ -221,7 +274,7 @@ def fuzz(cases: int, seed: int = 0, emit: bool = True, time_limit: int = 20, rou
                 report.errors[type(err).__name__] += 1
             except _Timeout:
                 report.slow.append((case_id, m.kind))
-            except Exception as exc:  # noqa: BLE001 - counting these is the point
+            except Exception as exc:  # any exception: counting these is the point
                 last = traceback.extract_tb(exc.__traceback__)[-1]
                 where = f"{Path(last.filename).name}:{last.lineno}"
                 report.foreign.append((case_id, m.kind, f"{type(exc).__name__} at {where}: {str(exc)[:200]}"))
