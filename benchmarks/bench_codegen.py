@@ -24,9 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import netdsl  # noqa: E402
-from netdsl.backends.torch_bench import saved_bytes  # noqa: E402
-from reference_densenet import DenseNet  # noqa: E402
+from reference_densenet import DenseNet
+
+import netdsl
+from netdsl.backends.torch_bench import saved_bytes
 
 
 def _sgd_step(model, opt, x, y):
@@ -42,6 +43,7 @@ def _runner(model, case, x, y):
         def run():
             with torch.no_grad():
                 model(x)
+
         return run
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

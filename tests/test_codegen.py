@@ -131,9 +131,9 @@ def test_compiled_training_equals_eager_and_counts_batchnorm_once():
     x = _x(eager, 4)
     for m in (eager, compiled):
         m(x).square().mean().backward()
-    for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters()):
+    for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
-    for (name, a), b in zip(eager.named_buffers(), compiled_model.buffers()):
+    for (name, a), b in zip(eager.named_buffers(), compiled_model.buffers(), strict=True):
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
 
 

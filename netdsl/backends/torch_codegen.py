@@ -25,6 +25,7 @@ from __future__ import annotations
 import copyreg
 import hashlib
 import inspect
+import itertools
 import keyword
 import linecache
 import re
@@ -36,8 +37,7 @@ import networkx as nx
 
 from ..errors import IRError
 from ..ir.graph import BlockInfo, blocks, topo_nodes
-from ..ops import get
-from ..ops import norm
+from ..ops import get, norm
 from ..ops.norm import bn_fold_source
 from . import torch_layers
 
@@ -49,8 +49,9 @@ def _keeps_channels(kind: str) -> bool:
     op = get(kind)
     return op.per_channel or op.eval_identity
 
+
 # Constructor keywords equal to torch's defaults are left out of the source.
-_CTOR_DEFAULTS = {
+_CTOR_DEFAULTS: dict[str, dict[str, object]] = {
     "nn.Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
     "nn.BatchNorm2d": {"eps": 1e-5, "momentum": 0.1},
     "nn.Linear": {"bias": True},
@@ -58,8 +59,27 @@ _CTOR_DEFAULTS = {
 }
 
 # Identifiers of the generated file itself; spec names are never allowed to shadow them.
-_RESERVED = frozenset({"x", "self", "torch", "nn", "F", "checkpoint", "contextlib", "build", "Net", "cin",
-                       "feats", "unit", "reads", "runs", "start", "stop", "buf"})
+_RESERVED = frozenset(
+    {
+        "x",
+        "self",
+        "torch",
+        "nn",
+        "F",
+        "checkpoint",
+        "contextlib",
+        "build",
+        "Net",
+        "cin",
+        "feats",
+        "unit",
+        "reads",
+        "runs",
+        "start",
+        "stop",
+        "buf",
+    }
+)
 
 
 def _check_ident(name: str) -> str:
@@ -80,7 +100,8 @@ def _op_module(kind: str, attrs: dict, in_shapes: list) -> tuple | None:
 
 
 def _inplace_act(attrs: dict, var: str) -> str | None:
-    return get("act").torch.inplace(attrs, var)
+    inplace = get("act").torch.inplace
+    return None if inplace is None else inplace(attrs, var)
 
 
 def _op_call(kind: str, attrs: dict, module_expr: str, xs: list[str]) -> str:
@@ -91,7 +112,11 @@ def _ctor_source(ctor: tuple) -> str:
     cls, args, kwargs = ctor
     defaults = _CTOR_DEFAULTS.get(cls, {})
     parts = [repr(a) for a in args]
-    parts += [f"{k}={v!r}" for k, v in kwargs.items() if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)]
+    parts += [
+        f"{k}={v!r}"
+        for k, v in kwargs.items()
+        if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)
+    ]
     return f"{cls}({', '.join(parts)})"
 
 
@@ -109,8 +134,12 @@ def _range_src(values: tuple[int, ...]) -> str:
     """A tuple of ints as source: ``range(a, b, s)`` when it is an arithmetic run of 3 or more."""
     if len(values) >= 3:
         step = values[1] - values[0]
-        if step > 0 and all(b - a == step for a, b in zip(values, values[1:])):
-            return f"range({values[0]}, {values[-1] + step}, {step})" if step != 1 else f"range({values[0]}, {values[-1] + 1})"
+        if step > 0 and all(b - a == step for a, b in itertools.pairwise(values)):
+            return (
+                f"range({values[0]}, {values[-1] + step}, {step})"
+                if step != 1
+                else f"range({values[0]}, {values[-1] + 1})"
+            )
     return repr(tuple(values))
 
 
@@ -145,7 +174,7 @@ class _Scope:
     declared: set[str] = field(default_factory=set)
 
     def rel(self, node: str) -> str:
-        return node[len(self.prefix) + 1:] if self.prefix else node
+        return node[len(self.prefix) + 1 :] if self.prefix else node
 
     def container(self, rel_path: str, kind: str = "nn.Module") -> None:
         parts = rel_path.split(".")
@@ -214,8 +243,7 @@ class Generator:
         scope.init.append(f"self.{rel} = {_ctor_source(ctor)}")
         return f"self.{rel}"
 
-    def region(self, scope: _Scope, fn: _Func, nodes: list[str], env: dict[str, str], cin_of: dict,
-               output: str) -> str:
+    def region(self, scope: _Scope, fn: _Func, nodes: list[str], env: dict[str, str], cin_of: dict, output: str) -> str:
         """Emit ``nodes`` (topological order) into ``fn``; ``env`` maps already-computed nodes to
         variables. A block all of whose nodes are here is emitted as a whole when its first node
         comes up. Returns the variable holding ``output``."""
@@ -250,8 +278,14 @@ class Generator:
             rel = scope.rel(n)
             stage = rel.split(".", 1)[0] if not scope.prefix else ""
             src_stage = (scope.rel(src).split(".", 1)[0] if not scope.prefix else "") if src else None
-            if (src is not None and uses.get(src) == 1 and (src in node_set or env.get(src) == "x")
-                    and len(d["inputs"]) == 1 and n != output and src_stage == stage):
+            if (
+                src is not None
+                and uses.get(src) == 1
+                and (src in node_set or env.get(src) == "x")
+                and len(d["inputs"]) == 1
+                and n != output
+                and src_stage == stage
+            ):
                 var = env[src]  # a chain: the value flows on in the same variable
             else:
                 var = fn.fresh(stage if "." in rel and not scope.prefix else rel.rsplit(".", 1)[-1])
@@ -291,8 +325,9 @@ class Generator:
         feats = self.block_feats.pop(src)  # inside the method the chain is plain code
         out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
         kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
-        scope.methods.append(_method(name, "*xs", [_JOIN] + f.lines, out,
-                                     f"concat -> {kinds}: recomputed in backward when training"))
+        scope.methods.append(
+            _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
+        )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         var = fn.fresh(rel.split(".", 1)[0])
         self.uses_checkpoint = True
@@ -312,8 +347,15 @@ class Generator:
         src = d["inputs"][0]
         sd = self.nodes[src]
         op = get(sd["kind"])
-        return (src in node_set and uses.get(src) == 1 and op.fresh_output and op.saves.startswith("input")
-                and not sd.get("stores") and src != self.g.graph["output"] and src != output)
+        return (
+            src in node_set
+            and uses.get(src) == 1
+            and op.fresh_output
+            and op.saves.startswith("input")
+            and not sd.get("stores")
+            and src != self.g.graph["output"]
+            and src != output
+        )
 
     def _block_at(self, n: str, node_set: set[str], env: dict) -> BlockInfo | None:
         """The outermost block containing ``n`` that can be emitted whole here."""
@@ -351,7 +393,7 @@ class Generator:
                     return None
         return sorted(body, key=self.pos.__getitem__)
 
-    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, str, int] | None:
+    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, tuple[str, ...] | None, int]:
         """(class name, class source, cin) for one unit; the source names no unit-specific value."""
         scope = _Scope(u.scope)
         agg = u.aggregate
@@ -365,15 +407,29 @@ class Generator:
             head_len = len(seg)
             hf = _Func()
             after = body[len(seg)] if len(body) > len(seg) else None
-            fold = after if (after is not None and self.nodes[seg[-1]]["kind"] == "conv"
-                             and bn_fold_source(self.g, after) == seg[-1]) else None
+            fold = (
+                after
+                if (
+                    after is not None
+                    and self.nodes[seg[-1]]["kind"] == "conv"
+                    and bn_fold_source(self.g, after) == seg[-1]
+                )
+                else None
+            )
             fast = self._inference_head(scope, seg, cin_of, fold)
             if not fast:
                 fold = None
             hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
-            methods.append(_method("head", "*xs", [_JOIN] + fast + hf.lines, hvar,
-                                   f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
-                                   "recomputed in backward when training"))
+            methods.append(
+                _method(
+                    "head",
+                    "*xs",
+                    [_JOIN] + fast + hf.lines,
+                    hvar,
+                    f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
+                    "recomputed in backward when training",
+                )
+            )
             env = {agg: "x", seg[-1]: "x"}
             rest = body[head_len:]
         else:
@@ -382,13 +438,19 @@ class Generator:
         out = self.region(scope, f, rest, env, cin_of, u.output) if rest else "x"
         if head_len and fold is not None:  # in inference this BN is folded into the head's conv
             first = f.lines[0]
-            f.lines[0:1] = ["if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
-                            "    " + first]
+            f.lines[0:1] = [
+                "if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
+                "    " + first,
+            ]
         fwd = _method("forward", "x", f.lines, out)
         init = [f"        {line}" for line in scope.init]
-        text = ("(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
-                + ("\n".join(init) + "\n" if init else "")
-                + "".join("\n" + m for m in methods + scope.methods) + "\n" + fwd)
+        text = (
+            "(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
+            + ("\n".join(init) + "\n" if init else "")
+            + "".join("\n" + m for m in methods + scope.methods)
+            + "\n"
+            + fwd
+        )
         bns = tuple(f"unit.{scope.rel(n)}" for n in (seg or ())[:head_len] if self.nodes[n]["kind"] == "bn")
         return text, bns if head_len else None, cin
 
@@ -422,21 +484,21 @@ class Generator:
         return body
 
     def _segment_fits(self, seg: tuple[str, ...], body: list[str]) -> bool:
-        return list(seg) == body[:len(seg)] and all(
-            sum(1 for _ in self.g.successors(n)) == 1 for n in seg[:-1])
+        return list(seg) == body[: len(seg)] and all(sum(1 for _ in self.g.successors(n)) == 1 for n in seg[:-1])
 
     def block(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, cin_of: dict) -> str:
         units = b.units
-        bodies = [self.unit_nodes(b, u) for u in units]
+        found = [self.unit_nodes(b, u) for u in units]
+        bodies = [body for body in found if body]
         texts = []
-        if units and all(body for body in bodies):
+        if units and len(bodies) == len(units):
             self.unrolling.add(b.output)  # a unit body never re-enters its own block
             try:
-                for u, body in zip(units, bodies):
+                for u, body in zip(units, bodies, strict=True):
                     texts.append(self.unit_class(b, u, body))
             finally:
                 self.unrolling.discard(b.output)
-        if not units or not texts or len({t[0] for t in texts}) != 1 or not self._loopable(b, bodies):
+        if not texts or len({t[0] for t in texts}) != 1 or not self._loopable(b, bodies):
             return self.unrolled(scope, fn, b, env, cin_of)
         text, has_head, _ = texts[0]
         name = self.class_by_text.get(text)
@@ -459,11 +521,15 @@ class Generator:
         cins = tuple(int(t[2]) for t in texts)
         regular = unit_names == [f"unit{i}" for i in range(1, len(units) + 1)]
         if regular:
-            scope.init.append(f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(cin) '
-                              f"for i, cin in enumerate({_range_src(cins)}, 1)}})")
+            scope.init.append(
+                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(cin) '
+                f"for i, cin in enumerate({_range_src(cins)}, 1)}})"
+            )
         else:
-            scope.init.append(f"self.{rel} = nn.ModuleDict({{name: {name}(cin) for name, cin in "
-                              f"zip({tuple(unit_names)!r}, {cins!r})}})")
+            scope.init.append(
+                f"self.{rel} = nn.ModuleDict({{name: {name}(cin) for name, cin in "
+                f"zip({tuple(unit_names)!r}, {cins!r})}})"
+            )
         scope.containers[rel] = "nn.ModuleDict"
         return self.loop(scope, fn, b, env, has_head)
 
@@ -479,7 +545,7 @@ class Generator:
         if self._out_positions(b) is None:
             return False
         covered = {b.output}
-        for u, body in zip(b.units, bodies):
+        for u, body in zip(b.units, bodies, strict=True):
             covered |= set(body)
             covered.add(u.aggregate)
             d = self.nodes[u.aggregate]
@@ -504,7 +570,9 @@ class Generator:
         if b.outputs:
             want = _merge_pieces([self._feature_piece(b.features, j) for j in b.outputs])
             d = self.nodes[b.output]
-            got = _merge_pieces([self._piece(i) for i in d["inputs"]] if d["kind"] == "concat" else [self._piece(b.output)])
+            got = _merge_pieces(
+                [self._piece(i) for i in d["inputs"]] if d["kind"] == "concat" else [self._piece(b.output)]
+            )
             return tuple(index[j] for j in b.outputs) if got == want else None
         return None
 
@@ -533,7 +601,9 @@ class Generator:
             out.append((f.index, var if f.start is None else f"{var}[:, {f.start}:{f.stop}]"))
         return out
 
-    def loop(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, has_head: bool) -> str:
+    def loop(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, has_head: tuple[str, ...] | None) -> str:
+        """The block as a loop over its unit modules; ``has_head``: the BatchNorms of the units'
+        recomputed head (None: the units have no head)."""
         units = b.units
         rel = scope.rel(b.name)
         base = fn.fresh(rel.rsplit(".", 1)[-1])
@@ -559,27 +629,43 @@ class Generator:
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)
         lines = fn.lines
-        comment = (f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; "
-                   f"reads per unit: {_reads_comment(reads)}")
+        comment = (
+            f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; "
+            f"reads per unit: {_reads_comment(reads)}"
+        )
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
-        naive = self._naive_loop(fn, b, base, init, reads, join, units_expr, out_positions,
-                                 use_head=has_head if self.planned else None, feats=feats_var, keep_feats=keep_feats)
+        naive = self._naive_loop(
+            fn,
+            b,
+            base,
+            init,
+            reads,
+            join,
+            units_expr,
+            out_positions,
+            use_head=has_head if self.planned else None,
+            feats=feats_var,
+            keep_feats=keep_feats,
+        )
         if keep_feats:
             n_feats = len(init) + len(reads)
-            self.block_feats[b.output] = (feats_var if out_positions == tuple(range(n_feats))
-                                          else f"[{feats_var}[j] for j in {out_positions!r}]")
+            self.block_feats[b.output] = (
+                feats_var if out_positions == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {out_positions!r}]"
+            )
         if buffer is None:
             lines.append(comment)
             lines += naive
             return base
-        bname, shape, stores, unit_reads, out_read, in_stores = buffer
+        _, shape, stores, unit_reads, out_read, in_stores = buffer
         lines.append(comment)
         lines.append("if torch.is_grad_enabled():  # autograd: unit outputs saved, heads recomputed in backward")
         lines += ["    " + line for line in naive]
-        lines.append(f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
-                     f"channels {_fmt_ranges(stores)}, reads are views")
+        lines.append(
+            f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
+            f"channels {_fmt_ranges(stores)}, reads are views"
+        )
         self.uses_buffer = True
         body = [f"{base} = _buffer({init[0]}, {shape[0]})"]
         for (s, e), node in in_stores:
@@ -588,8 +674,10 @@ class Generator:
         if single:
             starts = tuple(r[0][0] for r in unit_reads)
             stops = tuple(r[0][1] for r in unit_reads)
-            body.append(f"for unit, start, stop, (a, b) in zip({units_expr}, {_range_src(starts)}, "
-                        f"{_range_src(stops)}, {_pairs_src(stores)}):")
+            body.append(
+                f"for unit, start, stop, (a, b) in zip({units_expr}, {_range_src(starts)}, "
+                f"{_range_src(stops)}, {_pairs_src(stores)}):"
+            )
             x = f"{base}[:, start:stop]"
         else:
             body.append(f"for unit, runs, (a, b) in zip({units_expr}, {unit_reads!r}, {_pairs_src(stores)}):")
@@ -604,8 +692,9 @@ class Generator:
         lines += ["    " + line for line in body]
         return base
 
-    def _naive_loop(self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats,
-                    keep_feats=False) -> list[str]:
+    def _naive_loop(
+        self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats, keep_feats=False
+    ) -> list[str]:
         out = [f"{feats} = [{', '.join(init)}]"]
         dense = all(r == tuple(range(len(init) + k)) for k, r in enumerate(reads))
         if dense:
@@ -667,8 +756,14 @@ class Generator:
             for s in self.nodes[n].get("stores", ()):
                 if s[0] == bname:
                     in_stores.append(((s[1], s[2]), n))
-        return bname, shape, tuple(stores), tuple(unit_reads), tuple(tuple(x) for x in read["runs"]), \
-            [(rng, n) for rng, n in sorted(in_stores)]
+        return (
+            bname,
+            shape,
+            tuple(stores),
+            tuple(unit_reads),
+            tuple(tuple(x) for x in read["runs"]),
+            [(rng, n) for rng, n in sorted(in_stores)],
+        )
 
     def unrolled(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, cin_of: dict) -> str:
         members = sorted(self._block_nodes(b), key=self.pos.__getitem__)
@@ -791,8 +886,12 @@ def _docstring(text: str) -> str:
     >>> ast.literal_eval(_docstring('x"""; import os; """ \\ \x00'))
     'x"""; import os; """ \\ \x00'
     '''
-    safe = "".join(c if c == "\n" or (c.isprintable() and c not in '\\"') else
-                   ("\\" + c if c in '\\"' else c.encode("unicode_escape").decode("ascii")) for c in text)
+    safe = "".join(
+        c
+        if c == "\n" or (c.isprintable() and c not in '\\"')
+        else ("\\" + c if c in '\\"' else c.encode("unicode_escape").decode("ascii"))
+        for c in text
+    )
     return f'"""{safe}"""'
 
 
@@ -810,8 +909,12 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     if cls in gen.class_by_text.values() or cls in ("Net", "Affine", "SqueezeExcite"):
         cls = cls + "Network"
     shape = tuple(graph.nodes[inp]["shape"])
-    lines = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "",
-             "from __future__ import annotations", ""]
+    lines = [
+        _docstring(header.strip()) if header else '"""Generated by netdsl."""',
+        "",
+        "from __future__ import annotations",
+        "",
+    ]
     if gen.uses_checkpoint:
         lines.append("import contextlib")
         lines.append("")
@@ -856,8 +959,17 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     lines.append("    def forward(self, x):")
     lines += ["        " + line for line in fn.lines]
     lines.append(f"        return {result}")
-    lines += ["", "", f"Net = {cls}", "", "", "def build():", f'    """A fresh {cls} (torch\'s default initialization)."""',
-              f"    return {cls}()", ""]
+    lines += [
+        "",
+        "",
+        f"Net = {cls}",
+        "",
+        "",
+        "def build():",
+        f'    """A fresh {cls} (torch\'s default initialization)."""',
+        f"    return {cls}()",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -892,6 +1004,7 @@ def load(source: str) -> types.ModuleType:
 def _reducer(source: str, qualname: str):
     def reduce(obj):
         return _rebuild, (source, qualname), obj.__getstate__()
+
     return reduce
 
 
