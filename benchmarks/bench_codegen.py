@@ -79,18 +79,35 @@ def main() -> None:
     ap.add_argument("--cases", nargs="*", default=["eval64", "eval1", "train64"])
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--sparsenet", action="store_true", help="also sparsenet_bc_v1 train step vs its --opt 0")
+    ap.add_argument("--netdsl-cl", action="store_true", help="netdsl's model and input in channels_last")
+    ap.add_argument("--ref-cl", action="store_true", help="the reference's model and input in channels_last")
+    ap.add_argument(
+        "--ref-cp", action="store_true", help="the reference with torch.utils.checkpoint (memory_efficient)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    cl = torch.channels_last
     planned = netdsl.build_model("densenet_bc100_k12")
-    ref = DenseNet([16, 16, 16], 12, 10, imagenet=False)
+    ref = DenseNet([16, 16, 16], 12, 10, imagenet=False, memory_efficient=args.ref_cp)
+    if args.netdsl_cl:
+        planned = planned.to(memory_format=cl)
+    if args.ref_cl:
+        ref = ref.to(memory_format=cl)
+
+    def inputs(batch):
+        x = torch.randn(batch, 3, 32, 32)
+        xn = x.to(memory_format=cl) if args.netdsl_cl else x
+        xr = x.to(memory_format=cl) if args.ref_cl else x
+        return xn, xr
+
     flops = netdsl.compile_spec("densenet_bc100_k12").graph["total_flops"]
     rows = []
     for case in args.cases:
         batch = int(case.removeprefix("eval").removeprefix("train"))
-        x = torch.randn(batch, 3, 32, 32)
+        xn, xr = inputs(batch)
         y = torch.randint(0, 10, (batch,))
-        fns = {"netdsl": _runner(planned, case, x, y), "reference": _runner(ref, case, x, y)}
+        fns = {"netdsl": _runner(planned, case, xn, y), "reference": _runner(ref, case, xr, y)}
         t = interleaved(fns, args.rounds)
         gflops = (flops * batch * (3 if case.startswith("train") else 1)) * 2 / t["netdsl"] / 1e9
         rows.append((f"{case} eager", t["netdsl"], t["reference"], gflops))
@@ -98,17 +115,17 @@ def main() -> None:
             torch._dynamo.reset()
             cm, cr = torch.compile(copy.deepcopy(planned)), torch.compile(copy.deepcopy(ref))
             cold = {}
-            for name, m in (("netdsl", cm), ("reference", cr)):
+            for name, m, x in (("netdsl", cm, xn), ("reference", cr, xr)):
                 fn = _runner(m, case, x, y)
                 t0 = time.perf_counter()
                 fn()
                 cold[name] = time.perf_counter() - t0
-            t = interleaved({"netdsl": _runner(cm, case, x, y), "reference": _runner(cr, case, x, y)}, args.rounds)
+            t = interleaved({"netdsl": _runner(cm, case, xn, y), "reference": _runner(cr, case, xr, y)}, args.rounds)
             rows.append((f"{case} compiled", t["netdsl"], t["reference"], None))
             rows.append((f"{case} cold compile", cold["netdsl"], cold["reference"], None))
     if any(c.startswith("train") for c in args.cases):
-        x = torch.randn(64, 3, 32, 32)
-        mem = {"netdsl": saved_bytes(planned.train(), x), "reference": saved_bytes(ref.train(), x)}
+        xn, xr = inputs(64)
+        mem = {"netdsl": saved_bytes(planned.train(), xn), "reference": saved_bytes(ref.train(), xr)}
         rows.append(("train64 activation memory (MiB)", mem["netdsl"] / 2**20, mem["reference"] / 2**20, None))
     if args.sparsenet:
         sp, naive = netdsl.build_model("sparsenet_bc_v1"), netdsl.build_model("sparsenet_bc_v1", opt=0)
@@ -117,7 +134,13 @@ def main() -> None:
         t = interleaved({"netdsl": _runner(sp, "train", x, y), "reference": _runner(naive, "train", x, y)}, args.rounds)
         rows.append(("sparsenet_bc_v1 train64 vs its --opt 0", t["netdsl"], t["reference"], None))
     peak = conv_peak_gflops(args.threads)
-    print(f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, conv peak {peak:.1f} GFLOP/s\n")
+    names = {True: "channels_last", False: "NCHW"}
+    layout = f"netdsl {names[args.netdsl_cl]}, reference {names[args.ref_cl]}"
+    ref_kind = "checkpointed (memory_efficient)" if args.ref_cp else "torch.cat per layer"
+    print(
+        f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, conv peak {peak:.1f} GFLOP/s, "
+        f"{layout}, reference {ref_kind}\n"
+    )
     print("| case | netdsl | reference | ratio | netdsl GFLOP/s (of peak) |")
     print("|---|---|---|---|---|")
     for name, a, b, gf in rows:

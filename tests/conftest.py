@@ -19,3 +19,19 @@ def write_spec(tmp_path):
         return p
 
     return write
+
+
+@pytest.fixture
+def count_compiles(monkeypatch):
+    """The targets ``netdsl.pipeline.compile_target`` is called with, in order."""
+    from netdsl import pipeline
+
+    calls = []
+    real = pipeline.compile_target
+
+    def counting(*args, **kw):
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "compile_target", counting)
+    return calls

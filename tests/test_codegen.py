@@ -105,20 +105,20 @@ def test_jit_trace_and_export(name):
         assert torch.allclose(exported.module()(x), want, atol=1e-6)
 
 
-def _explain(model, x):
-    return torch._dynamo.explain(model)(x)
+def _assert_no_graph_breaks(model):
+    """dynamo traces the whole forward as one graph in eval (no autograd) and in training."""
+    torch._dynamo.reset()
+    x = _x(model)
+    model.eval()
+    with torch.no_grad():
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
+    model.train()
+    assert torch._dynamo.explain(model)(x).graph_break_count == 0
 
 
 @pytest.mark.parametrize("name", _fast_first(list(NETS)))
 def test_no_graph_breaks_eval_and_train(name):
-    torch._dynamo.reset()
-    model = _model(name)
-    x = _x(model)
-    model.eval()
-    with torch.no_grad():
-        assert _explain(model, x).graph_break_count == 0
-    model.train()
-    assert _explain(model, x).graph_break_count == 0
+    _assert_no_graph_breaks(_model(name))
 
 
 def test_compiled_training_equals_eager_and_counts_batchnorm_once():
@@ -159,16 +159,9 @@ def test_every_preset_is_compiler_clean(preset):
     """Every preset at test resolution: 0 graph breaks in eval and in training."""
     from helpers import TEST_SIZE
 
-    torch._dynamo.reset()
     params = netdsl.compile_spec(preset, opt=0).graph["params"]
     over = {"size": TEST_SIZE} if isinstance(params.get("size"), int) and params["size"] > TEST_SIZE else {}
-    model = netdsl.build_model(preset, **over)
-    x = _x(model)
-    model.eval()
-    with torch.no_grad():
-        assert _explain(model, x).graph_break_count == 0
-    model.train()
-    assert _explain(model, x).graph_break_count == 0
+    _assert_no_graph_breaks(netdsl.build_model(preset, **over))
 
 
 @pytest.mark.slow

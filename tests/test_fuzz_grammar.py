@@ -14,7 +14,7 @@ from netdsl.errors import NetdslError
 from netdsl.frontend import parse
 
 from fuzz.grammar import case_text, fuzz, generate, replay
-from fuzz.mutations import spec_files
+from fuzz.mutations import FUZZ_LIMITS, spec_files
 
 
 def test_generated_programs_are_reproducible_and_mostly_parse():
@@ -53,3 +53,66 @@ def test_20000_cases_raise_only_netdsl_errors_within_budget():
     report = fuzz(20_000, seed=0, budget_s=5.0)
     assert report.cases == 20_000
     assert (report.foreign, report.internal, report.slow) == ([], [], []), report.summary()
+
+
+def _accepted(seed: int, scan: int, want: int, max_params: int = 30_000_000):
+    """The first ``want`` accepted mutants of the bundled specs among cases 0..scan (odd cases),
+    small enough to run: (case id, spec path, text, graph)."""
+    from netdsl.api import compile_spec
+
+    seeds = [(p, p.read_text()) for p in spec_files()]
+    out = []
+    for n in range(1, scan, 2):
+        case_id, spec, _, text = case_text(n, seed, seeds)
+        try:
+            graph = compile_spec(spec, limits=FUZZ_LIMITS, text=text, opt=0)
+        except NetdslError:
+            continue
+        shape = graph.nodes[graph.graph["input"]]["shape"]
+        if graph.graph["total_params"] <= max_params and len(shape) == 3 and shape[1] * shape[2] <= 32 * 32:
+            out.append((case_id, spec, text, graph))
+            if len(out) == want:
+                break
+    return out
+
+
+@pytest.mark.parametrize(
+    "sample", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+)
+def test_accepted_mutants_agree_in_torch_emitted_source_and_onnx(sample, tmp_path):
+    """A sample of accepted mutants: the in-process module, the emitted source (written to a file
+    and imported) and onnxruntime give the same outputs for the same weights."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from netdsl.api import compile_spec
+    from netdsl.backends import torch_codegen
+    from netdsl.backends.onnx_export import export
+    from netdsl.onnx_runtime import session
+
+    found = _accepted(seed=7, scan=100 if sample == 0 else 1000, want=sample + 1)
+    if sample >= len(found):
+        pytest.fail(f"only {len(found)} accepted small mutants in the scanned cases")
+    case_id, spec, text, naive = found[sample]
+    graph = compile_spec(spec, limits=FUZZ_LIMITS, text=text)
+    from test_onnx_equivalence import calibrated  # well-conditioned weights: see its docstring
+
+    model = calibrated(graph).eval()
+    path = tmp_path / "emitted.py"
+    path.write_text(torch_codegen.generate(graph))
+    modspec = importlib.util.spec_from_file_location("emitted", path)
+    emitted_mod = importlib.util.module_from_spec(modspec)
+    modspec.loader.exec_module(emitted_mod)
+    emitted = emitted_mod.build().eval()
+    emitted.load_state_dict(model.state_dict())
+    onnx_model, _ = export(naive, model, seed=0)
+    x = torch.randn(2, *graph.nodes[graph.graph["input"]]["shape"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x)
+        got = emitted(x)
+    ort = session(onnx_model.SerializeToString(), device="cpu").run(None, {graph.graph["input"]: x.numpy()})[0]
+    scale = float(want.abs().max()) + 1.0
+    assert torch.equal(got, want), case_id
+    assert np.abs(ort - want.numpy()).max() <= 1e-4 * scale, case_id

@@ -23,19 +23,6 @@ network small(classes=10, width=6) {
 """
 
 
-@pytest.fixture
-def count_compiles(monkeypatch):
-    calls = []
-    real = pipeline.compile_target
-
-    def counting(*args, **kw):
-        calls.append(args[0])
-        return real(*args, **kw)
-
-    monkeypatch.setattr(pipeline, "compile_target", counting)
-    return calls
-
-
 def test_compiled_holds_what_compiles_it_again():
     c = pipeline.compile_target("densenet_bc100_k12", SMALL)
     assert (c.target, c.preset, c.overrides, c.opt) == ("densenet_bc100_k12", "densenet_bc100_k12", SMALL, 1)

@@ -254,22 +254,7 @@ def test_resume_with_more_epochs_rescales_the_step_schedule(write_spec, tmp_path
 # --- one compile per run; the spec travels inside the checkpoint -----------------------------------
 
 
-@pytest.fixture
-def compiles(monkeypatch):
-    from netdsl import pipeline
-
-    calls = []
-    real = pipeline.compile_target
-
-    def counting(*args, **kw):
-        calls.append(args[0])
-        return real(*args, **kw)
-
-    monkeypatch.setattr(pipeline, "compile_target", counting)
-    return calls
-
-
-def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_path, compiles):
+def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_path, count_compiles):
     spec = write_spec(TINY)
     out = tmp_path / "run"
 
@@ -279,10 +264,10 @@ def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_p
 
     with pytest.raises(TrainingInterrupted):
         train(_cfg(spec, out, epochs=1), on_step=ctrl_c)
-    assert compiles == [str(spec)]
+    assert count_compiles == [str(spec)]
     train(_cfg(spec, out, resume=True))
     evaluate_checkpoint(out / "last.pt")
-    assert compiles == [str(spec)] * 3
+    assert count_compiles == [str(spec)] * 3
 
 
 def test_resume_and_eval_use_the_embedded_spec_text_never_the_stored_path(write_spec, tmp_path, capsys):

@@ -10,6 +10,16 @@ from pathlib import Path
 from ..errors import Span, SpecTypeError, SpecValueError
 from ..frontend import Limits
 
+# The work budget's command-line flags: Limits field (the flag is its name with dashes), what it refuses.
+BUDGET_FLAGS = (
+    ("max_params", "specs with more parameters"),
+    ("max_nodes", "specs with more ops"),
+    ("max_edges", "specs with more connections between ops"),
+    ("max_layers", "specs with more block units in all"),
+    ("max_loop_iterations", "specs whose loops run more iterations in all"),
+    ("max_map_elements", "tensors with more values per sample"),
+)
+
 
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a .net spec file or a preset name (see 'netdsl list')")
@@ -23,48 +33,15 @@ def add_target(p: argparse.ArgumentParser) -> None:
     )
     lim = Limits()
     budget = p.add_argument_group("work budget", "limits checked before anything is built (docs/errors.md)")
-    budget.add_argument(
-        "--max-params",
-        type=positive_int,
-        default=lim.max_params,
-        metavar="N",
-        help=f"refuse specs with more parameters (default {lim.max_params:,})",
-    )
-    budget.add_argument(
-        "--max-nodes",
-        type=positive_int,
-        default=lim.max_nodes,
-        metavar="N",
-        help=f"refuse specs with more ops (default {lim.max_nodes:,})",
-    )
-    budget.add_argument(
-        "--max-edges",
-        type=positive_int,
-        default=lim.max_edges,
-        metavar="N",
-        help=f"refuse specs with more connections between ops (default {lim.max_edges:,})",
-    )
-    budget.add_argument(
-        "--max-layers",
-        type=positive_int,
-        default=lim.max_layers,
-        metavar="N",
-        help=f"refuse specs with more block units in all (default {lim.max_layers:,})",
-    )
-    budget.add_argument(
-        "--max-loop-iterations",
-        type=positive_int,
-        default=lim.max_loop_iterations,
-        metavar="N",
-        help=f"refuse specs whose loops run more iterations in all (default {lim.max_loop_iterations:,})",
-    )
-    budget.add_argument(
-        "--max-map-elements",
-        type=positive_int,
-        default=lim.max_map_elements,
-        metavar="N",
-        help=f"refuse tensors with more values per sample (default {lim.max_map_elements:,})",
-    )
+    for field, what in BUDGET_FLAGS:
+        default = getattr(lim, field)
+        budget.add_argument(
+            "--" + field.replace("_", "-"),
+            type=positive_int,
+            default=default,
+            metavar="N",
+            help=f"refuse {what} (default {default:,})",
+        )
     p.add_argument(
         "--opt",
         type=int,
@@ -89,14 +66,7 @@ def overrides(args) -> dict:
 
 
 def limits(args) -> Limits:
-    return Limits(
-        max_params=args.max_params,
-        max_nodes=args.max_nodes,
-        max_map_elements=args.max_map_elements,
-        max_edges=args.max_edges,
-        max_layers=args.max_layers,
-        max_loop_iterations=args.max_loop_iterations,
-    )
+    return Limits(**{field: getattr(args, field) for field, _ in BUDGET_FLAGS})
 
 
 def writable_output(path: str, flag: str = "-o") -> None:
