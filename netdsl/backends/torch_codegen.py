@@ -331,7 +331,7 @@ class Generator:
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         var = fn.fresh(rel.split(".", 1)[0])
         self.uses_checkpoint = True
-        fn.lines.append("if torch.is_grad_enabled():")
+        fn.lines.append(f"if {_FEATURES}:")
         fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
         fn.lines.append("else:")
         fn.lines.append(f"    {var} = self.{name}({env[src]})")
@@ -660,7 +660,7 @@ class Generator:
             return base
         _, shape, stores, unit_reads, out_read, in_stores = buffer
         lines.append(comment)
-        lines.append("if torch.is_grad_enabled():  # autograd: unit outputs saved, heads recomputed in backward")
+        lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
         lines += ["    " + line for line in naive]
         lines.append(
             f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
@@ -807,6 +807,12 @@ def _pairs_src(pairs) -> str:
         return f"zip({s}, {e})"
     return repr(tuple(pairs))
 
+
+# When a block's features are a list and each unit concatenates what it reads: with autograd (the
+# buffer's in-place writes would invalidate the views autograd saved). Without autograd, the
+# planned buffer -- under torch.compile too: measured, the buffer program compiles to a faster
+# graph than the concatenating one (docs/performance.md).
+_FEATURES = "torch.is_grad_enabled()"
 
 _JOIN = "x = xs[0] if len(xs) == 1 else torch.cat(xs, 1)"
 
