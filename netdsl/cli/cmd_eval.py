@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import NetdslError
 from ..train.config import DEVICES, device_available, positive_int
-from .common import overrides
+from .common import add_overrides, overrides
 
 
 def register(sub) -> None:
@@ -19,14 +19,7 @@ def register(sub) -> None:
     p.add_argument("--weights", metavar="CKPT", help="a checkpoint written by 'netdsl train'")
     p.add_argument("--data", help="data source (default: the one it was trained on)")
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="spec parameter on top of the checkpoint's values (repeatable)",
-    )
+    add_overrides(p, "spec parameter on top of the checkpoint's values (repeatable)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -21,16 +21,14 @@ BUDGET_FLAGS = (
 )
 
 
+def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set NAME=VALUE`` (repeatable), read by :func:`overrides`."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE", help=help)
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a .net spec file or a preset name (see 'netdsl list')")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a spec parameter, e.g. --set k=24 (repeatable)",
-    )
+    add_overrides(p, "override a spec parameter, e.g. --set k=24 (repeatable)")
     lim = Limits()
     budget = p.add_argument_group("work budget", "limits checked before anything is built (docs/errors.md)")
     for field, what in BUDGET_FLAGS:
@@ -88,26 +86,24 @@ def existing_file(path: str, flag: str) -> None:
         raise SpecValueError(f"{flag} {path}: no such file", None)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse turns the ValueError into a one-line usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(low: int, what: str):
+    """An argparse type: an integer >= ``low`` (argparse turns the error into a one-line usage
+    error, exit 2)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+positive_int = _int_at_least(1, "a positive integer")
+non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def compile_target(args, **kw):
