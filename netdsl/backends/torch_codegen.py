@@ -550,7 +550,8 @@ class Generator:
             covered.add(u.aggregate)
             d = self.nodes[u.aggregate]
             want = _merge_pieces([self._feature_piece(b.features, j) for j in u.reads])
-            if len(u.reads) > 1 and d["kind"] == ("concat" if b.kind == "concat" else "add"):
+            made_here = u.aggregate in self._block_nodes(b)  # not the block input read whole
+            if len(u.reads) > 1 and made_here and d["kind"] == ("concat" if b.kind == "concat" else "add"):
                 got = [self._piece(i) for i in d["inputs"]]
                 covered.update(d["inputs"])  # feature slices of the input
                 if b.kind == "concat":
