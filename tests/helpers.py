@@ -1,5 +1,7 @@
 """Shared test data: the bundled specs."""
 
+import os
+import signal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,3 +19,13 @@ def small_overrides(spec) -> dict:
     params = netdsl.compile_spec(spec, opt=0).graph["params"]
     size = params.get("size")
     return {"size": TEST_SIZE} if isinstance(size, int) and size > TEST_SIZE else {}
+
+
+def ctrl_c_at(epoch: int, step: int):
+    """A training ``on_step`` hook that sends this process SIGINT (Ctrl-C) at that step."""
+
+    def hook(e: int, s: int) -> None:
+        if (e, s) == (epoch, step):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return hook

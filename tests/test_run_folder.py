@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -12,6 +11,8 @@ from netdsl.cli import main
 from netdsl.train import TrainConfig, TrainingInterrupted, load_checkpoint, train
 from netdsl.train.data import DataError
 from netdsl.train.rundir import RunFolderError, check_folder, numbered_folder, run_lock
+
+from helpers import ctrl_c_at
 
 TINY = """
 network tiny(classes=10) {
@@ -120,12 +121,8 @@ def test_no_tmp_files_after_an_interrupt_and_a_resume(write_spec, tmp_path):
     spec = write_spec(TINY)
     out = tmp_path / "run"
 
-    def ctrl_c(epoch, step):
-        if (epoch, step) == (0, 0):
-            os.kill(os.getpid(), signal.SIGINT)
-
     with pytest.raises(TrainingInterrupted):
-        train(_cfg(spec, out), on_step=ctrl_c)
+        train(_cfg(spec, out), on_step=ctrl_c_at(0, 0))
     (out / ".last.pt.k3j2_x.tmp").write_bytes(b"half a checkpoint from a killed run")
     result = train(_cfg(spec, out, resume=True))
     assert result["epochs"] == 1

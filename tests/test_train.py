@@ -1,8 +1,6 @@
 """Training: recipes, exact resume after Ctrl-C, checkpoints, eval, and 2-process DDP on CPU."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
@@ -14,6 +12,8 @@ from netdsl.train import TrainConfig, TrainingInterrupted, load_checkpoint, load
 from netdsl.train.checkpoint import CheckpointError
 from netdsl.train.evaluation import evaluate_checkpoint
 from netdsl.train.recipe import RecipeError, available
+
+from helpers import ctrl_c_at
 
 # Native 8x8 grey input: digits needs no resize. BN, dropout and augmentation are all exercised.
 TINY = """
@@ -86,12 +86,8 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(write_spec, tmp_path, re
     spec = write_spec(TINY)
     whole = train(_cfg(spec, tmp_path / "whole", recipe=recipe))
 
-    def ctrl_c(epoch, step):
-        if (epoch, step) == stop_at:
-            os.kill(os.getpid(), signal.SIGINT)
-
     with pytest.raises(TrainingInterrupted):
-        train(_cfg(spec, tmp_path / "cut", recipe=recipe), on_step=ctrl_c)
+        train(_cfg(spec, tmp_path / "cut", recipe=recipe), on_step=ctrl_c_at(*stop_at))
     ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (ckpt["epoch"], ckpt["batch"]) == (stop_at[0], stop_at[1] + 1)
     resumed = train(_cfg(spec, tmp_path / "cut", resume=True))
@@ -258,12 +254,8 @@ def test_a_run_a_resume_and_an_eval_each_compile_the_spec_once(write_spec, tmp_p
     spec = write_spec(TINY)
     out = tmp_path / "run"
 
-    def ctrl_c(epoch, step):
-        if (epoch, step) == (0, 0):
-            os.kill(os.getpid(), signal.SIGINT)
-
     with pytest.raises(TrainingInterrupted):
-        train(_cfg(spec, out, epochs=1), on_step=ctrl_c)
+        train(_cfg(spec, out, epochs=1), on_step=ctrl_c_at(0, 0))
     assert count_compiles == [str(spec)]
     train(_cfg(spec, out, resume=True))
     evaluate_checkpoint(out / "last.pt")
