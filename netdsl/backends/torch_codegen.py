@@ -193,15 +193,10 @@ class Generator:
         self.planned = bool(graph.graph.get("planned"))
         self.order = topo_nodes(graph)
         self.pos = {n: k for k, n in enumerate(self.order)}
-        self.blocks = {b.output: b for b in blocks(graph)}
-        self.block_by_name = {b.name: b for b in blocks(graph)}
-        self.classes: list[str] = []  # unit class sources, in definition order
+        # unit classes generated, (name, source) in definition order (a nested unit's class comes
+        # before the class that uses it); one class per distinct source
+        self.classes: list[tuple[str, str]] = []
         self.class_by_text: dict[str, str] = {}
-        self.layers: set[str] = set()
-        self.uses_checkpoint = False
-        self.uses_bn_eval = False
-        self.uses_buffer = False
-        self.uses_conv_bn_eval = False
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
         self.segments = self._segments() if self.planned else {}
         self._members: dict[str, set[str]] = {}
@@ -213,12 +208,8 @@ class Generator:
                 self.containing.setdefault(m, []).append(b)
 
     def _segments(self) -> dict[str, tuple[str, ...]]:
-        heads = {n: tuple(d["segment"]) for n, d in self.g.nodes(data=True) if d.get("segment")}
-        if heads:
-            return heads
-        from ..passes.plan_concat import segments
-
-        return {h: tuple(c) for h, c in segments(self.g).items()}
+        """The plan's recomputable chains, read from the IR (``plan_concat`` writes them)."""
+        return {n: tuple(d["segment"]) for n, d in self.g.nodes(data=True) if d.get("segment")}
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -238,8 +229,6 @@ class Generator:
             _check_ident(p)
         if "." in rel:
             scope.container(rel.rsplit(".", 1)[0])
-        if not ctor[0].startswith("nn."):
-            self.layers.add(ctor[0])
         scope.init.append(f"self.{rel} = {_ctor_source(ctor)}")
         return f"self.{rel}"
 
@@ -330,7 +319,6 @@ class Generator:
         )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         var = fn.fresh(rel.split(".", 1)[0])
-        self.uses_checkpoint = True
         fn.lines.append(f"if {_FEATURES}:")
         fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
         fn.lines.append("else:")
@@ -394,7 +382,8 @@ class Generator:
         return sorted(body, key=self.pos.__getitem__)
 
     def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, tuple[str, ...] | None, int]:
-        """(class name, class source, cin) for one unit; the source names no unit-specific value."""
+        """(class body source, the BatchNorms of its recomputed head or None, cin) for one unit; the
+        source names no unit-specific value, so units with equal sources share one class."""
         scope = _Scope(u.scope)
         agg = u.aggregate
         cin = _Cin(self.nodes[agg]["shape"][0])
@@ -463,7 +452,6 @@ class Generator:
             return []
         if _inplace_act(self.nodes[seg[1]]["attrs"], "x") is None:
             return []
-        self.uses_bn_eval = True
         for n in seg[:2]:  # per-channel: the input width flows through
             src = self.nodes[n]["inputs"][0]
             if src in cin_of:
@@ -473,7 +461,6 @@ class Generator:
         rest = list(seg[2:])
         f = _Func()
         if fold is not None and rest == [seg[-1]]:
-            self.uses_conv_bn_eval = True
             conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
             f.lines.append(f"x = _conv_bn_eval(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})")
             out = "x"
@@ -509,7 +496,7 @@ class Generator:
                 k += 1
                 name = f"{base}{k}"
             self.class_by_text[text] = name
-            self.classes.append(f"class {name}{text}")
+            self.classes.append((name, f"class {name}{text}"))
         rel = scope.rel(b.name)
         for p in rel.split("."):
             _check_ident(p)
@@ -590,18 +577,6 @@ class Generator:
                 return (f.node, f.start, f.stop) if f.start is not None else self._piece(f.node)
         raise KeyError(j)
 
-    def _feature_exprs(self, b: BlockInfo, env: dict) -> list[tuple[int, str | None]]:
-        """The block's input features (index <= 0) as expressions over computed variables."""
-        out = []
-        for f in b.features:
-            if f.index > 0:
-                continue
-            var = env.get(f.node)
-            if var is None:
-                return []
-            out.append((f.index, var if f.start is None else f"{var}[:, {f.start}:{f.stop}]"))
-        return out
-
     def loop(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, has_head: tuple[str, ...] | None) -> str:
         """The block as a loop over its unit modules; ``has_head``: the BatchNorms of the units'
         recomputed head (None: the units have no head)."""
@@ -659,7 +634,7 @@ class Generator:
             lines.append(comment)
             lines += naive
             return base
-        _, shape, stores, unit_reads, out_read, in_stores = buffer
+        shape, stores, unit_reads, out_read, in_stores = buffer
         lines.append(comment)
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
         lines += ["    " + line for line in naive]
@@ -667,7 +642,6 @@ class Generator:
             f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
             f"channels {_fmt_ranges(stores)}, reads are views"
         )
-        self.uses_buffer = True
         body = [f"{base} = _buffer({init[0]}, {shape[0]})"]
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
@@ -706,7 +680,6 @@ class Generator:
             head = f"for unit, reads in zip({units_expr}, {reads!r}):"
         out.append(head)
         if use_head:
-            self.uses_checkpoint = True
             out.append(f"    {feats}.append(unit(_recompute(unit.head, {gather}, {', '.join(use_head)})))")
         else:
             joined = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
@@ -758,7 +731,6 @@ class Generator:
                 if s[0] == bname:
                     in_stores.append(((s[1], s[2]), n))
         return (
-            bname,
             shape,
             tuple(stores),
             tuple(unit_reads),
@@ -913,44 +885,72 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     nodes = [n for n in gen.order if n != inp]
     result = gen.region(top, fn, nodes, env, {}, out)
     cls = class_name(graph.graph.get("name", "net"))
-    if cls in gen.class_by_text.values() or cls in ("Net", "Affine", "SqueezeExcite"):
+    if cls in gen.class_by_text.values() or cls == "Net" or cls in _LAYERS:
         cls = cls + "Network"
-    shape = tuple(graph.nodes[inp]["shape"])
-    lines = [
-        _docstring(header.strip()) if header else '"""Generated by netdsl."""',
+    network = _network_class(cls, graph, top, fn, result)
+    classes = _used_classes(gen.classes, network)
+    body = "\n\n\n".join([*classes, network])
+    # Helpers and imports are the ones the emitted code calls (a unit class generated for a block
+    # that was then written out op by op is not emitted, nor what only it used).
+    helpers = [inspect.getsource(layer).rstrip() for name, layer in _LAYERS.items() if _calls(name, body)]
+    bn_eval, conv_bn_eval = _calls("_batch_norm_eval", body), _calls("_conv_bn_eval", body)
+    recompute = _calls("_recompute", body)
+    for wanted, source in (
+        (recompute, _RECOMPUTE_SRC),
+        (_calls("_buffer", body), _BUFFER_SRC),
+        (bn_eval or conv_bn_eval, inspect.getsource(norm.bn_scale_shift)),
+        (bn_eval, _BN_EVAL_SRC),
+        (conv_bn_eval, inspect.getsource(norm.fold_into_conv)),
+        (conv_bn_eval, _CONV_BN_EVAL_SRC),
+    ):
+        if wanted:
+            helpers.append(source.strip())
+    imports = ["from __future__ import annotations", ""]
+    imports += ["import contextlib", ""] if recompute else []
+    imports += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    imports += ["from torch.utils.checkpoint import checkpoint"] if recompute else []
+    head = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "", *imports]
+    tail = [
+        f"Net = {cls}",
         "",
-        "from __future__ import annotations",
+        "",
+        "def build():",
+        f'    """A fresh {cls} (torch\'s default initialization)."""',
+        f"    return {cls}()",
         "",
     ]
-    if gen.uses_checkpoint:
-        lines.append("import contextlib")
-        lines.append("")
-    lines += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
-    if gen.uses_checkpoint:
-        lines.append("from torch.utils.checkpoint import checkpoint")
-    lines += ["", ""]
-    for layer in sorted(gen.layers):
-        lines.append(inspect.getsource(getattr(torch_layers, layer)).rstrip())
-        lines += ["", ""]
-    if gen.uses_checkpoint:
-        lines.append(_RECOMPUTE_SRC.strip())
-        lines += ["", ""]
-    if gen.uses_buffer:
-        lines.append(_BUFFER_SRC.strip())
-        lines += ["", ""]
-    if gen.uses_bn_eval:
-        lines.append(inspect.getsource(norm.bn_scale_shift).rstrip())
-        lines += ["", ""]
-        lines.append(_BN_EVAL_SRC.strip())
-    if gen.uses_conv_bn_eval:
-        lines += ["", ""]
-        lines.append(inspect.getsource(norm.fold_into_conv).rstrip())
-        lines += ["", ""]
-        lines.append(_CONV_BN_EVAL_SRC.strip())
-        lines += ["", ""]
-    for c in gen.classes:
-        lines.append(c.rstrip())
-        lines += ["", ""]
+    return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*helpers, body]) + "\n\n\n" + "\n".join(tail)
+
+
+# The layers the registry's torch code may construct (netdsl/backends/torch_layers.py), embedded
+# in the file when used.
+_LAYERS = {
+    name: value
+    for name, value in vars(torch_layers).items()
+    if isinstance(value, type) and value.__module__ == torch_layers.__name__
+}
+
+
+def _calls(name: str, source: str) -> bool:
+    """Whether ``source`` calls the function or class ``name`` itself (not ``x.name(`` or ``my_name(``)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}\(", source) is not None
+
+
+def _used_classes(classes: list[tuple[str, str]], network: str) -> list[str]:
+    """The unit classes the network class uses, directly or through another unit class, in
+    definition order."""
+    used: list[str] = []
+    text = network
+    for name, src in reversed(classes):
+        if f"{name}(" in text:
+            used.append(src.rstrip())
+            text += src
+    return used[::-1]
+
+
+def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: str) -> str:
+    shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
+    lines = []
     lines.append(f"class {cls}(nn.Module):")
     lines.append(f'    """{graph.graph.get("name", "net")}: input (N, {", ".join(map(str, shape))})."""')
     lines.append("")
@@ -966,17 +966,6 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     lines.append("    def forward(self, x):")
     lines += ["        " + line for line in fn.lines]
     lines.append(f"        return {result}")
-    lines += [
-        "",
-        "",
-        f"Net = {cls}",
-        "",
-        "",
-        "def build():",
-        f'    """A fresh {cls} (torch\'s default initialization)."""',
-        f"    return {cls}()",
-        "",
-    ]
     return "\n".join(lines)
 
 
