@@ -89,7 +89,7 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
 
 def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
-    attributed to the block of the op that first saves it (a buffer: to its own block)."""
+    attributed to the block of the op that first saves it."""
     # Training keeps every feature its own tensor (autograd forbids writing into a buffer whose
     # views it saved): no shared storage; what the plan saves is the recomputation of the chain
     # that starts each unit, from the features it reads (torch_codegen's checkpointed heads).
@@ -109,7 +109,6 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
         else {}
     )
     in_chain = {c for chain in chains.values() for c in chain}
-    buffers: dict = {}
     seen: set[str] = set()
     out: dict[str | None, int] = {}
     for n in topo_nodes(graph):
@@ -127,7 +126,7 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
             if key in seen:
                 continue
             seen.add(key)
-            block = buffers[key]["block"] if key in buffers else _block(graph, n)
+            block = _block(graph, n)
             out[block] = out.get(block, 0) + (extra or size[key])
     return out
 
