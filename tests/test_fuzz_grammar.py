@@ -1,5 +1,5 @@
 """The grammar-aware fuzzer (tests/fuzz/grammar.py): programs generated from the Lark grammar and
-mutants of the bundled specs, with a fixed seed and a wall-clock budget per case. Every case must
+mutants of the bundled specs, with a fixed seed and a CPU-time budget per case. Every case must
 compile or raise netdsl's own error type: no other exception escapes the frontend and the passes,
 no internal error, no case over budget."""
 
@@ -116,3 +116,32 @@ def test_accepted_mutants_agree_in_torch_emitted_source_and_onnx(sample, tmp_pat
     scale = float(want.abs().max()) + 1.0
     assert torch.equal(got, want), case_id
     assert np.abs(ort - want.numpy()).max() <= 1e-4 * scale, case_id
+
+
+def test_a_case_over_its_cpu_budget_is_reported_slow_and_a_pause_is_not(monkeypatch):
+    import time
+
+    from fuzz import mutations
+
+    runs = []
+
+    def spin(spec, text, emit):  # unbounded work: over budget on every run
+        runs.append("spin")
+        while True:
+            pass
+
+    def pause_once(spec, text, emit):  # over budget on the first run only
+        runs.append("pause")
+        if runs.count("pause") == 1:
+            end = time.process_time() + 1.0
+            while time.process_time() < end:
+                pass
+
+    report = mutations.Report()
+    with mutations.cpu_alarm():
+        monkeypatch.setattr(mutations, "run_case", spin)
+        report.record("spin", "test", mutations.run_within(0.2, spec_files()[0], "", False))
+        monkeypatch.setattr(mutations, "run_case", pause_once)
+        report.record("pause", "test", mutations.run_within(0.2, spec_files()[0], "", False))
+    assert runs == ["spin", "spin", "pause", "pause"]
+    assert (report.cases, report.ok, report.slow) == (2, 1, [("spin", "test")])

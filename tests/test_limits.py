@@ -53,9 +53,9 @@ def refused(path, limits: Limits | None = None) -> LimitError:
 def test_each_budget_is_located_and_names_its_flag(tmp_path, body, line, flag):
     path = spec(tmp_path, body)
     limits = Limits(max_nodes=200) if flag == "--max-nodes" else None
-    start = time.perf_counter()
+    start = time.process_time()
     err = refused(path, limits)
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert err.span.file == str(path) and err.span.line == line
     name = next(k for k, v in LIMIT_FLAGS.items() if v == flag)
     assert err.hint == f"the limit is {getattr(limits or Limits(), name):,}; raise it with {flag}"
@@ -98,24 +98,24 @@ def test_max_edges_and_max_layers_flags_raise_the_limits(tmp_path, capsys):
 # ---- big specs are answered quickly --------------------------------------------------------------
 def test_block_2000_dense_is_answered_in_well_under_10_s(tmp_path, capsys):
     path = spec(tmp_path, "    block(2000, dense) { conv(2, 1) }\n")
-    start = time.perf_counter()
+    start = time.process_time()
     assert main(["check", str(path)]) == 2
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert "a dense block of 2,000 units has about 2,001,000 connections" in capsys.readouterr().err
 
 
 def test_sparsenet_exp121_with_a_block_of_3000_layers_is_answered_quickly(capsys):
-    start = time.perf_counter()
+    start = time.process_time()
     assert main(["check", "sparsenet_exp121", "--set", "blocks=[6, 12, 3000, 16]"]) == 2
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert "rule(ispow2(i - j)) tests 4,501,500 candidate connections" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_sparsenet_exp121_with_3000_layers_compiles_when_the_budget_allows():
-    start = time.perf_counter()
+    start = time.process_time()
     g = compile_spec("sparsenet_exp121", {"blocks": [6, 12, 3000, 16]}, limits=Limits(max_edges=10_000_000))
-    assert time.perf_counter() - start < 30
+    assert time.process_time() - start < 30
     assert g.number_of_nodes() == 21260
 
 
@@ -135,11 +135,11 @@ def test_nested_window_blocks_probe_linearly(tmp_path):
     real = lower_module.Lowerer._probe
     lower_module.Lowerer._probe = lambda self, *a: probes.append(1) or real(self, *a)
     try:
-        start = time.perf_counter()
+        start = time.process_time()
         g = lower_spec(path)
     finally:
         lower_module.Lowerer._probe = real
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert len(probes) == depth  # once per level, not 2**depth
     assert g.nodes[g.graph["output"]]["shape"] == (4, 8, 8)
 

@@ -1,6 +1,6 @@
 """A grammar-aware fuzzer: random programs drawn from the Lark grammar itself (grammars/netdsl.lark),
 mixed with mutants of the bundled specs (mutations.py). Every case must compile or fail with
-netdsl's own error type, within a per-case wall-clock budget.
+netdsl's own error type, within a per-case CPU-time budget.
 
 The generator walks the grammar's rules (as lark expanded them), choosing expansions at random and,
 past a depth or size, the cheapest one so every program terminates. Terminals come from pools that
@@ -18,16 +18,12 @@ True
 from __future__ import annotations
 
 import random
-import signal
 import sys
 import time
-import traceback
 from functools import lru_cache
 from pathlib import Path
 
-from netdsl.errors import IRError, NetdslError, PassError
-
-from .mutations import ROOT, Report, mutate, run_case, spec_files
+from .mutations import ROOT, Report, cpu_alarm, mutate, run_within, spec_files
 
 NAMES = [
     "conv",
@@ -212,14 +208,6 @@ def generate(rng: random.Random) -> str:
     return f"{prelude}network g() {{\n    input(3, 8, 8)\n    {body}}}\n"
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(_signum, _frame):
-    raise _Timeout()
-
-
 GENERATED = ROOT / "specs" / "generated.net"  # not a file: cases compile as if there (includes resolve)
 
 
@@ -235,48 +223,14 @@ def case_text(n: int, seed: int, seeds: list[tuple[Path, str]]) -> tuple[str, Pa
 
 
 def fuzz(cases: int, seed: int = 0, budget_s: float = 5.0, emit: bool = True) -> Report:
-    """Run ``cases`` cases; each must finish within ``budget_s`` seconds of wall clock (SIGALRM)."""
+    """Run ``cases`` cases, each within ``budget_s`` seconds of CPU time (see run_within)."""
     report = Report()
     seeds = [(p, p.read_text()) for p in spec_files()]
-    old = signal.signal(signal.SIGALRM, _alarm)
-    try:
+    with cpu_alarm():
         for n in range(cases):
             case_id, spec, kind, text = case_text(n, seed, seeds)
-            report.cases += 1
-            outcome: tuple = ()
-            signal.setitimer(signal.ITIMER_REAL, budget_s)
-            try:  # the alarm may fire anywhere, even in a handler: the outer try catches it there
-                try:
-                    run_case(spec, text, emit)
-                    outcome = ("ok",)
-                except _Timeout:
-                    outcome = ("slow",)
-                except Exception as exc:  # any exception: classified below
-                    outcome = ("raised", exc)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-            except _Timeout:
-                outcome = outcome or ("slow",)
-            _record(report, case_id, kind, outcome)
-    finally:
-        signal.signal(signal.SIGALRM, old)
+            report.record(case_id, kind, run_within(budget_s, spec, text, emit))
     return report
-
-
-def _record(report: Report, case_id: str, kind: str, outcome: tuple) -> None:
-    if outcome[0] == "ok":
-        report.ok += 1
-    elif outcome[0] == "slow":
-        report.slow.append((case_id, kind))
-    elif isinstance(outcome[1], (IRError, PassError)):
-        report.internal.append((case_id, kind, f"{type(outcome[1]).__name__}: {outcome[1].message}"))
-    elif isinstance(outcome[1], NetdslError):
-        report.errors[type(outcome[1]).__name__] += 1
-    else:
-        exc = outcome[1]
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f"{Path(last.filename).name}:{last.lineno}"
-        report.foreign.append((case_id, kind, f"{type(exc).__name__} at {where}: {str(exc)[:200]}"))
 
 
 def replay(case_id: str) -> str:
