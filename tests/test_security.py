@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netdsl import build_model
-from netdsl.api import compile_spec
+from netdsl.api import compile_spec, torch_source
 from netdsl.cli import main
 from netdsl.display import for_matplotlib, for_rich, shown
 from netdsl.errors import IncludeError, NetdslError, SpecNameError
@@ -200,6 +200,24 @@ def test_network_names_that_would_collide_are_refused_at_the_name(tmp_path, name
     span = info.value.span
     assert (span.line, span.column, span.end_column) == (1, 9, 9 + len(name))
     assert info.value.message.startswith(f"'{name}' cannot be a network name")
+
+
+def test_names_longer_than_the_cap_are_refused_and_the_cap_itself_builds(tmp_path):
+    from netdsl.frontend.lower import MAX_NAME_LENGTH
+
+    spec = tmp_path / "long.net"
+    longest = "n" * MAX_NAME_LENGTH
+    spec.write_text(LABELLED.format(net=longest, label=longest))
+    assert "n" * MAX_NAME_LENGTH in torch_source(spec)
+    for net, label, line, col, what in [
+        (longest + "x", "stem", 1, 9, "the network name"),
+        ("net", "y" * 100_000, 3, 5, "the label"),
+    ]:
+        spec.write_text(LABELLED.format(net=net, label=label))
+        with pytest.raises(SpecNameError) as info:
+            compile_spec(spec)
+        assert (info.value.span.line, info.value.span.column) == (line, col)
+        assert info.value.message == f"{what} is {max(len(net), len(label)):,} characters long"
 
 
 @pytest.mark.parametrize(

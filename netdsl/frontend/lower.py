@@ -77,11 +77,25 @@ def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError
 MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format"})
 # Class names the emitted torch source already uses; a network's class is its CamelCased name.
 GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine"})
+# Labels and network names are repeated in every emitted line that uses them (attribute paths,
+# ONNX node names): a cap keeps a hostile 100,000-character name from making the emitted source,
+# and the time to write it, hundreds of megabytes and seconds long.
+MAX_NAME_LENGTH = 64
+
+
+def _check_length(what: str, name: str, span: Span) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecNameError(
+            f"{what} is {len(name):,} characters long",
+            span,
+            f"names are at most {MAX_NAME_LENGTH} characters: they become Python and ONNX names",
+        )
 
 
 def _check_label(label: str, span: Span) -> None:
     """Labels become attribute names in the emitted torch module (``self.stem``): refuse the
     names that would replace a module's own attributes or Python's (``forward``, ``__class__``)."""
+    _check_length("the label", label, span)
     if not label.isidentifier() or not label.isascii():
         raise SpecNameError(f"{label!r} cannot be a label: labels are ASCII identifiers", span)
     if label in RESERVED_LABELS or label in MODULE_ATTRIBUTES or keyword.iskeyword(label):
@@ -102,6 +116,7 @@ def check_network_name(name: str, span: Span) -> None:
     """A network's name becomes a Python class name in the emitted source (``densenet_bc`` ->
     ``DensenetBc``): refuse names that are not ASCII identifiers, are Python keywords, or whose
     class name is one the emitted file already uses (``f`` -> ``F``, torch.nn.functional)."""
+    _check_length("the network name", name, span)
     if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
         raise SpecNameError(
             f"'{name}' cannot be a network name", span, "network names are ASCII identifiers other than Python keywords"
