@@ -12,8 +12,9 @@ files (:mod:`netdsl.train.metrics`) and the lexer of :mod:`netdsl.highlight`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,17 @@ def _blocks(g: nx.DiGraph, d: dict) -> str:
     return note + table(head, rows, numeric={1, 3, 4, 5, 6, 7, 8, 9}, foot=foot)
 
 
+@contextlib.contextmanager
+def _svg_text() -> Iterator[None]:
+    """matplotlib writes text as text, not glyph outlines (the page's text stays selectable and
+    searchable, and the drawing is smaller), and ids from a fixed salt, not a random one (the same
+    network gives the same page; :func:`.svg.inline_svg` keeps ids unique across drawings)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "netdsl-report"}):
+        yield
+
+
 def _figure(svg: bytes, prefix: str, fit: bool = False) -> str:
     return f'<div class="drawing{" fit" if fit else ""}">{inline_svg(svg, prefix)}</div>'
 
@@ -168,7 +180,8 @@ def _matrices(g: nx.DiGraph, state, prefix: str) -> str:
 
     if not blocks(g):
         return "<p class=note>no block(...) in this network: nothing to draw as a matrix.</p>"
-    svg = render_matrices(block_matrices(g, None, state), "svg")
+    with _svg_text():
+        svg = render_matrices(block_matrices(g, None, state), "svg")
     what = "mean |weight| of unit i's first conv over x_j's channels" if state else "unit i reads feature x_j"
     return f"<p class=note>Cell (i, j): {what}; grey: left out by the pattern.</p>" + _figure(svg, prefix, fit=True)
 
@@ -220,7 +233,8 @@ def _training(run: Path, name: str) -> str:
     keys = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")
     epochs = table(list(keys), [[r.get(k) for k in keys] for r in rows], numeric=set(range(len(keys))))
     out += f"<details><summary>every epoch ({len(rows)} rows)</summary>{epochs}</details>"
-    svg = curves_image(rows, for_matplotlib(f"{name}: {run.name}"), "svg")
+    with _svg_text():
+        svg = curves_image(rows, for_matplotlib(f"{name}: {run.name}"), "svg")
     return out + _figure(svg, "curves", fit=True)
 
 
