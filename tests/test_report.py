@@ -125,7 +125,7 @@ def test_hostile_spec_text_comes_out_inert(tmp_path):
         "    gap; flatten; linear(2)\n"
         "}\n"
     )
-    html = report(tmp_path, str(spec), "--set", 'k=2', "--set", 'tag="<svg onload=alert(2)>"')
+    html = report(tmp_path, str(spec), "--set", "k=2", "--set", 'tag="<svg onload=alert(2)>"')
     page = Page(html)
     assert "script" not in {t for t, _ in page.tags} and "img" not in {t for t, _ in page.tags}
     assert not [(t, n) for t, a in page.tags for n in a if n.startswith("on")]
@@ -179,7 +179,7 @@ def test_run_adds_curves_metrics_and_heat_map(tmp_path):
     text = "".join(page.text)
     assert "best0.731276.5499.1359" in text  # checkpoint, loss, top-1, top-5, images (4 significant digits)
     assert "recipedensenet, 3 epochs, batch 64" in text and "seed5" in text
-    assert html.count("<tr><td class=\"num\">") == 3  # one row per epoch
+    assert html.count('<tr><td class="num">') == 3  # one row per epoch
     assert "mean |weight|" in text
 
 
