@@ -26,9 +26,10 @@ def register(sub) -> None:
     p.add_argument(
         "--max-units",
         type=non_negative_int,
-        default=8,
+        default=4,
         metavar="N",
-        help="drawing: blocks with more units keep the first and last N/2 (0 = every unit; default 8)",
+        help="drawing: blocks with more units keep the first and last N/2 (0 = every unit; default 4, "
+        "so that a whole network fits a screen or two)",
     )
     p.set_defaults(func=run)
 

@@ -35,7 +35,7 @@ class ReportInput:
     spec_name: str  # its file name, as shown
     run_dir: Path | None = None  # a `netdsl train` run folder
     weights: Path | None = None  # a state_dict or checkpoint for the heat map (default: the run's best.pt)
-    max_units: int = 8  # block drawing: collapse larger blocks (as `netdsl viz --max-units`)
+    max_units: int = 4  # block drawing: collapse larger blocks (as `netdsl viz --max-units`)
 
 
 def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: None) -> str:
