@@ -111,6 +111,10 @@ def test_spec_is_highlighted_with_line_numbers(small):
     assert spec.rstrip("\n") in text  # every character of the spec, in order, after the line numbers
     assert f"{len(spec.splitlines())}" in text
     assert '<span class="k">network</span>' in section and '<span class="nb">conv</span>' in section
+    # the included library, highlighted too
+    lib = (ROOT / "specs" / "lib" / "densenet.net").read_text()
+    assert "<summary>included: lib/densenet.net</summary>" in section
+    assert lib.rstrip("\n") in "".join(Page(section.split("included: lib/densenet.net", 1)[1]).text)
 
 
 def test_hostile_spec_text_comes_out_inert(tmp_path):
@@ -187,7 +191,8 @@ def test_heat_map_of_another_network_is_refused(tmp_path, capsys):
     write_run(tmp_path / "run", {"depth": 10, "k": 4})
     assert main(["report", *SMALL, "--run", str(tmp_path / "run"), "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
-    assert "was it trained from this spec with the same --set values?" in err and "Traceback" not in err
+    hint = "the run was trained as 'netdsl train densenet_bc100_k12 --set depth=10 --set k=4': report it with"
+    assert "the checkpoint" in err and hint in err and "Traceback" not in err
     assert not (tmp_path / "r.html").exists()
 
 
@@ -197,7 +202,7 @@ def test_render_steps_in_order():
 
     seen: list[str] = []
     g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4})
-    render_report(ReportInput(g, "network x() {}\n", "x.net"), seen.append)
+    render_report(ReportInput(g, [("x.net", "network x() {}\n")]), seen.append)
     assert seen == list(STEPS)
 
 
@@ -294,3 +299,24 @@ def test_report_renders_in_headless_chromium(tmp_path):
     finally:
         driver.quit()
     print(f"rendered in {rendered - t0:.1f} s, browser checks in {time.perf_counter() - rendered:.1f} s")
+
+
+def test_inline_svg_drops_active_content_and_scopes_ids():
+    from netdsl.report.svg import inline_svg
+
+    hostile = (
+        '<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">'
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" onload="alert(1)">'
+        "<metadata><a href='http://x'/></metadata><script>alert(2)</script><foreignObject><p>x</p></foreignObject>"
+        '<style>*{stroke:red} text, rect {fill:blue}</style><linearGradient id="g"/><rect id="g" style="fill:url(#g)"/>'
+        '<a xlink:href="javascript:alert(3)"><image xlink:href="http://x/y.png"/>'
+        '<image href="data:image/png;base64,AA"/>'
+        '<use xlink:href="#g"/><text onmouseover="alert(4)">&lt;script&gt;</text></a></svg>'
+    )
+    assert inline_svg(hostile, "d") == (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" id="d">'
+        "<style>#d *{stroke:red}#d text, #d rect{fill:blue}</style>"
+        '<linearGradient id="d-g" /><rect id="d-g-2" style="fill:url(#d-g)" />'
+        '<a><image /><image href="data:image/png;base64,AA" /><use xlink:href="#d-g" />'
+        "<text>&lt;script&gt;</text></a></svg>"
+    )

@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..report import STEPS, ReportInput, render_report
+    from ..report import STEPS, ReportInput, render_report, spec_sources
 
     if Path(args.output).suffix.lower() not in (".html", ".htm"):
         raise SpecValueError(f"-o {args.output}: a report is an HTML file; end the name in .html", None)
@@ -51,14 +51,9 @@ def run(args) -> int:
         step("compile")
         graph = compile_target(args)
         spec = Path(graph.graph["file"])
-        inp = ReportInput(
-            graph,
-            spec.read_bytes().decode("utf-8", errors="replace"),
-            spec.name,
-            run_dir,
-            Path(args.weights) if args.weights else None,
-            args.max_units,
-        )
+        sources = spec_sources(spec, spec.read_bytes().decode("utf-8", errors="replace"))
+        weights = Path(args.weights) if args.weights else None
+        inp = ReportInput(graph, sources, run_dir, weights, args.max_units)
         html = render_report(inp, step)
     write_atomic(args.output, html)
     print(f"wrote {shown(args.output)}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,7 @@ STEPS = ("summary", "blocks", "drawing", "matrices", "weights", "training", "spe
 @dataclass(frozen=True)
 class ReportInput:
     graph: nx.DiGraph  # compiled (any --opt; the memory figures plan a copy)
-    spec_text: str  # the root spec's source
-    spec_name: str  # its file name, as shown
+    sources: list[tuple[str, str]]  # (name as shown, text): the root spec, then its includes (spec_sources)
     run_dir: Path | None = None  # a `netdsl train` run folder
     weights: Path | None = None  # a state_dict or checkpoint for the heat map (default: the run's best.pt)
     max_units: int = 4  # block drawing: collapse larger blocks (as `netdsl viz --max-units`)
@@ -55,16 +55,23 @@ def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: 
     sections.append(Section("matrix", "Connectivity matrices", _matrices(g, None, "m")))
     step("weights")
     weights = inp.weights or (inp.run_dir / "best.pt" if inp.run_dir else None)
-    sections.append(Section("weights", "Weight heat map", _heat_map(g, weights)))
+    try:
+        heat = _heat_map(g, weights)
+    except NetdslError as err:
+        if inp.run_dir is not None and inp.weights is None:  # the run's best.pt: say how the run was built
+            err.hint = _trained_as(inp.run_dir) or err.hint
+        raise
+    sections.append(Section("weights", "Weight heat map", heat))
     step("training")
     if inp.run_dir is not None:
         sections.append(Section("training", "Training run", _training(inp.run_dir, data["name"])))
     step("spec")
-    spec_html, spec_css = _spec(inp.spec_text)
-    sections.append(Section("spec", f"Spec: {inp.spec_name}", spec_html))
+    spec_html, spec_css = _spec(inp.sources)
+    spec_name = inp.sources[0][0]
+    sections.append(Section("spec", f"Spec: {spec_name}", spec_html))
     values = ", ".join(f"{k}={v}" for k, v in data["parameters"].items())
     subtitle = [
-        (f"preset {data['preset']}, " if data["preset"] else "") + f"spec {inp.spec_name}",
+        (f"preset {data['preset']}, " if data["preset"] else "") + f"spec {spec_name}",
         f"parameters: {values}" if values else "no parameters",
     ]
     title = f"netdsl report: {data['name']}"
@@ -238,6 +245,18 @@ def _training(run: Path, name: str) -> str:
     return out + _figure(svg, "curves", fit=True)
 
 
+def _trained_as(run: Path) -> str | None:
+    """``the run was trained as 'netdsl train TARGET --set k=v'; report it with the same`` (None:
+    no run.json to tell)."""
+    info = _json(run / "run.json")
+    spec = _sub(info, "spec")
+    target = spec.get("preset") or spec.get("target")
+    if not target:
+        return None
+    sets = "".join(f" --set {k}={v}" for k, v in _sub(info, "user_overrides").items())
+    return f"the run was trained as 'netdsl train {target}{sets}': report it with the same target and --set values"
+
+
 def _sub(d: dict, key: str) -> dict:
     value = d.get(key)
     return value if isinstance(value, dict) else {}
@@ -253,16 +272,37 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _spec(text: str) -> tuple[str, str]:
-    """The spec highlighted by :class:`netdsl.highlight.NetdslLexer`, with line numbers, and the
-    stylesheet for its classes."""
+def spec_sources(path: Path, text: str) -> list[tuple[str, str]]:
+    """The root spec and the files it includes that define its templates, each as (name, text):
+    the name relative to the root spec's folder (``lib/densenet.net``) where it lies below it."""
+    from ..frontend.load import collect_templates, load_module
+
+    module, _ = load_module(path, text)
+    found = {str(path): text}
+    for t in collect_templates(module, path).values():
+        if t.span is not None and t.span.text is not None:
+            found.setdefault(t.span.file, t.span.text)
+    out = []
+    for file, source in found.items():
+        rel = os.path.relpath(file, path.parent)
+        out.append((path.name if file == str(path) else (Path(file).name if rel.startswith("..") else rel), source))
+    return out
+
+
+def _spec(sources: list[tuple[str, str]]) -> tuple[str, str]:
+    """The spec and its includes highlighted by :class:`netdsl.highlight.NetdslLexer`, with line
+    numbers, and the stylesheet for its classes."""
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
 
     from ..highlight import NetdslLexer
 
     fmt = HtmlFormatter(linenos="table", cssclass="spec", style="default", wrapcode=True)
-    return highlight(text, NetdslLexer(), fmt), fmt.get_style_defs(".spec")
+    (_, root), *included = sources
+    out = highlight(root, NetdslLexer(), fmt)
+    for name, text in included:
+        out += f"<details><summary>included: {esc(name)}</summary>{highlight(text, NetdslLexer(), fmt)}</details>"
+    return out, fmt.get_style_defs(".spec")
 
 
-__all__ = ["STEPS", "ReportInput", "render_report"]
+__all__ = ["STEPS", "ReportInput", "render_report", "spec_sources"]

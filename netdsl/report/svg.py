@@ -7,7 +7,8 @@ with its neighbours:
   link may only point inside the drawing (``#id``) or at an inline image (``data:image/...``);
 - nothing fetched: no external link survives, and the XML prolog, DOCTYPE and metadata are dropped;
 - ids unique in the page: every ``id`` gets the drawing's prefix, and so does every reference to
-  it (``href="#x"``, ``url(#x)``), so two matplotlib figures' clip paths never cross;
+  it (``href="#x"``, ``url(#x)``), so two matplotlib figures' clip paths never cross; an id that
+  repeats inside one drawing gets a numbered suffix;
 - a drawing's own stylesheet (matplotlib writes ``*{stroke-linejoin: round}``) applies to that
   drawing only.
 
@@ -41,19 +42,15 @@ def inline_svg(data: bytes | str, prefix: str) -> str:
     root = ET.fromstring(text)
     if root.tag != f"{{{SVG_NS}}}svg":
         raise ValueError(f"not an SVG drawing: <{root.tag}>")
-    _clean(root, prefix)
+    _clean(root, prefix, set())
     root.set("id", prefix)
     for style in root.iter(f"{{{SVG_NS}}}style"):
         style.text = _CSS_RULE.sub(lambda m: _scoped(m.group(1), prefix) + "{", style.text or "")
     return ET.tostring(root, encoding="unicode")
 
 
-def _clean(el: ET.Element, prefix: str) -> None:
-    for child in list(el):
-        if child.tag in _DROPPED or not isinstance(child.tag, str):
-            el.remove(child)
-        else:
-            _clean(child, prefix)
+def _clean(el: ET.Element, prefix: str, seen: set[str]) -> None:
+    """Sanitize ``el`` and its subtree in document order (an element's id before its children's)."""
     for name in list(el.attrib):
         value = el.attrib[name]
         local = name.rsplit("}", 1)[-1]
@@ -65,9 +62,21 @@ def _clean(el: ET.Element, prefix: str) -> None:
             elif not value.startswith("data:image/"):
                 del el.attrib[name]
         elif name == "id":
-            el.set(name, f"{prefix}-{value}")
+            # matplotlib names an embedded image by a hash of its content: two identical panels
+            # share one id. References resolve to the first element either way; later ones get a suffix.
+            new, n = f"{prefix}-{value}", 1
+            while new in seen:
+                n += 1
+                new = f"{prefix}-{value}-{n}"
+            seen.add(new)
+            el.set(name, new)
         elif "url(" in value:
             el.set(name, _URL_REF.sub(lambda m: f"url(#{prefix}-{m.group(1)})", value))
+    for child in list(el):
+        if child.tag in _DROPPED or not isinstance(child.tag, str):
+            el.remove(child)
+        else:
+            _clean(child, prefix, seen)
 
 
 def _scoped(selectors: str, prefix: str) -> str:
