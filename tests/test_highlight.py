@@ -192,3 +192,9 @@ def test_pygmentize_highlights_a_spec():
     assert plain == (ROOT / "specs" / "sparsenet.net").read_text()
     # the op names are colored: an escape sequence right before 'conv'
     assert "\x1b[" in out.split("conv(2 * k")[0].rsplit("stem", 1)[-1]
+
+
+def test_language_doc_lists_the_grammars_keywords():
+    doc = (ROOT / "docs" / "language.md").read_text()
+    (line,) = re.findall(r"^- Keywords: `([^`]+)`", doc, re.M)
+    assert set(line.split()) == set(grammar_words())
