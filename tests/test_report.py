@@ -17,6 +17,8 @@ import pytest
 from netdsl.cli import main
 from netdsl.ir.graph import block_members, top_level_blocks
 
+from helpers import SPECS, small_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["densenet_bc100_k12", "--set", "depth=16", "--set", "k=4"]  # 2 units per block
 
@@ -320,3 +322,16 @@ def test_inline_svg_drops_active_content_and_scopes_ids():
         '<a><image /><image href="data:image/png;base64,AA" /><use xlink:href="#d-g" />'
         "<text>&lt;script&gt;</text></a></svg>"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_bundled_spec_reports(tmp_path, spec):
+    sets = [a for k, v in small_overrides(spec).items() for a in ("--set", f"{k}={v}")]
+    html = report(tmp_path, str(spec), *sets)
+    page = Page(html)
+    assert page.ids("section") == ["summary", "blocks", "drawing", "matrix", "weights", "spec"]
+    drawings = svgs(html)
+    assert [d.get("id") for d in drawings][:1] == ["graph"]
+    ids = page.ids()
+    assert len(ids) == len(set(ids))
