@@ -128,6 +128,7 @@ def test_hostile_spec_text_comes_out_inert(tmp_path):
         "    input(3, 8, 8)\n"
         "    conv(k, 3)\n"
         "    block(2, dense) { bn; relu; conv(k, 3) }\n"
+        "    block(3, rule(j < 1 or i - j <= 1)) { bn; relu; conv(k, 3) }\n"
         "    gap; flatten; linear(2)\n"
         "}\n"
     )
@@ -135,7 +136,7 @@ def test_hostile_spec_text_comes_out_inert(tmp_path):
     page = Page(html)
     assert "script" not in {t for t, _ in page.tags} and "img" not in {t for t, _ in page.tags}
     assert not [(t, n) for t, a in page.tags for n in a if n.startswith("on")]
-    assert len(svgs(html)) == 2  # only the two drawings are svg elements
+    assert len(svgs(html)) == 2  # only the two drawings are svg elements (each well-formed XML)
     text = "".join(page.text)
     for hostile in (
         '<script>alert("comment")</script>',
@@ -145,6 +146,8 @@ def test_hostile_spec_text_comes_out_inert(tmp_path):
         "x<b>.net",  # the file name
     ):
         assert hostile in text, hostile
+    # a rule's text holds '<': in the blocks table, and as the drawing's and the matrix's titles
+    assert text.count("rule(j < 1 or i - j <= 1)") >= 3
 
 
 def write_run(run: Path, graph_overrides: dict) -> dict:
