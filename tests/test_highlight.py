@@ -180,6 +180,10 @@ def test_pygmentize_highlights_a_spec():
     """After `pip install -e .` (CI), pygmentize finds the lexer through the entry point. It runs as
     `python -m pygments` (pygmentize's own main) under this interpreter: a `pygmentize` first on
     PATH may belong to another Python."""
+    from importlib.metadata import entry_points
+
+    installed = [ep.value for ep in entry_points(group="pygments.lexers") if ep.name == "netdsl"]
+    assert installed == ["netdsl.highlight:NetdslLexer"], "the entry point is registered on install: pip install -e ."
     out = subprocess.run(
         [sys.executable, "-m", "pygments", "-l", "netdsl", "-f", "terminal", str(ROOT / "specs" / "sparsenet.net")],
         capture_output=True,
