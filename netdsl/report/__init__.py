@@ -4,6 +4,8 @@ The page holds the summary (totals, blocks, every layer), per-block parameters, 
 activation memory, the block drawing (graphviz), the connectivity matrices and, given weights,
 their heat map (matplotlib), a training run's curves and final metrics, and the highlighted spec.
 Drawings are inline SVG (:mod:`.svg`); nothing is fetched and nothing runs when it is opened.
+The sections: tables here, drawings in :mod:`.drawings`, the run in :mod:`.run`, the spec in
+:mod:`.spec`; the page and its escaping helpers in :mod:`.page`.
 
 Every figure comes from the modules that print it elsewhere: :mod:`netdsl.summary` and
 :mod:`netdsl.memory` (``netdsl summary``), :mod:`netdsl.viz` (``netdsl viz``), the run folder's
@@ -12,18 +14,17 @@ files (:mod:`netdsl.train.metrics`) and the lexer of :mod:`netdsl.highlight`.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 
 from ..errors import NetdslError
-from .page import Section, esc, page, table
-from .svg import inline_svg
+from .drawings import drawing, heat_map, matrices
+from .page import Section, page, table
+from .run import trained_as, training
+from .spec import highlighted, spec_sources
 
 # The steps of :func:`render_report`, in order (the CLI's progress bar counts them).
 STEPS = ("summary", "blocks", "drawing", "matrices", "weights", "training", "spec")
@@ -50,23 +51,23 @@ def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: 
     step("blocks")
     sections.append(Section("blocks", "Blocks: parameters, FLOPs, memory", _blocks(g, data)))
     step("drawing")
-    sections.append(Section("drawing", "Connectivity drawing", _drawing(g, inp.max_units)))
+    sections.append(Section("drawing", "Connectivity drawing", drawing(g, inp.max_units)))
     step("matrices")
-    sections.append(Section("matrix", "Connectivity matrices", _matrices(g, None, "m")))
+    sections.append(Section("matrix", "Connectivity matrices", matrices(g, None, "m")))
     step("weights")
     weights = inp.weights or (inp.run_dir / "best.pt" if inp.run_dir else None)
     try:
-        heat = _heat_map(g, weights)
+        heat = heat_map(g, weights)
     except NetdslError as err:
         if inp.run_dir is not None and inp.weights is None:  # the run's best.pt: say how the run was built
-            err.hint = _trained_as(inp.run_dir) or err.hint
+            err.hint = trained_as(inp.run_dir) or err.hint
         raise
     sections.append(Section("weights", "Weight heat map", heat))
     step("training")
     if inp.run_dir is not None:
-        sections.append(Section("training", "Training run", _training(inp.run_dir, data["name"])))
+        sections.append(Section("training", "Training run", training(inp.run_dir, data["name"])))
     step("spec")
-    spec_html, spec_css = _spec(inp.sources)
+    spec_html, spec_css = highlighted(inp.sources)
     spec_name = inp.sources[0][0]
     sections.append(Section("spec", f"Spec: {spec_name}", spec_html))
     values = ", ".join(f"{k}={v}" for k, v in data["parameters"].items())
@@ -151,158 +152,6 @@ def _blocks(g: nx.DiGraph, d: dict) -> str:
         "peak of live activations (inference), naive (--opt 0) vs planned concat buffers (--opt 1).</p>"
     )
     return note + table(head, rows, numeric={1, 3, 4, 5, 6, 7, 8, 9}, foot=foot)
-
-
-@contextlib.contextmanager
-def _svg_text() -> Iterator[None]:
-    """matplotlib writes text as text, not glyph outlines (the page's text stays selectable and
-    searchable, and the drawing is smaller), and ids from a fixed salt, not a random one (the same
-    network gives the same page; :func:`.svg.inline_svg` keeps ids unique across drawings)."""
-    import matplotlib
-
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "netdsl-report"}):
-        yield
-
-
-def _figure(svg: bytes, prefix: str, fit: bool = False) -> str:
-    return f'<div class="drawing{" fit" if fit else ""}">{inline_svg(svg, prefix)}</div>'
-
-
-def _drawing(g: nx.DiGraph, max_units: int) -> str:
-    from ..viz.graph import block_digraph, render
-
-    try:
-        svg = render(block_digraph(g, None, max_units=max_units), "svg")
-    except NetdslError as err:  # no `dot` installed, or a drawing too large to lay out
-        return f"<p class=note>no drawing: {esc(err.message)}</p>"
-    return (
-        f"<p class=note>One node per unit; blocks with more than {max_units} units keep their first and last "
-        f"{max_units // 2} (as <code>netdsl viz --max-units {max_units}</code>).</p>" + _figure(svg, "graph")
-    )
-
-
-def _matrices(g: nx.DiGraph, state, prefix: str) -> str:
-    from ..ir.graph import blocks
-    from ..viz.matrix import block_matrices, render_matrices
-
-    if not blocks(g):
-        return "<p class=note>no block(...) in this network: nothing to draw as a matrix.</p>"
-    with _svg_text():
-        svg = render_matrices(block_matrices(g, None, state), "svg")
-    what = "mean |weight| of unit i's first conv over x_j's channels" if state else "unit i reads feature x_j"
-    return f"<p class=note>Cell (i, j): {what}; grey: left out by the pattern.</p>" + _figure(svg, prefix, fit=True)
-
-
-def _heat_map(g: nx.DiGraph, weights: Path | None) -> str:
-    if weights is None:
-        return "<p class=note>No weights: give <code>--run RUN_DIR</code> or <code>--weights CKPT</code>.</p>"
-    from ..viz.weights import load_weights
-
-    state = load_weights(weights)
-    return f"<p>weights: {esc(weights)}</p>" + _matrices(g, state, "w")
-
-
-def _training(run: Path, name: str) -> str:
-    from ..display import for_matplotlib
-    from ..train.metrics import curves_image, read_metrics
-
-    rows = read_metrics(run / "metrics.jsonl")
-    if not rows:
-        raise NetdslError(f"{run / 'metrics.jsonl'}: no epoch recorded yet", None)
-    out = f"<p>run folder: {esc(run)}</p>"
-    info = _json(run / "run.json")
-    if info:
-        spec, data, recipe = (_sub(info, k) for k in ("spec", "data", "recipe"))
-        epochs, batch = recipe.get("epochs", "?"), recipe.get("batch_size", "?")
-        device = f"{info.get('world_size', '')} x {info.get('device', '')}, precision {info.get('precision', '')}"
-        facts = [
-            ["spec", spec.get("preset") or spec.get("name") or ""],
-            ["--set", ", ".join(f"{k}={v}" for k, v in _sub(info, "user_overrides").items())],
-            ["data", data.get("source", "")],
-            ["recipe", f"{recipe.get('name', '')}, {epochs} epochs, batch {batch}"],
-            ["seed", info.get("seed")],
-            ["device", device],
-        ]
-        out += table(["run", ""], facts)
-    results = _json(run / "results.json")
-    if results:
-        metrics = []
-        for which in ("best", "last"):
-            r = results.get(which) or {}
-            metrics.append([which, r.get("loss"), r.get("top1"), r.get("top5"), r.get("images")])
-        out += (
-            f"<p>Final metrics on the test set (best epoch {esc(results.get('best_epoch', '?'))} "
-            f"of {esc(results.get('epochs', '?'))}):</p>"
-        )
-        out += table(["checkpoint", "loss", "top-1 (%)", "top-5 (%)", "images"], metrics, numeric={1, 2, 3, 4})
-    else:
-        out += "<p class=note>no results.json: the run has not finished.</p>"
-    keys = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")
-    epochs = table(list(keys), [[r.get(k) for k in keys] for r in rows], numeric=set(range(len(keys))))
-    out += f"<details><summary>every epoch ({len(rows)} rows)</summary>{epochs}</details>"
-    with _svg_text():
-        svg = curves_image(rows, for_matplotlib(f"{name}: {run.name}"), "svg")
-    return out + _figure(svg, "curves", fit=True)
-
-
-def _trained_as(run: Path) -> str | None:
-    """``the run was trained as 'netdsl train TARGET --set k=v'; report it with the same`` (None:
-    no run.json to tell)."""
-    info = _json(run / "run.json")
-    spec = _sub(info, "spec")
-    target = spec.get("preset") or spec.get("target")
-    if not target:
-        return None
-    sets = "".join(f" --set {k}={v}" for k, v in _sub(info, "user_overrides").items())
-    return f"the run was trained as 'netdsl train {target}{sets}': report it with the same target and --set values"
-
-
-def _sub(d: dict, key: str) -> dict:
-    value = d.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError as e:
-        raise NetdslError(f"{path}: not valid JSON ({e})", None) from None
-    return data if isinstance(data, dict) else {}
-
-
-def spec_sources(path: Path, text: str) -> list[tuple[str, str]]:
-    """The root spec and the files it includes that define its templates, each as (name, text):
-    the name relative to the root spec's folder (``lib/densenet.net``) where it lies below it."""
-    from ..frontend.load import collect_templates, load_module
-
-    module, _ = load_module(path, text)
-    found = {str(path): text}
-    for t in collect_templates(module, path).values():
-        if t.span is not None and t.span.text is not None:
-            found.setdefault(t.span.file, t.span.text)
-    out = []
-    for file, source in found.items():
-        rel = os.path.relpath(file, path.parent)
-        out.append((path.name if file == str(path) else (Path(file).name if rel.startswith("..") else rel), source))
-    return out
-
-
-def _spec(sources: list[tuple[str, str]]) -> tuple[str, str]:
-    """The spec and its includes highlighted by :class:`netdsl.highlight.NetdslLexer`, with line
-    numbers, and the stylesheet for its classes."""
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-
-    from ..highlight import NetdslLexer
-
-    fmt = HtmlFormatter(linenos="table", cssclass="spec", style="default", wrapcode=True)
-    (_, root), *included = sources
-    out = highlight(root, NetdslLexer(), fmt)
-    for name, text in included:
-        out += f"<details><summary>included: {esc(name)}</summary>{highlight(text, NetdslLexer(), fmt)}</details>"
-    return out, fmt.get_style_defs(".spec")
 
 
 __all__ = ["STEPS", "ReportInput", "render_report", "spec_sources"]
