@@ -30,14 +30,16 @@ def register(sub) -> None:
 
 def spec_paths(paths: list[str]) -> list[Path]:
     """The files named, and the ``*.net`` files under the folders named (hidden folders skipped),
-    each once, in the order given (a folder's files sorted)."""
+    each once, in the order given (a folder's files sorted by path)."""
     found: list[Path] = []
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
+            inside = []
             for folder, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [Path(folder) / f for f in sorted(files) if f.endswith(SPEC_SUFFIX)]
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                inside += [Path(folder) / f for f in files if f.endswith(SPEC_SUFFIX)]
+            found += sorted(inside)
         elif path.exists():
             found.append(path)
         else:
