@@ -203,6 +203,7 @@ class _Formatter:
         self.prev2_sig: _Tok | None = None  # the one before it
         self.prev_unary = False  # prev_sig is a unary '-' or '+'
         self.force_newline = False  # after a '#' comment
+        self.leading_comment = False  # only /* */ comments are on the current line so far
         self.ended_item: str | None = None  # the item that just ended, until the next line starts
         self.closed_inline = False  # the body closed by the last '}' was on one line
         self.item = ""  # keyword of the top-level item being written
@@ -233,9 +234,10 @@ class _Formatter:
 
     def _comment(self, i: int, t: _Tok) -> None:
         gap = self._between(self.prev, t)
+        line_start = self.force_newline or "\n" in gap
         if self.prev is None:
             pass
-        elif self.force_newline or "\n" in gap:
+        elif line_start:
             nxt = self.next_sig[i]
             n = self.toks[nxt] if nxt is not None else None
             # a comment line between statements (or before a body's '}') is indented like them; one
@@ -250,6 +252,7 @@ class _Formatter:
             self.out.write(" ")
         self.out.write(t.text.rstrip() if t.kind == "COMMENT" else t.text)
         self.force_newline = t.kind == "COMMENT"
+        self.leading_comment = t.kind == "BLOCK_COMMENT" and (self.prev is None or self.leading_comment or line_start)
 
     def _token(self, i: int, t: _Tok) -> None:
         prev, ps = self.prev, self.prev_sig
@@ -267,7 +270,9 @@ class _Formatter:
         elif i in self.item_kind:
             self._newline(0, blank, self.item_kind[i])
         elif i in self.stmt:
-            if ps is not None and ps.text == "{":
+            if self.leading_comment and "\n" not in gap:
+                self.out.write(" ")  # `/* note */ conv(8)` on a line of its own stays together
+            elif ps is not None and ps.text == "{":
                 if self.bodies[-1]:
                     self.out.write(" ")
                 else:
@@ -291,7 +296,7 @@ class _Formatter:
         unary = t.text in ("-", "+") and not (ps is not None and ps.ends_operand)
         let_eq = t.text == "=" and self.prev2_sig is not None and self.prev2_sig.text == "let"
         self.out.write(t.text)
-        self.force_newline = False
+        self.force_newline = self.leading_comment = False
         self._track(i, t, ps)
         self.prev2_sig, self.prev_sig = ps, t
         self.prev_unary = unary

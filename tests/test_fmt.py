@@ -183,6 +183,10 @@ CASES = {
         '# header\ninclude "lib/densenet.net"\n\n# about n\nnetwork n(blocks=[1, 2],\n          k=4) {  # trailing\n'
         "    input(3, 8, 8)\n\n    # a note\n    conv(8,  # why 8\n         3) /* kept */\n    # the end\n}\n",
     ),
+    "block comments": (
+        "network n() {\n  /* off */ bn\n  relu /* why */ ; relu\n/* a\n   b */\n  conv( /* c */ 8)\n}",
+        "network n() {\n    /* off */ bn\n    relu /* why */; relu\n    /* a\n   b */\n    conv(/* c */ 8)\n}\n",
+    ),
     "empty and comment-only files": ("\n\n  \n", ""),
     "a comment only": ("  # just this  ", "# just this\n"),
     "crlf and a BOM": ("\ufeffnetwork n() {\r\n  bn\r\n}\r\n", "network n() {\n    bn\n}\n"),

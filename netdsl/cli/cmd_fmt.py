@@ -90,7 +90,7 @@ def run(args) -> int:
                 write_atomic(target, new)
                 print(shown(f"reformatted {path}"), file=sys.stderr)
         except NetdslError as err:
-            if args.debug:
+            if getattr(args, "debug", False):
                 raise
             failed += 1
             print(str(err), file=sys.stderr)
