@@ -297,6 +297,24 @@ def test_bad_paths_are_one_line_errors(tmp_path, capsys):
     assert latin1.read_bytes() == b"# caf\xe9\nnetwork n() { bn }\n"
 
 
+def test_without_paths_the_current_folder_is_formatted(tree, monkeypatch, capsys):
+    monkeypatch.chdir(tree)
+    os.chmod(tree / "ugly.net", 0o640)
+    assert main(["fmt"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "reformatted sub/deep.net",
+        "reformatted ugly.net",
+        "2 files reformatted, 1 left unchanged",
+    ]
+    assert (tree / "ugly.net").stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
+
+
+def test_the_ci_check_passes(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["fmt", "--check", "specs", "examples", "docs"]) == 0
+    assert capsys.readouterr().err == f"0 files would be reformatted, {len(BUNDLED)} already formatted\n"
+
+
 def test_a_symlinked_spec_is_rewritten_through_the_link(tmp_path):
     real = tmp_path / "real.net"
     real.write_text("network n(){bn}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def run(args) -> int:
                 target = path.resolve()  # a symlinked spec: rewrite the file it points to, keep the link
                 if not os.access(target, os.W_OK):
                     raise SpecValueError(f"{path}: not writable", None)
+                mode = stat.S_IMODE(os.stat(target).st_mode)
                 write_atomic(target, new)
+                os.chmod(target, mode)  # the rewritten file keeps its permissions
                 print(shown(f"reformatted {path}"), file=sys.stderr)
         except NetdslError as err:
             if getattr(args, "debug", False):
