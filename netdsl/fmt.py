@@ -74,7 +74,7 @@ def format_text(text: str, file: str = "<string>") -> str:
     text = strip_bom(text).replace("\r\n", "\n")
     module = parse(text, file)
     out = _Formatter(text, module).run()
-    if parse(out, file) != module:  # pragma: no cover - a formatter bug; the check makes it harmless
+    if parse(out, file) != module:  # a bug here: the check makes it harmless
         raise IRError(f"netdsl fmt would change the meaning of {file}; it was left as it is", Span(file, 1, 1))
     return out
 

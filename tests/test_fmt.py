@@ -287,6 +287,18 @@ def test_a_file_that_does_not_parse_exits_2_and_is_left_alone(tree, capsys):
     assert (tree / "ugly.net").read_text() == "network n() { input(3, 8, 8); conv(8, 3) }\n"  # the others are done
 
 
+def test_output_that_would_change_the_ast_is_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    # the re-parse check of format_text, seen through a formatter that drops a statement
+    from netdsl import fmt
+
+    monkeypatch.setattr(fmt._Formatter, "run", lambda self: "network n() { bn }\n")
+    spec = tmp_path / "s.net"
+    spec.write_text("network n(){bn;relu}")
+    assert main(["fmt", str(spec)]) == 2
+    assert capsys.readouterr().err.startswith(f"{spec}:1:1: internal error: netdsl fmt would change the meaning of")
+    assert spec.read_text() == "network n(){bn;relu}"
+
+
 def test_bad_paths_are_one_line_errors(tmp_path, capsys):
     assert main(["fmt", str(tmp_path / "missing.net")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.net'}: no such file or folder"
