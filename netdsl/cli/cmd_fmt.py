@@ -21,7 +21,7 @@ def register(sub) -> None:
         help="format .net specs in the canonical layout (in place)",
         description="Rewrite .net specs in place in the canonical layout (docs/language.md, 'Formatting'). "
         "Folders are searched for *.net files; '-' formats standard input to standard output. "
-        "Exit code: 0 done, 1 with --check/--diff when a file would change, 2 when a file does not parse.",
+        "Exit code: 0 done, 1 with --check/--diff when a file would change, 2 when a file cannot be read or parsed.",
     )
     p.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="spec files or folders (default: .)")
     p.add_argument("--check", action="store_true", help="write nothing; list files that would change (exit 1 if any)")
