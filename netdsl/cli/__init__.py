@@ -11,7 +11,7 @@ from ..display import shown
 from ..errors import IncludeError, NetdslError, Span, SpecNameError
 
 # Subcommand modules, in the order `netdsl --help` lists them.
-COMMANDS = ["compile", "summary", "check", "list", "run", "viz", "report", "train", "eval", "bench"]
+COMMANDS = ["compile", "summary", "check", "fmt", "list", "run", "viz", "report", "train", "eval", "bench"]
 
 
 class OneLineParser(argparse.ArgumentParser):
