@@ -34,15 +34,32 @@ def compile_spec(
 
 
 def build_model(
-    target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides
+    target: str | Path,
+    *,
+    seed: int | None = 0,
+    limits: Limits | None = None,
+    opt: int = DEFAULT_OPT,
+    weights=None,
+    layout: str = "netdsl",
+    **overrides,
 ):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
+
+    ``weights``: a state_dict or ``torch.save`` file of ``layout`` ("netdsl", "torchvision",
+    "pytorchcv") loaded into the module, see :func:`netdsl.load_weights`.
 
     >>> m = build_model("densenet_bc100_k12", classes=100)
     >>> m.head1.fc.out_features
     100
     """
-    return instantiate(compile_target(target, overrides, limits=limits, opt=opt).graph, seed)
+    from .weights import load_weights, remember_graph
+
+    graph = compile_target(target, overrides, limits=limits, opt=opt).graph
+    model = instantiate(graph, seed)
+    remember_graph(model, graph)  # so load_weights(model, ...) can match modules by structure
+    if weights is not None:
+        load_weights(model, weights, layout)
+    return model
 
 
 def torch_source(
