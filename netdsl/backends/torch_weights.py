@@ -13,7 +13,8 @@ from ..errors import NetdslError
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state_dict from a file: a raw state_dict, or a checkpoint holding it under ``"model"`` (a
-    netdsl training checkpoint) or ``"state_dict"`` (the common convention of other tools). Loaded with ``weights_only=True``, so a checkpoint can never run code."""
+    netdsl training checkpoint) or ``"state_dict"`` (the common convention of other tools).
+    Loaded with ``weights_only=True``, so a checkpoint can never run code."""
     path = Path(path)
     if not path.is_file():
         raise NetdslError(f"no checkpoint file '{path}': not found", None)

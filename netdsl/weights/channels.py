@@ -59,7 +59,7 @@ def output_perms(graph: nx.DiGraph, reverse: set[str], layout: str) -> dict[str,
             perms[node] = None  # consumes the order: its weights are permuted along the input dim
         elif len(ins) == 1 and (kind in _CHANNELWISE or get(kind).per_channel or get(kind).eval_identity):
             perms[node] = ins[0]
-        elif kind == "flatten":
+        elif kind == "flatten" and ins[0] is not None:
             perms[node] = _flatten_perm(ins[0], graph.nodes[inputs[0]]["shape"])
         elif get(kind).elementwise and all(p == ins[0] for p in ins):
             perms[node] = ins[0]

@@ -44,7 +44,7 @@ LAYOUTS: dict[str, Layout] = {
         Layout(
             "torchvision",
             names=torchvision_names,
-            describe="torchvision's DenseNet and ResNet modules (features.denseblock1.denselayer1.norm1, layer1.0.conv1)",
+            describe="torchvision's DenseNets and ResNets (features.denseblock1.denselayer1.norm1, layer1.0.conv1)",
         ),
         Layout(
             "pytorchcv",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is needed only once tensors are there, not to list the layouts
+    import torch
 
 # BatchNorm's step counter: absent from old checkpoints, never part of the arithmetic.
 COUNTER = "num_batches_tracked"

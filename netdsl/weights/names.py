@@ -6,8 +6,8 @@ torchvision names two families:
 
 - DenseNet (a network of concat blocks): ``features.conv0``/``norm0`` for the stem,
   ``features.denseblock{b}.denselayer{u}.norm{i}``/``conv{i}`` for the i-th BN/conv of unit u,
-  ``features.transition{b}.norm``/``conv`` after block b, ``features.norm{B+1}`` for the final
-  BN and ``classifier``;
+  ``features.transition{b}.norm``/``conv`` after block b, ``features.norm5`` for the final
+  BN (torchvision says norm5 for any number of blocks) and ``classifier``;
 - ResNet (residual units joined by add): ``conv1``/``bn1`` for the stem,
   ``layer{s}.{j}.conv{i}``/``bn{i}`` on the main branch, ``layer{s}.{j}.downsample.0``/``.1``
   for a projection shortcut (a unit with one starts stage s), ``fc``.
@@ -76,9 +76,12 @@ def _densenet_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str
             if seen == 0:
                 slots[seen] = {"conv": "features.conv0", "batchnorm": "features.norm0"}
             elif seen < last:
-                slots[seen] = {"conv": f"features.transition{seen}.conv", "batchnorm": f"features.transition{seen}.norm"}
+                slots[seen] = {
+                    "conv": f"features.transition{seen}.conv",
+                    "batchnorm": f"features.transition{seen}.norm",
+                }
             else:
-                slots[seen] = {"batchnorm": f"features.norm{last + 1}", "linear": "classifier"}
+                slots[seen] = {"batchnorm": "features.norm5", "linear": "classifier"}  # norm5 whatever the depth
         where = "stem" if seen == 0 else ("head" if seen == last else f"transition after block {seen}")
         out.append(_once(slots[seen], module, where))
     return out
@@ -105,7 +108,9 @@ def _resnet_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
             out.append(_once(stem if current is None else head, module, "stem" if current is None else "head"))
             continue
         a, b = branches[unit]
-        weighted = [{n for n in br if graph.nodes[n]["kind"] == "conv" and graph.nodes[n].get("stage") == unit} for br in (a, b)]
+        weighted = [
+            {n for n in br if graph.nodes[n]["kind"] == "conv" and graph.nodes[n].get("stage") == unit} for br in (a, b)
+        ]
         main = 0 if len(weighted[0]) >= len(weighted[1]) else 1
         if unit != current:
             current = unit
@@ -114,7 +119,9 @@ def _resnet_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
             else:
                 block_no += 1
             if stage_no == 0:
-                raise WeightsError(f"'{unit}': torchvision's ResNet layout starts each stage with a projection shortcut")
+                raise WeightsError(
+                    f"'{unit}': torchvision's ResNet layout starts each stage with a projection shortcut"
+                )
         scope = f"layer{stage_no}.{block_no}"
         on_main = module.prefix in (a, b)[main] and module.prefix not in (a, b)[1 - main]
         if on_main:

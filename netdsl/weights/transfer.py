@@ -159,7 +159,7 @@ def _by_name(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor])
 
 def _align(own: list[ModuleWeights], theirs: list[ModuleWeights]) -> list[ModuleWeights]:
     """``theirs`` checked to pair with ``own`` position by position."""
-    for i, (mine, other) in enumerate(zip(own, theirs)):
+    for i, (mine, other) in enumerate(zip(own, theirs, strict=False)):  # lengths compared below
         if mine.signature() != other.signature():
             raise WeightsError(
                 f"weight module {i + 1} does not fit: the weights have {other.describe()}"
