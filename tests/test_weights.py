@@ -63,10 +63,15 @@ def adaptive_pool(ref: nn.Module) -> nn.Module:
 
 
 def check_pytorchcv(ref: nn.Module, target: str, size: tuple[int, int], **overrides) -> float:
+    """Load ``ref``'s random weights into the netdsl model: equal logits; export them back by
+    pytorchcv's naming rule: exactly ``ref``'s state_dict."""
     randomize(adaptive_pool(ref))
     net = netdsl.build_model(target, weights=ref.state_dict(), layout="pytorchcv", size=size[0], **overrides)
     diff = rel_diff(logits(ref, size), logits(net, size))
     assert diff <= TOL
+    exported, want = netdsl.export_weights(net, "pytorchcv"), ref.state_dict()
+    assert [(k, v.shape) for k, v in exported.items()] == [(k, v.shape) for k, v in want.items()]
+    assert all(torch.equal(v, want[k]) for k, v in exported.items())
     return diff
 
 

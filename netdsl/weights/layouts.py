@@ -15,7 +15,7 @@ import networkx as nx
 from ..errors import WeightsError
 from ..ir.graph import BlockInfo
 from .modules import ModuleWeights
-from .names import torchvision_names
+from .names import pytorchcv_names, torchvision_names
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ LAYOUTS: dict[str, Layout] = {
         Layout(
             "pytorchcv",
             newest_first=_hands_on_next,
+            names=pytorchcv_names,
             describe="pytorchcv 0.0.74 (features.stage1.unit1.conv1.conv); SparseNet concatenates newest first",
         ),
     )

@@ -1,21 +1,29 @@
 """Export names: the key prefixes a layout gives netdsl's weight-bearing modules, derived from
-where each module sits in the IR (stem, dense block and unit, transition, residual unit and
-branch, head), not from per-model tables.
+where each module sits in the IR, not from per-model tables.
 
-torchvision names two families:
+:func:`places` finds each module's place -- the stem, unit u of dense block b, the transition
+after block b, the head, or the main branch / shortcut of residual unit j of stage s -- from the
+IR's blocks and add nodes; each layout then spells the places its own way:
 
-- DenseNet (a network of concat blocks): ``features.conv0``/``norm0`` for the stem,
-  ``features.denseblock{b}.denselayer{u}.norm{i}``/``conv{i}`` for the i-th BN/conv of unit u,
-  ``features.transition{b}.norm``/``conv`` after block b, ``features.norm5`` for the final
-  BN (torchvision says norm5 for any number of blocks) and ``classifier``;
-- ResNet (residual units joined by add): ``conv1``/``bn1`` for the stem,
-  ``layer{s}.{j}.conv{i}``/``bn{i}`` on the main branch, ``layer{s}.{j}.downsample.0``/``.1``
-  for a projection shortcut (a unit with one starts stage s), ``fc``.
+torchvision
+    DenseNet: ``features.conv0``/``norm0``, ``features.denseblock{b}.denselayer{u}.norm{i}``/
+    ``conv{i}``, ``features.transition{b}.norm``/``conv``, ``features.norm5`` (for any number of
+    blocks), ``classifier``. ResNet: ``conv1``/``bn1``, ``layer{s}.{j}.conv{i}``/``bn{i}``,
+    ``layer{s}.{j}.downsample.0``/``.1``, ``fc``.
+pytorchcv
+    BN-ReLU-conv pairs are one module (``conv1.bn``, ``conv1.conv``; ``conv`` in a one-conv unit).
+    DenseNet: ``features.init_block`` (a lone conv) or ``.conv``/``.bn``,
+    ``features.stage{b}.unit{u}.conv{i}.bn``, ``features.stage{b+1}.trans{b+1}.conv.bn``,
+    ``features.post_activ.bn``, ``output``; SparseNet (blocks that hand on ``output=next``):
+    ``features.stage{b}.blocks.block{u}...`` and ``features.stage{b+1}.trans.conv...``. ResNet
+    (conv-BN pairs): ``features.init_block.conv.conv``, ``features.stage{s}.unit{j}.body.conv{i}.bn``,
+    ``...identity_conv.conv``, ``output``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -23,114 +31,193 @@ from ..errors import WeightsError
 from ..ir.graph import blocks
 from .modules import ModuleWeights
 
-_SHORT = {"batchnorm": "bn", "conv": "conv", "linear": "fc"}
+
+@dataclass(frozen=True)
+class Place:
+    """Where a weight module sits. ``section``: stem, unit, transition, head (DenseNet family)
+    or stem, residual, head (ResNet family); ``block``/``unit``: b and u (or stage s and unit j,
+    0-based as torchvision counts them); ``ordinal``: the i-th module of its kind in its scope;
+    ``pair``: the conv it pairs with (BN before its conv in a dense unit, after it in a residual
+    one); ``convs``: how many convs the scope has."""
+
+    family: str
+    section: str
+    kind: str
+    block: int = 0
+    unit: int = 0
+    ordinal: int = 1
+    pair: int = 1
+    convs: int = 1
+    shortcut: bool = False
+    sparse: bool = False  # a block that hands on what the next unit reads (output=next)
+
+
+def places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: str) -> list[Place]:
+    if any(b.kind == "concat" for b in blocks(graph)):
+        return _dense_places(graph, modules, layout)
+    if any(d["kind"] == "add" for _, d in graph.nodes(data=True)):
+        return _residual_places(graph, modules, layout)
+    raise WeightsError(
+        f"no {layout} layout for '{graph.graph.get('name')}'",
+        None,
+        f"{layout} names DenseNets (concat blocks) and ResNets (residual units); export with layout='netdsl'",
+    )
+
+
+def _node(graph: nx.DiGraph, module: ModuleWeights, layout: str) -> dict:
+    if module.prefix not in graph:
+        raise WeightsError(f"'{module.prefix}' is not one op of the network; its {layout} name is unknown")
+    return graph.nodes[module.prefix]
+
+
+def _scoped(found: list[tuple[tuple, str, dict]], pre_activation: bool) -> list[tuple[int, int, int]]:
+    """(ordinal, pair, convs) of each module, given (scope, kind, extra) in order."""
+    convs = Counter(scope for scope, kind, _ in found if kind == "conv")
+    count: Counter[tuple] = Counter()
+    out = []
+    for scope, kind, _ in found:
+        count[scope, kind] += 1
+        seen_convs = count[scope, "conv"]
+        pair = seen_convs if kind == "conv" or not pre_activation else seen_convs + 1
+        out.append((count[scope, kind], pair, convs[scope]))
+    return out
+
+
+def _dense_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: str) -> list[Place]:
+    dense = [b for b in blocks(graph) if b.kind == "concat"]
+    if len(dense) != len(blocks(graph)) or graph.graph.get("block_parents"):
+        raise WeightsError(f"the {layout} DenseNet layout has plain dense blocks only (no nested or add blocks)")
+    order = [b.name for b in dense]
+    sparse = {b.name: b.output_mode == "next" for b in dense}
+    seen, found = 0, []  # blocks passed so far (topological order: a transition follows its block)
+    for module in modules:
+        data = _node(graph, module, layout)
+        if data.get("block") in order:
+            seen = order.index(data["block"]) + 1
+            found.append(((seen, data["unit"]), module.kind, {"section": "unit", "unit": data["unit"]}))
+        else:
+            section = "stem" if seen == 0 else "head" if seen == len(order) else "transition"
+            found.append(((section, seen), module.kind, {"section": section}))
+    out = []
+    for (scope, kind, extra), (ordinal, pair, convs) in zip(found, _scoped(found, True), strict=True):
+        block = scope[0] if extra["section"] == "unit" else scope[1]
+        is_sparse = sparse[order[block - 1]] if block else sparse[order[0]]
+        out.append(
+            Place(
+                "densenet", kind=kind, block=block, ordinal=ordinal, pair=pair, convs=convs, sparse=is_sparse, **extra
+            )
+        )
+    return out
+
+
+def _residual_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: str) -> list[Place]:
+    # A residual unit is the template call (the nodes' `stage`) that ends in an add of two branches.
+    units = {d["stage"]: n for n, d in graph.nodes(data=True) if d["kind"] == "add"}
+    branches = {}
+    for unit, add in units.items():
+        inputs = graph.nodes[add]["inputs"]
+        if len(inputs) != 2:
+            raise WeightsError(f"the {layout} ResNet layout adds two branches; '{add}' adds {len(inputs)}")
+        sides = [nx.ancestors(graph, i) | {i} for i in inputs]
+        mine = [{n for n in side if graph.nodes[n].get("stage") == unit} for side in sides]
+        convs = [sum(graph.nodes[n]["kind"] == "conv" for n in side) for side in mine]
+        main = 0 if convs[0] >= convs[1] else 1
+        branches[unit] = (mine[main], bool(convs[1 - main]))
+    stage, index, current, found = 0, -1, None, []
+    for module in modules:
+        data = _node(graph, module, layout)
+        unit = data.get("stage")
+        if unit not in units:
+            section = "stem" if current is None else "head"
+            found.append(((section,), module.kind, {"section": section}))
+            continue
+        main, projection = branches[unit]
+        if unit != current:
+            current = unit
+            stage, index = (stage + 1, 0) if projection else (stage, index + 1)  # a projection starts a stage
+            if stage == 0:
+                raise WeightsError(f"'{unit}': the {layout} ResNet layout starts each stage with a projection shortcut")
+        shortcut = module.prefix not in main
+        found.append(((stage, index, shortcut), module.kind, {"section": "residual", "shortcut": shortcut}))
+    out = []
+    for (scope, kind, extra), (ordinal, pair, convs) in zip(found, _scoped(found, False), strict=True):
+        block, unit = (scope[0], scope[1]) if extra["section"] == "residual" else (0, 0)
+        out.append(Place("resnet", kind=kind, block=block, unit=unit, ordinal=ordinal, pair=pair, convs=convs, **extra))
+    return out
+
+
+def _single(place: Place, kinds, layout: str) -> None:
+    """Refuse a module a single-slot scope (a stem, a transition, a head, a shortcut) has no name for."""
+    if place.kind not in kinds or place.ordinal > 1:
+        where = f"{place.section} {place.block}" if place.block else place.section
+        raise WeightsError(f"no {layout} name for the {place.kind} module {place.ordinal} of the {where}")
+
+
+def _slot(place: Place, slots: dict[str, str], layout: str) -> str:
+    """The one name a kind has in a single-slot scope."""
+    _single(place, slots, layout)
+    return slots[place.kind]
 
 
 def torchvision_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
     """torchvision's key prefix for each of netdsl's ``modules`` (state_dict order)."""
-    if any(b.kind == "concat" for b in blocks(graph)):
-        return _densenet_names(graph, modules)
-    if any(d["kind"] == "add" for _, d in graph.nodes(data=True)):
-        return _resnet_names(graph, modules)
-    raise WeightsError(
-        f"no torchvision layout for '{graph.graph.get('name')}'",
-        None,
-        "torchvision names DenseNets (concat blocks) and ResNets (residual units); export with layout='netdsl'",
-    )
-
-
-def _node(graph: nx.DiGraph, module: ModuleWeights) -> dict:
-    if module.prefix not in graph:
-        raise WeightsError(f"'{module.prefix}' is not one op of the network; its torchvision name is unknown")
-    return graph.nodes[module.prefix]
-
-
-def _once(names: dict[str, str], module: ModuleWeights, where: str) -> str:
-    """The one name a kind has in a single-slot scope (a stem, a transition, a head)."""
-    name = names.get(module.kind)
-    if name is None:
-        raise WeightsError(f"no torchvision name for {module.describe()} in the {where}")
-    names.pop(module.kind)  # a second module of this kind in the scope has no name
-    return name
-
-
-def _densenet_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
-    order = [b.name for b in blocks(graph) if b.kind == "concat"]
-    if any(b.kind != "concat" for b in blocks(graph)) or graph.graph.get("block_parents"):
-        raise WeightsError("torchvision's DenseNet layout has plain dense blocks only (no nested or add blocks)")
-    last = len(order)
-    seen = 0  # blocks passed so far (topological order: a transition follows its block)
-    count: Counter[tuple[str, str]] = Counter()
-    slots: dict[int, dict[str, str]] = {}
     out = []
-    for module in modules:
-        data = _node(graph, module)
-        if data.get("block") in order:
-            seen = order.index(data["block"]) + 1
-            scope = f"features.denseblock{seen}.denselayer{data['unit']}"
-            count[scope, module.kind] += 1
-            short = "norm" if module.kind == "batchnorm" else module.kind
-            out.append(f"{scope}.{short}{count[scope, module.kind]}")
-            continue
-        if seen not in slots:
-            if seen == 0:
-                slots[seen] = {"conv": "features.conv0", "batchnorm": "features.norm0"}
-            elif seen < last:
-                slots[seen] = {
-                    "conv": f"features.transition{seen}.conv",
-                    "batchnorm": f"features.transition{seen}.norm",
-                }
-            else:
-                slots[seen] = {"batchnorm": "features.norm5", "linear": "classifier"}  # norm5 whatever the depth
-        where = "stem" if seen == 0 else ("head" if seen == last else f"transition after block {seen}")
-        out.append(_once(slots[seen], module, where))
+    for p in places(graph, modules, "torchvision"):
+        short = {"batchnorm": "norm" if p.family == "densenet" else "bn", "conv": "conv", "linear": "fc"}[p.kind]
+        if p.family == "densenet" and p.section == "unit":
+            out.append(f"features.denseblock{p.block}.denselayer{p.unit}.{short}{p.ordinal}")
+        elif p.family == "densenet":
+            slots = {
+                "stem": {"conv": "features.conv0", "batchnorm": "features.norm0"},
+                "transition": {
+                    "conv": f"features.transition{p.block}.conv",
+                    "batchnorm": f"features.transition{p.block}.norm",
+                },
+                "head": {"batchnorm": "features.norm5", "linear": "classifier"},
+            }[p.section]
+            out.append(_slot(p, slots, "torchvision"))
+        elif p.section == "residual" and not p.shortcut:
+            out.append(f"layer{p.block}.{p.unit}.{short}{p.ordinal}")
+        else:
+            scope = f"layer{p.block}.{p.unit}.downsample"
+            slots = {
+                "stem": {"conv": "conv1", "batchnorm": "bn1"},
+                "head": {"linear": "fc"},
+                "residual": {"conv": f"{scope}.0", "batchnorm": f"{scope}.1"},
+            }[p.section]
+            out.append(_slot(p, slots, "torchvision"))
     return out
 
 
-def _resnet_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
-    # A residual unit is the template call (the node's `stage`) that ends in an add of two branches.
-    units = {d["stage"]: n for n, d in graph.nodes(data=True) if d["kind"] == "add"}
-    branches = {}
-    for stage, add in units.items():
-        inputs = graph.nodes[add]["inputs"]
-        if len(inputs) != 2:
-            raise WeightsError(f"torchvision's ResNet layout adds two branches; '{add}' adds {len(inputs)}")
-        branches[stage] = [nx.ancestors(graph, i) | {i} for i in inputs]
-    stage_no, block_no, current = 0, -1, None
-    stem = {"conv": "conv1", "batchnorm": "bn1"}
-    head = {"linear": "fc"}
-    count: Counter[tuple[str, str]] = Counter()
+def pytorchcv_names(graph: nx.DiGraph, modules: list[ModuleWeights]) -> list[str]:
+    """pytorchcv 0.0.74's key prefix for each of netdsl's ``modules`` (state_dict order)."""
+    found = places(graph, modules, "pytorchcv")
+    stem_convs = sum(p.section == "stem" and p.kind == "conv" for p in found)
+    stem_bns = sum(p.section == "stem" and p.kind == "batchnorm" for p in found)
     out = []
-    for module in modules:
-        data = _node(graph, module)
-        unit = data.get("stage")
-        if unit not in units:
-            out.append(_once(stem if current is None else head, module, "stem" if current is None else "head"))
-            continue
-        a, b = branches[unit]
-        weighted = [
-            {n for n in br if graph.nodes[n]["kind"] == "conv" and graph.nodes[n].get("stage") == unit} for br in (a, b)
-        ]
-        main = 0 if len(weighted[0]) >= len(weighted[1]) else 1
-        if unit != current:
-            current = unit
-            if weighted[1 - main]:  # a projection shortcut starts a stage
-                stage_no, block_no = stage_no + 1, 0
-            else:
-                block_no += 1
-            if stage_no == 0:
-                raise WeightsError(
-                    f"'{unit}': torchvision's ResNet layout starts each stage with a projection shortcut"
-                )
-        scope = f"layer{stage_no}.{block_no}"
-        on_main = module.prefix in (a, b)[main] and module.prefix not in (a, b)[1 - main]
-        if on_main:
-            count[scope, module.kind] += 1
-            out.append(f"{scope}.{_SHORT[module.kind]}{count[scope, module.kind]}")
+    for p in found:
+        part = {"batchnorm": "bn", "conv": "conv"}.get(p.kind, "")
+        pair = "conv" if p.convs == 1 else f"conv{p.pair}"
+        if p.section == "head":
+            out.append(_slot(p, {"batchnorm": "features.post_activ.bn", "linear": "output"}, "pytorchcv"))
+        elif p.family == "densenet" and p.section == "stem":
+            lone = stem_convs == 1 and stem_bns == 0  # CIFAR: a plain 3x3 conv
+            slots = {
+                "conv": "features.init_block" if lone else "features.init_block.conv",
+                "batchnorm": "features.init_block.bn",
+            }
+            out.append(_slot(p, slots, "pytorchcv"))
+        elif p.family == "densenet" and p.section == "unit":
+            unit = f"blocks.block{p.unit}" if p.sparse else f"unit{p.unit}"
+            out.append(f"features.stage{p.block}.{unit}.{pair}.{part}")
+        elif p.family == "densenet":
+            _single(p, ("conv", "batchnorm"), "pytorchcv")  # a transition
+            trans = "trans" if p.sparse else f"trans{p.block + 1}"
+            out.append(f"features.stage{p.block + 1}.{trans}.conv.{part}")
+        elif p.section == "stem":
+            stem = {"conv": "features.init_block.conv.conv", "batchnorm": "features.init_block.conv.bn"}
+            out.append(_slot(p, stem, "pytorchcv"))
         else:
-            count[scope + ".downsample", module.kind] += 1
-            position = {"conv": 0, "batchnorm": 1}.get(module.kind)
-            if position is None or count[scope + ".downsample", module.kind] > 1:
-                raise WeightsError(f"no torchvision name for {module.describe()} on a shortcut")
-            out.append(f"{scope}.downsample.{position}")
+            unit = f"features.stage{p.block}.unit{p.unit + 1}"
+            out.append(f"{unit}.identity_conv.{part}" if p.shortcut else f"{unit}.body.{pair}.{part}")
     return out
