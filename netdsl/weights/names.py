@@ -23,7 +23,7 @@ pytorchcv
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -70,16 +70,16 @@ def _node(graph: nx.DiGraph, module: ModuleWeights, layout: str) -> dict:
     return graph.nodes[module.prefix]
 
 
-def _scoped(found: list[tuple[tuple, str, dict]], pre_activation: bool) -> list[tuple[int, int, int]]:
-    """(ordinal, pair, convs) of each module, given (scope, kind, extra) in order."""
-    convs = Counter(scope for scope, kind, _ in found if kind == "conv")
+def _counted(found: list[tuple[tuple, Place]], pre_activation: bool) -> list[Place]:
+    """The places with their ordinal, pair and conv count filled in, per scope."""
+    convs = Counter(scope for scope, place in found if place.kind == "conv")
     count: Counter[tuple] = Counter()
     out = []
-    for scope, kind, _ in found:
-        count[scope, kind] += 1
-        seen_convs = count[scope, "conv"]
-        pair = seen_convs if kind == "conv" or not pre_activation else seen_convs + 1
-        out.append((count[scope, kind], pair, convs[scope]))
+    for scope, place in found:
+        count[scope, place.kind] += 1
+        seen = count[scope, "conv"]
+        pair = seen if place.kind == "conv" or not pre_activation else seen + 1
+        out.append(replace(place, ordinal=count[scope, place.kind], pair=pair, convs=convs[scope]))
     return out
 
 
@@ -88,26 +88,21 @@ def _dense_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: str) 
     if len(dense) != len(blocks(graph)) or graph.graph.get("block_parents"):
         raise WeightsError(f"the {layout} DenseNet layout has plain dense blocks only (no nested or add blocks)")
     order = [b.name for b in dense]
-    sparse = {b.name: b.output_mode == "next" for b in dense}
-    seen, found = 0, []  # blocks passed so far (topological order: a transition follows its block)
+    sparse = [b.output_mode == "next" for b in dense]
+    seen = 0  # blocks passed so far (topological order: a transition follows its block)
+    found: list[tuple[tuple, Place]] = []
     for module in modules:
         data = _node(graph, module, layout)
         if data.get("block") in order:
             seen = order.index(data["block"]) + 1
-            found.append(((seen, data["unit"]), module.kind, {"section": "unit", "unit": data["unit"]}))
+            place = Place("densenet", "unit", module.kind, seen, data["unit"], sparse=sparse[seen - 1])
+            found.append(((seen, data["unit"]), place))
         else:
             section = "stem" if seen == 0 else "head" if seen == len(order) else "transition"
-            found.append(((section, seen), module.kind, {"section": section}))
-    out = []
-    for (scope, kind, extra), (ordinal, pair, convs) in zip(found, _scoped(found, True), strict=True):
-        block = scope[0] if extra["section"] == "unit" else scope[1]
-        is_sparse = sparse[order[block - 1]] if block else sparse[order[0]]
-        out.append(
-            Place(
-                "densenet", kind=kind, block=block, ordinal=ordinal, pair=pair, convs=convs, sparse=is_sparse, **extra
+            found.append(
+                ((section, seen), Place("densenet", section, module.kind, seen, sparse=sparse[max(seen, 1) - 1]))
             )
-        )
-    return out
+    return _counted(found, pre_activation=True)
 
 
 def _residual_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: str) -> list[Place]:
@@ -121,29 +116,28 @@ def _residual_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: st
         sides = [nx.ancestors(graph, i) | {i} for i in inputs]
         mine = [{n for n in side if graph.nodes[n].get("stage") == unit} for side in sides]
         convs = [sum(graph.nodes[n]["kind"] == "conv" for n in side) for side in mine]
-        main = 0 if convs[0] >= convs[1] else 1
-        branches[unit] = (mine[main], bool(convs[1 - main]))
-    stage, index, current, found = 0, -1, None, []
+        longer = 0 if convs[0] >= convs[1] else 1  # the main branch; the other is the shortcut
+        branches[unit] = (mine[longer], bool(convs[1 - longer]))
+    stage, index, current = 0, -1, None
+    found: list[tuple[tuple, Place]] = []
     for module in modules:
         data = _node(graph, module, layout)
         unit = data.get("stage")
         if unit not in units:
             section = "stem" if current is None else "head"
-            found.append(((section,), module.kind, {"section": section}))
+            found.append(((section,), Place("resnet", section, module.kind)))
             continue
-        main, projection = branches[unit]
+        on_main, projection = branches[unit]
         if unit != current:
             current = unit
             stage, index = (stage + 1, 0) if projection else (stage, index + 1)  # a projection starts a stage
             if stage == 0:
                 raise WeightsError(f"'{unit}': the {layout} ResNet layout starts each stage with a projection shortcut")
-        shortcut = module.prefix not in main
-        found.append(((stage, index, shortcut), module.kind, {"section": "residual", "shortcut": shortcut}))
-    out = []
-    for (scope, kind, extra), (ordinal, pair, convs) in zip(found, _scoped(found, False), strict=True):
-        block, unit = (scope[0], scope[1]) if extra["section"] == "residual" else (0, 0)
-        out.append(Place("resnet", kind=kind, block=block, unit=unit, ordinal=ordinal, pair=pair, convs=convs, **extra))
-    return out
+        shortcut = module.prefix not in on_main
+        found.append(
+            ((stage, index, shortcut), Place("resnet", "residual", module.kind, stage, index, shortcut=shortcut))
+        )
+    return _counted(found, pre_activation=False)
 
 
 def _single(place: Place, kinds, layout: str) -> None:
