@@ -308,3 +308,27 @@ def test_cli_export_weights_errors_one_line(tmp_path, capsys):
     assert not out.exists()
     assert main([*args, "-o", str(tmp_path / "no" / "x.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_compile_onnx_with_torchvision_weights(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    ref, _ = small_densenet()
+    ckpt, out = tmp_path / "tv.pt", tmp_path / "m.onnx"
+    torch.save({"state_dict": ref.state_dict()}, ckpt)
+    args = [
+        "compile",
+        "densenet121",
+        "--set",
+        "blocks=[2,3]",
+        "--set",
+        "k=4",
+        "--set",
+        "classes=10",
+        "--set",
+        "size=32",
+    ]
+    assert main([*args, "--target", "onnx", "--weights", str(ckpt), "--layout", "torchvision", "-o", str(out)]) == 0
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    assert rel_diff(logits(ref, (32, 32)), got) <= 1e-5
