@@ -80,9 +80,7 @@ def load_weights(model: nn.Module, weights, layout: str = "netdsl", *, graph: nx
                 if name == COUNTER and name not in theirs.tensors:
                     new[mod.key(name)] = mine  # an old checkpoint without BN step counters
                     continue
-                value = theirs.tensors[name]
-                _check_shape(theirs.key(name), value, mod.key(name), mine)
-                new[mod.key(name)] = _permuted(mod, name, value, perm).to(mine.dtype)
+                new[mod.key(name)] = _permuted(mod, name, theirs.tensors[name], perm).to(mine.dtype)
     model.load_state_dict(new, strict=True)
     return model
 
@@ -103,10 +101,6 @@ def export_weights(
     g = _graph(model, graph)
     if like is not None:
         theirs = _align(own, group(read_weights(like)))
-        for mod, other in zip(own, theirs, strict=True):
-            for name, mine in mod.tensors.items():
-                if name in other.tensors:
-                    _check_shape(other.key(name), other.tensors[name], mod.key(name), mine)
         prefixes = [t.prefix for t in theirs]
         keep = [set(t.tensors) for t in theirs]
     elif lay.names is None:
@@ -158,7 +152,8 @@ def _by_name(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor])
 
 
 def _align(own: list[ModuleWeights], theirs: list[ModuleWeights]) -> list[ModuleWeights]:
-    """``theirs`` checked to pair with ``own`` position by position."""
+    """``theirs`` checked to pair with ``own`` position by position: kinds, tensor names and
+    shapes, the first misfit reported."""
     for i, (mine, other) in enumerate(zip(own, theirs, strict=False)):  # lengths compared below
         if mine.signature() != other.signature():
             raise WeightsError(
@@ -167,6 +162,9 @@ def _align(own: list[ModuleWeights], theirs: list[ModuleWeights]) -> list[Module
                 None,
                 _ORDER_HINT,
             )
+        for name, tensor in mine.tensors.items():
+            if name in other.tensors:
+                _check_shape(other.key(name), other.tensors[name], mine.key(name), tensor)
     if len(own) != len(theirs):
         more, what = (own, "network") if len(own) > len(theirs) else (theirs, "weights")
         raise WeightsError(
