@@ -230,6 +230,34 @@ def test_torchvision_fixture_full_size(name):
     print(f"torchvision {name}: max relative difference {diff:.2e}")
 
 
+ROUND_TRIP = [
+    ("densenet_bc100_k12", {"depth": 16, "k": 4, "size": 8}),
+    ("densenet40_k12", {"depth": 10, "size": 8}),
+    ("sparsenet_bc_v1", {"blocks": [3, 4], "k": 4, "size": 8}),  # windowed, output=next: permuted for pytorchcv
+    ("sparsenet_abc_v1", {"blocks": [2, 3], "k": 4, "size": 8}),
+    ("specs/resnet.net", {"layers": [2, 1], "size": 32, "classes": 10}),
+]
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "pytorchcv"])
+@pytest.mark.parametrize(("target", "overrides"), ROUND_TRIP, ids=[t for t, _ in ROUND_TRIP])
+def test_export_then_load_is_identity(target, overrides, layout):
+    net = randomize(netdsl.build_model(target, **overrides), seed=6)
+    state = netdsl.export_weights(net, layout)
+    assert len(state) == len(net.state_dict())
+    back = netdsl.build_model(target, seed=1, weights=state, layout=layout, **overrides)
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in net.state_dict().items())
+
+
+def test_export_refuses_what_the_layout_cannot_name():
+    net = netdsl.build_model("dense2net121", blocks=[2, 2], k=8, size=8)
+    with pytest.raises(WeightsError, match="the torchvision DenseNet layout has plain dense blocks only"):
+        netdsl.export_weights(net, "torchvision")
+    seq = netdsl.build_model("seqresnet_k8_r4_n1", size=8)
+    with pytest.raises(WeightsError, match="no pytorchcv name for the conv module 1 of the head"):
+        netdsl.export_weights(seq, "pytorchcv")
+
+
 # --------------------------------------------------------------------------------- errors
 
 

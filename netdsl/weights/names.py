@@ -143,7 +143,7 @@ def _residual_places(graph: nx.DiGraph, modules: list[ModuleWeights], layout: st
 def _single(place: Place, kinds, layout: str) -> None:
     """Refuse a module a single-slot scope (a stem, a transition, a head, a shortcut) has no name for."""
     if place.kind not in kinds or place.ordinal > 1:
-        where = f"{place.section} {place.block}" if place.block else place.section
+        where = f"transition after block {place.block}" if place.section == "transition" else place.section
         raise WeightsError(f"no {layout} name for the {place.kind} module {place.ordinal} of the {where}")
 
 
