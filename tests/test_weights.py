@@ -129,7 +129,7 @@ def test_pytorchcv_export_like_round_trip():
 # pytorchcv's non-BC CIFAR DenseNets have a 2k-wide first conv and halve the width in transitions
 # (netdsl's presets follow the paper: 16 channels, theta = 1), so they load with those two values set.
 # pytorchcv's other SparseNets are sparsenet_exp121's spec with its block sizes and growth rate.
-# specs/resnet.net is torchvision's ResNet (stride on the 3x3 conv): pytorchcv's "b" variants.
+# specs/resnet.net is torchvision's ResNet (stride on the 3x3 conv): pytorchcv's "b" variants and ResNeXts.
 PYTORCHCV = [
     ("densenet_cifar", "densenet40_k12_cifar10", "densenet40_k12", {"init": 24, "theta": 0.5}),
     ("densenet_cifar", "densenet100_k12_cifar10", "densenet100_k12", {"init": 24, "theta": 0.5}),
@@ -149,6 +149,9 @@ PYTORCHCV = [
     ("resnet", "resnet50b", "specs/resnet.net", {}),
     ("resnet", "resnet101b", "specs/resnet.net", {"layers": [3, 4, 23, 3]}),
     ("resnet", "resnet152b", "specs/resnet.net", {"layers": [3, 8, 36, 3]}),
+    ("resnext", "resnext50_32x4d", "specs/resnet.net", {"groups": 32, "base": 4}),
+    ("resnext", "resnext101_32x4d", "specs/resnet.net", {"groups": 32, "base": 4, "layers": [3, 4, 23, 3]}),
+    ("resnext", "resnext101_64x4d", "specs/resnet.net", {"groups": 64, "base": 4, "layers": [3, 4, 23, 3]}),
 ]
 
 
