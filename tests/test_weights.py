@@ -208,14 +208,15 @@ def test_torchvision_resnet_small():
     assert "layer1.0.downsample.0.weight" in state and "layer2.0.downsample.1.running_var" in state
 
 
-TORCHVISION = [*tv.DENSENET, "resnet50"]
+TORCHVISION = [*tv.DENSENET, *tv.RESNET]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_fixture_full_size(name):
-    if name == "resnet50":
-        ref, target, overrides, count = tv.ResNet(), "specs/resnet.net", {}, tv.RESNET50_PARAMS
+    if name in tv.RESNET:
+        layers, count = tv.RESNET[name]
+        ref, target, overrides = tv.ResNet(layers), "specs/resnet.net", {"layers": list(layers)}
     else:
         growth, blocks, init, count = tv.DENSENET[name]
         ref, target, overrides = tv.DenseNet(growth, blocks, init), name, {}
@@ -227,7 +228,7 @@ def test_torchvision_fixture_full_size(name):
     exported = netdsl.export_weights(net, "torchvision")
     assert [(k, v.shape) for k, v in exported.items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in exported.items())
-    if name != "resnet50":
+    if name in tv.DENSENET:
         old = netdsl.build_model(target, size=32, weights=tv.old_densenet_keys(ref.state_dict()), layout="torchvision")
         assert rel_diff(logits(ref, (32, 32)), logits(old, (32, 32))) <= TOL
     print(f"torchvision {name}: max relative difference {diff:.2e}")
