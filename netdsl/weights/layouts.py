@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..errors import WeightsError
+from ..errors import WeightsError, did_you_mean
 from ..ir.graph import BlockInfo
 from .modules import ModuleWeights
 from .names import pytorchcv_names, torchvision_names
@@ -25,9 +25,8 @@ class Layout:
     by_name: bool = False
     # the blocks whose concatenations list features newest first
     newest_first: Callable[[BlockInfo], bool] = lambda block: False
-    # export: the key prefix of each of netdsl's weight modules (state_dict order), or None
+    # export: the key prefix of each of netdsl's weight modules (state_dict order); None for by_name
     names: Callable[[nx.DiGraph, list[ModuleWeights]], list[str]] | None = None
-    describe: str = ""
 
 
 def _hands_on_next(block: BlockInfo) -> bool:
@@ -40,18 +39,9 @@ def _hands_on_next(block: BlockInfo) -> bool:
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
-        Layout("netdsl", by_name=True, describe="netdsl's own keys (a netdsl state_dict or training checkpoint)"),
-        Layout(
-            "torchvision",
-            names=torchvision_names,
-            describe="torchvision's DenseNets and ResNets (features.denseblock1.denselayer1.norm1, layer1.0.conv1)",
-        ),
-        Layout(
-            "pytorchcv",
-            newest_first=_hands_on_next,
-            names=pytorchcv_names,
-            describe="pytorchcv 0.0.74 (features.stage1.unit1.conv1.conv); SparseNet concatenates newest first",
-        ),
+        Layout("netdsl", by_name=True),  # block1.unit3.conv1.weight
+        Layout("torchvision", names=torchvision_names),  # features.denseblock1.denselayer1.norm1.weight
+        Layout("pytorchcv", newest_first=_hands_on_next, names=pytorchcv_names),  # features.stage1.unit1.conv1.conv
     )
 }
 
@@ -60,4 +50,5 @@ def get_layout(name: str) -> Layout:
     try:
         return LAYOUTS[name]
     except KeyError:
-        raise WeightsError(f"unknown weights layout '{name}'", None, "layouts: " + ", ".join(LAYOUTS)) from None
+        hint = did_you_mean(name, LAYOUTS) or "layouts: " + ", ".join(LAYOUTS) + " (docs/weights.md)"
+        raise WeightsError(f"unknown weights layout '{name}'", None, hint) from None

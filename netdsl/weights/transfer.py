@@ -92,7 +92,7 @@ def export_weights(
 
     ``like``: a state_dict (or file) of the target model, whose keys the export takes -- any
     layout, e.g. a pytorchcv model's ``state_dict()``; without it, the layout's own naming rule
-    is used (torchvision names DenseNets and ResNets, netdsl/weights/names.py).
+    is used (DenseNets, SparseNets and ResNets: netdsl/weights/names.py).
     """
     lay = get_layout(layout)
     own = group(model.state_dict())
@@ -103,13 +103,8 @@ def export_weights(
         theirs = _align(own, group(read_weights(like)))
         prefixes = [t.prefix for t in theirs]
         keep = [set(t.tensors) for t in theirs]
-    elif lay.names is None:
-        raise WeightsError(
-            f"the '{layout}' layout has no naming rule for export",
-            None,
-            "pass like= a state_dict of the target model (its keys are used), or use layout='torchvision'",
-        )
     else:
+        assert lay.names is not None  # every layout matched by position has a naming rule
         prefixes = lay.names(g, own)
         keep = [set(m.tensors) for m in own]
     perms = _module_perms(g, lay, own)
