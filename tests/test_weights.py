@@ -327,6 +327,20 @@ def test_cli_export_weights(tmp_path, capsys):
     assert rel_diff(logits(net, (32, 32)), logits(ref, (32, 32))) <= TOL
 
 
+def test_cli_export_weights_like_a_reference_file(tmp_path, capsys):
+    ref, net = small_densenet()
+    randomize(net, seed=8)
+    ckpt, like, out = tmp_path / "net.pt", tmp_path / "ref.pt", tmp_path / "out.pt"
+    torch.save({"model": net.state_dict()}, ckpt)
+    torch.save(ref.state_dict(), like)
+    args = ["export-weights", "densenet121", "--set", "blocks=[2,3]", "--set", "k=4", "--set", "classes=10"]
+    assert main([*args, "--weights", str(ckpt), "--layout", "pytorchcv", "--like", str(like), "-o", str(out)]) == 0
+    state = torch.load(out, weights_only=True)
+    assert list(state) == list(ref.state_dict())  # the reference's keys, whatever the layout's own names
+    ref.load_state_dict(state)
+    assert rel_diff(logits(net, (32, 32)), logits(ref, (32, 32))) <= TOL
+
+
 def test_cli_export_weights_errors_one_line(tmp_path, capsys):
     _, net = small_densenet()
     ckpt, out = tmp_path / "net.pt", tmp_path / "tv.pt"

@@ -195,7 +195,7 @@ def _permuted(mod: ModuleWeights, name: str, value: torch.Tensor, perm: list[int
         dim = 0
     else:
         raise WeightsError(f"cannot permute the input channels of {mod.describe()} ('{name}')")
-    return value.index_select(dim, torch.tensor(perm))
+    return value.index_select(dim, torch.tensor(perm, device=value.device))
 
 
 def _module_perms(graph: nx.DiGraph, layout: Layout, own: list[ModuleWeights]) -> dict[str, list[int] | None]:
