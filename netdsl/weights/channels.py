@@ -24,8 +24,9 @@ from ..ops import get
 
 Perm = list[int] | None
 
-# Ops without weights whose output channel c is input channel c (pools act on each channel alone).
-_CHANNELWISE = {"act", "maxpool", "avgpool", "gap", "dropout", "identity"}
+# Pools act on each channel alone, so they keep the channel order (the registry flags them
+# neither per_channel nor eval_identity).
+_POOLS = {"maxpool", "avgpool", "gap"}
 
 
 def reversed_concats(graph: nx.DiGraph, newest_first: Callable[[BlockInfo], bool]) -> set[str]:
@@ -57,7 +58,7 @@ def output_perms(graph: nx.DiGraph, reverse: set[str], layout: str) -> dict[str,
             continue
         if kind in ("conv", "linear") and data["attrs"].get("groups", 1) == 1:
             perms[node] = None  # consumes the order: its weights are permuted along the input dim
-        elif len(ins) == 1 and (kind in _CHANNELWISE or get(kind).per_channel or get(kind).eval_identity):
+        elif len(ins) == 1 and (kind in _POOLS or get(kind).per_channel or get(kind).eval_identity):
             perms[node] = ins[0]
         elif kind == "flatten" and ins[0] is not None:
             perms[node] = _flatten_perm(ins[0], graph.nodes[inputs[0]]["shape"])
