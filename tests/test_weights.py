@@ -294,6 +294,26 @@ def test_missing_module_and_missing_key():
         netdsl.load_weights(net, state, layout="timm")
 
 
+def test_permuted_channels_into_a_grouped_conv_are_refused(write_spec):
+    spec = write_spec(
+        'include "lib/densenet.net"\n'
+        "network grouped(size=8) {\n"
+        "    input(3, size, size)\n"
+        "    stem: conv(8, 3)\n"
+        "    block(3, rule(ispow2(i - j)), output=next) { bottleneck(4) }\n"
+        "    mix: conv(8, 3, groups=2)\n"
+        "    head(10)\n"
+        "}\n"
+    )
+    net = netdsl.build_model(spec)
+    # pytorchcv orders this block's output newest first: a grouped conv cannot take it permuted
+    with pytest.raises(
+        WeightsError, match="cannot map the 'pytorchcv' layout's channel order through 'mix' \\(conv\\)"
+    ):
+        netdsl.load_weights(net, net.state_dict(), layout="pytorchcv")
+    netdsl.load_weights(net, net.state_dict(), layout="torchvision")  # oldest first: nothing to permute
+
+
 def test_checkpoint_file_forms(tmp_path):
     _, net = small_densenet()
     randomize(net, seed=2)
