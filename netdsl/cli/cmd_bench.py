@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..display import for_rich
 from ..errors import SpecValueError
-from .common import add_target, limits, overrides, positive_int
+from .common import add_target, compile_target, positive_int
 
 
 def register(sub) -> None:
@@ -20,9 +20,9 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..api import build_model, compile_spec
     from ..backends.torch_bench import forward_fn, median_seconds, saved_bytes, train_step_fn
     from ..memory import memory_report
+    from ..pipeline import instantiate
 
     if args.batch_size < 1 or args.repeats < 1:
         raise SpecValueError("--batch-size and --repeats must be at least 1", None)
@@ -34,12 +34,12 @@ def run(args) -> int:
         )
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ov = overrides(args)
-    report = memory_report(compile_spec(args.target, ov, limits=limits(args)), batch=args.batch_size)["total"]
+    graphs = {opt: compile_target(args, opt=opt) for opt in (0, 1)}
+    report = memory_report(graphs[1], batch=args.batch_size)["total"]
     rows = []
     ref = None
     for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
-        model = build_model(args.target, limits=limits(args), opt=opt, **ov).to(device)
+        model = instantiate(graphs[opt], 0).to(device)
         if ref is None:
             ref = model
         else:

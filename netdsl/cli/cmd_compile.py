@@ -5,16 +5,18 @@ import sys
 from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
-from .common import add_target, existing_file, limits, overrides, writable_output
+from .common import add_target, compile_target, existing_file, writable_output
 
 # target name -> function(args) returning the bytes/str to write. Other backends register here.
 TARGETS = {}
 
 
 def _torch(args):
-    from ..api import torch_source
+    from ..backends.torch_codegen import generate
+    from ..pipeline import source_header
 
-    return torch_source(args.target, overrides(args), limits=limits(args))
+    graph = compile_target(args)
+    return generate(graph, source_header(graph))
 
 
 TARGETS["torch"] = _torch
@@ -23,16 +25,15 @@ TARGETS["torch"] = _torch
 def _onnx(args):
     import warnings
 
-    from ..api import onnx_model
-    from ..backends.onnx_export import UntrainedWarning
+    from ..backends.onnx_export import UntrainedWarning, export
 
-    reports = []
+    graph = compile_target(args, opt=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedWarning)
-        model = onnx_model(args.target, overrides(args), weights=args.weights, limits=limits(args), report=reports)
+        model, report = export(graph, args.weights)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print("\n".join(reports[0].lines()), file=sys.stderr)
+    print("\n".join(report.lines()), file=sys.stderr)
     return model.SerializeToString()
 
 

@@ -4,7 +4,7 @@ Every node and edge carries an SVG ``class`` (``unit``, ``feature``, ``connectio
 drawing can be checked, styled or scripted after rendering.
 
 >>> from netdsl.api import compile_spec
->>> dot = block_digraph(compile_spec("densenet_bc100_k12", {"depth": 10}))
+>>> dot = block_digraph(compile_spec("densenet_bc100_k12", depth=10))
 >>> dot.source.count("class=connection"), dot.source.count("class=unit")
 (3, 3)
 """

@@ -17,7 +17,7 @@ edges that touch it are bundled into one edge per neighbour, whose ``count`` say
 connections it stands for; the connections among the collapsed units are counted on the node.
 
 >>> from netdsl.api import compile_spec
->>> view = block_view(compile_spec("densenet_bc100_k12", {"depth": 16}))
+>>> view = block_view(compile_spec("densenet_bc100_k12", depth=16))
 >>> [n.id for n in view.nodes if n.kind == "unit"]
 ['block1.unit1', 'block1.unit2', 'block2.unit1', 'block2.unit2', 'block3.unit1', 'block3.unit2']
 >>> sum(e.count for e in view.edges if e.kind == "connection")

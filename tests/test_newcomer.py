@@ -1,0 +1,116 @@
+"""The newcomer's rough edges (issue 18): each one a behaviour pinned here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import netdsl
+from netdsl import pipeline
+from netdsl.api import API_OPTIONS, onnx_model
+from netdsl.errors import NetdslError, SpecValueError
+from tests.helpers import ROOT, SPECS
+
+SMALL = {"depth": 10, "k": 4}
+
+
+# ---- the Python API: onnx_model's weights, one override style
+
+
+def test_onnx_model_refuses_a_module_of_another_network_by_name_and_key_counts():
+    given = netdsl.build_model("densenet_bc100_k12", depth=16, k=4)
+    expected = netdsl.build_model("densenet_bc100_k12", **SMALL)
+    missing = set(expected.state_dict()) - set(given.state_dict())
+    unexpected = set(given.state_dict()) - set(expected.state_dict())
+    assert missing or unexpected
+    with pytest.raises(NetdslError) as err:
+        onnx_model("densenet_bc100_k12", **SMALL, weights=given)
+    assert err.value.message == (
+        f"weights (module DensenetBc) do not fit 'densenet_bc' (DensenetBc): "
+        f"{len(missing)} missing, {len(unexpected)} unexpected keys"
+    )
+    assert "fold_bn" not in str(err.value)
+
+
+def test_onnx_model_refuses_a_module_with_other_widths_by_the_first_shape():
+    given = netdsl.build_model("densenet_bc100_k12", depth=10, k=6)
+    with pytest.raises(NetdslError) as err:
+        onnx_model("densenet_bc100_k12", **SMALL, weights=given)
+    # the stem is conv(2 * k, 3): the first tensor that differs
+    assert err.value.message == (
+        "weights (module DensenetBc) do not fit 'densenet_bc': stem.weight has shape (12, 3, 3, 3), "
+        "the network's is (8, 3, 3, 3)"
+    )
+
+
+@pytest.mark.parametrize("weights", [3, [1, 2], b"abc"])
+def test_onnx_model_names_the_kinds_of_weights_it_takes(weights):
+    with pytest.raises(NetdslError) as err:
+        onnx_model("densenet_bc100_k12", **SMALL, weights=weights)
+    assert err.value.message == (
+        f"weights: expected a torch module, a state_dict or a checkpoint path, got {type(weights).__name__}"
+    )
+
+
+def test_onnx_model_takes_its_own_networks_module():
+    model = onnx_model("densenet_bc100_k12", **SMALL, weights=netdsl.build_model("densenet_bc100_k12", **SMALL))
+    assert model.metadata_props and dict((p.key, p.value) for p in model.metadata_props)["netdsl.weights"] == (
+        "module DensenetBc"
+    )
+
+
+def test_every_api_function_takes_overrides_as_keywords():
+    ref = pipeline.compile_target("densenet_bc100_k12", {"depth": 16, "k": 4}).graph
+    g = netdsl.compile_spec("densenet_bc100_k12", depth=16, k=4)
+    assert g.graph["params"] == ref.graph["params"] and g.graph["total_params"] == ref.graph["total_params"]
+    source = netdsl.torch_source("densenet_bc100_k12", depth=16, k=4)
+    assert "depth=16" in source.split('"""')[1] and "k=4" in source.split('"""')[1]
+    assert "depth=100" not in source
+
+
+@pytest.mark.parametrize("fn", [netdsl.compile_spec, netdsl.torch_source, onnx_model, netdsl.build_model])
+def test_a_dict_of_overrides_is_not_a_second_style(fn):
+    with pytest.raises(TypeError, match="positional argument"):
+        fn("densenet_bc100_k12", SMALL)
+
+
+def test_a_spec_parameter_named_like_an_api_option_is_refused_with_the_way_out(write_spec):
+    spec = write_spec("network n(seed=1) { input(3, 8, 8); conv(4 * seed, 3) }")
+    with pytest.raises(SpecValueError) as err:
+        netdsl.compile_spec(spec)
+    assert err.value.message == (
+        "network 'n' declares the parameter 'seed', which the Python API takes as its own option (seed=...), "
+        "so its value cannot be passed as a keyword"
+    )
+    assert err.value.hint == "rename the parameter in the spec (the command line's --set seed=VALUE still works)"
+    # the command line is unaffected: the pipeline compiles it with the value
+    assert pipeline.compile_target(spec, {"seed": "2"}).graph.nodes["conv1"]["shape"] == (8, 8, 8)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_no_bundled_spec_parameter_is_named_like_an_api_option(spec):
+    assert not set(pipeline.spec_header(spec).params) & API_OPTIONS
+
+
+def _readme_python() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs_and_prints_what_it_says(capsys):
+    code = _readme_python()
+    printed = re.findall(r"print\(.*\)\s+# (\S+)", code)
+    exec(compile(code, "README.md", "exec"), {})  # our own text, not a spec
+    assert capsys.readouterr().out.split() == printed
+
+
+def test_the_readme_python_example_passes_overrides_as_keywords():
+    code = _readme_python()
+    assert "{" not in code  # no dict of overrides
+    assert re.search(r"onnx_model\(\"dense2net121\", classes=100, weights=model\)", code)
+    assert Path(ROOT / "README.md").read_text().count("weights=model") == 1
