@@ -22,7 +22,6 @@ def register(sub) -> None:
         choices=["auto", "cpu", "cuda"],
         help="execution provider: auto = CUDA when it loads, else CPU",
     )
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: onnxruntime's)")
     p.add_argument("--output", help="save the output array to this .npy file")
     p.set_defaults(func=run)
 
