@@ -114,3 +114,61 @@ def test_the_readme_python_example_passes_overrides_as_keywords():
     assert "{" not in code  # no dict of overrides
     assert re.search(r"onnx_model\(\"dense2net121\", classes=100, weights=model\)", code)
     assert Path(ROOT / "README.md").read_text().count("weights=model") == 1
+
+
+# ---- compile without -o: NAME.onnx, decided and checked before compiling
+
+
+def test_onnx_without_o_writes_the_presets_name_here(tmp_path, monkeypatch, capsys):
+    from netdsl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4", "--target", "onnx"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["densenet_bc100_k12.onnx"]
+    assert "wrote densenet_bc100_k12.onnx" in capsys.readouterr().err
+
+
+def test_onnx_without_o_names_a_spec_file_by_its_network(tmp_path, monkeypatch, write_spec):
+    from netdsl.cli import main
+
+    spec = write_spec("network tiny_net() { input(3, 8, 8); conv(4, 3) }", "some_file.net")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    assert main(["compile", str(spec), "--target", "onnx"]) == 0
+    assert [p.name for p in out.iterdir()] == ["tiny_net.onnx"]
+
+
+def test_an_existing_default_output_is_refused_before_compiling_unless_force(
+    tmp_path, monkeypatch, capsys, count_compiles
+):
+    from netdsl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "densenet_bc100_k12.onnx").write_bytes(b"mine")
+    argv = ["compile", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4", "--target", "onnx"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: densenet_bc100_k12.onnx exists (the default output of --target onnx)\n"
+        "hint: name another file with -o FILE, or replace it with --force\n"
+    )
+    assert count_compiles == [] and (tmp_path / "densenet_bc100_k12.onnx").read_bytes() == b"mine"
+    assert main([*argv, "--force"]) == 0
+    assert count_compiles == ["densenet_bc100_k12"]  # the hook sees the compile it was absent for
+    assert (tmp_path / "densenet_bc100_k12.onnx").read_bytes()[:2] != b"mi"
+
+
+def test_an_unwritable_o_is_refused_before_compiling(tmp_path, capsys, count_compiles):
+    from netdsl.cli import main
+
+    argv = ["compile", "densenet_bc100_k12", "--target", "onnx", "-o", str(tmp_path / "nope" / "m.onnx")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: -o {tmp_path}/nope/m.onnx: the folder '{tmp_path}/nope' does not exist\n"
+    assert count_compiles == []
+
+
+def test_torch_without_o_prints_the_source(capsys):
+    from netdsl.cli import main
+
+    assert main(["compile", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4"]) == 0
+    assert capsys.readouterr().out == netdsl.torch_source("densenet_bc100_k12", depth=10, k=4)

@@ -128,11 +128,6 @@ def test_run_command_summarizes_output(tmp_path, netdsl_cli):
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
-def test_binary_target_needs_an_output_file(netdsl_cli):
-    r = netdsl_cli("compile", *SMALL, "--target", "onnx")
-    assert r.returncode == 2 and "give -o FILE" in r.stderr
-
-
 @pytest.mark.slow
 def test_compile_and_run_as_processes(tmp_path):
     r = netdsl_process("compile", *SMALL, "--target", "onnx", "-o", tmp_path / "m.onnx")

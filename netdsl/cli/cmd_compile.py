@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..display import shown
 from ..errors import SpecValueError
@@ -41,35 +42,55 @@ TARGETS["onnx"] = _onnx
 
 
 def register(sub) -> None:
-    p = sub.add_parser("compile", help="emit a backend artifact (torch source, ...)")
+    p = sub.add_parser("compile", help="emit a backend artifact (torch source, ONNX model)")
     add_target(p)
     p.add_argument("--target", dest="backend", default="torch", help="backend: " + ", ".join(sorted(TARGETS)))
-    p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file (default: stdout for torch; NAME.onnx in the current folder for onnx, "
+        "NAME being the preset's or the network's name)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing NAME.onnx when -o is not given")
     p.add_argument(
         "--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)"
     )
     p.set_defaults(func=run)
 
 
-# Targets whose output is binary: they need -o, checked before compiling.
+# Targets whose output is binary: without -o they go to NAME.<target> in the current folder.
 BINARY = {"onnx"}
+
+
+def default_output(args) -> str:
+    """``NAME.<target>`` for a binary target without ``-o``: the preset's name, or the network's
+    (read by parsing only, before any compile work)."""
+    from ..pipeline import spec_header
+    from ..presets import resolve
+
+    _, _, preset = resolve(args.target)
+    return f"{preset or spec_header(args.target).name}.{args.backend}"
 
 
 def run(args) -> int:
     if args.backend not in TARGETS:
         raise SpecValueError(f"unknown target '{args.backend}' (targets: {', '.join(sorted(TARGETS))})", None)
+    if not args.output and args.backend in BINARY:
+        args.output = default_output(args)
+        if Path(args.output).exists() and not args.force:
+            raise SpecValueError(
+                f"{args.output} exists (the default output of --target {args.backend})",
+                None,
+                "name another file with -o FILE, or replace it with --force",
+            )
     if args.output:
         writable_output(args.output)
-    elif args.backend in BINARY:
-        raise SpecValueError(f"target '{args.backend}' is binary: give -o FILE (e.g. -o model.{args.backend})", None)
     if args.weights:
         existing_file(args.weights, "--weights")
     data = TARGETS[args.backend](args)
     if args.output:
         write_atomic(args.output, data)
         print(f"wrote {shown(args.output)}", file=sys.stderr)
-    elif isinstance(data, str):
-        sys.stdout.write(data)
     else:
-        raise SpecValueError(f"target '{args.backend}' is binary; give -o FILE", None)
+        sys.stdout.write(data)
     return 0
