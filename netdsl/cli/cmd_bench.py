@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..display import for_rich
+import json
+
+from ..display import console, for_rich
 from ..errors import SpecValueError
 from .common import add_target, compile_target, positive_int
 
@@ -14,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda (default cpu)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per variant; the median is shown")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
@@ -55,7 +58,10 @@ def run(args) -> int:
         saved = saved_bytes(model, x)
         infer = report["infer_naive" if opt == 0 else "infer_planned"]
         rows.append((label, secs, args.batch_size / secs, saved, infer))
-    from rich.console import Console
+    if args.json:
+        keys = ("variant", "seconds", "samples_per_s", "train_saved_bytes", "infer_peak_bytes")
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+        return 0
     from rich.table import Table
 
     what = "training step" if args.train else "inference forward"
@@ -73,5 +79,5 @@ def run(args) -> int:
         f"{rows[1][3] / max(rows[0][3], 1):.2f}x",
         f"{rows[1][4] / max(rows[0][4], 1):.2f}x",
     )
-    Console(width=max(Console().width, 120)).print(t)  # five numeric columns and a long title
+    console(min_width=120).print(t)  # five numeric columns and a long title
     return 0

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from ..display import for_rich
+from ..display import console, for_rich
 from .common import add_target, compile_target
 
 
@@ -21,7 +21,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -35,10 +34,10 @@ def run(args) -> int:
     for r in data["layers"]:
         reads = "" if r["reads"] is None else _fmt_reads(r["reads"])
         table.add_row(for_rich(r["name"]), r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for b in data["blocks"]:
-        console.print(
+        out.print(
             for_rich(
                 f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
                 f"reading {b['channels_read']:,} channels, output {b['output']} -> "
@@ -46,12 +45,12 @@ def run(args) -> int:
             ),
             soft_wrap=True,
         )
-    console.print(
+    out.print(
         f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
         "1 multiply-accumulate = 1 FLOP)"
     )
-    # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.
-    Console(width=max(console.width, 132)).print(_memory_table(data["memory"]))
+    # Eight numeric columns: never squeeze them into a narrow terminal.
+    console(min_width=132).print(_memory_table(data["memory"]))
     return 0
 
 
