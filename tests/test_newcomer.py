@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -172,3 +173,66 @@ def test_torch_without_o_prints_the_source(capsys):
 
     assert main(["compile", "densenet_bc100_k12", "--set", "depth=10", "--set", "k=4"]) == 0
     assert capsys.readouterr().out == netdsl.torch_source("densenet_bc100_k12", depth=10, k=4)
+
+
+# ---- the spec's own expectations: DenseNet's depth
+
+
+@pytest.mark.parametrize(
+    "preset, depth, rule",
+    [("densenet_bc100_k12", 50, "DenseNet-BC's depth is 6n+4"), ("densenet40_k12", 41, "DenseNet's depth is 3n+4")],
+)
+def test_a_densenet_depth_off_its_rule_is_warned_about_at_the_specs_expect(preset, depth, rule, capsys):
+    from netdsl.cli import main
+
+    spec = ROOT / "specs" / pipeline.compile_target(preset).path.name
+    lines = spec.read_text().splitlines()
+    (line,) = [k for k, text in enumerate(lines, 1) if text.strip().startswith("expect(")]
+    col = lines[line - 1].index("(depth") + 1
+    assert main(["check", preset, "--set", f"depth={depth}"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{spec}:{line}:{col}: warning: {rule} (3 blocks of n ")
+    assert err[0].endswith("; n is rounded down") and err[-1] == f"hint: with depth = {depth}"
+    assert main(["check", preset, "--set", f"depth={depth + 2}"]) == 0
+    assert capsys.readouterr().err == ""  # 52 = 6*8+4, 43 = 3*13+4
+
+
+def test_expect_warns_once_and_the_api_keeps_the_warning(write_spec):
+    spec = write_spec(
+        'network n(w=3) {\n    input(3, 8, 8)\n    for b in 1..3 { expect(w % 2 == 0, "w is even"); conv(w, 3) }\n}\n'
+    )
+    (warning,) = netdsl.compile_spec(spec).graph["warnings"]
+    assert (warning.message, warning.hint, warning.span.line, warning.span.column) == ("w is even", "with w = 3", 3, 28)
+    assert netdsl.compile_spec(spec, w=4).graph["warnings"] == []
+
+
+# ---- split blocks: one naming in summary and drawings
+
+SPLIT = """network n() {
+    input(3, 8, 8)
+    conv(16, 3)
+    block(split(scale=4)) { conv(4, 3) }
+}
+"""
+
+
+def test_summary_and_both_drawings_name_a_split_blocks_features_alike(write_spec, tmp_path, capsys):
+    from netdsl.cli import main
+
+    spec = str(write_spec(SPLIT))
+    # the paper's names: unit i reads its subset x_i and, after unit 2, the previous output y_{i-1}
+    expected = {2: "x2", 3: "x3, y2", 4: "x4, y3"}
+    assert main(["summary", spec]) == 0
+    table = [line.split("│") for line in capsys.readouterr().out.splitlines() if "block1.unit" in line]
+    assert {int(row[1].strip()[-1]): row[5].strip() for row in table} == expected
+    assert main(["summary", spec, "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert {int(r["name"][-1]): r["reads_label"] for r in layers if r["kind"] == "unit"} == expected
+    assert main(["viz", spec, "--level", "op", "-o", str(tmp_path / "op.dot")]) == 0
+    op_dot = (tmp_path / "op.dot").read_text()
+    assert all(f'label="unit {i} reads {reads}"' in op_dot for i, reads in expected.items())
+    assert main(["viz", spec, "-o", str(tmp_path / "block.dot")]) == 0
+    block_dot = (tmp_path / "block.dot").read_text()
+    # the subsets drawn at block level are named as the op level's slice ops block1.x1 .. block1.x4
+    assert [f"block1.x{i}" in op_dot for i in range(1, 5)] == [True] * 4
+    assert [f'"block1/x{j}" [label=x{j + 4} ' in block_dot for j in range(-3, 1)] == [True] * 4

@@ -32,7 +32,7 @@ def run(args) -> int:
     table.add_column("FLOPs (MAC)", justify="right", footer=f"{data['flops']:,}")
     table.add_column("reads", footer=f"{data['connections']} connections")
     for r in data["layers"]:
-        reads = "" if r["reads"] is None else _fmt_reads(r["reads"])
+        reads = r["reads_label"] or ""
         table.add_row(for_rich(r["name"]), r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
     out = console()
     out.print(table)
@@ -52,16 +52,6 @@ def run(args) -> int:
     # Eight numeric columns: never squeeze them into a narrow terminal.
     console(min_width=132).print(_memory_table(data["memory"]))
     return 0
-
-
-def _fmt_reads(reads) -> str:
-    if len(reads) > 6:
-        return (
-            f"x{reads[0]}..x{reads[-1]} ({len(reads)})"
-            if list(reads) == list(range(reads[0], reads[-1] + 1))
-            else ", ".join(f"x{j}" for j in reads[:3]) + f", ... ({len(reads)})"
-        )
-    return ", ".join(f"x{j}" for j in reads)
 
 
 def _memory_table(mem: dict):

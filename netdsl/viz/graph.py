@@ -140,7 +140,7 @@ def _cluster_keys(graph: nx.DiGraph) -> dict[str, str]:
     for b in blocks(graph):
         keys[b.name] = f"{b.name}: {b.pattern}"
         for u in b.units:
-            keys[u.scope] = f"unit {u.index} reads " + ", ".join(f"x{j}" for j in u.reads)
+            keys[u.scope] = f"unit {u.index} reads " + b.reads_label(u.reads)
     return keys
 
 
