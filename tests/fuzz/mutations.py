@@ -102,7 +102,10 @@ def _m_swap(toks, rng):
 
 def _m_replace(toks, rng):
     solid = _solid(toks)
-    toks[rng.choice(solid)] = toks[rng.choice(solid)]
+    k = rng.choice(solid)
+    others = [toks[j] for j in solid if toks[j] != toks[k]]  # a token replaced by its twin is no mutant
+    if others:
+        toks[k] = rng.choice(others)
 
 
 def _m_bytes(toks, rng):
