@@ -236,3 +236,8 @@ def test_summary_and_both_drawings_name_a_split_blocks_features_alike(write_spec
     # the subsets drawn at block level are named as the op level's slice ops block1.x1 .. block1.x4
     assert [f"block1.x{i}" in op_dot for i in range(1, 5)] == [True] * 4
     assert [f'"block1/x{j}" [label=x{j + 4} ' in block_dot for j in range(-3, 1)] == [True] * 4
+
+
+def test_virtual_environments_and_tool_caches_are_ignored():
+    ignored = set((ROOT / ".gitignore").read_text().split())
+    assert {".venv/", "venv/", ".mypy_cache/", ".ruff_cache/", "__pycache__/", "*.onnx"} <= ignored
