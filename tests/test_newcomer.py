@@ -12,7 +12,8 @@ import netdsl
 from netdsl import pipeline
 from netdsl.api import API_OPTIONS, onnx_model
 from netdsl.errors import NetdslError, SpecValueError
-from tests.helpers import ROOT, SPECS
+
+from helpers import ROOT, SPECS
 
 SMALL = {"depth": 10, "k": 4}
 

@@ -6,6 +6,7 @@ import json
 
 from ..display import console, for_rich
 from ..errors import SpecValueError
+from ..progress import TaskProgress
 from .common import add_target, compile_target, positive_int
 
 
@@ -41,23 +42,26 @@ def run(args) -> int:
     report = memory_report(graphs[1], batch=args.batch_size)["total"]
     rows = []
     ref = None
-    for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
-        model = instantiate(graphs[opt], 0).to(device)
-        if ref is None:
-            ref = model
-        else:
-            model.load_state_dict(ref.state_dict())
-        x = torch.randn((args.batch_size,) + tuple(model.input_shape), device=device)
-        if args.train:
-            model.train()
-            fn = train_step_fn(model, x)
-        else:
-            model.eval()
-            fn = forward_fn(model, x)
-        secs = median_seconds(fn, args.repeats, sync=sync)
-        saved = saved_bytes(model, x)
-        infer = report["infer_naive" if opt == 0 else "infer_planned"]
-        rows.append((label, secs, args.batch_size / secs, saved, infer))
+    warmup = 1
+    with TaskProgress("bench", 2 * (warmup + args.repeats)) as bar:
+        for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
+            bar.advance(0, label)
+            model = instantiate(graphs[opt], 0).to(device)
+            if ref is None:
+                ref = model
+            else:
+                model.load_state_dict(ref.state_dict())
+            x = torch.randn((args.batch_size,) + tuple(model.input_shape), device=device)
+            if args.train:
+                model.train()
+                fn = train_step_fn(model, x)
+            else:
+                model.eval()
+                fn = forward_fn(model, x)
+            secs = median_seconds(fn, args.repeats, warmup, sync=sync, done=bar.advance)
+            saved = saved_bytes(model, x)
+            infer = report["infer_naive" if opt == 0 else "infer_planned"]
+            rows.append((label, secs, args.batch_size / secs, saved, infer))
     if args.json:
         keys = ("variant", "seconds", "samples_per_s", "train_saved_bytes", "infer_peak_bytes")
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))

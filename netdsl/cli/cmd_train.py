@@ -94,7 +94,7 @@ def run(args) -> int:
         compile=args.compile,
         threads=args.threads,
         curves=not args.no_curves,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress,  # drawn only where the output is a terminal (netdsl.progress)
         limits=limits(args),
     ).validate()  # every flag checked before any work
     try:
