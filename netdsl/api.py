@@ -18,7 +18,7 @@ __all__ = ["API_OPTIONS", "DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_s
 # The keyword arguments of these functions that are options, not spec parameters: every other
 # keyword overrides a spec parameter. A spec declaring a parameter of one of these names is
 # refused here (the command line's --set NAME=VALUE is unaffected); no bundled spec does.
-API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "report"})
+API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "layout", "report"})
 
 
 def _compile(target: str | Path, overrides: dict, **kw) -> nx.DiGraph:
