@@ -12,6 +12,8 @@ from netdsl.cli import main
 from netdsl.display import UNBOUNDED_WIDTH, console
 from netdsl.presets import presets
 
+from helpers import ROOT
+
 SMALL = ["densenet_bc100_k12", "--set", "depth=10", "--set", "k=4"]
 
 
@@ -69,3 +71,17 @@ def test_bench_json_has_one_row_per_variant(capsys):
     for row in r:
         assert row["samples_per_s"] == 2 / row["seconds"] and row["seconds"] > 0
         assert row["infer_peak_bytes"] > 0
+
+
+def test_check_json_carries_the_warnings_instead_of_printing_them(capsys):
+    assert main(["check", "densenet_bc100_k12", "--set", "depth=50", "--json"]) == 0
+    out, err = capsys.readouterr()
+    r = json.loads(out)
+    assert err == "" and (r["name"], r["params"]) == ("densenet_bc", 218470)
+    (w,) = r["warnings"]
+    lines = (ROOT / "specs" / "densenet_bc.net").read_text().splitlines()
+    (line,) = [k for k, text in enumerate(lines, 1) if "expect(" in text]
+    assert (w["line"], w["column"], w["hint"]) == (line, lines[line - 1].index("(depth") + 1, "with depth = 50")
+    assert w["file"].endswith("densenet_bc.net") and w["message"].startswith("DenseNet-BC's depth is 6n+4")
+    assert main(["check", "densenet_bc100_k12", "--set", "depth=52", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
