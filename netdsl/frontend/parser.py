@@ -447,22 +447,31 @@ def _misaligned_brace(text: str) -> tuple[tuple[int, int], tuple[int, int], tupl
     """At the end of a file with a '{' too many, which one the author left open: a '}' that
     starts its line closes the open '{' whose line is indented as much, so any '{' opened
     after that one (on a deeper line) is the unclosed one. Returns (that '{', the '}', the '{' it
-    closes), or None when the indentation does not tell (then the innermost open '{' is named)."""
-    stack: list[tuple[str, int, int, int]] = []  # (bracket, line, column, indentation of its line)
+    closes), or None when the indentation does not tell -- some line-starting '}' lines up with
+    no open '{' (a header continued over lines, say) -- and then the innermost open '{' is named."""
+    stack: list[tuple[str, int, int, int]] = []  # (bracket, line, column, indentation of its statement)
+    found = None
+    current, stmt_indent = 0, 0
     for ch, line, col, indent, first in _brackets(text):
+        if line != current:
+            current, stmt_indent = line, indent
         if ch in "([{":
-            stack.append((ch, line, col, indent))
-        elif ch == "}" and first and any(b[0] == "{" and b[3] == indent for b in stack):
+            stack.append((ch, line, col, stmt_indent))
+        elif ch == "}" and first:
+            if not any(b[0] == "{" and b[3] == indent for b in stack):
+                return None  # the indentation is not the file's structure
             skipped = []
-            while stack and not (stack[-1][0] == "{" and stack[-1][3] == indent):
+            while not (stack[-1][0] == "{" and stack[-1][3] == indent):
                 skipped.append(stack.pop())
             opened = stack.pop()
             braces = [b for b in skipped if b[0] == "{"]
-            if braces:
-                return (braces[-1][1], braces[-1][2]), (line, col), (opened[1], opened[2])
+            if braces and found is None:
+                found = (braces[-1][1], braces[-1][2]), (line, col), (opened[1], opened[2])
         elif ch in ")]}" and stack:
-            stack.pop()
-    return None
+            opener = stack.pop()
+            if opener[1] < line:  # a header continued over lines: its '{' belongs to the first line
+                stmt_indent = min(stmt_indent, opener[3])
+    return found
 
 
 _NUMBER_HINT = "numbers are written 12, 0.5 or 1e-5; a name starts with a letter or '_'"
