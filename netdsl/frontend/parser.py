@@ -399,7 +399,8 @@ _OPENER = {")": "(", "]": "[", "}": "{"}
 
 # The keywords a statement or a top-level item starts with (the grammar's; 'in' only follows 'for NAME').
 KEYWORDS = ("network", "def", "include", "let", "for", "if", "else")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIRST_WORD = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)")  # a line's first word
+_NAME_OR_STRING_NEXT = re.compile(r"[ \t]+[A-Za-z_\"]")
 
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
@@ -430,17 +431,16 @@ def _misspelt_keyword(text: str, tok: Token) -> tuple[str, str, tuple[int, int, 
     ``fro i in 1..3``, ``netwrok n()``): the misspelt word is the mistake, not the token lark
     stopped at."""
     pos = cast("int", tok.start_pos)  # the lexer positions every token it makes
-    line_start = text.rfind("\n", 0, pos) + 1
-    m = _WORD.match(text, line_start + len(text[line_start:]) - len(text[line_start:].lstrip(" \t")))
-    if m is None or m.group() in KEYWORDS or m.start() > pos:
+    m = _FIRST_WORD.match(text, text.rfind("\n", 0, pos) + 1)
+    if m is None or m.group(1) in KEYWORDS or m.start(1) > pos:
         return None
-    if not re.match(r"[ \t]+[A-Za-z_\"]", text[m.end() :]):  # a keyword is followed by a name or a string
+    if not _NAME_OR_STRING_NEXT.match(text, m.end(1)):  # a keyword is followed by a name or a string
         return None
-    hint = did_you_mean(m.group(), KEYWORDS)
+    word, hint = m.group(1), did_you_mean(m.group(1), KEYWORDS)
     if hint is None:
         return None
-    line, col = _line_col(text, m.start())
-    return f"unknown keyword '{m.group()}'", hint, (line, col, len(m.group()))
+    line, col = _line_col(text, m.start(1))
+    return f"unknown keyword '{word}'", hint, (line, col, len(word))
 
 
 def _misaligned_brace(text: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
