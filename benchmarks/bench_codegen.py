@@ -28,6 +28,7 @@ from reference_densenet import DenseNet
 
 import netdsl
 from netdsl.backends.torch_bench import saved_bytes
+from netdsl.progress import TaskProgress
 
 
 def _sgd_step(model, opt, x, y):
@@ -103,26 +104,31 @@ def main() -> None:
 
     flops = netdsl.compile_spec("densenet_bc100_k12").graph["total_flops"]
     rows = []
-    for case in args.cases:
-        batch = int(case.removeprefix("eval").removeprefix("train"))
-        xn, xr = inputs(batch)
-        y = torch.randint(0, 10, (batch,))
-        fns = {"netdsl": _runner(planned, case, xn, y), "reference": _runner(ref, case, xr, y)}
-        t = interleaved(fns, args.rounds)
-        gflops = (flops * batch * (3 if case.startswith("train") else 1)) * 2 / t["netdsl"] / 1e9
-        rows.append((f"{case} eager", t["netdsl"], t["reference"], gflops))
-        if not args.no_compile:
-            torch._dynamo.reset()
-            cm, cr = torch.compile(copy.deepcopy(planned)), torch.compile(copy.deepcopy(ref))
-            cold = {}
-            for name, m, x in (("netdsl", cm, xn), ("reference", cr, xr)):
-                fn = _runner(m, case, x, y)
-                t0 = time.perf_counter()
-                fn()
-                cold[name] = time.perf_counter() - t0
-            t = interleaved({"netdsl": _runner(cm, case, xn, y), "reference": _runner(cr, case, xr, y)}, args.rounds)
-            rows.append((f"{case} compiled", t["netdsl"], t["reference"], None))
-            rows.append((f"{case} cold compile", cold["netdsl"], cold["reference"], None))
+    with TaskProgress("bench_codegen", len(args.cases)) as bar:  # a bar on a terminal, nothing in a pipe
+        for case in args.cases:
+            bar.advance(0, case)
+            batch = int(case.removeprefix("eval").removeprefix("train"))
+            xn, xr = inputs(batch)
+            y = torch.randint(0, 10, (batch,))
+            fns = {"netdsl": _runner(planned, case, xn, y), "reference": _runner(ref, case, xr, y)}
+            t = interleaved(fns, args.rounds)
+            gflops = (flops * batch * (3 if case.startswith("train") else 1)) * 2 / t["netdsl"] / 1e9
+            rows.append((f"{case} eager", t["netdsl"], t["reference"], gflops))
+            if not args.no_compile:
+                torch._dynamo.reset()
+                cm, cr = torch.compile(copy.deepcopy(planned)), torch.compile(copy.deepcopy(ref))
+                cold = {}
+                for name, m, x in (("netdsl", cm, xn), ("reference", cr, xr)):
+                    fn = _runner(m, case, x, y)
+                    t0 = time.perf_counter()
+                    fn()
+                    cold[name] = time.perf_counter() - t0
+                t = interleaved(
+                    {"netdsl": _runner(cm, case, xn, y), "reference": _runner(cr, case, xr, y)}, args.rounds
+                )
+                rows.append((f"{case} compiled", t["netdsl"], t["reference"], None))
+                rows.append((f"{case} cold compile", cold["netdsl"], cold["reference"], None))
+            bar.advance(1)
     if any(c.startswith("train") for c in args.cases):
         xn, xr = inputs(64)
         mem = {"netdsl": saved_bytes(planned.train(), xn), "reference": saved_bytes(ref.train(), xr)}

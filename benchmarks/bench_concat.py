@@ -46,7 +46,7 @@ def build(spec: str, variant: str, overrides: dict):
     if variant.startswith("ref"):
         import reference_densenet as R
 
-        values = compile_spec(spec, overrides, opt=0).graph["params"]
+        values = compile_spec(spec, **overrides, opt=0).graph["params"]
         model = R.for_preset(spec, memory_efficient=variant == "ref_cp", **values)
         R.load_from(model, planned)
         model.input_shape = planned.input_shape

@@ -33,7 +33,7 @@ def main() -> int:
         sys.stdout.write(replay(args.show))
         return 0
     start = time.perf_counter()
-    report = fuzz(args.cases, args.seed, emit=not args.no_emit)
+    report = fuzz(args.cases, args.seed, emit=not args.no_emit, progress=True)
     elapsed = time.perf_counter() - start
     print(report.summary())
     print(f"time: {elapsed:.1f} s ({1000 * elapsed / max(1, report.cases):.1f} ms per case)")

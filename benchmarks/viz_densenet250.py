@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--max-units", type=int, default=8)
     a = ap.parse_args()
     spec = Path(__file__).resolve().parents[1] / "specs" / "densenet_bc.net"
-    t, graph = best(lambda: compile_spec(spec, {"depth": 250, "k": 24}), a.repeat)
+    t, graph = best(lambda: compile_spec(spec, depth=250, k=24), a.repeat)
     print(f"compile densenet_bc depth=250 k=24 ({graph.number_of_nodes()} ops): {t:.3f} s")
     t, dot = best(lambda: block_digraph(graph, max_units=a.max_units), a.repeat)
     print(f"block view, max_units={a.max_units}: {t:.3f} s")

@@ -15,7 +15,7 @@ from netdsl.summary import summary_dict
 def main(target: str = "specs/sparsenet.net", *sets: str) -> None:
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in sets)}
     model = netdsl.build_model(target, **overrides).eval()
-    graph = netdsl.compile_spec(target, overrides)
+    graph = netdsl.compile_spec(target, **overrides)
     c, h, w = graph.nodes[graph.graph["input"]]["shape"]
     with torch.no_grad():
         logits = model(torch.randn(4, c, h, w))

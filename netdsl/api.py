@@ -9,28 +9,49 @@ from pathlib import Path
 
 import networkx as nx
 
+from .errors import SpecValueError
 from .frontend import Limits
 from .pipeline import DEFAULT_OPT, OPT_PASSES, compile_target, instantiate, source_header
 
-__all__ = ["DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_spec", "onnx_model", "torch_source"]
+__all__ = ["API_OPTIONS", "DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_spec", "onnx_model", "torch_source"]
+
+# The keyword arguments of these functions that are options, not spec parameters: every other
+# keyword overrides a spec parameter. A spec declaring a parameter of one of these names is
+# refused here (the command line's --set NAME=VALUE is unaffected); no bundled spec does.
+API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "layout", "report"})
+
+
+def _compile(target: str | Path, overrides: dict, **kw) -> nx.DiGraph:
+    graph = compile_target(target, overrides, **kw).graph
+    clash = sorted(API_OPTIONS & set(graph.graph.get("params", {})))
+    if clash:
+        raise SpecValueError(
+            f"network '{graph.graph.get('name')}' declares the parameter '{clash[0]}', which the Python API "
+            f"takes as its own option ({clash[0]}=...), so its value cannot be passed as a keyword",
+            None,
+            f"rename the parameter in the spec (the command line's --set {clash[0]}=VALUE still works)",
+        )
+    return graph
 
 
 def compile_spec(
     target: str | Path,
-    overrides: dict | None = None,
     *,
     limits: Limits | None = None,
     check: bool = False,
     text: str | None = None,
     opt: int = DEFAULT_OPT,
+    **overrides,
 ) -> nx.DiGraph:
-    """Spec file or preset name -> analysed IR graph (shapes, params, FLOPs).
+    """Spec file or preset name -> analysed IR graph (shapes, params, FLOPs); keyword arguments
+    other than the options override spec parameters.
 
-    >>> g = compile_spec("densenet_bc100_k12")
-    >>> g.graph["total_params"]
+    >>> compile_spec("densenet_bc100_k12").graph["total_params"]
     769162
+    >>> compile_spec("densenet_bc100_k12", depth=40).graph["params"]["depth"]
+    40
     """
-    return compile_target(target, overrides, opt=opt, limits=limits, text=text, check=check).graph
+    return _compile(target, overrides, opt=opt, limits=limits, text=text, check=check)
 
 
 def build_model(
@@ -54,7 +75,7 @@ def build_model(
     """
     from .weights import load_weights, remember_graph
 
-    graph = compile_target(target, overrides, limits=limits, opt=opt).graph
+    graph = _compile(target, overrides, limits=limits, opt=opt)
     model = instantiate(graph, seed)
     remember_graph(model, graph)  # so load_weights(model, ...) can match modules by structure
     if weights is not None:
@@ -62,43 +83,43 @@ def build_model(
     return model
 
 
-def torch_source(
-    target: str | Path, overrides: dict | None = None, *, limits: Limits | None = None, opt: int = DEFAULT_OPT
-) -> str:
+def torch_source(target: str | Path, *, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides) -> str:
     """The generated module's source: exactly what :func:`build_model` execs (``inspect.getsource``
-    of its class is in it), standalone (needs only torch)."""
+    of its class is in it), standalone (needs only torch); keyword arguments override spec parameters."""
     from .backends.torch_codegen import generate
 
-    graph = compile_target(target, overrides, limits=limits, opt=opt).graph
+    graph = _compile(target, overrides, limits=limits, opt=opt)
     return generate(graph, source_header(graph))
 
 
 def onnx_model(
     target: str | Path,
-    overrides: dict | None = None,
     *,
     weights=None,
     seed: int | None = 0,
     limits: Limits | None = None,
     report: list | None = None,
     layout: str = "netdsl",
+    **overrides,
 ):
-    """Spec file or preset name -> ONNX inference model (``onnx.ModelProto``).
+    """Spec file or preset name -> ONNX inference model (``onnx.ModelProto``); keyword arguments
+    other than the options override spec parameters.
 
-    ``weights``: a torch module of the same spec, a state_dict, or a ``torch.save`` file (a raw
-    state_dict or a checkpoint with it under ``"model"``) of ``layout`` (see
-    :func:`netdsl.load_weights`); None exports the torch backend's initialization with ``seed``
-    and warns that the graph is untrained. ``report``, if given,
+    ``weights``: a torch module of the same spec and values, a state_dict, or a ``torch.save`` file
+    (a raw state_dict or a checkpoint with it under ``"model"``) of ``layout`` (see
+    :func:`netdsl.load_weights`); anything else, or weights of another network, is refused with a
+    :class:`netdsl.errors.NetdslError` naming what does not fit. None exports the torch backend's
+    initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
     receives the :class:`netdsl.backends.onnx_export.ExportReport`.
 
     >>> net = build_model("densenet_bc100_k12", depth=10, k=4)
-    >>> m = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4}, weights=net)
+    >>> m = onnx_model("densenet_bc100_k12", depth=10, k=4, weights=net)
     >>> m.graph.node[0].name, m.graph.output[0].name
     ('stem', 'head1.fc')
     """
     from .backends.onnx_export import export
 
-    graph = compile_target(target, overrides, limits=limits, opt=0).graph
+    graph = _compile(target, overrides, limits=limits, opt=0)
     if layout != "netdsl" and weights is not None and not hasattr(weights, "state_dict"):
         from .weights import load_weights
 

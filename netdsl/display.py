@@ -37,3 +37,20 @@ def for_rich(text: object):
 def for_matplotlib(text: object) -> str:
     """``text`` for a matplotlib label: control characters escaped and ``$`` kept literal (no mathtext)."""
     return shown(text).replace("$", r"\$")
+
+
+# Wide enough that no table or line of netdsl's is ever wrapped or truncated.
+UNBOUNDED_WIDTH = 100_000
+
+
+def console(*, stderr: bool = False, min_width: int = 0, file=None):
+    """The ``rich.console.Console`` netdsl prints through. On a terminal: colours and the
+    terminal's width (at least ``min_width``, for tables that would be unreadable squeezed).
+    Anywhere else (a pipe, a file, a test's capture) no colour or escape code and no width
+    limit, so each table row stays one line and ``grep`` finds whole names."""
+    from rich.console import Console
+
+    tty = Console(stderr=stderr, file=file)
+    if tty.is_terminal:
+        return tty if tty.width >= min_width else Console(stderr=stderr, file=file, width=min_width)
+    return Console(stderr=stderr, file=file, width=UNBOUNDED_WIDTH, color_system=None, soft_wrap=True)

@@ -7,7 +7,7 @@
   other work on the machine (and from torch in the same process).
 
 >>> from netdsl.api import build_model, onnx_model
->>> model = onnx_model("densenet_bc100_k12", {"depth": 10, "k": 4},
+>>> model = onnx_model("densenet_bc100_k12", depth=10, k=4,
 ...                    weights=build_model("densenet_bc100_k12", depth=10, k=4))
 >>> sess = session(model.SerializeToString(), device="cpu")
 >>> sess.get_providers()

@@ -18,6 +18,7 @@ class Row:
     params: int
     flops: int
     reads: tuple[int, ...] | None = None
+    reads_label: str | None = None  # the reads as summary and drawings name them (BlockInfo.reads_label)
 
 
 def layer_key(node: str, graph: nx.DiGraph) -> str:
@@ -29,6 +30,7 @@ def layer_key(node: str, graph: nx.DiGraph) -> str:
 
 def rows(graph: nx.DiGraph) -> list[Row]:
     units = {u.scope: u for b in blocks(graph) for u in b.units}
+    block_of = {u.scope: b for b in blocks(graph) for u in b.units}
     block_names = {b.name for b in blocks(graph)}
     acc: dict[str, list] = {}
     for n in topo_nodes(graph):
@@ -44,9 +46,10 @@ def rows(graph: nx.DiGraph) -> list[Row]:
     for key, (shape, params, flops) in acc.items():
         if key in units:
             kind, reads = "unit", units[key].reads
+            label = block_of[key].reads_label(reads, limit=6)
         else:
-            kind, reads = ("block" if key in block_names else "layer"), None
-        out.append(Row(key, kind, fmt_shape(shape), params, flops, reads))
+            kind, reads, label = ("block" if key in block_names else "layer"), None, None
+        out.append(Row(key, kind, fmt_shape(shape), params, flops, reads, label))
     return out
 
 

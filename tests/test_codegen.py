@@ -37,7 +37,7 @@ def _x(model, n=2):
 def test_printed_source_is_the_running_code(name):
     target, over = NETS[name]
     model = _model(name)
-    source = netdsl.torch_source(target, over)
+    source = netdsl.torch_source(target, **over)
     assert inspect.getsource(type(model)) in source
     # a traceback from inside the module points at a real line of that source
     broken = torch.randn(2, model.input_shape[0] + 1, *model.input_shape[1:])
@@ -64,8 +64,8 @@ def test_repeated_units_are_loops(opt):
 
 def test_plan_is_in_the_code():
     """opt 1 writes into one buffer per block and reads views; opt 0 concatenates per unit."""
-    planned = netdsl.torch_source("densenet_bc100_k12", {"depth": 16, "k": 4})
-    naive = netdsl.torch_source("densenet_bc100_k12", {"depth": 16, "k": 4}, opt=0)
+    planned = netdsl.torch_source("densenet_bc100_k12", depth=16, k=4)
+    naive = netdsl.torch_source("densenet_bc100_k12", depth=16, k=4, opt=0)
     assert "_buffer(" in planned and "checkpoint(" in planned
     assert "_buffer(" not in naive and "checkpoint" not in naive
     assert "data_ptr" not in planned and "data_ptr" not in naive

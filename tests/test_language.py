@@ -8,7 +8,7 @@ from netdsl.errors import SpecNameError, SpecValueError
 
 
 def compile_text(write_spec, text, **over):
-    return netdsl.compile_spec(write_spec(text), over, check=True)
+    return netdsl.compile_spec(write_spec(text), check=True, **over)
 
 
 def test_params_let_arithmetic_and_override(write_spec):

@@ -114,7 +114,7 @@ def test_sparsenet_exp121_with_a_block_of_3000_layers_is_answered_quickly(capsys
 @pytest.mark.slow
 def test_sparsenet_exp121_with_3000_layers_compiles_when_the_budget_allows():
     start = time.process_time()
-    g = compile_spec("sparsenet_exp121", {"blocks": [6, 12, 3000, 16]}, limits=Limits(max_edges=10_000_000))
+    g = compile_spec("sparsenet_exp121", blocks=[6, 12, 3000, 16], limits=Limits(max_edges=10_000_000))
     assert time.process_time() - start < 30
     assert g.number_of_nodes() == 21260
 

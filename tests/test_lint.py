@@ -14,7 +14,7 @@ from helpers import SPECS
 
 
 def small():
-    return netdsl.compile_spec("specs/densenet_bc.net", {"depth": 16, "k": 4})
+    return netdsl.compile_spec("specs/densenet_bc.net", depth=16, k=4)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)

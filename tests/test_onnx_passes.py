@@ -84,7 +84,7 @@ def test_fold_arithmetic_against_torch_conv_bn():
 
 
 def test_bn_to_affine_keeps_the_id_and_needs_weights():
-    g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4}, opt=0)
+    g = netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4, opt=0)
     with pytest.raises(netdsl.NetdslError, match="no weights bound"):
         bn_to_affine.run(g)
     bound = bind_weights(g, calibrated(g))
@@ -107,7 +107,7 @@ def test_drop_noops_moves_output_and_block_metadata(write_spec):
 
 
 def test_dense_aggregates_grow_incrementally_and_copy_the_same_bytes():
-    g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 16, "k": 4}, opt=0)
+    g = netdsl.compile_spec("densenet_bc100_k12", depth=16, k=4, opt=0)
     out = share_concat_prefix.run(g).graph
     lint(out)
     assert out.nodes["block1.unit2.cat"]["inputs"] == ("stem", "block1.unit1.conv2")

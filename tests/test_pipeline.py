@@ -36,7 +36,7 @@ def test_compiled_holds_what_compiles_it_again():
 
 def test_the_api_is_the_pipeline():
     ref = pipeline.compile_target("densenet_bc100_k12", SMALL, opt=0).graph
-    g = netdsl.compile_spec("densenet_bc100_k12", SMALL, opt=0)
+    g = netdsl.compile_spec("densenet_bc100_k12", **SMALL, opt=0)
     assert g.graph["total_params"] == ref.graph["total_params"]
     model = netdsl.build_model("densenet_bc100_k12", opt=0, **SMALL)
     assert sum(p.numel() for p in model.parameters()) == g.graph["total_params"]  # torch counts the same

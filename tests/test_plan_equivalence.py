@@ -99,7 +99,7 @@ def test_every_pattern_is_covered():
     """The parametrized specs exercise dense, path, window, split and rule blocks."""
     seen = set()
     for spec in SPECS:
-        for b in blocks(compile_spec(spec, small(spec))):
+        for b in blocks(compile_spec(spec, **small(spec))):
             seen.add(b.pattern.split("(")[0])
     assert {"dense", "path", "window", "split", "rule"} <= seen
 

@@ -81,7 +81,7 @@ def test_training_model_matches_saved_tensors(opt):
     """The model's training figure against autograd's saved tensors (hooks, deduplicated by
     storage). They differ only by BatchNorm's per-channel batch statistics, which the model omits."""
     spec = next(s for s in SPECS if s.stem == "densenet_bc")
-    graph = compile_spec(spec, {"depth": 16, "k": 4})
+    graph = compile_spec(spec, depth=16, k=4)
     model = build_model(spec, depth=16, k=4, opt=opt)
     batch = 4
     measured = saved_bytes(model, torch.randn(batch, 3, 32, 32))

@@ -155,7 +155,7 @@ def test_seqconv_imagenet_flops_differ_from_table_2_as_the_papers_baselines_do()
     # baselines whose parameter counts we reproduce exactly (docs/zoo.md): the paper's counter.
     band = []
     for target, values, params, gflops in TABLE4_BASELINES.values():
-        g = netdsl.compile_spec(target, values)
+        g = netdsl.compile_spec(target, **values)
         assert g.graph["total_params"] == params
         band.append(gflops * 1e9 / g.graph["total_flops"])
     assert 0.939 < min(band) <= max(band) < 0.961
@@ -201,7 +201,7 @@ FIG10 = [(14, 0), (10, 4), (7, 7), (4, 10), (0, 14)]
 
 
 def test_fig10_study_is_five_overrides_of_one_spec():
-    graphs = {fn: netdsl.compile_spec("sparsenet_v1", {"far": fn[0], "near": fn[1]}) for fn in FIG10}
+    graphs = {fn: netdsl.compile_spec("sparsenet_v1", far=fn[0], near=fn[1]) for fn in FIG10}
     sets = {fn: [b.connection_sets() for b in g.graph["blocks"]] for fn, g in graphs.items()}
     # Block 1 (8 units, 2 input groups) never reaches the path: the same for all five.
     assert len({repr(s[0]) for s in sets.values()}) == 1
@@ -241,7 +241,7 @@ def test_dsod_backbone_widths_follow_table_1():
 
 
 def test_cifar_presets_take_100_classes():
-    g = netdsl.compile_spec("dense2net121", {"classes": 100})
+    g = netdsl.compile_spec("dense2net121", classes=100)
     assert g.nodes[g.graph["output"]]["shape"] == (100,)
 
 
@@ -249,7 +249,7 @@ def forward_backward(name, **overrides):
     """Build ``name`` at its test resolution and run a batch of 2 forward and backward.
     Returns the model and the IR of the same network."""
     h, w = get(name).test_input
-    graph = netdsl.compile_spec(name, {**overrides, "size": h})
+    graph = netdsl.compile_spec(name, **overrides, size=h)
     model = netdsl.build_model(name, size=h, **overrides)
     y = model(torch.randn(2, 3, h, w))
     assert tuple(y.shape) == (2, *graph.nodes[graph.graph["output"]]["shape"])  # the IR's shape inference

@@ -126,7 +126,7 @@ class Reference(nn.Module):
 
 
 def _demo(write_spec, **over):
-    return netdsl.compile_spec(str(write_spec(DEMO)), over)
+    return netdsl.compile_spec(str(write_spec(DEMO)), **over)
 
 
 @pytest.mark.parametrize("opt", [0, 1])
@@ -245,7 +245,7 @@ network folds() {
 
 
 def test_nested_blocks_carry_their_own_block_unit_stage_and_layer():
-    g = netdsl.compile_spec(str(ROOT / "specs" / "dense2net.net"), {"blocks": [2, 3], "k": 6, "scale": 3})
+    g = netdsl.compile_spec(str(ROOT / "specs" / "dense2net.net"), blocks=[2, 3], k=6, scale=3)
     lint(g)
     outer = {b.name for b in blocks(g) if "." not in b.name}
     assert outer == {"block1", "block2"}
@@ -275,7 +275,7 @@ def test_nested_blocks_carry_their_own_block_unit_stage_and_layer():
 def test_lint_checks_the_membership_attributes():
     from netdsl.errors import IRError
 
-    g = netdsl.compile_spec(str(ROOT / "specs" / "dense2net.net"), {"blocks": [2], "k": 8})
+    g = netdsl.compile_spec(str(ROOT / "specs" / "dense2net.net"), blocks=[2], k=8)
     node = next(n for n, d in g.nodes(data=True) if d.get("unit") == 2)
     g.nodes[node]["unit"] = 7
     with pytest.raises(IRError, match="unit 7"):
@@ -287,7 +287,7 @@ def test_lint_checks_the_membership_attributes():
 
 
 def test_plan_segments_live_on_the_ir():
-    g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 16, "k": 4}, opt=1)
+    g = netdsl.compile_spec("densenet_bc100_k12", depth=16, k=4, opt=1)
     heads = segments(g)
     assert heads and all(g.nodes[h]["segment"] == tuple(chain) for h, chain in heads.items())
     members = {c: h for h, chain in heads.items() for c in chain}

@@ -304,7 +304,6 @@ BAD_ARGUMENTS = [
     (["check", *SPEC_ARGS, "--max-map-elements", "0"], "--max-map-elements: must be at least 1"),
     (["check", *SPEC_ARGS, "--opt", "2"], "--opt: invalid choice"),
     (["summary", *SPEC_ARGS, "--max-edges", "0"], "--max-edges: must be at least 1"),
-    (["compile", *SPEC_ARGS, "--target", "onnx"], "target 'onnx' is binary: give -o FILE"),
     (["compile", *SPEC_ARGS, "--target", "tflite"], "unknown target 'tflite'"),
     (["compile", *SPEC_ARGS, "-o", "{tmp}/missing/net.py"], "the folder '{tmp}/missing' does not exist"),
     (["compile", *SPEC_ARGS, "-o", "{tmp}"], "is a folder"),

@@ -18,7 +18,7 @@ from helpers import SPECS, small_overrides
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_spec_lint_forward_backward(spec):
     over = small_overrides(spec)
-    g = netdsl.compile_spec(spec, over, check=True)
+    g = netdsl.compile_spec(spec, check=True, **over)
     lint(g)
     model = netdsl.build_model(spec, seed=0, **over)
     c, h, w = g.nodes[g.graph["input"]]["shape"]

@@ -39,7 +39,7 @@ def equation_params(far, near):
 
 @pytest.fixture(scope="module")
 def studies():
-    return {s: netdsl.compile_spec(STUDY, {"far": s[0], "near": s[1]}) for s in SPLITS}
+    return {s: netdsl.compile_spec(STUDY, far=s[0], near=s[1]) for s in SPLITS}
 
 
 def test_connection_sets_are_the_equations(studies):

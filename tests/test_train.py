@@ -321,7 +321,7 @@ _NO_CUDA = (
         (["train", "t.net", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
         (["train", "t.net", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
         (["train", "t.net", "--limit-train", "0"], "--limit-train must be a positive integer, got 0"),
-        (["train", "t.net", "--threads", "0"], "--threads must be a positive integer, got 0"),
+        (["train", "t.net", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
         (["train", "t.net", "--devices", "0"], "--devices must be a positive integer, got 0"),
         (["train", "t.net", "--num-nodes", "-1"], "--num-nodes must be a positive integer, got -1"),
         (["train", "t.net", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),

@@ -101,7 +101,7 @@ def test_chain_of_plain_ops_is_one_node_and_flow_edges_join_the_blocks(write_spe
 
 
 def test_densenet_bc_250_collapses_each_block_and_bundles_every_connection(tmp_path):
-    graph = compile_spec(DENSENET_BC, {"depth": 250, "k": 24})
+    graph = compile_spec(DENSENET_BC, depth=250, k=24)
     view = block_view(graph)  # default: at most 8 units drawn per block
     n = (250 - 4) // 6  # 41 units per dense block
     assert [b.name for b in graph.graph["blocks"]] == ["block1", "block2", "block3"]
@@ -149,7 +149,7 @@ def test_many_input_groups_collapse_into_one_node(write_spec):
 
 
 def test_max_units_zero_draws_every_unit():
-    graph = compile_spec(DENSENET_BC, {"depth": 40})
+    graph = compile_spec(DENSENET_BC, depth=40)
     view = block_view(graph, max_units=0)
     assert sum(1 for v in view.nodes if v.kind == "unit") == 3 * 6
     assert all(e.count == 1 for e in view.edges)
@@ -161,7 +161,7 @@ def test_one_block_of_a_nested_spec_is_drawn_with_its_neighbours(tmp_path):
     # Dense2Net: block 1 is the split block inside the first unit of the first dense block
     assert main(["viz", DENSE2NET, "--set", "blocks=[2,2]", "--block", "1", "-o", str(out)]) == 0
     items = parse_svg(out)
-    graph = compile_spec(DENSE2NET, {"blocks": "[2,2]"})
+    graph = compile_spec(DENSE2NET, blocks="[2,2]")
     inner = graph.graph["blocks"][0]
     assert inner.pattern.startswith("split")
     assert sorted(t for c, t, _ in items if c == ["node", "unit"]) == sorted(u.scope for u in inner.units)

@@ -72,7 +72,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
 
     >>> import netdsl
     >>> from netdsl.backends.onnx_export import export
-    >>> model, report = export(netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4}))
+    >>> model, report = export(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
     >>> model.graph.input[0].name, [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     ('input', ['N', 3, 32, 32])
     >>> model.graph.node[0].name, model.opset_import[0].version, model.ir_version
@@ -105,7 +105,7 @@ def concat_stats(graph: nx.DiGraph, bytes_per_value: int = 4) -> tuple[int, int]
     """(number of concat nodes, bytes they copy per sample): a concat writes its whole output.
 
     >>> import netdsl
-    >>> concat_stats(netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4}))
+    >>> concat_stats(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
     (3, 61696)
     """
     nodes = [d for _, d in graph.nodes(data=True) if d["kind"] == "concat"]

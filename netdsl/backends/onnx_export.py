@@ -41,38 +41,50 @@ class UntrainedWarning(UserWarning):
 
 def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -> tuple[nn.Module, str]:
     """The torch module whose weights are exported, and a description of where they came from.
-    ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path."""
-    if isinstance(weights, nn.Module):
-        return weights, "module"
+    ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path.
+    Whatever the kind, its keys and shapes are checked against ``graph`` here, so a module of another
+    spec (or other parameter values) is one clear error, not a failure deep in the inference rewrites."""
     if weights is None:
         warnings.warn(
             f"no weights given: exporting the untrained initialization (seed {seed})", UntrainedWarning, stacklevel=3
         )
         return torch_codegen.build(graph, seed), f"untrained initialization, seed {seed}"
-    module = torch_codegen.module_from_graph(graph)
-    origin = "state_dict"
+    state: Mapping
     if isinstance(weights, (str, Path)):
-        origin, weights = str(weights), read_state_dict(weights)
-    missing, unexpected = _key_mismatch(module, weights)
+        origin, state = str(weights), read_state_dict(weights)
+    elif isinstance(weights, nn.Module):
+        origin, state = f"module {type(weights).__name__}", weights.state_dict()
+    elif isinstance(weights, Mapping):
+        origin, state = "state_dict", weights
+    else:
+        raise NetdslError(
+            f"weights: expected a torch module, a state_dict or a checkpoint path, got {type(weights).__name__}",
+            None,
+            "for example weights=netdsl.build_model(<the same target and values>)",
+        )
+    name = graph.graph.get("name")
+    module = torch_codegen.module_from_graph(graph)
+    missing, unexpected = _key_mismatch(module, state)
     if missing or unexpected:
         raise NetdslError(
-            f"weights do not fit '{graph.graph.get('name')}': "
+            f"weights ({origin}) do not fit '{name}' ({torch_codegen.class_name(name)}): "
             f"{len(missing)} missing, {len(unexpected)} unexpected keys",
             None,
             "first missing: "
-            + ", ".join(missing[:3])
+            + (", ".join(missing[:3]) or "none")
             + "; first unexpected: "
-            + ", ".join(unexpected[:3])
-            + " (compile with the same --set values the model was trained with)",
+            + (", ".join(unexpected[:3]) or "none")
+            + " (build or compile with the same target and parameter values the weights come from)",
         )
-    try:
-        module.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise NetdslError(
-            f"weights do not fit: {str(err).splitlines()[-1].strip()}",
-            None,
-            "compile with the same --set values the model was trained with",
-        ) from None
+    for key, want in module.state_dict().items():  # the first tensor in the module's order that differs
+        got = tuple(state[key].shape) if torch.is_tensor(state[key]) else type(state[key]).__name__
+        if got != tuple(want.shape):
+            raise NetdslError(
+                f"weights ({origin}) do not fit '{name}': {key} has shape {got}, the network's is {tuple(want.shape)}",
+                None,
+                "build or compile with the same target and parameter values the weights come from",
+            )
+    module.load_state_dict(state, strict=True)
     return module, origin
 
 

@@ -18,11 +18,17 @@ import torch
 
 
 def median_seconds(
-    fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+    done: Callable[[], None] = lambda: None,
 ) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs; ``done()`` is
+    called after each run, outside the timed span (a progress bar's step)."""
     for _ in range(warmup):
         fn()
+        done()
     sync()
     times = []
     for _ in range(repeats):
@@ -30,6 +36,7 @@ def median_seconds(
         fn()
         sync()
         times.append(time.perf_counter() - t0)
+        done()
     return statistics.median(times)
 
 

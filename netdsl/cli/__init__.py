@@ -34,17 +34,51 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, shown(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
 
 
+# Flags every command takes, before or after its name (`netdsl --debug check x` and `netdsl check x
+# --debug`): the main parser and each subparser define them with a SUPPRESS default, so an absent
+# flag sets nothing and the subparser never overwrites a value given before the command name;
+# main() fills in the defaults. Commands get them from build_parser, so a new cmd_*.py needs nothing.
+GLOBAL_DEFAULTS = {"debug": False, "threads": None}
+
+
+def add_global_flags(p: argparse.ArgumentParser) -> None:
+    from .common import positive_int
+
+    known = p._option_string_actions  # a command that defines one of these itself keeps its own
+    group = p.add_argument_group("global options (before or after the command)")
+    if "--debug" not in known:
+        group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    if "--threads" not in known:
+        group.add_argument(
+            "--threads",
+            type=positive_int,
+            default=argparse.SUPPRESS,
+            metavar="N",
+            help="CPU threads for torch and onnxruntime (default: theirs; one is often fastest on a loaded machine)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = OneLineParser(prog="netdsl", description="Compile connectivity-described CNNs.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f".cmd_{name.replace('-', '_')}", __name__).register(sub)
+    for p in {id(p): p for p in sub.choices.values()}.values():  # aliases share a parser
+        add_global_flags(p)
     return parser
+
+
+def apply_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op threads (onnxruntime's are passed to its session)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
         return stop.code if isinstance(stop.code, int) else 2
+    for key, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, default)
     try:
+        apply_threads(args.threads)
         return int(args.func(args) or 0)
     except NetdslError as err:
         if args.debug:

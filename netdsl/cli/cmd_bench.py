@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from ..display import for_rich
+import json
+
+from ..display import console, for_rich
 from ..errors import SpecValueError
-from .common import add_target, limits, overrides, positive_int
+from ..progress import TaskProgress
+from .common import add_target, compile_target, positive_int
 
 
 def register(sub) -> None:
@@ -14,15 +17,16 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda (default cpu)")
     p.add_argument("--train", action="store_true", help="time a training step instead of inference")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per variant; the median is shown")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import torch
 
-    from ..api import build_model, compile_spec
     from ..backends.torch_bench import forward_fn, median_seconds, saved_bytes, train_step_fn
     from ..memory import memory_report
+    from ..pipeline import instantiate
 
     if args.batch_size < 1 or args.repeats < 1:
         raise SpecValueError("--batch-size and --repeats must be at least 1", None)
@@ -34,28 +38,34 @@ def run(args) -> int:
         )
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ov = overrides(args)
-    report = memory_report(compile_spec(args.target, ov, limits=limits(args)), batch=args.batch_size)["total"]
+    graphs = {opt: compile_target(args, opt=opt) for opt in (0, 1)}
+    report = memory_report(graphs[1], batch=args.batch_size)["total"]
     rows = []
     ref = None
-    for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
-        model = build_model(args.target, limits=limits(args), opt=opt, **ov).to(device)
-        if ref is None:
-            ref = model
-        else:
-            model.load_state_dict(ref.state_dict())
-        x = torch.randn((args.batch_size,) + tuple(model.input_shape), device=device)
-        if args.train:
-            model.train()
-            fn = train_step_fn(model, x)
-        else:
-            model.eval()
-            fn = forward_fn(model, x)
-        secs = median_seconds(fn, args.repeats, sync=sync)
-        saved = saved_bytes(model, x)
-        infer = report["infer_naive" if opt == 0 else "infer_planned"]
-        rows.append((label, secs, args.batch_size / secs, saved, infer))
-    from rich.console import Console
+    warmup = 1
+    with TaskProgress("bench", 2 * (warmup + args.repeats)) as bar:
+        for opt, label in ((0, "naive (--opt 0)"), (1, "planned")):
+            bar.advance(0, label)
+            model = instantiate(graphs[opt], 0).to(device)
+            if ref is None:
+                ref = model
+            else:
+                model.load_state_dict(ref.state_dict())
+            x = torch.randn((args.batch_size,) + tuple(model.input_shape), device=device)
+            if args.train:
+                model.train()
+                fn = train_step_fn(model, x)
+            else:
+                model.eval()
+                fn = forward_fn(model, x)
+            secs = median_seconds(fn, args.repeats, warmup, sync=sync, done=bar.advance)
+            saved = saved_bytes(model, x)
+            infer = report["infer_naive" if opt == 0 else "infer_planned"]
+            rows.append((label, secs, args.batch_size / secs, saved, infer))
+    if args.json:
+        keys = ("variant", "seconds", "samples_per_s", "train_saved_bytes", "infer_peak_bytes")
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+        return 0
     from rich.table import Table
 
     what = "training step" if args.train else "inference forward"
@@ -73,5 +83,5 @@ def run(args) -> int:
         f"{rows[1][3] / max(rows[0][3], 1):.2f}x",
         f"{rows[1][4] / max(rows[0][4], 1):.2f}x",
     )
-    Console(width=max(Console().width, 120)).print(t)  # five numeric columns and a long title
+    console(min_width=120).print(t)  # five numeric columns and a long title
     return 0

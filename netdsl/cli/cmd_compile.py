@@ -1,21 +1,24 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
 from ..weights.layouts import LAYOUTS
-from .common import add_target, existing_file, limits, overrides, writable_output
+from .common import add_target, compile_target, existing_file, writable_output
 
 # target name -> function(args) returning the bytes/str to write. Other backends register here.
 TARGETS = {}
 
 
 def _torch(args):
-    from ..api import torch_source
+    from ..backends.torch_codegen import generate
+    from ..pipeline import source_header
 
-    return torch_source(args.target, overrides(args), limits=limits(args))
+    graph = compile_target(args)
+    return generate(graph, source_header(graph))
 
 
 TARGETS["torch"] = _torch
@@ -24,18 +27,21 @@ TARGETS["torch"] = _torch
 def _onnx(args):
     import warnings
 
-    from ..api import onnx_model
-    from ..backends.onnx_export import UntrainedWarning
+    from ..backends.onnx_export import UntrainedWarning, export
 
-    reports = []
+    graph = compile_target(args, opt=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedWarning)
-        model = onnx_model(
-            args.target, overrides(args), weights=args.weights, limits=limits(args), report=reports, layout=args.layout
-        )
+        weights = args.weights
+        if weights and args.layout != "netdsl":
+            from ..pipeline import instantiate
+            from ..weights import load_weights
+
+            weights = load_weights(instantiate(graph, 0), weights, args.layout, graph=graph)
+        model, report = export(graph, weights)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print("\n".join(reports[0].lines()), file=sys.stderr)
+    print("\n".join(report.lines()), file=sys.stderr)
     return model.SerializeToString()
 
 
@@ -43,10 +49,16 @@ TARGETS["onnx"] = _onnx
 
 
 def register(sub) -> None:
-    p = sub.add_parser("compile", help="emit a backend artifact (torch source, ...)")
+    p = sub.add_parser("compile", help="emit a backend artifact (torch source, ONNX model)")
     add_target(p)
     p.add_argument("--target", dest="backend", default="torch", help="backend: " + ", ".join(sorted(TARGETS)))
-    p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file (default: stdout for torch; NAME.onnx in the current folder for onnx, "
+        "NAME being the preset's or the network's name)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing NAME.onnx when -o is not given")
     p.add_argument(
         "--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)"
     )
@@ -59,25 +71,39 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-# Targets whose output is binary: they need -o, checked before compiling.
+# Targets whose output is binary: without -o they go to NAME.<target> in the current folder.
 BINARY = {"onnx"}
+
+
+def default_output(args) -> str:
+    """``NAME.<target>`` for a binary target without ``-o``: the preset's name, or the network's
+    (read by parsing only, before any compile work)."""
+    from ..pipeline import spec_header
+    from ..presets import resolve
+
+    _, _, preset = resolve(args.target)
+    return f"{preset or spec_header(args.target).name}.{args.backend}"
 
 
 def run(args) -> int:
     if args.backend not in TARGETS:
         raise SpecValueError(f"unknown target '{args.backend}' (targets: {', '.join(sorted(TARGETS))})", None)
+    if not args.output and args.backend in BINARY:
+        args.output = default_output(args)
+        if Path(args.output).exists() and not args.force:
+            raise SpecValueError(
+                f"{args.output} exists (the default output of --target {args.backend})",
+                None,
+                "name another file with -o FILE, or replace it with --force",
+            )
     if args.output:
         writable_output(args.output)
-    elif args.backend in BINARY:
-        raise SpecValueError(f"target '{args.backend}' is binary: give -o FILE (e.g. -o model.{args.backend})", None)
     if args.weights:
         existing_file(args.weights, "--weights")
     data = TARGETS[args.backend](args)
     if args.output:
         write_atomic(args.output, data)
         print(f"wrote {shown(args.output)}", file=sys.stderr)
-    elif isinstance(data, str):
-        sys.stdout.write(data)
     else:
-        raise SpecValueError(f"target '{args.backend}' is binary; give -o FILE", None)
+        sys.stdout.write(data)
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..display import for_rich
+from ..display import console, for_rich
 
 
 def register(sub) -> None:
@@ -33,7 +33,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table()
@@ -47,5 +46,5 @@ def run(args) -> int:
             "" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M",
             for_rich(r["paper"]),
         )
-    Console().print(t)
+    console().print(t)
     return 0

@@ -3,6 +3,8 @@ the output (a random input of the declared shape when no input is given)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..display import shown
@@ -22,8 +24,8 @@ def register(sub) -> None:
         choices=["auto", "cpu", "cuda"],
         help="execution provider: auto = CUDA when it loads, else CPU",
     )
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: onnxruntime's)")
     p.add_argument("--output", help="save the output array to this .npy file")
+    p.add_argument("--json", action="store_true", help="machine-readable output (shapes, statistics, top classes)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +69,15 @@ def run(args) -> int:
     else:
         x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
     y = run_model(sess, x)
+    if args.output:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, y)
+        write_atomic(args.output, buf.getvalue())
+    if args.json:
+        print(json.dumps(run_dict(args, sess.get_providers()[0], x, y), indent=2))
+        return 0
     print(f"model: {shown(args.model)}  provider: {sess.get_providers()[0]}")
     print(
         f"input: shape {tuple(x.shape)}"
@@ -74,10 +85,23 @@ def run(args) -> int:
     )
     print("\n".join(summary_lines(y)))
     if args.output:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, y)
-        write_atomic(args.output, buf.getvalue())
         print(f"wrote {shown(args.output)}")
     return 0
+
+
+def run_dict(args, provider: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """``--json``: what the text output says, as numbers (file names as given, not escaped)."""
+    out = {
+        "shape": list(y.shape),
+        "dtype": str(y.dtype),
+        **{stat: float(getattr(y, stat)()) for stat in ("min", "max", "mean", "std")},
+    }
+    if y.ndim == 2:
+        out["top_class"] = [int(c) for c in y.argmax(axis=1)]
+    return {
+        "model": str(args.model),
+        "provider": provider,
+        "input": {"shape": list(x.shape), "file": args.input, "seed": None if args.input else args.seed},
+        "output": out,
+        "output_file": args.output,
+    }

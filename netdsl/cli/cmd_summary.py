@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from ..display import for_rich
+from ..display import console, for_rich
 from .common import add_target, compile_target
 
 
@@ -21,7 +21,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -33,12 +32,12 @@ def run(args) -> int:
     table.add_column("FLOPs (MAC)", justify="right", footer=f"{data['flops']:,}")
     table.add_column("reads", footer=f"{data['connections']} connections")
     for r in data["layers"]:
-        reads = "" if r["reads"] is None else _fmt_reads(r["reads"])
+        reads = r["reads_label"] or ""
         table.add_row(for_rich(r["name"]), r["shape"], f"{r['params']:,}", f"{r['flops']:,}", reads)
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for b in data["blocks"]:
-        console.print(
+        out.print(
             for_rich(
                 f"{b['name']}: {b['pattern']}, {b['units']} units, {b['connections']} connections "
                 f"reading {b['channels_read']:,} channels, output {b['output']} -> "
@@ -46,23 +45,13 @@ def run(args) -> int:
             ),
             soft_wrap=True,
         )
-    console.print(
+    out.print(
         f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
         "1 multiply-accumulate = 1 FLOP)"
     )
-    # Eight numeric columns: never squeeze them into a narrow (or non-terminal, 80-column) console.
-    Console(width=max(console.width, 132)).print(_memory_table(data["memory"]))
+    # Eight numeric columns: never squeeze them into a narrow terminal.
+    console(min_width=132).print(_memory_table(data["memory"]))
     return 0
-
-
-def _fmt_reads(reads) -> str:
-    if len(reads) > 6:
-        return (
-            f"x{reads[0]}..x{reads[-1]} ({len(reads)})"
-            if list(reads) == list(range(reads[0], reads[-1] + 1))
-            else ", ".join(f"x{j}" for j in reads[:3]) + f", ... ({len(reads)})"
-        )
-    return ", ".join(f"x{j}" for j in reads)
 
 
 def _memory_table(mem: dict):

@@ -47,7 +47,6 @@ def register(sub) -> None:
         help="continue the run in --out from its last.pt (a larger --epochs extends a finished run)",
     )
     p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (torch.set_num_threads)")
     p.add_argument("--device", dest="accelerator", choices=DEVICES, default="auto")
     p.add_argument("--devices", type=int, default=1, help="processes (GPUs) on this machine (default 1)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (with torchrun's rendezvous)")
@@ -95,7 +94,7 @@ def run(args) -> int:
         compile=args.compile,
         threads=args.threads,
         curves=not args.no_curves,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress,  # drawn only where the output is a terminal (netdsl.progress)
         limits=limits(args),
     ).validate()  # every flag checked before any work
     try:

@@ -106,14 +106,15 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
-def compile_target(args, **kw):
+def compile_target(args, *, quiet: bool = False, **kw):
     """The pipeline on a subcommand's target, ``--set`` values, limits and ``--opt``; prints the
-    spec's warnings and returns the graph."""
+    spec's warnings on stderr (unless ``quiet``: a command that reports them itself) and returns
+    the graph."""
     from .. import pipeline
 
     if getattr(args, "opt", None) is not None:
         kw.setdefault("opt", args.opt)
     graph = pipeline.compile_target(args.target, overrides(args), limits=limits(args), **kw).graph
-    for warning in graph.graph.get("warnings", ()):
+    for warning in () if quiet else graph.graph.get("warnings", ()):
         print(str(warning), file=sys.stderr)
     return graph

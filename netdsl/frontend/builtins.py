@@ -11,7 +11,19 @@ OPS: dict[str, SpecOp] = SPEC_OPS
 __all__ = ["OPS", "REQUIRED", "RESERVED_LABELS", "STRUCTURAL", "Arg", "SpecOp"]
 
 # Calls the lowering handles itself (they take bodies or tensors, not plain values).
-STRUCTURAL = ("block", "residual", "parallel", "branch", "repeat", "use", "add", "mul", "concat", "input")
+STRUCTURAL = (
+    "block",
+    "residual",
+    "parallel",
+    "branch",
+    "repeat",
+    "use",
+    "add",
+    "mul",
+    "concat",
+    "input",
+    "expect",
+)
 
 # Names a label may not take: they would shadow torch.nn.Module attributes or Python keywords in
 # the emitted module (tests/test_names.py checks this list against torch itself).

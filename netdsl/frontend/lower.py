@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -90,6 +91,16 @@ def _check_length(what: str, name: str, span: Span) -> None:
             span,
             f"names are at most {MAX_NAME_LENGTH} characters: they become Python and ONNX names",
         )
+
+
+def _walk(e: ast.Node) -> Iterator[ast.Node]:
+    """``e`` and every node inside it (each dataclass's own fields are its ``__slots__``)."""
+    yield e
+    for name in getattr(e, "__slots__", ()):
+        child = getattr(e, name)
+        for c in child if isinstance(child, tuple) else (child,):
+            if isinstance(c, ast.Node):
+                yield from _walk(c)
 
 
 def _check_label(label: str, span: Span) -> None:
@@ -577,6 +588,28 @@ class Lowerer:
             out.append(v.node)
         return out
 
+    def _s_expect(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+        """``expect(condition, "message")``: a spec's own statement of what its parameters should
+        satisfy (DenseNet-BC's depth is 6n+4). A false condition is a warning, located at the
+        statement, whose hint gives the values of the names the condition reads; the spec compiles."""
+        call = stmt.call
+        if stmt.body is not None or stmt.label or call.kwargs or len(call.args) != 2:
+            raise SpecTypeError(
+                "expect() takes a condition and a message", stmt.span, 'for example expect(depth % 2 == 0, "even")'
+            )
+        cond, message = (self.eval(a, env) for a in call.args)
+        if not isinstance(cond, bool):
+            raise SpecTypeError(f"expect() needs a condition, got {type_name(cond)}", call.args[0].span)
+        if not isinstance(message, str):
+            raise SpecTypeError(f"expect() needs a message string, got {type_name(message)}", call.args[1].span)
+        if cond:
+            return
+        names = dict.fromkeys(n.name for n in _walk(call.args[0]) if isinstance(n, ast.Var))
+        values = [f"{n} = {fmt_value(v)}" for n in names for found, v in [env.lookup(n)] if found]
+        warning = SpecWarning(message, call.args[0].span, "with " + ", ".join(values) if values else None)
+        if all((w.message, w.span) != (warning.message, warning.span) for w in self.graph.graph["warnings"]):
+            self.graph.graph["warnings"].append(warning)  # once, even in a loop or a repeated unit
+
     def _s_use(self, stmt, scope, env, ctx):
         refs = self._tensor_args(stmt, env)
         if len(refs) != 1 or stmt.body is not None or stmt.label:
@@ -1029,6 +1062,14 @@ class Lowerer:
             ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
+        y1_shape, unit_shape = self.shape(ys[1]), self.shape(ys[2])
+        if "bypass" not in opts and y1_shape[1:] != unit_shape[1:]:
+            raise ShapeError(
+                f"split block: y1 = x1 stays {fmt_shape(y1_shape)} but the units make {fmt_shape(unit_shape)}",
+                opts["connect"][1],
+                "y1 skips the units: give the block a bypass that resizes it like them, e.g. "
+                "bypass=avgpool(3, 2, pad=1) for stride-2 units (Res2Net's stage blocks)",
+            )
         out = self.add(
             bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span, role="block_output"
         )

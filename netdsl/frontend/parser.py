@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import gc
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -12,7 +14,7 @@ from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
-from ..errors import LimitError, NetdslError, Span, SpecSyntaxError, SpecValueError
+from ..errors import LimitError, NetdslError, Span, SpecSyntaxError, SpecValueError, did_you_mean
 from . import ast
 from .source import MAX_SPEC_BYTES, read_spec_text, strip_bom
 
@@ -329,7 +331,15 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
         stack = _open_brackets(text, file, tok.start_pos if tok.type != "$END" else len(text))
         opener = stack[-1] if stack else None
         number = None if tok.type == "$END" else _bad_number(text, tok.start_pos) or _bad_number(text, tok.end_pos)
-        if tok.type == "$END":
+        misplaced = _misaligned_brace(text) if tok.type == "$END" else None
+        if misplaced is not None:
+            (line, col), closing, closed = misplaced
+            message = "'{' is never closed: the file ends before its '}'"
+            hint = (
+                f"the '}}' at {closing[0]}:{closing[1]} lines up with the '{{' at {closed[0]}:{closed[1]} and closes "
+                "it; add a '}' for this one"
+            )
+        elif tok.type == "$END":
             if opener is not None:  # point at the bracket that was never closed, not at the end
                 ch, line, col = opener
                 closer = _CLOSER[ch]
@@ -352,6 +362,8 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
                 assert opener is not None  # the stack holds the bracket that tok closes
                 message = f"missing '{_CLOSER[opener[0]]}' before this '{tok}'"
                 hint = f"the '{opener[0]}' at {opener[1]}:{opener[2]} is not closed"
+        elif (word := _misspelt_keyword(text, tok)) is not None or (word := _misplaced_in(text, tok)) is not None:
+            message, hint, (line, col, width) = word
         else:
             width = max(1, len(str(tok)))
             found = repr(str(tok))
@@ -384,6 +396,84 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError
 
 
 _OPENER = {")": "(", "]": "[", "}": "{"}
+
+# The keywords a statement or a top-level item starts with (the grammar's; 'in' only follows 'for NAME').
+KEYWORDS = ("network", "def", "include", "let", "for", "if", "else")
+_FIRST_WORD = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)")  # a line's first word
+_NAME_OR_STRING_NEXT = re.compile(r"[ \t]+[A-Za-z_\"]")
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _misplaced_in(text: str, tok: Token) -> tuple[str, str, tuple[int, int, int]] | None:
+    """``in`` used as an operator (``k in [1, 2]``): lark reports the token after it, or ``in``
+    itself; the mistake is the ``in``, so the error names and points at it."""
+    start = cast("int", tok.start_pos)  # the lexer positions every token it makes
+    if str(tok) != "in":
+        before = text[:start].rstrip(" \t")
+        if not re.search(r"(?<![A-Za-z0-9_])in$", before):
+            return None
+        start = len(before) - 2
+    if re.search(r"(?<![A-Za-z0-9_])for(\s+[A-Za-z_][A-Za-z0-9_]*)?\s*$", text[:start]):
+        return None  # the loop's own 'in' (or its missing variable): the mistake is elsewhere
+    line, col = _line_col(text, start)
+    return (
+        "'in' is not an operator: it only follows 'for NAME' (for b in 1..3)",
+        "test membership with == and or, e.g. (k == 1 or k == 2)",
+        (line, col, 2),
+    )
+
+
+def _misspelt_keyword(text: str, tok: Token) -> tuple[str, str, tuple[int, int, int]] | None:
+    """A syntax error on a line that starts with a near-miss of a keyword (``lett w = 3``,
+    ``fro i in 1..3``, ``netwrok n()``): the misspelt word is the mistake, not the token lark
+    stopped at."""
+    pos = cast("int", tok.start_pos)  # the lexer positions every token it makes
+    m = _FIRST_WORD.match(text, text.rfind("\n", 0, pos) + 1)
+    if m is None or m.group(1) in KEYWORDS or m.start(1) > pos:
+        return None
+    if not _NAME_OR_STRING_NEXT.match(text, m.end(1)):  # a keyword is followed by a name or a string
+        return None
+    word, hint = m.group(1), did_you_mean(m.group(1), KEYWORDS)
+    if hint is None:
+        return None
+    line, col = _line_col(text, m.start(1))
+    return f"unknown keyword '{word}'", hint, (line, col, len(word))
+
+
+def _misaligned_brace(text: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """At the end of a file with a '{' too many, which one the author left open: a '}' that
+    starts its line closes the open '{' whose line is indented as much, so any '{' opened
+    after that one (on a deeper line) is the unclosed one. Returns (that '{', the '}', the '{' it
+    closes), or None when the indentation does not tell -- some line-starting '}' lines up with
+    no open '{' (a header continued over lines, say) -- and then the innermost open '{' is named."""
+    stack: list[tuple[str, int, int, int]] = []  # (bracket, line, column, indentation of its statement)
+    found = None
+    current, stmt_indent = 0, 0
+    for ch, line, col, indent, first in _brackets(text):
+        if line != current:
+            current, stmt_indent = line, indent
+        if ch in "([{":
+            stack.append((ch, line, col, stmt_indent))
+        elif ch == "}" and first:
+            if not any(b[0] == "{" and b[3] == indent for b in stack):
+                return None  # the indentation is not the file's structure
+            skipped = []
+            while not (stack[-1][0] == "{" and stack[-1][3] == indent):
+                skipped.append(stack.pop())
+            opened = stack.pop()
+            braces = [b for b in skipped if b[0] == "{"]
+            if braces and found is None:
+                found = (braces[-1][1], braces[-1][2]), (line, col), (opened[1], opened[2])
+        elif ch in ")]}" and stack:
+            opener = stack.pop()
+            if opener[1] < line:  # a header continued over lines: its '{' belongs to the first line
+                stmt_indent = min(stmt_indent, opener[3])
+    return found
+
+
 _NUMBER_HINT = "numbers are written 12, 0.5 or 1e-5; a name starts with a letter or '_'"
 
 
@@ -453,19 +543,23 @@ def _describe_expected(expected: list[str]) -> str:
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 
-def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[str, int, int]]:
-    """The brackets still open at offset ``stop`` (default: the end), as (char, line, column),
-    skipping comments and strings. Refuses nesting deeper than :data:`MAX_NESTING`."""
-    stack: list[tuple[str, int, int]] = []
+def _brackets(text: str, stop: int | None = None) -> Iterator[tuple[str, int, int, int, bool]]:
+    """Every bracket outside comments and strings, as (char, line, column, indentation of its
+    line, whether it is the first thing on its line)."""
     line, col = 1, 0
+    indent, first = 0, True
     in_comment = in_block = in_string = False
     prev = ""
     for ch in text if stop is None else text[:stop]:
         col += 1
         if ch == "\n":
             line, col = line + 1, 0
+            indent, first = 0, True
             in_comment = False
             in_string = False
+        elif first and ch in " \t" and not in_block:
+            indent += 1
+            continue
         elif in_block:
             if prev == "*" and ch == "/":
                 in_block = False
@@ -482,7 +576,19 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
         elif prev == "/" and ch == "*":
             in_block = True
             ch = ""  # '/*/' does not close the comment it opens
-        elif ch in "([{":
+        elif ch in "([{)]}":
+            yield ch, line, col, indent, first
+        if ch != "\n":
+            first = False
+        prev = ch
+
+
+def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[str, int, int]]:
+    """The brackets still open at offset ``stop`` (default: the end), as (char, line, column),
+    skipping comments and strings. Refuses nesting deeper than :data:`MAX_NESTING`."""
+    stack: list[tuple[str, int, int]] = []
+    for ch, line, col, _, _ in _brackets(text, stop):
+        if ch in "([{":
             stack.append((ch, line, col))
             if len(stack) > MAX_NESTING:
                 raise SpecSyntaxError(
@@ -490,9 +596,8 @@ def _open_brackets(text: str, file: str, stop: int | None = None) -> list[tuple[
                     Span(file, line, col, line, col + 1, text=text),
                     "flatten the expression or split it with 'let'",
                 )
-        elif ch in ")]}" and stack:
+        elif stack:
             stack.pop()
-        prev = ch
     return stack
 
 

@@ -56,6 +56,30 @@ class BlockInfo:
                 return f.node
         raise KeyError(j)
 
+    def feature_label(self, j: int) -> str:
+        """How every view (summary, drawings) names feature ``j``: ``x{j}``; in a split block the
+        paper's names, subsets x1 .. xs (indices 1-s .. 0) and unit outputs y2 .. ys (index i).
+
+        >>> from netdsl.api import compile_spec
+        >>> b = compile_spec("res2net50_26w_4s", size=64).graph["blocks"][0]
+        >>> b.pattern, [b.feature_label(j) for j in (-3, 0, 2)]
+        ('split(scale=4)', ['x1', 'x4', 'y2'])
+        """
+        if self.kind == "split":
+            subsets = sum(1 for f in self.features if f.index <= 0)
+            return f"x{j + subsets}" if j <= 0 else f"y{j}"
+        return f"x{j}"
+
+    def reads_label(self, reads: tuple[int, ...], limit: int | None = None) -> str:
+        """The features a unit reads, by :meth:`feature_label`; more than ``limit`` are shortened
+        to a range (``x0..x11 (12)``) or the first three (``x0, x2, x5, ... (9)``)."""
+        names = [self.feature_label(j) for j in reads]
+        if limit is None or len(reads) <= limit:
+            return ", ".join(names)
+        if list(reads) == list(range(reads[0], reads[-1] + 1)):
+            return f"{names[0]}..{names[-1]} ({len(reads)})"
+        return ", ".join(names[:3]) + f", ... ({len(reads)})"
+
     def connection_sets(self) -> dict[int, tuple[int, ...]]:
         return {u.index: u.reads for u in self.units}
 

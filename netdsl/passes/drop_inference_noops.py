@@ -2,7 +2,7 @@
 ``eval_identity``: ``dropout`` and ``identity``); their consumers read the node's input instead.
 
 >>> import netdsl
->>> g = netdsl.compile_spec("densenet_bc100_k12", {"depth": 10, "k": 4})
+>>> g = netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4)
 >>> run(g).modified  # DenseNet-BC has no dropout or identity
 False
 """

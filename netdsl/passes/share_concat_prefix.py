@@ -4,7 +4,7 @@ aggregate is ``concat(previous aggregate, newest feature)`` and the block output
 unit's aggregate. Values are unchanged; ONNX gets short Concat nodes (never ScatterND).
 
 >>> import netdsl
->>> g = run(netdsl.compile_spec("densenet_bc100_k12", {"depth": 16, "k": 4})).graph
+>>> g = run(netdsl.compile_spec("densenet_bc100_k12", depth=16, k=4)).graph
 >>> g.nodes["block1.cat"]["inputs"]
 ('block1.unit2.cat', 'block1.unit2.conv2')
 """

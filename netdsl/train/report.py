@@ -26,9 +26,9 @@ class Reporter:
         self.out, self.active, self.title, self.draw = out, rank == 0, title, curves
         self.console = None
         if self.active and verbose:
-            from rich.console import Console
+            from ..display import console
 
-            self.console = Console()
+            self.console = console()
         self.progress = EpochProgress(progress and self.active, self.console)
 
     def log(self, message: str) -> None:

@@ -4,7 +4,7 @@ Every node and edge carries an SVG ``class`` (``unit``, ``feature``, ``connectio
 drawing can be checked, styled or scripted after rendering.
 
 >>> from netdsl.api import compile_spec
->>> dot = block_digraph(compile_spec("densenet_bc100_k12", {"depth": 10}))
+>>> dot = block_digraph(compile_spec("densenet_bc100_k12", depth=10))
 >>> dot.source.count("class=connection"), dot.source.count("class=unit")
 (3, 3)
 """
@@ -140,7 +140,7 @@ def _cluster_keys(graph: nx.DiGraph) -> dict[str, str]:
     for b in blocks(graph):
         keys[b.name] = f"{b.name}: {b.pattern}"
         for u in b.units:
-            keys[u.scope] = f"unit {u.index} reads " + ", ".join(f"x{j}" for j in u.reads)
+            keys[u.scope] = f"unit {u.index} reads " + b.reads_label(u.reads)
     return keys
 
 

@@ -17,7 +17,7 @@ edges that touch it are bundled into one edge per neighbour, whose ``count`` say
 connections it stands for; the connections among the collapsed units are counted on the node.
 
 >>> from netdsl.api import compile_spec
->>> view = block_view(compile_spec("densenet_bc100_k12", {"depth": 16}))
+>>> view = block_view(compile_spec("densenet_bc100_k12", depth=16))
 >>> [n.id for n in view.nodes if n.kind == "unit"]
 ['block1.unit1', 'block1.unit2', 'block2.unit1', 'block2.unit2', 'block3.unit1', 'block3.unit2']
 >>> sum(e.count for e in view.edges if e.kind == "connection")
@@ -128,7 +128,7 @@ class _Builder:
                 continue
             fid = _feature_id(b, f.index)
             rng = f" [{f.start}:{f.stop}]" if f.start is not None else ""
-            self.nodes[fid] = VizNode(fid, f"x{f.index}{rng}", "feature", b.name)
+            self.nodes[fid] = VizNode(fid, f"{b.feature_label(f.index)}{rng}", "feature", b.name)
             if f.node in members:  # a split block's own slice op
                 self.group[f.node] = fid
         out_id = f"{b.name}/out"
@@ -249,7 +249,12 @@ class _Builder:
             cid = f"{b.name}/x{lo}..x{hi}"
             self._merge(
                 [_feature_id(b, j) for j in hidden_feats],
-                VizNode(cid, f"x{lo}..x{hi}\n({len(hidden_feats)} input groups)", "collapsed", b.name),
+                VizNode(
+                    cid,
+                    f"{b.feature_label(lo)}..{b.feature_label(hi)}\n({len(hidden_feats)} input groups)",
+                    "collapsed",
+                    b.name,
+                ),
             )
             notes.append(f"input groups x{lo}..x{hi}")
         hidden = self._middle(list(b.units))

@@ -23,6 +23,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from netdsl.progress import TaskProgress
+
 from .mutations import ROOT, Report, cpu_alarm, mutate, run_within, spec_files
 
 NAMES = [
@@ -222,14 +224,16 @@ def case_text(n: int, seed: int, seeds: list[tuple[Path, str]]) -> tuple[str, Pa
     return f"{spec.name}#{seed}:{n}", spec, m.kind, m.text
 
 
-def fuzz(cases: int, seed: int = 0, budget_s: float = 5.0, emit: bool = True) -> Report:
-    """Run ``cases`` cases, each within ``budget_s`` seconds of CPU time (see run_within)."""
+def fuzz(cases: int, seed: int = 0, budget_s: float = 5.0, emit: bool = True, progress: bool = False) -> Report:
+    """Run ``cases`` cases, each within ``budget_s`` seconds of CPU time (see run_within);
+    ``progress``: a bar on a terminal (nothing in a pipe)."""
     report = Report()
     seeds = [(p, p.read_text()) for p in spec_files()]
-    with cpu_alarm():
+    with cpu_alarm(), TaskProgress("fuzz", cases, enabled=progress) as bar:
         for n in range(cases):
             case_id, spec, kind, text = case_text(n, seed, seeds)
             report.record(case_id, kind, run_within(budget_s, spec, text, emit))
+            bar.advance(1, report.progress_status())
     return report
 
 
@@ -243,7 +247,7 @@ if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
     start = time.perf_counter()
-    rep = fuzz(count, seed)
+    rep = fuzz(count, seed, progress=True)
     print(rep.summary())
     print(f"time: {time.perf_counter() - start:.1f} s")
     sys.exit(1 if rep.foreign or rep.internal or rep.slow else 0)

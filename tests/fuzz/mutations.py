@@ -24,6 +24,7 @@ from pathlib import Path
 
 from netdsl.errors import IRError, NetdslError, PassError
 from netdsl.frontend import Limits
+from netdsl.progress import TaskProgress
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +103,10 @@ def _m_swap(toks, rng):
 
 def _m_replace(toks, rng):
     solid = _solid(toks)
-    toks[rng.choice(solid)] = toks[rng.choice(solid)]
+    k = rng.choice(solid)
+    others = [toks[j] for j in solid if toks[j] != toks[k]]  # a token replaced by its twin is no mutant
+    if others:
+        toks[k] = rng.choice(others)
 
 
 def _m_bytes(toks, rng):
@@ -277,6 +281,11 @@ class Report:
             lines.append(f"  {case} [{kind}]: over the time limit")
         return "\n".join(lines)
 
+    def progress_status(self) -> str:
+        """The progress bar's running count."""
+        bad = len(self.internal) + len(self.foreign) + len(self.slow)
+        return f"{self.ok} compiled, {sum(self.errors.values())} netdsl errors, {bad} problems"
+
     def record(self, case_id: str, kind: str, outcome: tuple) -> None:
         """Count one :func:`run_within` outcome."""
         self.cases += 1
@@ -307,16 +316,25 @@ def run_case(spec: Path, text: str, emit: bool) -> None:
         compile(generate(graph), "<emitted>", "exec")  # parses only; never executed
 
 
-def fuzz(cases: int, seed: int = 0, emit: bool = True, budget_s: float = 20.0, rounds=(1, 1, 1, 2, 3)) -> Report:
-    """Run ``cases`` mutants round-robin over :func:`spec_files`; case ``n`` uses seed ``seed + n``."""
+def fuzz(
+    cases: int,
+    seed: int = 0,
+    emit: bool = True,
+    budget_s: float = 20.0,
+    rounds=(1, 1, 1, 2, 3),
+    progress: bool = False,
+) -> Report:
+    """Run ``cases`` mutants round-robin over :func:`spec_files`; case ``n`` uses seed ``seed + n``;
+    ``progress``: a bar on a terminal (nothing in a pipe)."""
     report = Report()
     seeds = [(p, p.read_text()) for p in spec_files()]
-    with cpu_alarm():
+    with cpu_alarm(), TaskProgress("fuzz", cases, enabled=progress) as bar:
         for n in range(cases):
             spec, text = seeds[n % len(seeds)]
             rng = random.Random(seed + n)
             m = mutate(text, rng, rng.choice(rounds))
             report.record(f"{spec.name}#{seed + n}", m.kind, run_within(budget_s, spec, m.text, emit))
+            bar.advance(1, report.progress_status())
     return report
 
 
