@@ -54,3 +54,12 @@ def console(*, stderr: bool = False, min_width: int = 0, file=None):
     if tty.is_terminal:
         return tty if tty.width >= min_width else Console(stderr=stderr, file=file, width=min_width)
     return Console(stderr=stderr, file=file, width=UNBOUNDED_WIDTH, color_system=None, soft_wrap=True)
+
+
+def fmt_bytes(n: int) -> str:
+    """>>> fmt_bytes(224), fmt_bytes(3 * 2**20)
+    ('224 B', '3.0 MiB')"""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"

@@ -96,11 +96,24 @@ def test_no_bundled_spec_parameter_is_named_like_an_api_option(spec):
     assert not set(pipeline.spec_header(spec).params) & API_OPTIONS
 
 
+def _readme_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.M | re.S)
+
+
 def _readme_python() -> str:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
-    assert len(blocks) == 1
-    return blocks[0]
+    """The Tour's example, the README's first Python block: it runs as written."""
+    return _readme_blocks()[0]
+
+
+def test_every_readme_python_block_parses_and_names_only_what_netdsl_has():
+    import netdsl
+
+    blocks = _readme_blocks()
+    assert len(blocks) >= 2  # the Tour, the pretrained weights
+    for code in blocks:
+        compile(code, "README.md", "exec")
+        for name in re.findall(r"\bnetdsl\.(\w+)", code):
+            assert hasattr(netdsl, name), name
 
 
 @pytest.mark.slow

@@ -62,30 +62,18 @@ def run(args) -> int:
 
 @contextlib.contextmanager
 def _progress(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar over the report's steps on a terminal; nothing when output is piped."""
-    if not (sys.stdout.isatty() and sys.stderr.isatty()):
-        yield lambda _name: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """The report's steps as a progress bar (netdsl.progress) on a terminal; nothing when piped.
+    Each call names the step about to run and counts the one before it."""
+    from ..progress import TaskProgress
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("report: {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("", total=total)
+    with TaskProgress("report", total) as bar:
         started = False
 
         def step(name: str) -> None:
             nonlocal started
             if started:
-                bar.advance(task)
+                bar.advance()
+            bar.advance(0, status=name)  # a new status is drawn at once
             started = True
-            bar.update(task, description=name)
 
         yield step

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from ..display import console, for_rich
+from ..display import console, fmt_bytes, for_rich
 from .common import add_target, compile_target
 
 
@@ -78,12 +78,3 @@ def _memory_table(mem: dict):
     for b, v in mem["blocks"].items():
         t.add_row(for_rich(b), *[fmt_bytes(v[key]) for key, _ in cols])
     return t
-
-
-def fmt_bytes(n: int) -> str:
-    """>>> fmt_bytes(224), fmt_bytes(3 * 2**20)
-    ('224 B', '3.0 MiB')"""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"

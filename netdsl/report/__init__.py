@@ -102,26 +102,17 @@ def _summary(d: dict) -> str:
         )
     layers = table(
         ["layer", "output", "params", "FLOPs (MAC)", "reads"],
-        [
-            [r["name"], r["shape"], r["params"], r["flops"], "" if r["reads"] is None else _reads(r["reads"])]
-            for r in d["layers"]
-        ],
+        [[r["name"], r["shape"], r["params"], r["flops"], r["reads_label"] or ""] for r in d["layers"]],
         numeric={2, 3},
         foot=["total", "x".join(map(str, d["output"])), d["params"], d["flops"], f"{d['connections']} connections"],
     )
     return out + f"<details><summary>every layer ({len(d['layers'])} rows)</summary>{layers}</details>"
 
 
-def _reads(reads) -> str:
-    from ..cli.cmd_summary import _fmt_reads
-
-    return _fmt_reads(reads)
-
-
 def _blocks(g: nx.DiGraph, d: dict) -> str:
     """One row per top-level statement (a whole block, a transition, the head), with the
     block's memory per sample from :func:`netdsl.memory.memory_report`."""
-    from ..cli.cmd_summary import fmt_bytes
+    from ..display import fmt_bytes
     from ..ir.graph import top_level_blocks
 
     owner = {u.scope: b.name for b in top_level_blocks(g) for u in b.units}
