@@ -58,6 +58,13 @@ COUNTS = {
     "seqresnext24": (26211784, 4543979520),
     "dsod300_backbone": (12089824, 14243820288),
     "sparsenet_exp121": (3250824, 1819742464),
+    "vovnet27s": (3525736, 2176695296),
+    "vovnet39": (22600296, 7072227328),
+    "vovnet57": (36640296, 8930144256),
+    "hardnet39ds": (3488228, 429471474),
+    "hardnet68ds": (4180602, 775281526),
+    "hardnet68": (17565348, 4246114304),
+    "hardnet85": (36670212, 9074081584),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -103,6 +110,13 @@ IMAGENET = {
     "seqresnet_b42",
     "seqresnext24",
     "sparsenet_exp121",
+    "vovnet27s",
+    "vovnet39",
+    "vovnet57",
+    "hardnet39ds",
+    "hardnet68ds",
+    "hardnet68",
+    "hardnet85",
 }
 
 
@@ -277,6 +291,9 @@ REDUCED = {
     "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
     "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
     "sparsenet_exp121": {"blocks": [1, 2, 3, 2], "k": 8, "classes": 10},
+    "vovnet27s": {"channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16, "classes": 10},
+    "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
+    "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
 }
 
 

@@ -1,0 +1,267 @@
+"""The aggregation patterns of the DenseNet family: VoVNet's one-shot aggregation and HarDNet's
+harmonic connectivity (specs/vovnet.net, specs/hardnet.net), the language options they use
+(``output=rule(...)``, ``reads`` in a unit body), and their presets against the reference,
+pytorchcv 0.0.74 (optional: skipped when pytorchcv is absent): parameters, FLOPs, output shape,
+connection sets and -- with the reference's weights loaded -- the outputs themselves."""
+
+import importlib
+
+import pytest
+import torch
+from torch import nn
+
+import netdsl
+from netdsl.errors import SpecValueError
+from netdsl.ir import patterns as P
+from netdsl.presets import get
+
+from test_onnx_equivalence import assert_matches_torch, at_input_size
+
+VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
+HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
+FAST = {"vovnet27s", "hardnet39ds"}  # the small ones run in the fast suite; the others are slow
+
+
+def _param(names):
+    return [pytest.param(n, id=n, marks=() if n in FAST else pytest.mark.slow) for n in names]
+
+
+# ---- connection sets against hand-written rules
+
+
+def harmonic_reads(k: int) -> tuple[int, ...]:
+    """HarDNet (Chao et al., section 3.1): layer k connects to layer k - 2^n if 2^n divides k."""
+    out, step = [], 1
+    while step <= k:
+        if k % step == 0:
+            out.append(k - step)
+        step *= 2
+    return tuple(sorted(out))
+
+
+def harmonic_width(k: int, growth: int, mult: float) -> int:
+    """The reference's layer width: growth times mult once per extra link, rounded to even."""
+    w = growth
+    for _ in harmonic_reads(k)[1:]:
+        w *= mult
+    return int(int(w + 1) / 2) * 2
+
+
+def test_harmonic_rule_is_the_papers_connectivity():
+    g = netdsl.compile_spec("hardnet68")
+    first = g.graph["blocks"][0]  # 8 layers
+    assert first.connection_sets() == {k: harmonic_reads(k) for k in range(1, 9)}
+    assert first.connection_sets()[8] == (0, 4, 6, 7)
+    sixteen = g.graph["blocks"][1]
+    assert sixteen.connection_sets() == {k: harmonic_reads(k) for k in range(1, 17)}
+    # the block output: the odd layers and the last one, not the block input, in index order
+    assert first.outputs == (1, 3, 5, 7, 8)
+    assert sixteen.outputs == (1, 3, 5, 7, 9, 11, 13, 15, 16)
+
+
+def test_reads_sets_each_layers_width():
+    g = netdsl.compile_spec("hardnet68")
+    for b, growth in zip(g.graph["blocks"][:2], (14, 16), strict=True):
+        widths = {u.index: g.nodes[u.output]["shape"][0] for u in b.units}
+        assert widths == {k: harmonic_width(k, growth, 1.7) for k in widths}
+    assert [g.nodes[u.output]["shape"][0] for u in g.graph["blocks"][0].units] == [14, 24, 14, 40, 14, 24, 14, 68]
+
+
+def test_one_shot_aggregation_is_a_chain_concatenated_once():
+    g = netdsl.compile_spec("vovnet39")
+    for b in g.graph["blocks"]:
+        assert b.connection_sets() == {1: (0,), 2: (1,), 3: (2,), 4: (3,), 5: (4,)}
+        assert b.outputs == (0, 1, 2, 3, 4, 5)  # the module input first, then every layer
+    assert len(g.graph["blocks"]) == 6  # layers [1, 1, 2, 2]
+
+
+def _block(write_spec, block: str):
+    spec = write_spec(f"network t() {{\n    input(4, 4, 4)\n    {block} {{ conv(2, 1) }}\n}}\n")
+    (b,) = netdsl.compile_spec(spec).graph["blocks"]
+    return b
+
+
+def test_output_rule_is_what_a_further_unit_would_read(write_spec):
+    b = _block(write_spec, "block(6, dense, output=rule(j == 0 or i - j == 1))")
+    assert b.outputs == (0, 6)  # tested with i = 7
+    assert b.output_mode == "rule(j == 0 or i - j == 1)"
+    # with the block's own rule it is output=next
+    nxt = _block(write_spec, "block(6, rule(ispow2(i - j)), output=next)")
+    same = _block(write_spec, "block(6, rule(ispow2(i - j)), output=rule(ispow2(i - j)))")
+    assert nxt.outputs == same.outputs == P.connections(P.Rule("", lambda i, j: i - j in (1, 2, 4)), 7)
+    # on a block input viewed as groups, j runs over the groups too
+    grouped = _block(write_spec, "block(3, dense, width=2, output=rule(j < 0 or j == i - 1))")
+    assert grouped.outputs == (-1, 3)
+
+
+def test_reads_is_the_number_of_features_a_unit_reads(write_spec):
+    spec = write_spec(
+        "network t() {\n    input(4, 4, 4)\n"
+        "    block(5, rule(j == 0 or i - j == 1)) { conv(2 * reads + unit, 1) }\n}\n"
+    )
+    (b,) = netdsl.compile_spec(spec).graph["blocks"]
+    g = netdsl.compile_spec(spec)
+    assert [g.nodes[u.output]["shape"][0] for u in b.units] == [2 * len(u.reads) + u.index for u in b.units]
+    assert [len(u.reads) for u in b.units] == [1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("block", "message", "col"),
+    [
+        ("block(3, dense, output=rule(j > 10))", "output=rule(j > 10) selects no feature of the block", 21),
+        ("block(3, dense, output=5)", "block() output must be all, new, last, next or rule(expr), got 5", 21),
+    ],
+)
+def test_output_misuse_is_located(write_spec, block, message, col):
+    spec = write_spec(f"network t() {{\n    input(4, 4, 4)\n    {block} {{ conv(2, 1) }}\n}}\n")
+    with pytest.raises(SpecValueError) as err:
+        netdsl.compile_spec(spec)
+    assert message in str(err.value)
+    assert f"{spec}:3:{col}:" in str(err.value)
+
+
+# ---- compilation: concat planning, torch, ONNX
+
+
+def test_concat_planning_applies_to_both_patterns():
+    hard = netdsl.compile_spec("hardnet39ds")
+    b = hard.graph["blocks"][1]
+    # the buffer holds x_0 (96 channels) then x_1, x_2, ... of harmonic widths (growth 20, mult 1.6)
+    ends = [96]
+    for k in range(1, 8):
+        ends.append(ends[-1] + harmonic_width(k, 20, 1.6))
+    unit8 = hard.nodes[b.units[7].aggregate]["read"]  # x_0, x_4, x_6 and x_7 (adjacent: one run)
+    assert unit8["buffer"] == f"{b.name}.buffer"
+    assert unit8["runs"] == ((0, 96), (ends[3], ends[4]), (ends[5], ends[7]))
+    assert hard.nodes[b.output]["read"]["buffer"] == f"{b.name}.buffer"
+    vov = netdsl.compile_spec("vovnet27s")
+    for b in vov.graph["blocks"]:
+        # each layer reads one stored feature, the output is the whole buffer: nothing is copied
+        assert all(vov.nodes[u.output].get("stores") for u in b.units)
+        assert vov.nodes[b.output]["read"]["copy_bytes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "small"),
+    [
+        ("vovnet27s", {"layers": [1, 2, 1, 1], "channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16}),
+        ("hardnet39ds", {"layers": [4, 8, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16}),
+        ("hardnet85", {"layers": [4, 8, 2, 2, 2, 2], "growth": [4, 4, 8, 8, 8, 8], "stem": 16}),
+    ],
+)
+def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small):
+    small = {**small, "classes": 10, "size": 32}
+    planned = netdsl.build_model(name, seed=1, **small)
+    naive = netdsl.build_model(name, seed=1, opt=0, **small)
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    planned.double().eval()
+    naive.double().eval()
+    with torch.no_grad():
+        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+    assert_matches_torch(at_input_size(netdsl.compile_spec(name, small, opt=0), (32, 32)), batches=(1, 2))
+
+
+# ---- the reference, pytorchcv 0.0.74
+
+
+def reference(name: str) -> nn.Module:
+    family = "vovnet" if name.startswith("vovnet") else "hardnet"
+    # the model file alone: pytorchcv's model provider imports torchvision
+    module = importlib.import_module(f"pytorchcv.models.{family}")
+    return getattr(module, name)().eval()
+
+
+def reference_flops(model: nn.Module, hw: int = 224) -> tuple[int, tuple[int, ...]]:
+    """Multiply-accumulates of the conv and linear layers of ``model`` on one hw x hw image, counted
+    by forward hooks (netdsl's convention: one MAC is one FLOP, no bias, no BN/pool/activation),
+    and the output shape."""
+    total = 0
+
+    def hook(mod, _inputs, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out[0].numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            total += mod.in_features * mod.out_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            y = model(torch.randn(1, 3, hw, hw))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total, tuple(y.shape[1:])
+
+
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS))
+def test_preset_equals_pytorchcv_in_params_flops_and_output_shape(name):
+    pytest.importorskip("pytorchcv")
+    ref = reference(name)
+    g = netdsl.compile_spec(name)
+    flops, shape = reference_flops(ref)
+    assert g.graph["total_params"] == sum(p.numel() for p in ref.parameters()) == get(name).paper_params
+    assert g.graph["total_flops"] == flops
+    assert g.nodes[g.graph["output"]]["shape"] == shape == (1000,)
+
+
+@pytest.mark.parametrize("name", _param(HARDNETS))
+def test_harmonic_links_equal_pytorchcvs(name):
+    pytest.importorskip("pytorchcv")
+    units = [m for m in reference(name).modules() if type(m).__name__ == "HarDUnit"]
+    blocks = netdsl.compile_spec(name).graph["blocks"]
+    assert len(units) == len(blocks)
+    for unit, b in zip(units, blocks, strict=True):
+        assert [tuple(sorted(links)) for links in unit.links_list] == [u.reads for u in b.units]
+
+
+def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
+    """Copy the reference's parameters and BN statistics into ``model``: both list them in the same
+    order. HarDNet's layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...),
+    netdsl's in index order, so each layer's first conv takes the reference's input-channel
+    groups in reverse."""
+    ours = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    theirs = [v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")]
+    assert len(ours) == len(theirs)
+    first_conv = {}
+    for b in graph.graph["blocks"]:
+        for u in b.units:
+            key = next(k for k in ours if k.startswith(u.scope + ".") and ours[k].dim() == 4)
+            widths = {j: next(f for f in b.features if f.index == j).channels(graph) for j in u.reads}
+            first_conv[key] = [(j, widths[j]) for j in u.reads]
+    state = {}
+    for (key, mine), value in zip(ours.items(), theirs, strict=True):
+        assert mine.shape == value.shape, key
+        if key in first_conv:
+            starts, offset = {}, 0
+            for j, w in reversed(first_conv[key]):  # the reference's order
+                starts[j] = offset
+                offset += w
+            value = torch.cat([value[:, starts[j] : starts[j] + w] for j, w in first_conv[key]], 1)
+        state[key] = value
+    model.load_state_dict(state, strict=False)
+
+
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS))
+def test_preset_computes_pytorchcvs_function_with_its_weights(name):
+    pytest.importorskip("pytorchcv")
+    torch.manual_seed(0)
+    ref = reference(name)
+    with torch.no_grad():  # trained-looking BN: statistics of a batch, affines as in test_onnx_equivalence
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None  # one batch gives exactly its statistics
+                m.weight.uniform_(0.2, 0.6)
+                m.bias.copy_(m.weight * (0.5 + torch.rand(m.weight.shape)))
+        ref.train()(torch.randn(8, 3, 224, 224))
+    ref.eval()
+    graph = netdsl.compile_spec(name)
+    model = netdsl.build_model(name).eval()
+    load_reference_weights(model, ref, graph)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        want, got = ref(x), model(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    assert (want[0] - want[1]).abs().max() > 1e-2  # the outputs depend on the input
