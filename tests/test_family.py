@@ -8,14 +8,13 @@ import importlib
 
 import pytest
 import torch
+from test_onnx_equivalence import assert_matches_torch, at_input_size
 from torch import nn
 
 import netdsl
 from netdsl.errors import SpecValueError
 from netdsl.ir import patterns as P
 from netdsl.presets import get
-
-from test_onnx_equivalence import assert_matches_torch, at_input_size
 
 VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
 HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
@@ -96,8 +95,7 @@ def test_output_rule_is_what_a_further_unit_would_read(write_spec):
 
 def test_reads_is_the_number_of_features_a_unit_reads(write_spec):
     spec = write_spec(
-        "network t() {\n    input(4, 4, 4)\n"
-        "    block(5, rule(j == 0 or i - j == 1)) { conv(2 * reads + unit, 1) }\n}\n"
+        "network t() {\n    input(4, 4, 4)\n    block(5, rule(j == 0 or i - j == 1)) { conv(2 * reads + unit, 1) }\n}\n"
     )
     (b,) = netdsl.compile_spec(spec).graph["blocks"]
     g = netdsl.compile_spec(spec)

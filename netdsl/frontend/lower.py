@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -864,6 +865,7 @@ class Lowerer:
             unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
         # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.);
         # a rule: the features it selects for that further unit i = L + 1 (HarDNet: the odd units and the last).
+        sel: Sequence[int]
         if isinstance(output, P.Rule):
             sel = P.connections(output, units + 1, first)
             if not sel:
@@ -881,8 +883,9 @@ class Lowerer:
             }[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
+        mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
-            bscope.path, str(pattern), kind, str(output), x0, features, tuple(unit_infos), out_node, stmt.span, tuple(sel)
+            bscope.path, str(pattern), kind, mode, x0, features, tuple(unit_infos), out_node, stmt.span, tuple(sel)
         )
 
     def _charge_layers(self, units: int, span: Span) -> None:
