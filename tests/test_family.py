@@ -74,6 +74,18 @@ def test_one_shot_aggregation_is_a_chain_concatenated_once():
     assert len(g.graph["blocks"]) == 6  # layers [1, 1, 2, 2]
 
 
+def test_the_language_docs_table_rows(write_spec):
+    # docs/language.md, "Exact connection sets", L = 6
+    osa = _block(write_spec, "block(6, rule(i - j == 1), output=all)")
+    assert osa.connection_sets() == {1: (0,), 2: (1,), 3: (2,), 4: (3,), 5: (4,), 6: (5,)}
+    assert osa.outputs == (0, 1, 2, 3, 4, 5, 6)
+    hard = _block(
+        write_spec, "block(6, rule(ispow2(i - j) and i % (i - j) == 0), output=rule(j % 2 == 1 or j == i - 1))"
+    )
+    assert hard.connection_sets() == {1: (0,), 2: (0, 1), 3: (2,), 4: (0, 2, 3), 5: (4,), 6: (4, 5)}
+    assert hard.outputs == (1, 3, 5, 6)
+
+
 def _block(write_spec, block: str):
     spec = write_spec(f"network t() {{\n    input(4, 4, 4)\n    {block} {{ conv(2, 1) }}\n}}\n")
     (b,) = netdsl.compile_spec(spec).graph["blocks"]
