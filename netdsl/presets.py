@@ -302,3 +302,34 @@ for _name, _values, _published in (
             test_input=_IMAGENET_TEST,
         )
     )
+
+# DPN (Chen et al. 2017): dual path -- a residual and a densely connected stream side by side.
+_DPN_LARGE = {"stem_kernel": 7, "bw_factor": 4}
+for _name, _values, _published in (
+    ("dpn68", {}, 12_611_602),
+    (
+        "dpn98",
+        {**_DPN_LARGE, "units": [3, 6, 20, 3], "inc": [16, 32, 32, 128], "stem": 96, "k_r": 160, "groups": 40},
+        61_570_728,
+    ),
+    (
+        "dpn107",
+        {**_DPN_LARGE, "units": [4, 8, 20, 3], "inc": [20, 64, 64, 128], "stem": 128, "k_r": 200, "groups": 50},
+        86_917_800,
+    ),
+    (
+        "dpn131",
+        {**_DPN_LARGE, "units": [4, 8, 28, 3], "inc": [16, 32, 32, 128], "stem": 128, "k_r": 160, "groups": 40},
+        79_254_504,
+    ),
+):
+    register(
+        Preset(
+            _name,
+            "dpn.net",
+            _values,
+            "DPN (Chen et al. 2017), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )

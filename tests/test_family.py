@@ -18,11 +18,12 @@ from netdsl.presets import get
 
 VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
 HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
-FAST = {"vovnet27s", "hardnet39ds"}  # the small ones run in the fast suite; the others are slow
+DPNS = ("dpn68", "dpn98", "dpn107", "dpn131")
+FAST = {"vovnet27s", "hardnet39ds", "dpn68"}  # the small ones run in the fast suite; the others are slow
 
 
-def _param(names):
-    return [pytest.param(n, id=n, marks=() if n in FAST else pytest.mark.slow) for n in names]
+def _param(names, fast=FAST):
+    return [pytest.param(n, id=n, marks=() if n in fast else pytest.mark.slow) for n in names]
 
 
 # ---- connection sets against hand-written rules
@@ -84,6 +85,33 @@ def test_the_language_docs_table_rows(write_spec):
     )
     assert hard.connection_sets() == {1: (0,), 2: (0, 1), 3: (2,), 4: (0, 2, 3), 5: (4,), 6: (4, 5)}
     assert hard.outputs == (1, 3, 5, 6)
+
+
+def test_dual_path_streams_of_a_dpn_unit():
+    g = netdsl.compile_spec("dpn68")
+    # stage 1 (bw 64, inc 16): the projection makes 64 + 2*16 channels, each unit appends 16
+    widths = [g.nodes[n]["shape"][0] for n in g.nodes if n.startswith("dpn_unit") and n.endswith(".concat1")]
+    assert widths[:3] == [64 + 3 * 16, 64 + 4 * 16, 64 + 5 * 16]
+    assert widths[-1] == 512 + 5 * 64  # the last stage: bw 512, inc 64, 3 units (3 + 1 + 1 increments)
+    unit2 = "dpn_unit2"
+    assert g.nodes[f"{unit2}.res2"]["inputs"] == (f"{unit2}.res", f"{unit2}.y1")  # residual: a sum
+    assert g.nodes[f"{unit2}.dense2"]["inputs"] == (f"{unit2}.dense", f"{unit2}.y2")  # dense: appended
+
+
+@pytest.mark.parametrize(
+    ("op", "message", "col"),
+    [
+        ("slice(2, 2)", "channel slice [2:2] is outside 0..4", 5),
+        ("slice(0, 9)", "channel slice [0:9] is outside 0..4", 5),
+        ("slice(-1, 2)", "slice() 'start' must be >= 0, got -1", 11),  # at the argument
+    ],
+)
+def test_slice_misuse_is_located(write_spec, op, message, col):
+    spec = write_spec(f"network t() {{\n    input(4, 4, 4)\n    {op}\n}}\n")
+    with pytest.raises(netdsl.NetdslError) as err:
+        netdsl.compile_spec(spec)
+    assert message in str(err.value)
+    assert f"{spec}:3:{col}:" in str(err.value)
 
 
 def _block(write_spec, block: str):
@@ -176,7 +204,7 @@ def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small)
 
 
 def reference(name: str) -> nn.Module:
-    family = "vovnet" if name.startswith("vovnet") else "hardnet"
+    family = next(f for f in ("vovnet", "hardnet", "dpn") if name.startswith(f))
     # the model file alone: pytorchcv's model provider imports torchvision
     module = importlib.import_module(f"pytorchcv.models.{family}")
     return getattr(module, name)().eval()
@@ -205,7 +233,7 @@ def reference_flops(model: nn.Module, hw: int = 224) -> tuple[int, tuple[int, ..
     return total, tuple(y.shape[1:])
 
 
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS))
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS))
 def test_preset_equals_pytorchcv_in_params_flops_and_output_shape(name):
     pytest.importorskip("pytorchcv")
     ref = reference(name)
@@ -228,7 +256,8 @@ def test_harmonic_links_equal_pytorchcvs(name):
 
 def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
     """Copy the reference's parameters and BN statistics into ``model``: both list them in the same
-    order. HarDNet's layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...),
+    order (DPN's classifier is a 1x1 conv there, a linear layer here: the same weights). HarDNet's
+    layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...),
     netdsl's in index order, so each layer's first conv takes the reference's input-channel
     groups in reverse."""
     ours = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -242,6 +271,8 @@ def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
             first_conv[key] = [(j, widths[j]) for j in u.reads]
     state = {}
     for (key, mine), value in zip(ours.items(), theirs, strict=True):
+        if mine.dim() == 2 and value.dim() == 4:
+            value = value.flatten(1)
         assert mine.shape == value.shape, key
         if key in first_conv:
             starts, offset = {}, 0
@@ -253,7 +284,8 @@ def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
     model.load_state_dict(state, strict=False)
 
 
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS))
+# fast: the one whose weights need the concat-order permutation
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS, fast={"hardnet39ds"}))
 def test_preset_computes_pytorchcvs_function_with_its_weights(name):
     pytest.importorskip("pytorchcv")
     torch.manual_seed(0)

@@ -65,6 +65,10 @@ COUNTS = {
     "hardnet68ds": (4180602, 775281526),
     "hardnet68": (17565348, 4246114304),
     "hardnet85": (36670212, 9074081584),
+    "dpn68": (12611602, 2326163456),
+    "dpn98": (61570728, 11671217152),
+    "dpn107": (86917800, 18298764288),
+    "dpn131": (79254504, 16013648896),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -117,6 +121,10 @@ IMAGENET = {
     "hardnet68ds",
     "hardnet68",
     "hardnet85",
+    "dpn68",
+    "dpn98",
+    "dpn107",
+    "dpn131",
 }
 
 
@@ -294,6 +302,7 @@ REDUCED = {
     "vovnet27s": {"channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16, "classes": 10},
     "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
     "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
+    "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
 }
 
 
