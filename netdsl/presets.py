@@ -333,3 +333,15 @@ for _name, _values, _published in (
             test_input=_IMAGENET_TEST,
         )
     )
+
+# PeleeNet (Wang et al. 2018): two-way dense layers (a parallel(concat) unit in a dense block).
+register(
+    Preset(
+        "peleenet",
+        "peleenet.net",
+        {},
+        "PeleeNet (Wang et al. 2018), count: pytorchcv 0.0.74",
+        2_802_248,
+        test_input=_IMAGENET_TEST,
+    )
+)

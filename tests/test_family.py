@@ -19,7 +19,8 @@ from netdsl.presets import get
 VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
 HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
 DPNS = ("dpn68", "dpn98", "dpn107", "dpn131")
-FAST = {"vovnet27s", "hardnet39ds", "dpn68"}  # the small ones run in the fast suite; the others are slow
+PELEE = ("peleenet",)
+FAST = {"vovnet27s", "hardnet39ds", "dpn68", "peleenet"}  # the small ones run in the fast suite; the others are slow
 
 
 def _param(names, fast=FAST):
@@ -65,6 +66,15 @@ def test_reads_sets_each_layers_width():
         widths = {u.index: g.nodes[u.output]["shape"][0] for u in b.units}
         assert widths == {k: harmonic_width(k, growth, 1.7) for k in widths}
     assert [g.nodes[u.output]["shape"][0] for u in g.graph["blocks"][0].units] == [14, 24, 14, 40, 14, 24, 14, 68]
+
+
+def test_two_way_dense_layer_is_a_parallel_unit_of_a_dense_block():
+    g = netdsl.compile_spec("peleenet")
+    b = g.graph["blocks"][0]  # 3 layers on the 32-channel stem, growth 32 = two branches of 16
+    assert b.connection_sets() == {1: (0,), 2: (0, 1), 3: (0, 1, 2)}
+    assert [g.nodes[u.output]["shape"][0] for u in b.units] == [32, 32, 32]
+    assert [g.nodes[i]["shape"][0] for i in g.nodes[b.units[0].output]["inputs"]] == [16, 16]
+    assert g.nodes[b.output]["shape"][0] == 32 + 3 * 32
 
 
 def test_one_shot_aggregation_is_a_chain_concatenated_once():
@@ -204,7 +214,7 @@ def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small)
 
 
 def reference(name: str) -> nn.Module:
-    family = next(f for f in ("vovnet", "hardnet", "dpn") if name.startswith(f))
+    family = next(f for f in ("vovnet", "hardnet", "dpn", "peleenet") if name.startswith(f))
     # the model file alone: pytorchcv's model provider imports torchvision
     module = importlib.import_module(f"pytorchcv.models.{family}")
     return getattr(module, name)().eval()
@@ -233,7 +243,7 @@ def reference_flops(model: nn.Module, hw: int = 224) -> tuple[int, tuple[int, ..
     return total, tuple(y.shape[1:])
 
 
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS))
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE))
 def test_preset_equals_pytorchcv_in_params_flops_and_output_shape(name):
     pytest.importorskip("pytorchcv")
     ref = reference(name)
@@ -254,17 +264,17 @@ def test_harmonic_links_equal_pytorchcvs(name):
         assert [tuple(sorted(links)) for links in unit.links_list] == [u.reads for u in b.units]
 
 
-def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
+def load_reference_weights(model: nn.Module, ref: nn.Module, graph, nearest_first: bool = False) -> None:
     """Copy the reference's parameters and BN statistics into ``model``: both list them in the same
     order (DPN's classifier is a 1x1 conv there, a linear layer here: the same weights). HarDNet's
-    layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...),
-    netdsl's in index order, so each layer's first conv takes the reference's input-channel
-    groups in reverse."""
+    layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...), netdsl's in
+    index order, so with ``nearest_first`` each layer's first conv takes the reference's
+    input-channel groups in reverse (VoVNet's and PeleeNet's references concatenate in index order)."""
     ours = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = [v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")]
     assert len(ours) == len(theirs)
     first_conv = {}
-    for b in graph.graph["blocks"]:
+    for b in graph.graph["blocks"] if nearest_first else ():
         for u in b.units:
             key = next(k for k in ours if k.startswith(u.scope + ".") and ours[k].dim() == 4)
             widths = {j: next(f for f in b.features if f.index == j).channels(graph) for j in u.reads}
@@ -285,7 +295,7 @@ def load_reference_weights(model: nn.Module, ref: nn.Module, graph) -> None:
 
 
 # fast: the one whose weights need the concat-order permutation
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS, fast={"hardnet39ds"}))
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE, fast={"hardnet39ds"}))
 def test_preset_computes_pytorchcvs_function_with_its_weights(name):
     pytest.importorskip("pytorchcv")
     torch.manual_seed(0)
@@ -300,7 +310,7 @@ def test_preset_computes_pytorchcvs_function_with_its_weights(name):
     ref.eval()
     graph = netdsl.compile_spec(name)
     model = netdsl.build_model(name).eval()
-    load_reference_weights(model, ref, graph)
+    load_reference_weights(model, ref, graph, nearest_first=name in HARDNETS)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         want, got = ref(x), model(x)

@@ -69,6 +69,7 @@ COUNTS = {
     "dpn98": (61570728, 11671217152),
     "dpn107": (86917800, 18298764288),
     "dpn131": (79254504, 16013648896),
+    "peleenet": (2802248, 507757568),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -125,6 +126,7 @@ IMAGENET = {
     "dpn98",
     "dpn107",
     "dpn131",
+    "peleenet",
 }
 
 
@@ -303,6 +305,7 @@ REDUCED = {
     "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
     "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
     "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
+    "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
 }
 
 
