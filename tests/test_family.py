@@ -14,6 +14,7 @@ from torch import nn
 import netdsl
 from netdsl.errors import SpecValueError
 from netdsl.ir import patterns as P
+from netdsl.memory import memory_report
 from netdsl.presets import get
 
 VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
@@ -68,13 +69,17 @@ def test_reads_sets_each_layers_width():
     assert [g.nodes[u.output]["shape"][0] for u in g.graph["blocks"][0].units] == [14, 24, 14, 40, 14, 24, 14, 68]
 
 
-def test_two_way_dense_layer_is_a_parallel_unit_of_a_dense_block():
+def test_two_way_dense_layer_is_two_units_reading_the_same_features():
     g = netdsl.compile_spec("peleenet")
-    b = g.graph["blocks"][0]  # 3 layers on the 32-channel stem, growth 32 = two branches of 16
-    assert b.connection_sets() == {1: (0,), 2: (0, 1), 3: (0, 1, 2)}
-    assert [g.nodes[u.output]["shape"][0] for u in b.units] == [32, 32, 32]
-    assert [g.nodes[i]["shape"][0] for i in g.nodes[b.units[0].output]["inputs"]] == [16, 16]
+    b = g.graph["blocks"][0]  # 3 layers on the 32-channel stem: 6 units of growth/2 = 16 channels
+    # layer k = units 2k-1 and 2k, both reading x_0 .. x_{2k-2}: every earlier layer, not each other
+    assert b.connection_sets() == {i: tuple(range(i - (i + 1) % 2)) for i in range(1, 7)}
+    assert b.connection_sets()[4] == (0, 1, 2)
+    assert [g.nodes[u.output]["shape"][0] for u in b.units] == [16] * 6
     assert g.nodes[b.output]["shape"][0] == 32 + 3 * 32
+    # every read is a prefix of the block's buffer: the plan copies nothing
+    assert memory_report(g)["blocks"][b.name]["copy_planned"] == 0
+    assert all(len(g.nodes[u.aggregate]["read"]["runs"]) == 1 for u in b.units[2:])
 
 
 def test_one_shot_aggregation_is_a_chain_concatenated_once():
@@ -95,6 +100,15 @@ def test_the_language_docs_table_rows(write_spec):
     )
     assert hard.connection_sets() == {1: (0,), 2: (0, 1), 3: (2,), 4: (0, 2, 3), 5: (4,), 6: (4, 5)}
     assert hard.outputs == (1, 3, 5, 6)
+    pelee = _block(write_spec, "block(6, rule(i % 2 == 1 or j < i - 1))")
+    assert pelee.connection_sets() == {
+        1: (0,),
+        2: (0,),
+        3: (0, 1, 2),
+        4: (0, 1, 2),
+        5: tuple(range(5)),
+        6: tuple(range(5)),
+    }
 
 
 def test_dual_path_streams_of_a_dpn_unit():
