@@ -192,9 +192,9 @@ def test_concat_planning_applies_to_both_patterns():
     ends = [96]
     for k in range(1, 8):
         ends.append(ends[-1] + harmonic_width(k, 20, 1.6))
-    unit8 = hard.nodes[b.units[7].aggregate]["read"]  # x_0, x_4, x_6 and x_7 (adjacent: one run)
+    unit8 = hard.nodes[b.units[7].aggregate]["read"]  # x_7, x_6, x_4, x_0: nearest first (order=descending)
     assert unit8["buffer"] == f"{b.name}.buffer"
-    assert unit8["runs"] == ((0, 96), (ends[3], ends[4]), (ends[5], ends[7]))
+    assert unit8["runs"] == ((ends[6], ends[7]), (ends[5], ends[6]), (ends[3], ends[4]), (0, 96))
     assert hard.nodes[b.output]["read"]["buffer"] == f"{b.name}.buffer"
     vov = netdsl.compile_spec("vovnet27s")
     for b in vov.graph["blocks"]:
@@ -275,40 +275,27 @@ def test_harmonic_links_equal_pytorchcvs(name):
     blocks = netdsl.compile_spec(name).graph["blocks"]
     assert len(units) == len(blocks)
     for unit, b in zip(units, blocks, strict=True):
-        assert [tuple(sorted(links)) for links in unit.links_list] == [u.reads for u in b.units]
+        # the same sets, concatenated in the same order (nearest first: order=descending)
+        assert [tuple(links) for links in unit.links_list] == [b.aggregate_order(u) for u in b.units]
 
 
-def load_reference_weights(model: nn.Module, ref: nn.Module, graph, nearest_first: bool = False) -> None:
-    """Copy the reference's parameters and BN statistics into ``model``: both list them in the same
-    order (DPN's classifier is a 1x1 conv there, a linear layer here: the same weights). HarDNet's
-    layers concatenate their inputs nearest first (x_{k-1}, x_{k-2}, x_{k-4}, ...), netdsl's in
-    index order, so with ``nearest_first`` each layer's first conv takes the reference's
-    input-channel groups in reverse (VoVNet's and PeleeNet's references concatenate in index order)."""
+def load_reference_weights(model: nn.Module, ref: nn.Module) -> None:
+    """Copy the reference's parameters and BN statistics into ``model`` as they are: both list them
+    in the same order and concatenate in the same order (HarDNet's layers nearest first:
+    order=descending). DPN's classifier is a 1x1 conv there, a linear layer here: the same weights."""
     ours = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = [v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")]
     assert len(ours) == len(theirs)
-    first_conv = {}
-    for b in graph.graph["blocks"] if nearest_first else ():
-        for u in b.units:
-            key = next(k for k in ours if k.startswith(u.scope + ".") and ours[k].dim() == 4)
-            widths = {j: next(f for f in b.features if f.index == j).channels(graph) for j in u.reads}
-            first_conv[key] = [(j, widths[j]) for j in u.reads]
     state = {}
     for (key, mine), value in zip(ours.items(), theirs, strict=True):
         if mine.dim() == 2 and value.dim() == 4:
             value = value.flatten(1)
         assert mine.shape == value.shape, key
-        if key in first_conv:
-            starts, offset = {}, 0
-            for j, w in reversed(first_conv[key]):  # the reference's order
-                starts[j] = offset
-                offset += w
-            value = torch.cat([value[:, starts[j] : starts[j] + w] for j, w in first_conv[key]], 1)
         state[key] = value
     model.load_state_dict(state, strict=False)
 
 
-# fast: the one whose weights need the concat-order permutation
+# fast: the one with multi-feature reads in the reference's (nearest-first) order
 @pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE, fast={"hardnet39ds"}))
 def test_preset_computes_pytorchcvs_function_with_its_weights(name):
     pytest.importorskip("pytorchcv")
@@ -322,12 +309,88 @@ def test_preset_computes_pytorchcvs_function_with_its_weights(name):
                 m.bias.copy_(m.weight * (0.5 + torch.rand(m.weight.shape)))
         ref.train()(torch.randn(8, 3, 224, 224))
     ref.eval()
-    graph = netdsl.compile_spec(name)
     model = netdsl.build_model(name).eval()
-    load_reference_weights(model, ref, graph, nearest_first=name in HARDNETS)
+    load_reference_weights(model, ref)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         want, got = ref(x), model(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     assert (want[0] - want[1]).abs().max() > 1e-2  # the outputs depend on the input
+
+
+# ---- order=descending: the concat order of a unit's features
+
+
+DESCENDING = """
+network t(mid=4) {
+    input(4, 6, 6)
+    block(6, rule(ispow2(i - j) and i % (i - j) == 0), order=descending) {
+        bn; relu; conv(mid, 1); bn; relu; conv(2, 3)
+    }
+    bn; relu; gap
+    fc: linear(3)
+}
+"""
+
+
+# the plan gathers the multi-run reads of units 2, 4, 6 (mid=4) or splits their BN-ReLU-1x1 conv
+# over the runs (mid=1: cheaper than a copy), the runs in the aggregate's order
+@pytest.mark.parametrize(("mid", "strategy"), [(4, "gather"), (1, "split")])
+def test_descending_order_concatenates_nearest_first(write_spec, mid, strategy):
+    spec = write_spec(DESCENDING)
+    g = netdsl.compile_spec(spec, {"mid": mid}, opt=0)
+    (b,) = g.graph["blocks"]
+    assert b.order == "descending" and b.connection_sets()[4] == (0, 2, 3)  # the set is unchanged
+    assert b.aggregate_order(b.units[3]) == (3, 2, 0)
+    assert g.nodes[b.units[3].aggregate]["inputs"] == tuple(b.feature_node(j) for j in (3, 2, 0))
+    assert g.nodes[b.output]["inputs"] == tuple(b.feature_node(j) for j in range(7))  # the output: index order
+    planned_graph = netdsl.compile_spec(spec, {"mid": mid})
+    reads = [planned_graph.nodes[u.aggregate].get("read", {}).get("strategy") for u in b.units]
+    assert reads == [None, strategy, None, strategy, None, strategy]
+    # the planned module computes the naive one's function; ONNX agrees with torch
+    planned = netdsl.build_model(spec, seed=1, mid=mid)
+    naive = netdsl.build_model(spec, seed=1, opt=0, mid=mid)
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    planned.double().eval()
+    naive.double().eval()
+    with torch.no_grad():
+        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+    assert_matches_torch(g, batches=(1, 2))
+
+
+def test_weight_heat_map_follows_the_descending_order(write_spec):
+    from netdsl.viz.matrix import weight_matrix
+
+    g = netdsl.compile_spec(write_spec(DESCENDING), opt=0)
+    (b,) = g.graph["blocks"]
+    state = {}
+    for u in b.units:
+        conv = next(n for n in g.nodes if n.startswith(u.scope + ".") and g.nodes[n]["kind"] == "conv")
+        w = torch.zeros(4, g.nodes[u.aggregate]["shape"][0], 1, 1)
+        start = 0
+        for j in b.aggregate_order(u):  # the channels of x_j get the value j + 1
+            width = next(f for f in b.features if f.index == j).channels(g)
+            w[:, start : start + width] = j + 1
+            start += width
+        state[f"{conv}.weight"] = w.numpy()
+    m = weight_matrix(g, b, state)
+    row4 = dict(zip(m.cols, m.weights[3], strict=True))
+    assert (row4[0], row4[2], row4[3]) == (1.0, 3.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("block(3, dense, order=all)", 'block() order must be ascending or descending, got "all"'),
+        ("block(split(scale=2), order=descending)", "a split block has no 'order'"),
+    ],
+)
+def test_order_misuse_is_located(write_spec, block, message):
+    spec = write_spec(f"network t() {{\n    input(4, 4, 4)\n    {block} {{ conv(2, 1) }}\n}}\n")
+    with pytest.raises(netdsl.NetdslError) as err:
+        netdsl.compile_spec(spec)
+    assert message in str(err.value)
+    col = block.index("order=") + 5  # at the option
+    assert f"{spec}:3:{col}:" in str(err.value)

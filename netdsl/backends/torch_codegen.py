@@ -536,7 +536,7 @@ class Generator:
             covered |= set(body)
             covered.add(u.aggregate)
             d = self.nodes[u.aggregate]
-            want = _merge_pieces([self._feature_piece(b.features, j) for j in u.reads])
+            want = _merge_pieces([self._feature_piece(b.features, j) for j in b.aggregate_order(u)])
             made_here = u.aggregate in self._block_nodes(b)  # not the block input read whole
             if len(u.reads) > 1 and made_here and d["kind"] == ("concat" if b.kind == "concat" else "add"):
                 got = [self._piece(i) for i in d["inputs"]]
@@ -600,7 +600,7 @@ class Generator:
             v = lookup[f.node]
             init.append(v if f.start is None else f"{v}[:, {f.start}:{f.stop}]")
         index = {f.index: k for k, f in enumerate(sorted(b.features, key=lambda f: f.index))}
-        reads = tuple(tuple(index[j] for j in u.reads) for u in units)
+        reads = tuple(tuple(index[j] for j in b.aggregate_order(u)) for u in units)
         join = "cat" if b.kind == "concat" else "sum"
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)

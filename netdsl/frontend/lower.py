@@ -689,7 +689,7 @@ class Lowerer:
             if key in opts:
                 raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
             opts[key] = (v, sp)
-        names = ("units", "connect", "output", "aggregate", "width", "stage", "bypass")
+        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass")
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpecTypeError(
@@ -712,7 +712,7 @@ class Lowerer:
         bscope = Scope(scope.id(name), cur)
         start = len(self._created)
         if isinstance(pattern, P.Split):
-            for bad in ("units", "output", "aggregate", "width"):
+            for bad in ("units", "output", "aggregate", "width", "order"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
             info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
@@ -811,6 +811,13 @@ class Lowerer:
         kind, asp = opts.get("aggregate", ("concat", stmt.span))
         if kind not in ("concat", "add"):
             raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
+        order, orsp = opts.get("order", ("ascending", stmt.span))
+        if order not in ("ascending", "descending"):
+            raise SpecValueError(
+                f"block() order must be ascending or descending, got {fmt_value(order)}",
+                orsp,
+                "ascending concatenates x_0 first (the default); descending the nearest feature first",
+            )
         x0 = bscope.input
         assert x0 is not None  # _s_block opens the block's scope at its input
         c0 = self.shape(x0)[0]
@@ -849,7 +856,8 @@ class Lowerer:
                 )
             prefix = bscope.id(f"unit{i}")
             start = len(self._created)
-            agg = self._gather([feats[j] for j in reads], prefix, kind, stmt.span, "aggregate")
+            in_order = reads[::-1] if order == "descending" else reads
+            agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
             self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
@@ -885,7 +893,17 @@ class Lowerer:
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
-            bscope.path, str(pattern), kind, mode, x0, features, tuple(unit_infos), out_node, stmt.span, tuple(sel)
+            bscope.path,
+            str(pattern),
+            kind,
+            mode,
+            x0,
+            features,
+            tuple(unit_infos),
+            out_node,
+            stmt.span,
+            tuple(sel),
+            str(order),
         )
 
     def _charge_layers(self, units: int, span: Span) -> None:

@@ -49,12 +49,19 @@ class BlockInfo:
     output: str  # node id of the block output
     span: Span | None = None
     outputs: tuple[int, ...] = ()  # the feature indices the block output holds, in order
+    # The order of every unit's concatenation: "ascending" (x_0 first, torchvision's) or
+    # "descending" (nearest first: HarDNet's reference code). ``UnitInfo.reads`` stays ascending.
+    order: str = "ascending"
 
     def feature_node(self, j: int) -> str:
         for f in self.features:
             if f.index == j:
                 return f.node
         raise KeyError(j)
+
+    def aggregate_order(self, unit: UnitInfo) -> tuple[int, ...]:
+        """The features ``unit`` reads in the order its aggregate concatenates them."""
+        return unit.reads[::-1] if self.order == "descending" else unit.reads
 
     def connection_sets(self) -> dict[int, tuple[int, ...]]:
         return {u.index: u.reads for u in self.units}
