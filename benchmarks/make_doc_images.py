@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from netdsl.cli import main
 
 IMAGES = ROOT / "docs" / "images"
-PATTERNS = ("dense", "path", "window", "split", "rule", "osa", "harmonic")
+PATTERNS = ("dense", "path", "window", "split", "rule", "osa", "harmonic", "twoway")
 
 COMMANDS = [
     *[
