@@ -167,6 +167,13 @@ def test_reads_is_the_number_of_features_a_unit_reads(write_spec):
     assert [len(u.reads) for u in b.units] == [1, 2, 2, 2, 2]
 
 
+def test_reads_outside_a_unit_body_is_an_unknown_name(write_spec):
+    spec = write_spec("network t() {\n    input(4, 4, 4)\n    conv(reads, 1)\n}\n")
+    with pytest.raises(netdsl.NetdslError) as err:
+        netdsl.compile_spec(spec)
+    assert f"{spec}:3:10: error: unknown name 'reads'" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("block", "message", "col"),
     [
