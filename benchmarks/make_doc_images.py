@@ -3,7 +3,9 @@
     python benchmarks/make_doc_images.py
 
 Each image is one ``netdsl viz`` command, printed as it runs so it can be replayed by hand.
-The per-pattern specs are docs/images/specs/*.net.
+The per-pattern specs are docs/images/specs/*.net. docs/images/report.png is the top of the page
+``netdsl report densenet_bc100_k12 -o report.html`` writes, in headless Chromium (Debian's
+``chromium`` and ``chromium-driver`` packages, driven by Selenium: tests/browser.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,31 @@ def run() -> int:
         rc = main(["viz", *[str(ROOT / a) if a.startswith(("specs/", "docs/")) else a for a in args]])
         if rc:
             return rc
+    return report_screenshot()
+
+
+REPORT = ["densenet_bc100_k12", "-o", "report.html"]
+REPORT_WINDOW = (1280, 1700)  # pixels: the summary, the per-block table, the drawing, the matrices
+
+
+def report_screenshot() -> int:
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import browser
+
+    print("netdsl report " + " ".join(REPORT) + "   (screenshot: docs/images/report.png)")
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / REPORT[-1]
+        rc = main(["report", *REPORT[:-1], str(page)])
+        if rc:
+            return rc
+        driver = browser.chromium(*REPORT_WINDOW)
+        try:
+            driver.get(page.as_uri())
+            driver.save_screenshot(str(IMAGES / "report.png"))
+        finally:
+            driver.quit()
     return 0
 
 

@@ -5,4 +5,22 @@ __version__ = "0.1.0"
 from .api import build_model, compile_spec, torch_source
 from .errors import NetdslError
 
-__all__ = ["NetdslError", "__version__", "build_model", "compile_spec", "torch_source"]
+
+def __getattr__(name: str):
+    # the weights API needs torch: imported on first use, so `import netdsl` stays light
+    if name in ("load_weights", "export_weights"):
+        from . import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+
+
+__all__ = [
+    "NetdslError",
+    "__version__",
+    "build_model",
+    "compile_spec",
+    "export_weights",
+    "load_weights",
+    "torch_source",
+]

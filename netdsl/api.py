@@ -34,15 +34,32 @@ def compile_spec(
 
 
 def build_model(
-    target: str | Path, *, seed: int | None = 0, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides
+    target: str | Path,
+    *,
+    seed: int | None = 0,
+    limits: Limits | None = None,
+    opt: int = DEFAULT_OPT,
+    weights=None,
+    layout: str = "netdsl",
+    **overrides,
 ):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
+
+    ``weights``: a state_dict or ``torch.save`` file of ``layout`` ("netdsl", "torchvision",
+    "pytorchcv") loaded into the module, see :func:`netdsl.load_weights`.
 
     >>> m = build_model("densenet_bc100_k12", classes=100)
     >>> m.head1.fc.out_features
     100
     """
-    return instantiate(compile_target(target, overrides, limits=limits, opt=opt).graph, seed)
+    from .weights import load_weights, remember_graph
+
+    graph = compile_target(target, overrides, limits=limits, opt=opt).graph
+    model = instantiate(graph, seed)
+    remember_graph(model, graph)  # so load_weights(model, ...) can match modules by structure
+    if weights is not None:
+        load_weights(model, weights, layout)
+    return model
 
 
 def torch_source(
@@ -64,12 +81,14 @@ def onnx_model(
     seed: int | None = 0,
     limits: Limits | None = None,
     report: list | None = None,
+    layout: str = "netdsl",
 ):
     """Spec file or preset name -> ONNX inference model (``onnx.ModelProto``).
 
     ``weights``: a torch module of the same spec, a state_dict, or a ``torch.save`` file (a raw
-    state_dict or a checkpoint with it under ``"model"``); None exports the torch backend's
-    initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
+    state_dict or a checkpoint with it under ``"model"``) of ``layout`` (see
+    :func:`netdsl.load_weights`); None exports the torch backend's initialization with ``seed``
+    and warns that the graph is untrained. ``report``, if given,
     receives the :class:`netdsl.backends.onnx_export.ExportReport`.
 
     >>> net = build_model("densenet_bc100_k12", depth=10, k=4)
@@ -80,6 +99,10 @@ def onnx_model(
     from .backends.onnx_export import export
 
     graph = compile_target(target, overrides, limits=limits, opt=0).graph
+    if layout != "netdsl" and weights is not None and not hasattr(weights, "state_dict"):
+        from .weights import load_weights
+
+        weights = load_weights(instantiate(graph, seed), weights, layout, graph=graph)
     model, rep = export(graph, weights, seed=seed)
     if report is not None:
         report.append(rep)

@@ -93,6 +93,11 @@ class IncludeError(NetdslError):
     folder, not a regular .net file, or larger than 1 MiB."""
 
 
+class WeightsError(NetdslError):
+    """Weights that do not fit a network: a key, a module kind or a shape that does not match,
+    a file that holds no state_dict, a layout netdsl cannot map (netdsl/weights/)."""
+
+
 class SpecWarning(NetdslError):
     """Not raised: a legal spec that probably does not mean what it says. Lowering collects these
     in ``graph.graph["warnings"]``; the CLI prints them and goes on."""

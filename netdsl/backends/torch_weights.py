@@ -12,8 +12,9 @@ from ..errors import NetdslError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a file: a raw state_dict, or a training checkpoint holding it under
-    ``"model"``. Loaded with ``weights_only=True``, so a checkpoint can never run code."""
+    """A state_dict from a file: a raw state_dict, or a checkpoint holding it under ``"model"`` (a
+    netdsl training checkpoint) or ``"state_dict"`` (the common convention of other tools).
+    Loaded with ``weights_only=True``, so a checkpoint can never run code."""
     path = Path(path)
     if not path.is_file():
         raise NetdslError(f"no checkpoint file '{path}': not found", None)
@@ -26,12 +27,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             None,
             "give a file written by torch.save(model.state_dict(), path)",
         ) from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
-        obj = obj["model"]
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         raise NetdslError(
             f"'{path}' holds no state_dict",
             None,
-            "expected a state_dict or a checkpoint dict with the state_dict under 'model'",
+            "expected a state_dict or a checkpoint dict with the state_dict under 'model' or 'state_dict'",
         )
     return dict(obj)

@@ -11,7 +11,20 @@ from ..display import shown
 from ..errors import IncludeError, NetdslError, Span, SpecNameError
 
 # Subcommand modules, in the order `netdsl --help` lists them.
-COMMANDS = ["compile", "summary", "check", "list", "run", "viz", "train", "eval", "bench"]
+COMMANDS = [
+    "compile",
+    "summary",
+    "check",
+    "fmt",
+    "list",
+    "run",
+    "viz",
+    "report",
+    "train",
+    "eval",
+    "bench",
+    "export-weights",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f".cmd_{name}", __name__).register(sub)
+        importlib.import_module(f".cmd_{name.replace('-', '_')}", __name__).register(sub)
     return parser
 
 

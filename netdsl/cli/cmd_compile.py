@@ -5,6 +5,7 @@ import sys
 from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
+from ..weights.layouts import LAYOUTS
 from .common import add_target, existing_file, limits, overrides, writable_output
 
 # target name -> function(args) returning the bytes/str to write. Other backends register here.
@@ -29,7 +30,9 @@ def _onnx(args):
     reports = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedWarning)
-        model = onnx_model(args.target, overrides(args), weights=args.weights, limits=limits(args), report=reports)
+        model = onnx_model(
+            args.target, overrides(args), weights=args.weights, limits=limits(args), report=reports, layout=args.layout
+        )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print("\n".join(reports[0].lines()), file=sys.stderr)
@@ -46,6 +49,12 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", help="output file (default: stdout for text targets)")
     p.add_argument(
         "--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)"
+    )
+    p.add_argument(
+        "--layout",
+        default="netdsl",
+        choices=sorted(LAYOUTS),
+        help="the layout of --weights: netdsl (default), torchvision or pytorchcv (docs/weights.md)",
     )
     p.set_defaults(func=run)
 

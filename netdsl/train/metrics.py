@@ -48,6 +48,11 @@ def read_metrics(path: Path) -> list[dict]:
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     """Loss and accuracy, train vs validation, per epoch (the Dense2Net figures' layout)."""
+    return write_atomic(path, curves_image(rows, title, "png"))
+
+
+def curves_image(rows: list[dict], title: str = "", fmt: str = "png") -> bytes:
+    """The curves of :func:`plot_curves` as ``fmt`` bytes (``png``, ``svg``: ``netdsl report``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,5 +80,5 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_atomic(path, buf.getvalue())
+    fig.savefig(buf, format=fmt, metadata={"svg": {"Date": None}}.get(fmt))  # no date: same run, same bytes
+    return buf.getvalue()
