@@ -16,6 +16,7 @@ from netdsl.errors import SpecValueError
 from netdsl.ir import patterns as P
 from netdsl.memory import memory_report
 from netdsl.presets import get
+from netdsl.weights import load_weights
 
 VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
 HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
@@ -286,22 +287,6 @@ def test_harmonic_links_equal_pytorchcvs(name):
         assert [tuple(links) for links in unit.links_list] == [b.aggregate_order(u) for u in b.units]
 
 
-def load_reference_weights(model: nn.Module, ref: nn.Module) -> None:
-    """Copy the reference's parameters and BN statistics into ``model`` as they are: both list them
-    in the same order and concatenate in the same order (HarDNet's layers nearest first:
-    order=descending). DPN's classifier is a 1x1 conv there, a linear layer here: the same weights."""
-    ours = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    theirs = [v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")]
-    assert len(ours) == len(theirs)
-    state = {}
-    for (key, mine), value in zip(ours.items(), theirs, strict=True):
-        if mine.dim() == 2 and value.dim() == 4:
-            value = value.flatten(1)
-        assert mine.shape == value.shape, key
-        state[key] = value
-    model.load_state_dict(state, strict=False)
-
-
 # fast: the one with multi-feature reads in the reference's (nearest-first) order
 @pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE, fast={"hardnet39ds"}))
 def test_preset_computes_pytorchcvs_function_with_its_weights(name):
@@ -317,7 +302,9 @@ def test_preset_computes_pytorchcvs_function_with_its_weights(name):
         ref.train()(torch.randn(8, 3, 224, 224))
     ref.eval()
     model = netdsl.build_model(name).eval()
-    load_reference_weights(model, ref)
+    # matched by position (netdsl.weights, docs/weights.md); the concatenations are in the same
+    # order -- HarDNet's layers nearest first, order=descending -- so no channel is permuted
+    load_weights(model, ref.state_dict(), "pytorchcv")
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         want, got = ref(x), model(x)
