@@ -345,3 +345,25 @@ register(
         test_input=_IMAGENET_TEST,
     )
 )
+
+# DLA (Yu et al. 2018): hierarchical deep aggregation trees (tree1 .. tree4 in specs/dla.net).
+for _name, _values, _published in (
+    ("dla34", {}, 15_742_104),
+    ("dla46c", {"channels": [64, 64, 128, 256], "bottleneck": True}, 1_301_400),
+    ("dla60", {"levels": [1, 2, 3, 1], "channels": [128, 256, 512, 1024], "bottleneck": True}, 22_036_632),
+    (
+        "dla102",
+        {"levels": [1, 3, 4, 1], "channels": [128, 256, 512, 1024], "bottleneck": True, "residual": True},
+        33_268_888,
+    ),
+):
+    register(
+        Preset(
+            _name,
+            "dla.net",
+            _values,
+            "DLA (Yu et al. 2018), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )

@@ -22,7 +22,14 @@ VOVNETS = ("vovnet27s", "vovnet39", "vovnet57")
 HARDNETS = ("hardnet39ds", "hardnet68ds", "hardnet68", "hardnet85")
 DPNS = ("dpn68", "dpn98", "dpn107", "dpn131")
 PELEE = ("peleenet",)
-FAST = {"vovnet27s", "hardnet39ds", "dpn68", "peleenet"}  # the small ones run in the fast suite; the others are slow
+DLAS = ("dla34", "dla46c", "dla60", "dla102")
+FAST = {
+    "vovnet27s",
+    "hardnet39ds",
+    "dpn68",
+    "peleenet",
+    "dla46c",
+}  # the small ones run in the fast suite; the others are slow
 
 
 def _param(names, fast=FAST):
@@ -81,6 +88,24 @@ def test_two_way_dense_layer_is_two_units_reading_the_same_features():
     # every read is a prefix of the block's buffer: the plan copies nothing
     assert memory_report(g)["blocks"][b.name]["copy_planned"] == 0
     assert all(len(g.nodes[u.aggregate]["read"]["runs"]) == 1 for u in b.units[2:])
+
+
+def root_widths(graph) -> list[int]:
+    """The input width of every aggregation root of a DLA: the 1x1 convs that read a concat."""
+    nodes = graph.nodes
+    return [
+        nodes[nodes[n]["inputs"][0]]["shape"][0]
+        for n in graph.nodes
+        if nodes[n]["kind"] == "conv" and nodes[nodes[n]["inputs"][0]]["kind"] == "concat"
+    ]
+
+
+def test_deep_aggregation_roots_read_the_tree_so_far():
+    # dla34: levels [1, 2, 2, 1], widths 64-128-256-512 on a 32-channel stem. A level-1 tree's
+    # root reads its two residual blocks (2 * out); in a level-2 tree the second root also reads
+    # the first tree's output (out) and, past the first stage, the stage input max-pooled (in).
+    g = netdsl.compile_spec("dla34")
+    assert root_widths(g) == [2 * 64, 2 * 128, 2 * 128 + 64 + 128, 2 * 256, 2 * 256 + 128 + 256, 2 * 512 + 256]
 
 
 def test_one_shot_aggregation_is_a_chain_concatenated_once():
@@ -236,7 +261,7 @@ def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small)
 
 
 def reference(name: str) -> nn.Module:
-    family = next(f for f in ("vovnet", "hardnet", "dpn", "peleenet") if name.startswith(f))
+    family = next(f for f in ("vovnet", "hardnet", "dpn", "peleenet", "dla") if name.startswith(f))
     # the model file alone: pytorchcv's model provider imports torchvision
     module = importlib.import_module(f"pytorchcv.models.{family}")
     return getattr(module, name)().eval()
@@ -265,7 +290,7 @@ def reference_flops(model: nn.Module, hw: int = 224) -> tuple[int, tuple[int, ..
     return total, tuple(y.shape[1:])
 
 
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE))
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE + DLAS))
 def test_preset_equals_pytorchcv_in_params_flops_and_output_shape(name):
     pytest.importorskip("pytorchcv")
     ref = reference(name)
@@ -274,6 +299,13 @@ def test_preset_equals_pytorchcv_in_params_flops_and_output_shape(name):
     assert g.graph["total_params"] == sum(p.numel() for p in ref.parameters()) == get(name).paper_params
     assert g.graph["total_flops"] == flops
     assert g.nodes[g.graph["output"]]["shape"] == shape == (1000,)
+
+
+@pytest.mark.parametrize("name", _param(DLAS))
+def test_aggregation_roots_equal_pytorchcvs(name):
+    pytest.importorskip("pytorchcv")
+    roots = [m.conv.conv.in_channels for m in reference(name).modules() if type(m).__name__ == "DLARoot"]
+    assert root_widths(netdsl.compile_spec(name)) == roots
 
 
 @pytest.mark.parametrize("name", _param(HARDNETS))
@@ -288,7 +320,7 @@ def test_harmonic_links_equal_pytorchcvs(name):
 
 
 # fast: the one with multi-feature reads in the reference's (nearest-first) order
-@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE, fast={"hardnet39ds"}))
+@pytest.mark.parametrize("name", _param(VOVNETS + HARDNETS + DPNS + PELEE + DLAS, fast={"hardnet39ds"}))
 def test_preset_computes_pytorchcvs_function_with_its_weights(name):
     pytest.importorskip("pytorchcv")
     torch.manual_seed(0)

@@ -16,6 +16,7 @@ SMALL = {
     "densenet_bc": {"depth": 16, "k": 4},
     "densenet_cifar": {"depth": 10, "k": 4},
     "densenet_imagenet": {"blocks": [2, 2], "k": 8, "size": 32},
+    "dla": {"levels": [1, 2, 3, 4], "channels": [4, 8, 8, 16], "residual": True, "size": 32},
     "dpn": {"units": [2, 2], "inc": [4, 8], "k_r": 16, "groups": 4, "size": 32},
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},

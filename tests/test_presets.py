@@ -70,6 +70,10 @@ COUNTS = {
     "dpn107": (86917800, 18298764288),
     "dpn131": (79254504, 16013648896),
     "peleenet": (2802248, 507757568),
+    "dla34": (15742104, 3060043776),
+    "dla46c": (1301400, 574269440),
+    "dla60": (22036632, 4235878400),
+    "dla102": (33268888, 7164551168),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -127,6 +131,10 @@ IMAGENET = {
     "dpn107",
     "dpn131",
     "peleenet",
+    "dla34",
+    "dla46c",
+    "dla60",
+    "dla102",
 }
 
 
@@ -306,6 +314,7 @@ REDUCED = {
     "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
     "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
     "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
+    "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
 }
 
 
