@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from netdsl.cli import main
 
 IMAGES = ROOT / "docs" / "images"
-PATTERNS = ("dense", "path", "window", "split", "rule")
+PATTERNS = ("dense", "path", "window", "split", "rule", "osa", "harmonic", "twoway")
 
 COMMANDS = [
     *[

@@ -240,3 +240,130 @@ register(
         test_input=_IMAGENET_TEST,
     )
 )
+
+# Aggregation patterns of the DenseNet family (issue 17), each exact to pytorchcv 0.0.74's model
+# (its parameter count is paper_params; tests/test_family.py compares them when pytorchcv is installed).
+# VoVNet (Lee et al. 2019): one-shot aggregation; vovnet27s is the slim model (half the widths).
+for _name, _values, _published in (
+    ("vovnet27s", {"layers": [1, 1, 1, 1], "channels": [128, 256, 384, 512], "branch": [64, 80, 96, 112]}, 3_525_736),
+    ("vovnet39", {"layers": [1, 1, 2, 2]}, 22_600_296),
+    ("vovnet57", {"layers": [1, 1, 4, 3]}, 36_640_296),
+):
+    register(
+        Preset(
+            _name,
+            "vovnet.net",
+            _values,
+            "VoVNet (Lee et al. 2019), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )
+
+# HarDNet (Chao et al. 2019): harmonic dense blocks; "ds" = depthwise separable.
+for _name, _values, _published in (
+    (
+        "hardnet39ds",
+        {
+            "layers": [4, 16, 8, 4],
+            "channels": [96, 320, 640, 1024],
+            "growth": [16, 20, 64, 160],
+            "down": [1, 1, 1, 0],
+            "mult": 1.6,
+            "stem": 48,
+            "ds": True,
+            "drop": 0.05,
+        },
+        3_488_228,
+    ),
+    ("hardnet68ds", {"ds": True, "drop": 0.05}, 4_180_602),
+    ("hardnet68", {}, 17_565_348),
+    (
+        "hardnet85",
+        {
+            "layers": [8, 16, 16, 16, 16, 4],
+            "channels": [192, 256, 320, 480, 720, 1280],
+            "growth": [24, 24, 28, 36, 48, 256],
+            "down": [1, 0, 1, 0, 1, 0],
+            "stem": 96,
+            "drop": 0.2,
+            "last_drop": 0.1,
+        },
+        36_670_212,
+    ),
+):
+    register(
+        Preset(
+            _name,
+            "hardnet.net",
+            _values,
+            "HarDNet (Chao et al. 2019), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )
+
+# DPN (Chen et al. 2017): dual path -- a residual and a densely connected stream side by side.
+_DPN_LARGE = {"stem_kernel": 7, "bw_factor": 4}
+for _name, _values, _published in (
+    ("dpn68", {}, 12_611_602),
+    (
+        "dpn98",
+        {**_DPN_LARGE, "units": [3, 6, 20, 3], "inc": [16, 32, 32, 128], "stem": 96, "k_r": 160, "groups": 40},
+        61_570_728,
+    ),
+    (
+        "dpn107",
+        {**_DPN_LARGE, "units": [4, 8, 20, 3], "inc": [20, 64, 64, 128], "stem": 128, "k_r": 200, "groups": 50},
+        86_917_800,
+    ),
+    (
+        "dpn131",
+        {**_DPN_LARGE, "units": [4, 8, 28, 3], "inc": [16, 32, 32, 128], "stem": 128, "k_r": 160, "groups": 40},
+        79_254_504,
+    ),
+):
+    register(
+        Preset(
+            _name,
+            "dpn.net",
+            _values,
+            "DPN (Chen et al. 2017), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )
+
+# PeleeNet (Wang et al. 2018): two-way dense layers (a parallel(concat) unit in a dense block).
+register(
+    Preset(
+        "peleenet",
+        "peleenet.net",
+        {},
+        "PeleeNet (Wang et al. 2018), count: pytorchcv 0.0.74",
+        2_802_248,
+        test_input=_IMAGENET_TEST,
+    )
+)
+
+# DLA (Yu et al. 2018): hierarchical deep aggregation trees (tree1 .. tree4 in specs/dla.net).
+for _name, _values, _published in (
+    ("dla34", {}, 15_742_104),
+    ("dla46c", {"channels": [64, 64, 128, 256], "bottleneck": True}, 1_301_400),
+    ("dla60", {"levels": [1, 2, 3, 1], "channels": [128, 256, 512, 1024], "bottleneck": True}, 22_036_632),
+    (
+        "dla102",
+        {"levels": [1, 3, 4, 1], "channels": [128, 256, 512, 1024], "bottleneck": True, "residual": True},
+        33_268_888,
+    ),
+):
+    register(
+        Preset(
+            _name,
+            "dla.net",
+            _values,
+            "DLA (Yu et al. 2018), count: pytorchcv 0.0.74",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )

@@ -172,3 +172,32 @@ def test_onnx_export_through_torch():
     with torch.no_grad():
         torch.onnx.export(model, (x,), buf, dynamo=True)
     assert buf.tell() > 0
+
+
+DEAD_UNITS = """
+network t() {
+    input(4, 8, 8)
+    block(8, rule(ispow2(i + j)), output=next) { bn; relu; conv(4, 1); bn; relu; conv(2, 3) }
+}
+"""
+
+
+def test_a_block_whose_unread_units_read_its_features_is_written_out(write_spec):
+    # Unit 7 is the output (what a unit 9 would read); units 2, 4, 5, 6, 8 are read by nothing,
+    # and 5 and 6 read features computed inside the block (x_3, x_2): the block is emitted op by
+    # op (a fuzzed mutant of sparsenet_exp.net, rule(ispow2(i -- j)), raised a KeyError here).
+    spec = write_spec(DEAD_UNITS)
+    g = netdsl.compile_spec(spec)
+    (b,) = g.graph["blocks"]
+    assert b.outputs == (7,) and b.connection_sets()[5] == (3,)
+    planned = netdsl.build_model(spec, seed=1)
+    naive = netdsl.build_model(spec, seed=1, opt=0)
+    naive.load_state_dict(planned.state_dict())
+    assert sum(p.numel() for p in planned.parameters()) == g.graph["total_params"]
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    planned.double().eval()
+    naive.double().eval()
+    with torch.no_grad():
+        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+    forward = torch_codegen.generate(g).split("def forward", 1)[1]
+    assert all(f"self.block1.unit{i}.conv2(" in forward for i in range(1, 9))  # op by op, every unit

@@ -16,12 +16,17 @@ SMALL = {
     "densenet_bc": {"depth": 16, "k": 4},
     "densenet_cifar": {"depth": 10, "k": 4},
     "densenet_imagenet": {"blocks": [2, 2], "k": 8, "size": 32},
+    "dla": {"levels": [1, 2, 3, 4], "channels": [4, 8, 8, 16], "residual": True, "size": 32},
+    "dpn": {"units": [2, 2], "inc": [4, 8], "k_r": 16, "groups": 4, "size": 32},
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
+    "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
+    "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
     "res2net": {"layers": [1, 1], "base": 8, "size": 32},
     "seqresnet": {"k": 8, "r": 1},
     "seqresnet_imagenet": {"size": 32, "widen": 1, "blocks": [1, 1, 1, 1]},
     "sparsenet": {"blocks": [6, 4], "k": 4, "far": 2, "near": 2},
     "sparsenet_exp": {"blocks": [5, 3], "k": 4, "size": 32},
+    "vovnet": {"layers": [1, 2], "channels": [16, 24], "branch": [8, 8], "stem": 16, "size": 32},
     "wseqconv": {"k": 4, "r": 2},
 }
 # Keys a spec without an entry above is shrunk by, where it declares them.

@@ -58,6 +58,22 @@ COUNTS = {
     "seqresnext24": (26211784, 4543979520),
     "dsod300_backbone": (12089824, 14243820288),
     "sparsenet_exp121": (3250824, 1819742464),
+    "vovnet27s": (3525736, 2176695296),
+    "vovnet39": (22600296, 7072227328),
+    "vovnet57": (36640296, 8930144256),
+    "hardnet39ds": (3488228, 429471474),
+    "hardnet68ds": (4180602, 775281526),
+    "hardnet68": (17565348, 4246114304),
+    "hardnet85": (36670212, 9074081584),
+    "dpn68": (12611602, 2326163456),
+    "dpn98": (61570728, 11671217152),
+    "dpn107": (86917800, 18298764288),
+    "dpn131": (79254504, 16013648896),
+    "peleenet": (2802248, 507757568),
+    "dla34": (15742104, 3060043776),
+    "dla46c": (1301400, 574269440),
+    "dla60": (22036632, 4235878400),
+    "dla102": (33268888, 7164551168),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -103,6 +119,22 @@ IMAGENET = {
     "seqresnet_b42",
     "seqresnext24",
     "sparsenet_exp121",
+    "vovnet27s",
+    "vovnet39",
+    "vovnet57",
+    "hardnet39ds",
+    "hardnet68ds",
+    "hardnet68",
+    "hardnet85",
+    "dpn68",
+    "dpn98",
+    "dpn107",
+    "dpn131",
+    "peleenet",
+    "dla34",
+    "dla46c",
+    "dla60",
+    "dla102",
 }
 
 
@@ -277,6 +309,12 @@ REDUCED = {
     "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
     "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
     "sparsenet_exp121": {"blocks": [1, 2, 3, 2], "k": 8, "classes": 10},
+    "vovnet27s": {"channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16, "classes": 10},
+    "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
+    "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
+    "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
+    "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
+    "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
 }
 
 

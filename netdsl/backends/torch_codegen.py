@@ -206,6 +206,22 @@ class Generator:
         for b in sorted(blocks(graph), key=lambda b: -len(self._block_nodes(b))):
             for m in self._block_nodes(b):
                 self.containing.setdefault(m, []).append(b)
+        self.written_out = self._blocks_read_by_dead_units()
+
+    def _blocks_read_by_dead_units(self) -> set[str]:
+        """Blocks a unit of which is not an ancestor of the block output (a rule or an ``output=``
+        that leaves it unread) and reads a feature computed inside the block: emitted whole, the
+        block keeps that feature local, so such a block is written out op by op instead."""
+        out: set[str] = set()
+        by_name = {b.name: b for b in blocks(self.g)}
+        for n, d in self.g.nodes(data=True):
+            b = by_name.get(d.get("block", ""))
+            if b is None or b.name in out or n in self._block_nodes(b):
+                continue
+            members = self._block_nodes(b)
+            if any(i in members and i != b.output for i in d["inputs"]):
+                out.add(b.name)
+        return out
 
     def _segments(self) -> dict[str, tuple[str, ...]]:
         """The plan's recomputable chains, read from the IR (``plan_concat`` writes them)."""
@@ -348,7 +364,7 @@ class Generator:
     def _block_at(self, n: str, node_set: set[str], env: dict) -> BlockInfo | None:
         """The outermost block containing ``n`` that can be emitted whole here."""
         for b in self.containing.get(n, ()):
-            if b.output in self.unrolling or b.input not in env:
+            if b.output in self.unrolling or b.input not in env or b.name in self.written_out:
                 continue
             members = self._block_nodes(b)
             if members <= node_set and all(i in members or i in env for m in members for i in self.nodes[m]["inputs"]):
@@ -536,7 +552,7 @@ class Generator:
             covered |= set(body)
             covered.add(u.aggregate)
             d = self.nodes[u.aggregate]
-            want = _merge_pieces([self._feature_piece(b.features, j) for j in u.reads])
+            want = _merge_pieces([self._feature_piece(b.features, j) for j in b.aggregate_order(u)])
             made_here = u.aggregate in self._block_nodes(b)  # not the block input read whole
             if len(u.reads) > 1 and made_here and d["kind"] == ("concat" if b.kind == "concat" else "add"):
                 got = [self._piece(i) for i in d["inputs"]]
@@ -600,7 +616,7 @@ class Generator:
             v = lookup[f.node]
             init.append(v if f.start is None else f"{v}[:, {f.start}:{f.stop}]")
         index = {f.index: k for k, f in enumerate(sorted(b.features, key=lambda f: f.index))}
-        reads = tuple(tuple(index[j] for j in u.reads) for u in units)
+        reads = tuple(tuple(index[j] for j in b.aggregate_order(u)) for u in units)
         join = "cat" if b.kind == "concat" else "sum"
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)

@@ -145,6 +145,8 @@ CONSTANTS = {
     "new": "new",
     "last": "last",
     "next": "next",
+    "ascending": "ascending",
+    "descending": "descending",
     "concat": "concat",
     "add": "add",
     "mul": "mul",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -721,7 +721,7 @@ class Lowerer:
             if key in opts:
                 raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
             opts[key] = (v, sp)
-        names = ("units", "connect", "output", "aggregate", "width", "stage", "bypass")
+        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass")
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpecTypeError(
@@ -744,7 +744,7 @@ class Lowerer:
         bscope = Scope(scope.id(name), cur)
         start = len(self._created)
         if isinstance(pattern, P.Split):
-            for bad in ("units", "output", "aggregate", "width"):
+            for bad in ("units", "output", "aggregate", "width", "order"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
             info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
@@ -820,7 +820,8 @@ class Lowerer:
         probe.state.depth = self.state.depth
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
-        probe._unit_body(body, pscope, env.child({"unit": 1}), dict(ctx))
+        # unit 1 stands for every unit: window blocks take one group width (reads: a window of one)
+        probe._unit_body(body, pscope, env.child({"unit": 1, "reads": 1}), dict(ctx))
         return probe.shape(pscope.current_node)[0]
 
     def _pattern_block(
@@ -833,11 +834,22 @@ class Lowerer:
         units = self.check(Arg("units", "int>=1"), *opts["units"], "block()")
         self._charge_layers(units, opts["units"][1])
         output, osp = opts.get("output", ("all", stmt.span))
-        if output not in ("all", "new", "last", "next"):
-            raise SpecValueError(f"block() output must be all, new, last or next, got {fmt_value(output)}", osp)
+        if not isinstance(output, P.Rule) and output not in ("all", "new", "last", "next"):
+            raise SpecValueError(
+                f"block() output must be all, new, last, next or rule(expr), got {fmt_value(output)}",
+                osp,
+                "output=rule(j % 2 == 1 or j == i - 1) keeps the features a further unit i = L + 1 would read",
+            )
         kind, asp = opts.get("aggregate", ("concat", stmt.span))
         if kind not in ("concat", "add"):
             raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
+        order, orsp = opts.get("order", ("ascending", stmt.span))
+        if order not in ("ascending", "descending"):
+            raise SpecValueError(
+                f"block() order must be ascending or descending, got {fmt_value(order)}",
+                orsp,
+                "ascending concatenates x_0 first (the default); descending the nearest feature first",
+            )
         x0 = bscope.input
         assert x0 is not None  # _s_block opens the block's scope at its input
         c0 = self.shape(x0)[0]
@@ -876,10 +888,11 @@ class Lowerer:
                 )
             prefix = bscope.id(f"unit{i}")
             start = len(self._created)
-            agg = self._gather([feats[j] for j in reads], prefix, kind, stmt.span, "aggregate")
+            in_order = reads[::-1] if order == "descending" else reads
+            agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
-            self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
+            self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
             out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
@@ -890,17 +903,39 @@ class Lowerer:
             feats[i] = (out, None, None)
             self._tag_unit(start, prefix, bscope.path, i)
             unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
-        # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.).
-        sel = {
-            "all": range(first, units + 1),
-            "new": range(1, units + 1),
-            "last": range(units, units + 1),
-            "next": P.connections(pattern, units + 1, first),
-        }[output]
+        # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.);
+        # a rule: the features it selects for that further unit i = L + 1 (HarDNet: the odd units and the last).
+        sel: Sequence[int]
+        if isinstance(output, P.Rule):
+            sel = P.connections(output, units + 1, first)
+            if not sel:
+                raise SpecValueError(
+                    f"output={output} selects no feature of the block",
+                    osp,
+                    f"the rule is tested with i = {units + 1} (the units plus one) and j = {first}..{units}",
+                )
+        else:
+            sel = {
+                "all": range(first, units + 1),
+                "new": range(1, units + 1),
+                "last": range(units, units + 1),
+                "next": P.connections(pattern, units + 1, first),
+            }[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
+        mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
-            bscope.path, str(pattern), kind, output, x0, features, tuple(unit_infos), out_node, stmt.span, tuple(sel)
+            bscope.path,
+            str(pattern),
+            kind,
+            mode,
+            x0,
+            features,
+            tuple(unit_infos),
+            out_node,
+            stmt.span,
+            tuple(sel),
+            str(order),
         )
 
     def _charge_layers(self, units: int, span: Span) -> None:
@@ -1058,7 +1093,7 @@ class Lowerer:
             else:
                 agg, reads = xs[i], (i - s,)
             uscope = Scope(prefix, agg)
-            self._unit_body(stmt.body, uscope, env.child({"unit": i}), ctx)
+            self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
             ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i]))

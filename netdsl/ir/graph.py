@@ -49,6 +49,9 @@ class BlockInfo:
     output: str  # node id of the block output
     span: Span | None = None
     outputs: tuple[int, ...] = ()  # the feature indices the block output holds, in order
+    # The order of every unit's concatenation: "ascending" (x_0 first, torchvision's) or
+    # "descending" (nearest first: HarDNet's reference code). ``UnitInfo.reads`` stays ascending.
+    order: str = "ascending"
 
     def feature_node(self, j: int) -> str:
         for f in self.features:
@@ -79,6 +82,10 @@ class BlockInfo:
         if list(reads) == list(range(reads[0], reads[-1] + 1)):
             return f"{names[0]}..{names[-1]} ({len(reads)})"
         return ", ".join(names[:3]) + f", ... ({len(reads)})"
+
+    def aggregate_order(self, unit: UnitInfo) -> tuple[int, ...]:
+        """The features ``unit`` reads in the order its aggregate concatenates them."""
+        return unit.reads[::-1] if self.order == "descending" else unit.reads
 
     def connection_sets(self) -> dict[int, tuple[int, ...]]:
         return {u.index: u.reads for u in self.units}

@@ -625,6 +625,15 @@ SLICE = Op(
     TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"),
     _slice_onnx,
     lambda a: f"slice [{a['start']}:{a['stop']}]",
+    spec=(
+        SpecOp(
+            "slice",
+            "slice",
+            (Arg("start", "int>=0"), Arg("stop", "int>=1")),
+            lambda v, s: {"start": v["start"], "stop": v["stop"]},
+            doc="the channels [start, stop) (DPN's dual path splits a conv's output into its two streams)",
+        ),
+    ),
     doc="start, stop (a channel range ``[start, stop)``)",
     view=True,
 )

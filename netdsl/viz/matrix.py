@@ -84,7 +84,8 @@ def _channel_path(graph: nx.DiGraph, conv: str, aggregate: str) -> bool:
 
 
 def feature_slices(graph: nx.DiGraph, block: BlockInfo, reads: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """Channel range of each read feature inside the unit's aggregate (concat order = reads order)."""
+    """Channel range of each read feature inside the unit's aggregate (concat order = ``reads`` order:
+    pass ``block.aggregate_order(unit)``)."""
     out, start = {}, 0
     for j in reads:
         f = next(f for f in block.features if f.index == j)
@@ -115,7 +116,7 @@ def weight_matrix(graph: nx.DiGraph, block: BlockInfo, state: Mapping[str, np.nd
                 f"the checkpoint has no '{key}'", None, "was it trained from this spec with the same --set values?"
             )
         w = np.abs(np.asarray(state[key], dtype=np.float64))
-        slices = feature_slices(graph, block, u.reads)
+        slices = feature_slices(graph, block, block.aggregate_order(u))
         need = max(stop for _, stop in slices.values())
         if w.ndim != 4 or w.shape[1] != need:
             raise SpecValueError(

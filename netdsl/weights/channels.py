@@ -1,6 +1,7 @@
 """Channel orders: where another implementation keeps a netdsl channel.
 
-netdsl concatenates a unit's inputs oldest feature first. An implementation that concatenates in
+netdsl concatenates a unit's inputs oldest feature first (unless the block says ``order=descending``:
+the graph's concat nodes hold the order). An implementation that concatenates in
 another order (pytorchcv's SparseNet lists the fetched features newest first) computes the same
 function with the channels of every concatenated tensor permuted, so the modules that read such
 a tensor -- the BatchNorms on the way and the first conv or linear layer that mixes channels --
