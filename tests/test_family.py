@@ -254,7 +254,7 @@ def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small)
     naive.double().eval()
     with torch.no_grad():
         assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
-    assert_matches_torch(at_input_size(netdsl.compile_spec(name, small, opt=0), (32, 32)), batches=(1, 2))
+    assert_matches_torch(at_input_size(netdsl.compile_spec(name, opt=0, **small), (32, 32)), batches=(1, 2))
 
 
 # ---- the reference, pytorchcv 0.0.74
@@ -365,13 +365,13 @@ network t(mid=4) {
 @pytest.mark.parametrize(("mid", "strategy"), [(4, "gather"), (1, "split")])
 def test_descending_order_concatenates_nearest_first(write_spec, mid, strategy):
     spec = write_spec(DESCENDING)
-    g = netdsl.compile_spec(spec, {"mid": mid}, opt=0)
+    g = netdsl.compile_spec(spec, mid=mid, opt=0)
     (b,) = g.graph["blocks"]
     assert b.order == "descending" and b.connection_sets()[4] == (0, 2, 3)  # the set is unchanged
     assert b.aggregate_order(b.units[3]) == (3, 2, 0)
     assert g.nodes[b.units[3].aggregate]["inputs"] == tuple(b.feature_node(j) for j in (3, 2, 0))
     assert g.nodes[b.output]["inputs"] == tuple(b.feature_node(j) for j in range(7))  # the output: index order
-    planned_graph = netdsl.compile_spec(spec, {"mid": mid})
+    planned_graph = netdsl.compile_spec(spec, mid=mid)
     reads = [planned_graph.nodes[u.aggregate].get("read", {}).get("strategy") for u in b.units]
     assert reads == [None, strategy, None, strategy, None, strategy]
     # the planned module computes the naive one's function; ONNX agrees with torch
