@@ -57,6 +57,18 @@ def harmonic_width(k: int, growth: int, mult: float) -> int:
     return int(int(w + 1) / 2) * 2
 
 
+def assert_planned_equals_naive(target, shape, **overrides):
+    """The planned module (--opt 1) computes the naive one's (--opt 0) function, in float64."""
+    planned = netdsl.build_model(target, seed=1, **overrides)
+    naive = netdsl.build_model(target, seed=1, opt=0, **overrides)
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    planned.double().eval()
+    naive.double().eval()
+    with torch.no_grad():
+        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+
+
 def test_harmonic_rule_is_the_papers_connectivity():
     g = netdsl.compile_spec("hardnet68")
     first = g.graph["blocks"][0]  # 8 layers
@@ -246,14 +258,7 @@ def test_concat_planning_applies_to_both_patterns():
 )
 def test_reduced_presets_planned_equals_naive_and_onnx_equals_torch(name, small):
     small = {**small, "classes": 10, "size": 32}
-    planned = netdsl.build_model(name, seed=1, **small)
-    naive = netdsl.build_model(name, seed=1, opt=0, **small)
-    naive.load_state_dict(planned.state_dict())
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    planned.double().eval()
-    naive.double().eval()
-    with torch.no_grad():
-        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+    assert_planned_equals_naive(name, (2, 3, 32, 32), **small)
     assert_matches_torch(at_input_size(netdsl.compile_spec(name, opt=0, **small), (32, 32)), batches=(1, 2))
 
 
@@ -375,14 +380,7 @@ def test_descending_order_concatenates_nearest_first(write_spec, mid, strategy):
     reads = [planned_graph.nodes[u.aggregate].get("read", {}).get("strategy") for u in b.units]
     assert reads == [None, strategy, None, strategy, None, strategy]
     # the planned module computes the naive one's function; ONNX agrees with torch
-    planned = netdsl.build_model(spec, seed=1, mid=mid)
-    naive = netdsl.build_model(spec, seed=1, opt=0, mid=mid)
-    naive.load_state_dict(planned.state_dict())
-    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    planned.double().eval()
-    naive.double().eval()
-    with torch.no_grad():
-        assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
+    assert_planned_equals_naive(spec, (2, 4, 6, 6), mid=mid)
     assert_matches_torch(g, batches=(1, 2))
 
 
