@@ -153,10 +153,25 @@ def test_batch_size_change_recompiles_at_most_once():
     assert counts["n"] <= 2
 
 
+def _one_per_structure() -> list[str]:
+    """One preset for each structure the presets have: per spec file, per set of overridden
+    parameters and values of its switches (bc, attention, se, ...), the smallest. Presets that
+    differ only in sizes (depth, k, blocks) generate the same code with other numbers; torch.compile
+    of all 54 took 8 of the slow suite's 15 minutes."""
+    chosen: dict[tuple, tuple[float, str]] = {}
+    for name, p in presets().items():
+        switches = tuple(sorted((k, v) for k, v in p.values.items() if isinstance(v, (bool, str))))
+        key = (p.spec, frozenset(p.values), switches)
+        size = p.paper_params if p.paper_params is not None else float("inf")
+        if key not in chosen or size < chosen[key][0]:
+            chosen[key] = (size, name)
+    return sorted(name for _, name in chosen.values())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", sorted(presets()))
-def test_every_preset_is_compiler_clean(preset):
-    """Every preset at test resolution: 0 graph breaks in eval and in training."""
+@pytest.mark.parametrize("preset", _one_per_structure())
+def test_every_preset_structure_is_compiler_clean(preset):
+    """A preset of each structure at test resolution: 0 graph breaks in eval and in training."""
     from helpers import TEST_SIZE
 
     params = netdsl.compile_spec(preset, opt=0).graph["params"]

@@ -118,7 +118,7 @@ def test_every_preset_compiles_to_the_same_ir_from_a_messy_reformatted_spec(tmp_
         target.parent.mkdir(exist_ok=True)
         target.write_text(format_text(_messy(path.read_text(), rng, lines=True)))
     for name, preset in sorted(presets().items()):
-        formatted = netdsl.compile_spec(tmp_path / preset.spec, preset.values)
+        formatted = netdsl.compile_spec(tmp_path / preset.spec, **preset.values)
         assert _ir(formatted) == _ir(netdsl.compile_spec(name)), name
 
 
