@@ -46,10 +46,21 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None = None) -
             rundir.remove_stale_temporaries(out)
             if cfg.force:
                 rundir.clear_run_files(out)
+        group_was_up = torch.distributed.is_available() and torch.distributed.is_initialized()
         fabric, precision = model.make_fabric(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.precision)
-        if fabric.world_size > 1:  # a numbered folder is chosen by rank 0
-            out = Path(fabric.broadcast(str(out), src=0))
-        return _run(cfg, out, fabric, precision, on_step)
+        try:
+            if fabric.world_size > 1:  # a numbered folder is chosen by rank 0
+                out = Path(fabric.broadcast(str(out), src=0))
+            result = _run(cfg, out, fabric, precision, on_step)
+            if fabric.world_size > 1:
+                fabric.barrier()  # no rank leaves while another is still in a collective
+            return result
+        finally:
+            # A process group Fabric started is ended here: left to the interpreter's exit, gloo's
+            # threads are destroyed still running and the process aborts ("terminate called without
+            # an active exception"), failing a finished run. A group the caller started stays up.
+            if not group_was_up and torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 def _primary_process() -> bool:
