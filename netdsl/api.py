@@ -120,11 +120,7 @@ def onnx_model(
     from .backends.onnx_export import export
 
     graph = _compile(target, overrides, limits=limits, opt=0)
-    if layout != "netdsl" and weights is not None and not hasattr(weights, "state_dict"):
-        from .weights import load_weights
-
-        weights = load_weights(instantiate(graph, seed), weights, layout, graph=graph)
-    model, rep = export(graph, weights, seed=seed)
+    model, rep = export(graph, weights, seed=seed, layout=layout)
     if report is not None:
         report.append(rep)
     return model

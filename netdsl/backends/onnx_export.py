@@ -39,9 +39,12 @@ class UntrainedWarning(UserWarning):
     """The exported graph carries the torch backend's initialization, not trained weights."""
 
 
-def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -> tuple[nn.Module, str]:
+def module_with_weights(
+    graph: nx.DiGraph, weights=None, seed: int | None = 0, layout: str = "netdsl"
+) -> tuple[nn.Module, str]:
     """The torch module whose weights are exported, and a description of where they came from.
-    ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path.
+    ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path;
+    a state_dict or path of another ``layout`` is mapped first (:func:`netdsl.load_weights`).
     Whatever the kind, its keys and shapes are checked against ``graph`` here, so a module of another
     spec (or other parameter values) is one clear error, not a failure deep in the inference rewrites."""
     if weights is None:
@@ -49,6 +52,10 @@ def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -
             f"no weights given: exporting the untrained initialization (seed {seed})", UntrainedWarning, stacklevel=3
         )
         return torch_codegen.build(graph, seed), f"untrained initialization, seed {seed}"
+    if layout != "netdsl" and not isinstance(weights, nn.Module):
+        from ..weights import load_weights
+
+        weights = load_weights(torch_codegen.build(graph, seed), weights, layout, graph=graph)
     state: Mapping
     if isinstance(weights, (str, Path)):
         origin, state = str(weights), read_state_dict(weights)
@@ -128,9 +135,11 @@ class ExportReport:
         ]
 
 
-def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[onnx.ModelProto, ExportReport]:
-    """ONNX inference model of ``graph`` (see :func:`module_with_weights` for ``weights``)."""
-    module, origin = module_with_weights(graph, weights, seed)
+def export(
+    graph: nx.DiGraph, weights=None, *, seed: int | None = 0, layout: str = "netdsl"
+) -> tuple[onnx.ModelProto, ExportReport]:
+    """ONNX inference model of ``graph`` (see :func:`module_with_weights` for ``weights`` and ``layout``)."""
+    module, origin = module_with_weights(graph, weights, seed, layout)
     bound = bind_weights(graph, module)
     rewritten = run_pipeline(bound, inference_passes(), lint)
     from .. import __version__

@@ -27,10 +27,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             None,
             "give a file written by torch.save(model.state_dict(), path)",
         ) from None
-    for wrapper in ("model", "state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-            break
+    obj = unwrap_checkpoint(obj)
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         raise NetdslError(
             f"'{path}' holds no state_dict",
@@ -38,3 +35,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "expected a state_dict or a checkpoint dict with the state_dict under 'model' or 'state_dict'",
         )
     return dict(obj)
+
+
+def unwrap_checkpoint(obj):
+    """The state_dict a checkpoint dict holds under ``"model"`` (netdsl's training checkpoints) or
+    ``"state_dict"`` (other tools' convention); anything else as it is."""
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            return obj[wrapper]
+    return obj

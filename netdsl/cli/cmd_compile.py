@@ -32,13 +32,7 @@ def _onnx(args):
     graph = compile_target(args, opt=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedWarning)
-        weights = args.weights
-        if weights and args.layout != "netdsl":
-            from ..pipeline import instantiate
-            from ..weights import load_weights
-
-            weights = load_weights(instantiate(graph, 0), weights, args.layout, graph=graph)
-        model, report = export(graph, weights)
+        model, report = export(graph, args.weights, layout=args.layout)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print("\n".join(report.lines()), file=sys.stderr)

@@ -16,7 +16,7 @@ import networkx as nx
 import torch
 from torch import nn
 
-from ..backends.torch_weights import read_state_dict
+from ..backends.torch_weights import read_state_dict, unwrap_checkpoint
 from ..errors import WeightsError
 from . import channels
 from .layouts import Layout, get_layout
@@ -40,10 +40,7 @@ def read_weights(source) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, Path)):
         return strip_wrapper_prefix(read_state_dict(source))
     if isinstance(source, Mapping):
-        for wrapper in ("model", "state_dict"):
-            if isinstance(source.get(wrapper), Mapping):
-                source = source[wrapper]
-                break
+        source = unwrap_checkpoint(source)
         bad = next((k for k, v in source.items() if not torch.is_tensor(v)), None)
         if bad is not None or not source:
             raise WeightsError(
