@@ -120,6 +120,47 @@ def test_deep_aggregation_roots_read_the_tree_so_far():
     assert root_widths(g) == [2 * 64, 2 * 128, 2 * 128 + 64 + 128, 2 * 256, 2 * 256 + 128 + 256, 2 * 512 + 256]
 
 
+def aggregation_reads(graph, tree: str) -> dict[str, tuple[str, ...]]:
+    """Which aggregation nodes of one DLA tree each of them reads, in concat order.
+
+    The aggregation nodes are the residual blocks' and the roots' outputs (``x1``/``x2``/
+    ``dla_root1`` scopes of specs/dla.net, their final ReLU); a read is the nearest such node, or
+    the tree's input ``x0``, found walking back through the ops between them.
+    """
+    nodes = graph.nodes
+    agg = [
+        n
+        for n in graph.nodes
+        if n.startswith(tree + ".") and n.rsplit(".", 2)[-2] in ("x1", "x2", "dla_root1") and n.endswith(".relu1")
+    ]
+    x0 = nodes[tree + ".d"]["inputs"][0]
+    short = {x0: "x0"}
+    for n in agg:
+        kind = "r" if "dla_root1" in n else "b"
+        short[n] = f"{kind}{sum(1 for m in short.values() if m[0] == kind) + 1}"
+
+    def hits(node: str) -> list[str]:
+        if node in short:
+            return [short[node]]
+        return [h for p in nodes[node]["inputs"] for h in hits(p)]
+
+    return {short[n]: tuple(dict.fromkeys(h for p in nodes[n]["inputs"] for h in hits(p))) for n in agg}
+
+
+def test_deep_aggregation_tree_is_the_language_docs_matrix():
+    # docs/language.md, "Aggregation trees": dla34's second stage, a level-2 tree with the
+    # stage input handed down (max-pooled) to the last root
+    reads = aggregation_reads(netdsl.compile_spec("dla34"), "tree21")
+    assert reads == {
+        "b1": ("x0",),
+        "b2": ("b1",),
+        "r1": ("b2", "b1"),
+        "b3": ("r1",),
+        "b4": ("b3",),
+        "r2": ("b4", "b3", "x0", "r1"),
+    }
+
+
 def test_one_shot_aggregation_is_a_chain_concatenated_once():
     g = netdsl.compile_spec("vovnet39")
     for b in g.graph["blocks"]:
