@@ -56,6 +56,7 @@ _CTOR_DEFAULTS: dict[str, dict[str, object]] = {
     "nn.BatchNorm2d": {"eps": 1e-5, "momentum": 0.1},
     "nn.Linear": {"bias": True},
     "SqueezeExcite": {"bias": True},
+    "L2Norm": {"eps": 1e-10},
 }
 
 # Identifiers of the generated file itself; spec names are never allowed to shadow them.

@@ -77,7 +77,7 @@ def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError
 # the module they build (a label of that name would replace them and fail at build time).
 MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format", "output_names"})
 # Class names the emitted torch source already uses; a network's class is its CamelCased name.
-GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine"})
+GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine", "L2Norm"})
 # Labels and network names are repeated in every emitted line that uses them (attribute paths,
 # ONNX node names): a cap keeps a hostile 100,000-character name from making the emitted source,
 # and the time to write it, hundreds of megabytes and seconds long.
