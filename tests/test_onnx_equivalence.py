@@ -97,9 +97,9 @@ def calibrated(graph, seed=0, batch=64):
 
 def assert_matches_torch(graph, module=None, batches=(1, 8)):
     """Export once, check the model, and compare onnxruntime with torch at each batch size:
-    every output (each of a multi-output network's, by name) within 1e-4 absolute. At batch > 1 the outputs must also differ between samples
-    by more than 100x the bound, so the comparison cannot pass on weights that make the network
-    ignore its input. The error is printed (``pytest -s``)."""
+    every output (each of a multi-output network's, by name) within 1e-4 absolute. At batch > 1
+    the outputs must also differ between samples by more than 100x the bound, so the comparison
+    cannot pass on weights that make the network ignore its input. The error is printed (``pytest -s``)."""
     module = module or calibrated(graph)
     model, report = export(graph, module)
     onnx.checker.check_model(model, full_check=True)

@@ -12,7 +12,6 @@ import numpy as np
 
 from ..errors import ShapeError
 from .activations import ACTIVATIONS
-from .detection import DETECTION_OPS
 from .base import (
     Arg,
     Attrs,
@@ -30,6 +29,7 @@ from .base import (
     stateless,
     weight,
 )
+from .detection import DETECTION_OPS
 
 # ---- input
 
