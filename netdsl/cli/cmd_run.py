@@ -4,6 +4,7 @@ the output (a random input of the declared shape when no input is given)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,8 @@ def run(args) -> int:
 
         buf = io.BytesIO()
         if len(ys) > 1:
-            np.savez(buf, **ys)
+            arrays: dict[str, Any] = dict(ys)  # numpy's stub types **kwds like its keyword options
+            np.savez(buf, **arrays)
         else:
             np.save(buf, y)
         write_atomic(args.output, buf.getvalue())
