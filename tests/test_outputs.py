@@ -138,3 +138,16 @@ def test_train_refuses_a_multi_output_network_before_any_work(write_spec, capsys
     err = capsys.readouterr().err
     assert "'heads' has 4 outputs (c, a, b, d); netdsl train trains and scores classifiers" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_the_language_reference_example_has_its_three_outputs(write_spec):
+    from helpers import ROOT
+
+    text = (ROOT / "docs" / "language.md").read_text()
+    example = text.split("## Outputs", 1)[1].split("```\n", 2)[1]
+    g = netdsl.compile_spec(write_spec(example))
+    assert [(name, g.nodes[node]["shape"]) for name, node in graph_outputs(g)] == [
+        ("logits", (10,)),
+        ("fine_box", (4, 16, 16)),
+        ("coarse_box", (4, 8, 8)),
+    ]
