@@ -151,3 +151,31 @@ def test_the_language_reference_example_has_its_three_outputs(write_spec):
         ("fine_box", (4, 16, 16)),
         ("coarse_box", (4, 8, 8)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("outputs_value", "message"),
+    [
+        ((), "non-empty tuple"),
+        ((("c", "c"), ("c", "a")), "'c' is used twice"),
+        ((("c", "c"), ("x", "nowhere")), "not a computed node"),
+        ((("c", "c"), ("x", "input")), "not a computed node"),
+        ((("a", "a"), ("c", "c")), "is not the first declared output"),
+        ((("c", "c"), ("not an id", "a")), "not an identifier"),
+    ],
+)
+def test_lint_checks_the_declared_outputs(write_spec, outputs_value, message):
+    from netdsl.errors import IRError
+
+    g = netdsl.compile_spec(write_spec(HEADS))
+    g.graph["outputs"] = outputs_value
+    with pytest.raises(IRError, match=message):
+        lint(g)
+
+
+def test_bench_times_a_training_step_of_a_multi_output_network(write_spec, capsys):
+    spec = str(write_spec(HEADS))
+    assert main(["bench", spec, "--train", "--batch-size", "2", "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in rows] == ["naive (--opt 0)", "planned"]
+    assert all(r["seconds"] > 0 and r["train_saved_bytes"] > 0 for r in rows)
