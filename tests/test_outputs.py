@@ -125,6 +125,9 @@ def test_cli_shows_the_outputs(write_spec, capsys, tmp_path):
     assert main(["viz", spec, "-o", str(tmp_path / "v.dot")]) == 0
     dot = (tmp_path / "v.dot").read_text()
     assert sum("class=result" in line for line in dot.splitlines() if "->" not in line) == 4
+    assert main(["report", spec, "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert all(f"<span>output {name}</span>" in page for name in ("c", "a", "b", "d"))
     onnx_path = tmp_path / "h.onnx"
     assert main(["compile", spec, "--target", "onnx", "-o", str(onnx_path)]) == 0
     capsys.readouterr()
