@@ -142,6 +142,8 @@ def _tokens() -> dict[str, list]:
             for kw, kind in declarations().items()
         ],
         (rf"({name})(\s*)(:)", bygroups(Name.Label, Whitespace, Punctuation)),  # ':' only follows labels
+        # a keyword argument's name is a plain name, even one that is also a statement (output=next)
+        (rf"({name})(\s*)(=)(?!=)", bygroups(Name, Whitespace, Operator)),
     ]
     for term in ORDER:
         pattern = regex[term]

@@ -28,7 +28,7 @@ from math import prod
 
 import networkx as nx
 
-from .ir.graph import blocks, topo_nodes
+from .ir.graph import blocks, output_nodes, topo_nodes
 from .ops import ACTIVATIONS, bn_fold_source, get
 from .passes.plan_concat import segments
 
@@ -97,7 +97,7 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
     sources = {u.aggregate for b in blocks(graph) for u in b.units}
     sources |= {
-        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output != graph.graph["output"]
+        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
     }
     chains = (
         {
@@ -165,7 +165,8 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
             if planned and graph.nodes[i].get("elided"):
                 i = graph.nodes[i]["inputs"][0]
             last[root[i]] = max(last.get(root[i], -1), pos[n])
-    last[root[graph.graph["output"]]] = len(order)
+    for out in output_nodes(graph):  # every output lives to the end
+        last[root[out]] = len(order)
     live: dict[str, int] = {}
     peaks: dict[str | None, int] = {}
     for n in order:
@@ -202,7 +203,7 @@ def _folded_or_inplace(graph, n, alias, heads) -> bool:
         return bn_fold_source(graph, n) is not None
     src = d["inputs"][0]
     sd = graph.nodes[src]
-    single = list(graph.successors(src)) == [n] and not sd.get("stores") and src != graph.graph["output"]
+    single = list(graph.successors(src)) == [n] and not sd.get("stores") and src not in output_nodes(graph)
     inplace = get("act").torch.inplace
     has_inplace = inplace is not None and inplace(d["attrs"], "x") is not None
     return get(sd["kind"]).fresh_output and single and has_inplace

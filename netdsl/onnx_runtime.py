@@ -129,7 +129,13 @@ def input_shape(sess, batch: int = 1) -> tuple[int, ...]:
 
 
 def run(sess, x: np.ndarray) -> np.ndarray:
-    """Run a single-input, single-output model on ``x`` (cast to float32)."""
+    """Run a single-input model on ``x`` (cast to float32); its first output."""
+    return next(iter(run_all(sess, x).values()))
+
+
+def run_all(sess, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a single-input model on ``x`` (cast to float32): every output by name, in the model's
+    order (a network with ``output(cls, box)`` has two)."""
     inp = sess.get_inputs()[0]
     want = inp.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -139,4 +145,5 @@ def run(sess, x: np.ndarray) -> np.ndarray:
             None,
             "the first dimension is the batch; the others must match",
         )
-    return sess.run(None, {inp.name: x})[0]
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {inp.name: x}), strict=True))

@@ -232,6 +232,16 @@ register(
 )
 register(
     Preset(
+        "dsod300",
+        "dsod300.net",
+        {},
+        "DSOD (Shen et al.), Table 4 (DSOD300, VOC: 21 classes); reference szq0214/DSOD",
+        14.8e6,
+        test_input=_IMAGENET_TEST,
+    )
+)
+register(
+    Preset(
         "sparsenet_exp121",
         "sparsenet_exp.net",
         {},

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import networkx as nx
 
-from .ir.graph import blocks, topo_nodes
+from .ir.graph import blocks, graph_outputs, topo_nodes
 from .ops import fmt_shape
 
 
@@ -75,6 +75,11 @@ def summary_dict(graph: nx.DiGraph) -> dict:
         "parameters": graph.graph.get("params", {}),
         "input": list(graph.nodes[graph.graph["input"]]["shape"]),
         "output": list(graph.nodes[graph.graph["output"]]["shape"]),
+        # every output (name, node, shape), in forward's order; one entry for a single-output network
+        "outputs": [
+            {"name": name, "node": node, "shape": list(graph.nodes[node]["shape"])}
+            for name, node in graph_outputs(graph)
+        ],
         "params": graph.graph["total_params"],
         "flops": graph.graph["total_flops"],
         "flops_convention": "multiply-accumulates (1 MAC = 1 FLOP, as the seed papers count)",

@@ -29,3 +29,16 @@ def ctrl_c_at(epoch: int, step: int):
             os.kill(os.getpid(), signal.SIGINT)
 
     return hook
+
+
+def outputs(y) -> tuple:
+    """A module's forward result as a tuple of tensors: a network that declares several outputs
+    (``output(cls, box)``) returns a tuple, any other one tensor."""
+    return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+
+def output_shapes(graph) -> tuple:
+    """The shape of every output of a compiled graph, in forward's order (batch excluded)."""
+    from netdsl.ir.graph import graph_outputs
+
+    return tuple(tuple(graph.nodes[node]["shape"]) for _, node in graph_outputs(graph))

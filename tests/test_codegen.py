@@ -15,12 +15,16 @@ import netdsl
 from netdsl.backends import torch_codegen
 from netdsl.presets import presets
 
+from helpers import outputs
+
 NETS = {
     "densenet_bc": ("specs/densenet_bc.net", {"depth": 16, "k": 4}),
     "sparsenet": ("sparsenet_bc_v1", {"blocks": [4, 4, 4], "k": 4, "far": 2, "near": 2}),
     "seqresnet": ("specs/seqresnet.net", {"k": 8, "r": 1}),
     "res2net": ("specs/res2net.net", {"layers": [1, 1], "base": 8, "size": 32}),
     "dense2net": ("specs/dense2net.net", {"blocks": [2, 2], "k": 8}),
+    # several outputs: forward returns a tuple (cls, box)
+    "dsod300": ("specs/dsod300.net", {"blocks": [1, 1, 1, 1], "k": 4, "widths": [8, 8, 4, 4, 4], "size": 64}),
 }
 
 
@@ -71,6 +75,16 @@ def test_plan_is_in_the_code():
     assert "data_ptr" not in planned and "data_ptr" not in naive
 
 
+def _same(got, want, atol=None) -> bool:
+    """Equal (or within ``atol``) outputs: one tensor, or every tensor of a multi-output tuple."""
+    got, want = outputs(got), outputs(want)
+    if len(got) != len(want):
+        return False
+    if atol is None:
+        return all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    return all(torch.allclose(a, b, atol=atol) for a, b in zip(got, want, strict=True))
+
+
 def _fast_first(names):
     """The first network in the fast suite, the others in the slow one."""
     return [names[0]] + [pytest.param(n, marks=pytest.mark.slow) for n in names[1:]]
@@ -84,25 +98,25 @@ def test_pickle_and_deepcopy(name):
         want = model(x)
         for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
             assert type(clone).__name__ == type(model).__name__
-            assert torch.equal(clone.eval()(x), want)
+            assert _same(clone.eval()(x), want)
     buf = io.BytesIO()
     torch.save(model, buf)  # whole-module save, as users of torch.save(model) do
     buf.seek(0)
     loaded = torch.load(buf, weights_only=False)
     with torch.no_grad():
-        assert torch.equal(loaded(x), want)
+        assert _same(loaded(x), want)
 
 
-@pytest.mark.parametrize("name", _fast_first(["densenet_bc", "res2net"]))
+@pytest.mark.parametrize("name", _fast_first(["densenet_bc", "res2net", "dsod300"]))
 def test_jit_trace_and_export(name):
     model = _model(name).eval()
     x = _x(model)
     with torch.no_grad():
         want = model(x)
         traced = torch.jit.trace(model, x)
-        assert torch.allclose(traced(x), want, atol=1e-6)
+        assert _same(traced(x), want, atol=1e-6)
         exported = torch.export.export(model, (x,))
-        assert torch.allclose(exported.module()(x), want, atol=1e-6)
+        assert _same(exported.module()(x), want, atol=1e-6)
 
 
 def _assert_no_graph_breaks(model):
@@ -180,8 +194,9 @@ def test_every_preset_structure_is_compiler_clean(preset):
 
 
 @pytest.mark.slow
-def test_onnx_export_through_torch():
-    model = _model("densenet_bc").eval()
+@pytest.mark.parametrize("name", ["densenet_bc", "dsod300"])
+def test_onnx_export_through_torch(name):
+    model = _model(name).eval()
     x = _x(model)
     buf = io.BytesIO()
     with torch.no_grad():

@@ -111,13 +111,17 @@ def test_accepted_mutants_agree_in_torch_emitted_source_and_onnx(sample, tmp_pat
     emitted.load_state_dict(model.state_dict())
     onnx_model, _ = export(naive, model, seed=0)
     x = torch.randn(2, *graph.nodes[graph.graph["input"]]["shape"], generator=torch.Generator().manual_seed(0))
+    from helpers import outputs  # a mutant of a multi-output spec returns a tuple
+
     with torch.no_grad():
-        want = model(x)
-        got = emitted(x)
-    ort = session(onnx_model.SerializeToString(), device="cpu").run(None, {graph.graph["input"]: x.numpy()})[0]
-    scale = float(want.abs().max()) + 1.0
-    assert torch.equal(got, want), case_id
-    assert np.abs(ort - want.numpy()).max() <= 1e-4 * scale, case_id
+        wants = outputs(model(x))
+        gots = outputs(emitted(x))
+    orts = session(onnx_model.SerializeToString(), device="cpu").run(None, {graph.graph["input"]: x.numpy()})
+    assert len(gots) == len(wants) == len(orts), case_id
+    for got, want, ort in zip(gots, wants, orts, strict=True):
+        scale = float(want.abs().max()) + 1.0
+        assert torch.equal(got, want), case_id
+        assert np.abs(ort - want.numpy()).max() <= 1e-4 * scale, case_id
 
 
 def test_a_case_over_its_cpu_budget_is_reported_slow_and_a_pause_is_not(monkeypatch):

@@ -17,12 +17,12 @@ from torch import nn
 import netdsl
 from netdsl.backends import torch_codegen
 from netdsl.backends.onnx_export import export
-from netdsl.onnx_runtime import run, session
+from netdsl.onnx_runtime import session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
 from netdsl.presets import presets
 
-from helpers import SPECS
+from helpers import SPECS, outputs
 
 TOL = 1e-4
 
@@ -97,9 +97,9 @@ def calibrated(graph, seed=0, batch=64):
 
 def assert_matches_torch(graph, module=None, batches=(1, 8)):
     """Export once, check the model, and compare onnxruntime with torch at each batch size:
-    every output within 1e-4 absolute. At batch > 1 the outputs must also differ between samples
-    by more than 100x the bound, so the comparison cannot pass on weights that make the network
-    ignore its input. The error is printed (``pytest -s``)."""
+    every output (each of a multi-output network's, by name) within 1e-4 absolute. At batch > 1
+    the outputs must also differ between samples by more than 100x the bound, so the comparison
+    cannot pass on weights that make the network ignore its input. The error is printed (``pytest -s``)."""
     module = module or calibrated(graph)
     model, report = export(graph, module)
     onnx.checker.check_model(model, full_check=True)
@@ -110,15 +110,17 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
     for n in batches:
         x = torch.randn(n, c, h, w, generator=gen)
         with torch.no_grad():
-            ref = module(x).numpy()
-        got = run(sess, x.numpy())
-        assert got.shape == ref.shape
-        err = float(np.abs(got - ref).max())
-        assert err <= TOL, f"batch {n}: onnxruntime vs torch {err:.3g} (output scale {np.abs(ref).max():.3g})"
-        if n > 1:
-            spread = float(np.abs(ref - ref.mean(axis=0)).max())
-            assert spread > 100 * TOL, f"batch {n}: outputs barely depend on the input (spread {spread:.3g})"
-        worst = max(worst, err)
+            refs = [y.numpy() for y in outputs(module(x))]
+        gots = sess.run(None, {model.graph.input[0].name: x.numpy()})
+        assert len(gots) == len(refs) == len(model.graph.output)
+        for name, got, ref in zip([o.name for o in model.graph.output], gots, refs, strict=True):
+            assert got.shape == ref.shape, name
+            err = float(np.abs(got - ref).max())
+            assert err <= TOL, f"batch {n}, {name}: onnxruntime vs torch {err:.3g} (scale {np.abs(ref).max():.3g})"
+            if n > 1:
+                spread = float(np.abs(ref - ref.mean(axis=0)).max())
+                assert spread > 100 * TOL, f"batch {n}, {name}: outputs barely depend on the input ({spread:.3g})"
+            worst = max(worst, err)
     print(f"onnx-vs-torch {graph.graph.get('preset') or graph.graph.get('name')}: max abs error {worst:.2e}")
     return model, report
 

@@ -7,7 +7,7 @@ import torch
 from netdsl.api import build_model, compile_spec
 from netdsl.ir.graph import blocks
 
-from helpers import SPECS
+from helpers import SPECS, outputs
 
 # Small overrides per spec, so every spec runs in well under a second; the patterns stay.
 SMALL = {
@@ -19,6 +19,7 @@ SMALL = {
     "dla": {"levels": [1, 2, 3, 4], "channels": [4, 8, 8, 16], "residual": True, "size": 32},
     "dpn": {"units": [2, 2], "inc": [4, 8], "k_r": 16, "groups": 4, "size": 32},
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
+    "dsod300": {"blocks": [2, 2, 2, 2], "k": 4, "widths": [8, 8, 4, 4, 4], "size": 64},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
     "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
     "res2net": {"layers": [1, 1], "base": 8, "size": 32},
@@ -73,11 +74,13 @@ def test_eval_outputs_equal(spec):
     randomize_bn(planned, naive)
     x = torch.randn((2,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        want = naive(x)
-        got = planned(x)
-    assert got.shape == want.shape
-    scale = want.abs().max().item() + 1.0
-    assert (got - want).abs().max().item() <= 1e-9 * scale
+        wants = outputs(naive(x))
+        gots = outputs(planned(x))
+    assert len(gots) == len(wants)
+    for got, want in zip(gots, wants, strict=True):  # every output of a multi-output network
+        assert got.shape == want.shape
+        scale = want.abs().max().item() + 1.0
+        assert (got - want).abs().max().item() <= 1e-9 * scale
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
@@ -88,10 +91,11 @@ def test_train_gradients_equal(spec):
     x = torch.randn((3,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     outs = []
     for m in (planned, naive):
-        y = m(x)
-        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
-        outs.append(y.detach())
-    assert torch.allclose(outs[0], outs[1], rtol=1e-9, atol=1e-10)
+        ys = outputs(m(x))  # a loss that reads every output, each element weighted differently
+        sum((y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() for y in ys).backward()
+        outs.append([y.detach() for y in ys])
+    for got, want in zip(outs[0], outs[1], strict=True):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-10)
     grads_p = dict(planned.named_parameters())
     for name, p in naive.named_parameters():
         assert torch.allclose(grads_p[name].grad, p.grad, rtol=1e-7, atol=1e-10), name

@@ -47,7 +47,10 @@ network every(classes=3) {
     parallel(mul) { branch { sigmoid } branch { gap } }
     block(2, window(1), width=4) { conv(4, 1) }
     gap; flatten
-    linear(classes)
+    cls: linear(classes)
+    use(a); l2norm(2.0)
+    f: flatten_hwc
+    output(cls, f)
 }
 """
 

@@ -84,12 +84,12 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
         get(d["kind"]).onnx(b, checked_name(n), d, [checked_name(i) for i in d["inputs"]])
         if d.get("folded"):
             b.nodes[-1].doc_string = "folded BatchNorm: " + ", ".join(d["folded"])
-    inp, outp = graph.graph["input"], graph.graph["output"]
+    inp = graph.graph["input"]
     g = helper.make_graph(
         b.nodes,
         graph.graph.get("name", "net"),
         [_value(inp, graph.nodes[inp]["shape"])],
-        [_value(outp, graph.nodes[outp]["shape"])],
+        _graph_outputs(b, graph),
         initializer=b.initializers,
     )
     model = helper.make_model(g, producer_name="netdsl", opset_imports=[helper.make_opsetid("", OPSET)])
@@ -99,6 +99,22 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     model.producer_version = __version__
     helper.set_model_props(model, dict(metadata or {}))
     return model
+
+
+def _graph_outputs(b: Builder, graph: nx.DiGraph) -> list[onnx.ValueInfoProto]:
+    """The graph's output values. One undeclared output is its node's tensor (named by the node
+    id, as always); declared outputs (``output(a, b)``) are one graph output each, named after the
+    declaration: the node's own tensor when its id is that name, else an Identity of it."""
+    declared = graph.graph.get("outputs")
+    if not declared:
+        out = graph.graph["output"]
+        return [_value(checked_name(out), graph.nodes[out]["shape"])]
+    values = []
+    for name, node in declared:
+        if name != node:
+            b.node("Identity", [checked_name(node)], checked_name(name))
+        values.append(_value(name, graph.nodes[node]["shape"]))
+    return values
 
 
 def concat_stats(graph: nx.DiGraph, bytes_per_value: int = 4) -> tuple[int, int]:

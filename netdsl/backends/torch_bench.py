@@ -69,14 +69,28 @@ def forward_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 
 def train_step_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    """One SGD step (forward, cross-entropy against fixed labels, backward, update)."""
+    """One SGD step (forward, a loss, backward, update): cross-entropy against fixed labels; for a
+    network with several outputs (a detector's heads: forward returns a tuple) the sum of their
+    mean squares, which runs backward through every head."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    out_features = model(x[:1]).shape[1]
-    labels = torch.arange(x.shape[0], device=x.device) % out_features
+    training = model.training
+    with torch.no_grad():  # the output widths, in eval mode: batch 1 may reach a 1x1 map, which BN cannot train on
+        probe = model.eval()(x[:1])
+    model.train(training)
+    if isinstance(probe, tuple):
+
+        def loss_of(out) -> torch.Tensor:
+            return sum((o.float().square().mean() for o in out), torch.zeros((), device=x.device))
+
+    else:
+        labels = torch.arange(x.shape[0], device=x.device) % probe.shape[1]
+
+        def loss_of(out) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(out, labels)
 
     def run():
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss = loss_of(model(x))
         loss.backward()
         opt.step()
 

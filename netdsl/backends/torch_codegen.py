@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..errors import IRError
-from ..ir.graph import BlockInfo, blocks, topo_nodes
+from ..ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
 from ..ops import get, norm
 from ..ops.norm import bn_fold_source
 from . import torch_layers
@@ -56,6 +56,7 @@ _CTOR_DEFAULTS: dict[str, dict[str, object]] = {
     "nn.BatchNorm2d": {"eps": 1e-5, "momentum": 0.1},
     "nn.Linear": {"bias": True},
     "SqueezeExcite": {"bias": True},
+    "L2Norm": {"eps": 1e-10},
 }
 
 # Identifiers of the generated file itself; spec names are never allowed to shadow them.
@@ -78,6 +79,10 @@ _RESERVED = frozenset(
         "start",
         "stop",
         "buf",
+        # the planned loop's own targets (``for unit, start, stop, (a, b) in ...``): a label named
+        # like them would be overwritten by the loop
+        "a",
+        "b",
     }
 )
 
@@ -191,6 +196,7 @@ class Generator:
         self.g = graph
         self.nodes = graph.nodes
         self.planned = bool(graph.graph.get("planned"))
+        self.outputs = output_nodes(graph)  # values forward returns: never overwritten or reused
         self.order = topo_nodes(graph)
         self.pos = {n: k for k, n in enumerate(self.order)}
         # unit classes generated, (name, source) in definition order (a nested unit's class comes
@@ -289,6 +295,7 @@ class Generator:
                 and (src in node_set or env.get(src) == "x")
                 and len(d["inputs"]) == 1
                 and n != output
+                and src not in self.outputs
                 and src_stage == stage
             ):
                 var = env[src]  # a chain: the value flows on in the same variable
@@ -302,7 +309,7 @@ class Generator:
     def _output_head(self, b: BlockInfo) -> tuple[str, ...] | None:
         """The plan's per-channel chain that is the block output's only consumer, if any."""
         succ = list(self.g.successors(b.output))
-        if len(succ) != 1 or b.output == self.g.graph["output"]:
+        if len(succ) != 1 or b.output in self.outputs:
             return None
         chain = self.segments.get(succ[0])
         if not chain or not all(sum(1 for _ in self.g.successors(c)) == 1 for c in chain[:-1]):
@@ -357,7 +364,7 @@ class Generator:
             and op.fresh_output
             and op.saves.startswith("input")
             and not sd.get("stores")
-            and src != self.g.graph["output"]
+            and src not in self.outputs
             and src != output
         )
 
@@ -900,6 +907,9 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     env = {inp: "x"}
     nodes = [n for n in gen.order if n != inp]
     result = gen.region(top, fn, nodes, env, {}, out)
+    declared = graph_outputs(graph)
+    if len(declared) > 1:  # several outputs: a tuple in declaration order (names: output_names)
+        result = "(" + ", ".join(env[node] for _, node in declared) + ")"
     cls = class_name(graph.graph.get("name", "net"))
     if cls in gen.class_by_text.values() or cls == "Net" or cls in _LAYERS:
         cls = cls + "Network"
@@ -971,6 +981,10 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     lines.append(f'    """{graph.graph.get("name", "net")}: input (N, {", ".join(map(str, shape))})."""')
     lines.append("")
     lines.append(f"    input_shape = {shape!r}")
+    declared = graph_outputs(graph)
+    if len(declared) > 1:
+        names = tuple(name for name, _ in declared)
+        lines.append(f"    output_names = {names!r}  # forward returns them in this order")
     lines.append("")
     lines.append("    def __init__(self):")
     lines.append("        super().__init__()")

@@ -30,3 +30,17 @@ class Affine(nn.Module):
     def forward(self, x):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+class L2Norm(nn.Module):
+    """SSD's Normalize (across_spatial=false, channel_shared=false): every location's channel
+    vector divided by its L2 norm, sqrt(sum_c x_c^2 + eps), times a learned per-channel scale."""
+
+    def __init__(self, channels: int, scale: float, eps: float = 1e-10):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+
+    def forward(self, x):
+        norm = torch.sqrt(x.pow(2).sum(1, keepdim=True) + self.eps)
+        return x / norm * self.weight.view(1, -1, 1, 1)

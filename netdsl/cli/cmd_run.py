@@ -4,6 +4,7 @@ the output (a random input of the declared shape when no input is given)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,9 @@ def register(sub) -> None:
         choices=["auto", "cpu", "cuda"],
         help="execution provider: auto = CUDA when it loads, else CPU",
     )
-    p.add_argument("--output", help="save the output array to this .npy file")
+    p.add_argument(
+        "--output", help="save the output array to this .npy file (several outputs: an .npz archive of them by name)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (shapes, statistics, top classes)")
     p.set_defaults(func=run)
 
@@ -55,8 +58,7 @@ def summary_lines(y: np.ndarray) -> list[str]:
 
 def run(args) -> int:
     from ..io import write_atomic
-    from ..onnx_runtime import input_shape, session
-    from ..onnx_runtime import run as run_model
+    from ..onnx_runtime import input_shape, run_all, session
 
     existing_file(args.model, "model")
     if args.input:
@@ -68,34 +70,50 @@ def run(args) -> int:
         x = _load_input(args.input)
     else:
         x = np.random.default_rng(args.seed).standard_normal(input_shape(sess, args.batch)).astype(np.float32)
-    y = run_model(sess, x)
+    ys = run_all(sess, x)
+    y = next(iter(ys.values()))
     if args.output:
         import io
 
         buf = io.BytesIO()
-        np.save(buf, y)
+        if len(ys) > 1:
+            arrays: dict[str, Any] = dict(ys)  # numpy's stub types **kwds like its keyword options
+            np.savez(buf, **arrays)
+        else:
+            np.save(buf, y)
         write_atomic(args.output, buf.getvalue())
     if args.json:
-        print(json.dumps(run_dict(args, sess.get_providers()[0], x, y), indent=2))
+        data = run_dict(args, sess.get_providers()[0], x, y)
+        if len(ys) > 1:  # "output" stays the first; every output by name
+            data["outputs"] = {name: _stats(v) for name, v in ys.items()}
+        print(json.dumps(data, indent=2))
         return 0
     print(f"model: {shown(args.model)}  provider: {sess.get_providers()[0]}")
     print(
         f"input: shape {tuple(x.shape)}"
         + (f" from {shown(args.input)}" if args.input else f" (random, seed {args.seed})")
     )
-    print("\n".join(summary_lines(y)))
+    if len(ys) > 1:  # a detector's heads are no class scores: shape and statistics of each
+        for name, v in ys.items():
+            print("\n".join(summary_lines(v)[:2]).replace("output:", f"output {shown(name)}:", 1))
+    else:
+        print("\n".join(summary_lines(y)))
     if args.output:
         print(f"wrote {shown(args.output)}")
     return 0
 
 
-def run_dict(args, provider: str, x: np.ndarray, y: np.ndarray) -> dict:
-    """``--json``: what the text output says, as numbers (file names as given, not escaped)."""
-    out = {
+def _stats(y: np.ndarray) -> dict:
+    return {
         "shape": list(y.shape),
         "dtype": str(y.dtype),
         **{stat: float(getattr(y, stat)()) for stat in ("min", "max", "mean", "std")},
     }
+
+
+def run_dict(args, provider: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """``--json``: what the text output says, as numbers (file names as given, not escaped)."""
+    out = _stats(y)
     if y.ndim == 2:
         out["top_class"] = [int(c) for c in y.argmax(axis=1)]
     return {

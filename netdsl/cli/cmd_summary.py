@@ -45,6 +45,9 @@ def run(args) -> int:
             ),
             soft_wrap=True,
         )
+    if len(data["outputs"]) > 1:  # the footer shows the first; name them all
+        shown = ", ".join(f"{o['name']} {'x'.join(map(str, o['shape']))}" for o in data["outputs"])
+        out.print(for_rich(f"outputs ({len(data['outputs'])}, forward returns a tuple): {shown}"), soft_wrap=True)
     out.print(
         f"params: {data['params']:,}   FLOPs: {data['flops']:,} ({data['flops'] / 1e9:.3f} G, "
         "1 multiply-accumulate = 1 FLOP)"

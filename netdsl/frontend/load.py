@@ -222,6 +222,9 @@ def lower_spec(
     g = lw.graph
     g.graph["name"] = net.name
     g.graph["output"] = scope.current
+    if lw.outputs is not None:  # output(a, b, ...): the first is "output" (netdsl.ir.graph.graph_outputs)
+        g.graph["outputs"] = lw.outputs
+        g.graph["output"] = lw.outputs[0][1]
     g.graph["file"] = str(path)
     g.graph["params"] = {k: (v if isinstance(v, (int, float, bool, str, list)) else str(v)) for k, v in params.items()}
     return g

@@ -75,9 +75,9 @@ def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError
 
 # Names a label may not take beyond builtins.RESERVED_LABELS: attributes the torch backends set on
 # the module they build (a label of that name would replace them and fail at build time).
-MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format"})
+MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format", "output_names"})
 # Class names the emitted torch source already uses; a network's class is its CamelCased name.
-GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine"})
+GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine", "L2Norm"})
 # Labels and network names are repeated in every emitted line that uses them (attribute paths,
 # ONNX node names): a cap keeps a hostile 100,000-character name from making the emitted source,
 # and the time to write it, hundreds of megabytes and seconds long.
@@ -233,6 +233,10 @@ class Lowerer:
         # are probed once per distinct (body, input shape, visible variables), not once per level.
         self.probe_cache: dict = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
+        # The network's declared outputs, (name, node) in order, and the statement that declared
+        # them: set once by ``output(...)``, which ends the network (no op may follow it).
+        self.outputs: tuple[tuple[str, str], ...] | None = None
+        self.outputs_span: Span | None = None
         self.evaluator = Evaluator(self._resolve, self._is_op, self._extra_names)
 
     # ---- name resolution for the evaluator
@@ -312,6 +316,12 @@ class Lowerer:
             raise _over(lim, "max_edges", f"the network has more than {lim.max_edges:,} edges (op inputs)", span)
         if node_id in self.graph:
             raise SpecNameError(f"the name '{node_id}' is used twice", span)
+        if self.outputs is not None:
+            raise SpecValueError(
+                "an op after output(...): the network's outputs are already declared",
+                span,
+                f"output(...) ends the network (declared at {self.outputs_span}); move it after the last op",
+            )
         add_op(self.graph, node_id, kind, inputs, attrs, span=span, shape=shape, **extra)
         self._shapes[node_id] = shape
         self._created.append(node_id)
@@ -609,6 +619,60 @@ class Lowerer:
         warning = SpecWarning(message, call.args[0].span, "with " + ", ".join(values) if values else None)
         if all((w.message, w.span) != (warning.message, warning.span) for w in self.graph.graph["warnings"]):
             self.graph.graph["warnings"].append(warning)  # once, even in a loop or a repeated unit
+
+    def _s_output(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+        """``output(a, b, ...)``: the network's outputs, named after the labels, in this order
+        (the exact rules are in docs/language.md, "Outputs")."""
+        call = stmt.call
+        if not isinstance(scope, NetworkScope):
+            raise SpecValueError(
+                "output(...) declares the network's outputs: it belongs in the network body",
+                stmt.span,
+                "label the tensors (box: conv(...)) and name them in one output(...) at the end of the network",
+            )
+        if stmt.label or stmt.body is not None:
+            raise SpecTypeError("output() takes labelled tensors only; it has no label and no body", stmt.span)
+        if self.outputs is not None:
+            raise SpecNameError(
+                "the network's outputs are declared twice",
+                stmt.span,
+                f"they are first declared at {self.outputs_span}; name every output in one output(...)",
+            )
+        if call.kwargs:
+            raise SpecTypeError(
+                "output() takes labels, not keyword arguments",
+                call.kwargs[0].span,
+                "name the tensor by its label: box: conv(...) then output(box)",
+            )
+        if not call.args:
+            raise SpecTypeError(
+                "output() needs at least one labelled tensor", stmt.span, "for example output(cls, box)"
+            )
+        found: dict[str, str] = {}  # node -> name
+        pairs: list[tuple[str, str]] = []
+        for a in call.args:
+            v = self.eval(a, env)
+            if not isinstance(v, TensorRef) or not isinstance(a, ast.Var):
+                raise SpecTypeError(
+                    f"output() takes labels, got {type_name(v)} {fmt_value(v)}",
+                    a.span,
+                    "label a statement (box: conv(...)) and name it in output(...)",
+                )
+            if v.label == "input":
+                raise SpecValueError(
+                    "the network input cannot be an output", a.span, "an output is a tensor the network computes"
+                )
+            if any(name == v.label for name, _ in pairs):
+                raise SpecNameError(f"'{v.label}' is named twice in output(...)", a.span, "name each output once")
+            if v.node in found:
+                raise SpecValueError(
+                    f"outputs '{found[v.node]}' and '{v.label}' are the same tensor",
+                    a.span,
+                    "each output is a tensor of its own; drop one of the names",
+                )
+            found[v.node] = v.label
+            pairs.append((v.label, v.node))
+        self.outputs, self.outputs_span = tuple(pairs), stmt.span
 
     def _s_use(self, stmt, scope, env, ctx):
         refs = self._tensor_args(stmt, env)

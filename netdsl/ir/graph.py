@@ -143,6 +143,22 @@ def iter_ops(graph: nx.DiGraph, kind: str | None = None) -> Iterator[tuple[str, 
             yield n, data
 
 
+def graph_outputs(graph: nx.DiGraph) -> tuple[tuple[str, str], ...]:
+    """The network's outputs as ``(name, node)`` pairs in declaration order: the spec's
+    ``output(a, b, ...)`` (``graph.graph["outputs"]``), else the one output ``("output",
+    graph.graph["output"])``. ``graph.graph["output"]`` is always the first output's node."""
+    declared = graph.graph.get("outputs")
+    if declared:
+        return tuple((str(name), str(node)) for name, node in declared)
+    return (("output", graph.graph["output"]),)
+
+
+def output_nodes(graph: nx.DiGraph) -> frozenset[str]:
+    """The nodes whose values the network returns (their value must stay observable: no pass may
+    fold them away, no in-place op may overwrite them)."""
+    return frozenset(node for _, node in graph_outputs(graph))
+
+
 def add_op(graph: nx.DiGraph, node_id: str, kind: str, inputs: tuple[str, ...], attrs: dict, **extra) -> str:
     """Add one op node and its input edges. Node ids are unique dotted names."""
     if node_id in graph:

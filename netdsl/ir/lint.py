@@ -13,7 +13,8 @@ def lint(graph: nx.DiGraph) -> None:
 
     Checks: acyclic; every kind in the closed set; arity; attrs present with the right types;
     edges mirror ``inputs``; stored shapes equal re-inferred ones (channel and spatial agreement);
-    the graph input/output and block metadata name existing nodes; the membership attributes
+    the graph input/output and block metadata name existing nodes; the declared ``outputs`` (when
+    present) are distinct named nodes, the first of them ``output``; the membership attributes
     (``stage``, ``layer``, ``block``, ``unit``) are all there or all absent (a hand-built graph)
     and agree with the block metadata.
     """
@@ -67,6 +68,7 @@ def lint(graph: nx.DiGraph) -> None:
             raise IRError(f"graph {key} {node!r} is not a node")
     if graph.nodes[graph.graph["input"]]["kind"] != "input":
         raise IRError("graph input is not an input node")
+    _lint_outputs(graph)
     for b in graph.graph.get("blocks", ()):
         named = [b.input, b.output] + [f.node for f in b.features]
         for node in named + [u.output for u in b.units] + [u.aggregate for u in b.units]:
@@ -78,6 +80,32 @@ def lint(graph: nx.DiGraph) -> None:
             if any(j >= u.index for j in u.reads):
                 raise IRError(f"block '{b.name}' unit {u.index} reads a later feature: {u.reads}")
     _lint_membership(graph)
+
+
+def _lint_outputs(graph: nx.DiGraph) -> None:
+    """``outputs``, when present: a non-empty tuple of ``(name, node)`` pairs with distinct names
+    naming existing non-input nodes, the first of which is ``output``. (The frontend refuses two
+    names for one tensor; an inference rewrite that drops a no-op between two outputs may make
+    them one node, which stays legal.)"""
+    declared = graph.graph.get("outputs")
+    if declared is None:
+        return
+    if not isinstance(declared, tuple) or not declared:
+        raise IRError(f"graph outputs must be a non-empty tuple of (name, node) pairs, got {declared!r}")
+    names: set[str] = set()
+    for pair in declared:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise IRError(f"graph output {pair!r} is not a (name, node) pair")
+        name, node = pair
+        if not name.isidentifier():
+            raise IRError(f"graph output name {name!r} is not an identifier")
+        if name in names:
+            raise IRError(f"graph output name {name!r} is used twice")
+        if node not in graph or graph.nodes[node]["kind"] == "input":
+            raise IRError(f"graph output {name!r} names {node!r}, which is not a computed node")
+        names.add(name)
+    if graph.graph["output"] != declared[0][1]:
+        raise IRError(f"graph output {graph.graph['output']!r} is not the first declared output {declared[0]!r}")
 
 
 def _lint_membership(graph: nx.DiGraph) -> None:

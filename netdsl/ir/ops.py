@@ -41,7 +41,13 @@ Analyses add attributes; backends only read them:
   head's id on every member (the head included).
 
 An edge ``u -> v`` exists iff ``u`` is in ``v``'s ``inputs`` (its ``index`` attribute lists the
-positions). ``graph.graph`` holds ``name``, ``input`` (node id), ``output`` (node id), ``blocks``
+positions). ``graph.graph`` holds ``name``, ``input`` (node id), ``output`` (node id: the network's
+output, or its first declared output), ``outputs`` (only when the spec declares them with
+``output(a, b, ...)``: a tuple of ``(name, node id)`` pairs in declaration order, the order the torch
+module's ``forward`` returns them and the ONNX graph lists them; read them with
+:func:`netdsl.ir.graph.graph_outputs`, which gives ``(("output", output),)`` for an undeclared
+one, and :func:`~netdsl.ir.graph.output_nodes`: every pass treats each output as observable, so no
+output is folded away, overwritten in place or reused), ``blocks``
 (a list of :class:`netdsl.ir.graph.BlockInfo`), ``block_parents`` (a block nested in a unit of
 another block -> ``(enclosing block, unit index)``: Dense2Net's split blocks) and ``params`` (the
 spec parameter values). Membership is read from these attributes (:func:`netdsl.ir.graph.enclosing`,

@@ -29,6 +29,7 @@ from .base import (
     stateless,
     weight,
 )
+from .detection import DETECTION_OPS
 
 # ---- input
 
@@ -549,6 +550,8 @@ def _mul_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
 
 
 def _concat_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    if all(len(s) == 1 for s in ins):  # vectors join end to end (SSD's per-kind predictions)
+        return (sum(s[0] for s in ins),)
     for s in ins:
         need_map(s, "concat")
     hw = tuple(ins[0][1:])
@@ -614,7 +617,7 @@ CONCAT = Op(
     TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"),
     onnx_simple("Concat", axis=1),
     lambda a: "concat",
-    doc="channel concatenation of equal spatial sizes, in ``inputs`` order",
+    doc="channel concatenation of equal spatial sizes (or of vectors), in ``inputs`` order",
 )
 SLICE = Op(
     "slice",
@@ -699,4 +702,5 @@ ALL: tuple[Op, ...] = (
     CONCAT,
     SLICE,
     CHANNEL_SHUFFLE,
+    *DETECTION_OPS,  # l2norm, flatten_hwc: netdsl/ops/detection.py
 )

@@ -42,8 +42,9 @@ def fold_into_conv(weight: Any, bias: Any | None, scale: Any, shift: Any) -> tup
 def bn_fold_source(graph: nx.DiGraph, bn: str) -> str | None:
     """The op the BatchNorm ``bn`` may fold into, or None: the op before it folds a following BN
     (a conv) and its pre-BN value is observable nowhere else -- the BN is its only consumer, it
-    is not the graph output, it is not stored into a concat buffer and the block metadata does
+    is not a graph output, it is not stored into a concat buffer and the block metadata does
     not name it (a feature or unit output there is read by its value)."""
+    from ..ir.graph import output_nodes
     from ..passes.rewire import named_in_blocks
     from . import get
 
@@ -51,7 +52,7 @@ def bn_fold_source(graph: nx.DiGraph, bn: str) -> str | None:
     d = graph.nodes[src]
     if not get(d["kind"]).folds_following_bn:
         return None
-    if list(graph.successors(src)) != [bn] or graph.graph.get("output") == src or d.get("stores"):
+    if list(graph.successors(src)) != [bn] or src in output_nodes(graph) or d.get("stores"):
         return None
     if named_in_blocks(graph, src):
         return None

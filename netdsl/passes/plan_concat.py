@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir.graph import BlockInfo, blocks, topo_nodes
+from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
 from ..ops import get
 from . import PassResult
 
@@ -53,9 +53,10 @@ def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
     in backward)."""
     chain: list[str] = []
     cur = node
+    outputs = output_nodes(graph)
     while True:
         succ = list(graph.successors(cur))
-        if len(succ) != 1 or cur == graph.graph["output"] or graph.nodes[cur].get("stores"):
+        if len(succ) != 1 or cur in outputs or graph.nodes[cur].get("stores"):
             return chain
         nxt = succ[0]
         d = graph.nodes[nxt]
@@ -214,13 +215,14 @@ def run(graph: nx.DiGraph) -> PassResult:
             graph.nodes[node]["read"] = {"buffer": name, "runs": runs, "strategy": strategy, "copy_bytes": copied}
             reads.append(node)
     read_set = set(reads)
+    outputs = output_nodes(graph)
     for node in reads:
         for i in graph.nodes[node]["inputs"]:
             d = graph.nodes[i]
             if (
                 d["kind"] == "slice"
                 and not d.get("stores")
-                and i != graph.graph["output"]
+                and i not in outputs
                 and all(s in read_set for s in graph.successors(i))
             ):
                 d["elided"] = True

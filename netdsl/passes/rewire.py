@@ -32,6 +32,8 @@ def replace_uses(graph: nx.DiGraph, old: str, new: str) -> None:
     graph.remove_node(old)
     if graph.graph.get("output") == old:
         graph.graph["output"] = new
+    if graph.graph.get("outputs"):  # declared outputs keep their names; the value moves to ``new``
+        graph.graph["outputs"] = tuple((name, new if node == old else node) for name, node in graph.graph["outputs"])
     if graph.graph.get("blocks"):
         graph.graph["blocks"] = [_rename_block(b, old, new) for b in graph.graph["blocks"]]
 

@@ -85,7 +85,10 @@ def _summary(d: dict) -> str:
         ("FLOPs (MAC)", f"{d['flops']:,}"),
         ("GFLOPs", f"{d['flops'] / 1e9:.3f}"),
         ("input", "x".join(map(str, d["input"]))),
-        ("output", "x".join(map(str, d["output"]))),
+        *[
+            ("output" if len(d["outputs"]) == 1 else f"output {o['name']}", "x".join(map(str, o["shape"])))
+            for o in d["outputs"]
+        ],
         ("connections", f"{d['connections']:,}"),
     ]
     out = '<div class="cards">' + "".join(f"<div class=card><b>{v}</b><span>{k}</span></div>" for k, v in cards)

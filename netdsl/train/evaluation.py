@@ -11,6 +11,7 @@ from ..errors import NetdslError
 from .checkpoint import load_checkpoint, load_model_state, spec_source
 from .data import ImageSet, fit_images, load_data, split_validation
 from .loop import evaluate
+from .model import require_one_output
 from .names import SPLITS  # noqa: F401  (re-exported)
 
 
@@ -37,6 +38,7 @@ def evaluate_checkpoint(
     else:
         compiled = pipeline.compile_source(spec_source(ckpt, weights), values, limits=limits)
         target = compiled.target
+    require_one_output(compiled, "eval")
     shape = compiled.input_shape
     model = pipeline.instantiate(compiled.graph, seed=None)
     load_model_state(model, ckpt["model"], weights)

@@ -57,8 +57,27 @@ def run_overrides(declared: tuple[str, ...], user: dict, classes: int, recipe: R
 def compile_network(source: dict | str, overrides: dict, limits=None) -> pipeline.Compiled:
     """The run's one compile: a checkpoint's embedded source record, or a target for a new run."""
     if isinstance(source, dict):
-        return pipeline.compile_source(source, overrides, limits=limits)
-    return pipeline.compile_target(source, overrides, limits=limits)
+        compiled = pipeline.compile_source(source, overrides, limits=limits)
+    else:
+        compiled = pipeline.compile_target(source, overrides, limits=limits)
+    require_one_output(compiled, "train")
+    return compiled
+
+
+def require_one_output(compiled: pipeline.Compiled, command: str) -> None:
+    """Training and evaluation fit and score a classifier: one output of class scores. A network
+    with several outputs (``output(a, b)``: a detector's class and box heads) is refused before
+    any data is read, naming its outputs."""
+    outputs = compiled.graph.graph.get("outputs") or ()
+    if len(outputs) > 1:
+        names = ", ".join(name for name, _ in outputs)
+        raise NetdslError(
+            f"'{compiled.graph.graph['name']}' has {len(outputs)} outputs ({names}); "
+            f"netdsl {command} trains and scores classifiers, which have one",
+            None,
+            "train a multi-output network from Python (netdsl.build_model returns a module whose forward "
+            "returns a tuple) with a loss of your own",
+        )
 
 
 def check_classes(compiled: pipeline.Compiled, classes: int, source: str) -> None:

@@ -20,7 +20,7 @@ import networkx as nx
 from ..errors import NetdslError, SpecValueError
 from ..ir.graph import block_members, blocks, topo_nodes
 from ..ops import fmt_shape, get
-from .model import BlockView, block_view, select_block
+from .model import BlockView, block_view, result_nodes, select_block
 
 FONT = "Helvetica"
 
@@ -31,6 +31,7 @@ NODE_STYLE = {
     "collapsed": dict(shape="box", style="rounded,dashed,filled", fillcolor="#eef4fb"),
     "plain": dict(shape="box"),
     "context": dict(shape="box", style="dashed", color="#808080", fontcolor="#606060"),
+    "result": dict(shape="box", style="bold,filled", fillcolor="#d9ead3"),
 }
 
 EDGE_STYLE = {
@@ -222,6 +223,10 @@ def op_digraph(graph: nx.DiGraph, block: str | int | None = None) -> graphviz.Di
         return drew
 
     fill(dot, None)
+    if block is None:  # the declared outputs, each after the op that computes it
+        for node, edge in result_nodes(graph):
+            dot.node(node.id, **dict(NODE_STYLE["result"], label=node.label, tooltip=node.id), **{"class": "result"})
+            dot.edge(edge.src, edge.dst, **{"class": "flow"})
     shown_set = set(shown)
     labelled: set[str] = set()
     for n in shown:

@@ -40,7 +40,7 @@ from ..ops import fmt_shape
 class VizNode:
     id: str
     label: str
-    kind: str  # "unit", "feature", "output", "collapsed", "plain", "context"
+    kind: str  # "unit", "feature", "output", "collapsed", "plain", "context", "result" (a network output)
     cluster: str | None = None  # the block it is drawn in
     inside: int = 0  # collapsed nodes: the connections among the units it stands for
 
@@ -350,4 +350,21 @@ def block_view(
         inside = [n.id for n in nodes if n.cluster == blk.name]
         spine |= set(itertools.pairwise(inside))
     edges = [VizEdge(s, d, k, c, (s, d) in spine) for (s, d, k), c in b.edges.items()]
+    if block is None:
+        for node, edge in result_nodes(graph, b.group):
+            nodes.append(node)
+            edges.append(edge)
     return BlockView(nodes, edges, clusters)
+
+
+def result_nodes(graph: nx.DiGraph, group: dict[str, str] | None = None) -> list[tuple[VizNode, VizEdge]]:
+    """A network's declared outputs (``output(a, b)``) as drawn nodes, ``result`` kind, each with
+    the edge from the drawn node holding its value (``group``: op -> drawn node; default the op
+    itself). None for a network with one undeclared output: its last op is its output."""
+    out = []
+    for name, node in graph.graph.get("outputs") or ():
+        rid = f"output/{name}"  # no op id has a "/"
+        label = f"output {name}\n{fmt_shape(graph.nodes[node]['shape'])}"
+        src = (group or {}).get(node, node)
+        out.append((VizNode(rid, label, "result"), VizEdge(src, rid, "flow")))
+    return out

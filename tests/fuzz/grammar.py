@@ -49,6 +49,7 @@ NAMES = [
     "mul",
     "concat",
     "input",
+    "output",
     "dense",
     "path",
     "window",
