@@ -21,6 +21,7 @@ SMALL = {
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
     "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
+    "randwire": {"C": 4, "N": 12, "regular": True, "size": 32},
     "res2net": {"layers": [1, 1], "base": 8, "size": 32},
     "seqresnet": {"k": 8, "r": 1},
     "seqresnet_imagenet": {"size": 32, "widen": 1, "blocks": [1, 1, 1, 1]},

@@ -738,7 +738,8 @@ class Lowerer:
             raise SpecTypeError(
                 f"block() 'connect' must be a pattern, got {type_name(pattern)}",
                 psp,
-                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr), graph(ws(n, k, p), seed=s)",
+                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr), "
+                "graph(ws(n, k, p), seed=s)",
             )
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
@@ -900,7 +901,9 @@ class Lowerer:
             agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
-            self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx)
+            self._unit_body(
+                stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx
+            )
             out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(

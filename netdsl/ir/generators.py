@@ -38,7 +38,9 @@ class Generator:
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
-        Generator("ws", ("n", "k", "p"), "Watts-Strogatz small world (networkx.watts_strogatz_graph)", "ws(32, 4, 0.75)"),
+        Generator(
+            "ws", ("n", "k", "p"), "Watts-Strogatz small world (networkx.watts_strogatz_graph)", "ws(32, 4, 0.75)"
+        ),
         Generator("er", ("n", "p"), "Erdos-Renyi (networkx.erdos_renyi_graph)", "er(32, 0.2)"),
         Generator("ba", ("n", "m"), "Barabasi-Albert (networkx.barabasi_albert_graph)", "ba(32, 5)"),
     )
@@ -54,9 +56,17 @@ def check(name: str, args: dict[str, int | float]) -> tuple[str, str, str | None
         if n < 3:
             return "n", f"ws() needs n >= 3 nodes, got {n}", "a Watts-Strogatz ring needs at least 3 nodes"
         if k < 2 or k % 2:
-            return "k", f"ws() needs an even k >= 2, got {k}", "each node starts joined to its k nearest ring neighbours, k/2 on each side"
+            return (
+                "k",
+                f"ws() needs an even k >= 2, got {k}",
+                "each node starts joined to its k nearest ring neighbours, k/2 on each side",
+            )
         if k >= n:
-            return "k", f"ws() needs k < n, got k={k}, n={n}", f"at most k = {n - 1 - (n - 1) % 2} for {n} nodes (RandWire: ws(32, 4, 0.75))"
+            return (
+                "k",
+                f"ws() needs k < n, got k={k}, n={n}",
+                f"at most k = {n - 1 - (n - 1) % 2} for {n} nodes (RandWire: ws(32, 4, 0.75))",
+            )
     elif name == "er":
         if n < 1:
             return "n", f"er() needs n >= 1 nodes, got {n}", None

@@ -687,7 +687,12 @@ def _equal_shapes(what: str):
     def shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
         for s in ins[1:]:
             if s != ins[0]:
-                raise ShapeError(f"{what} needs equal shapes, got {fmt_shape(ins[0])} and {fmt_shape(s)}")
+                raise ShapeError(
+                    f"{what} needs equal shapes, got {fmt_shape(ins[0])} and {fmt_shape(s)}",
+                    None,
+                    "in a graph block only the units that read the block input (source) may resize it: "
+                    "if source { conv(c, 3, stride=2) } else { conv(c, 3) }",
+                )
         return tuple(ins[0])
 
     return shape
