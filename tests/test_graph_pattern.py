@@ -275,3 +275,32 @@ def test_hostile_graph_is_refused_before_networkx_runs(write_spec):
     assert "--max-layers" in str(err.value) or "--max-edges" in str(err.value)
     assert generators.work("er", (100000, 0.5)) > 10**9
     np.testing.assert_equal(generators.work("ws", (32, 4, 0.75)), 64)
+
+
+def test_the_language_docs_example_reads_what_its_table_says():
+    from helpers import ROOT
+
+    g = netdsl.compile_spec(ROOT / "docs" / "images" / "specs" / "graph.net")
+    (b,) = blocks(g)
+    table = {1: (0,), 2: (0,), 3: (2,), 4: (1, 3), 5: (2, 4), 6: (1, 5), 7: (2, 3, 4, 5, 6), 8: (1, 3, 4, 5)}
+    assert b.connection_sets() == table and b.outputs == (7, 8)
+    assert [g.nodes[u.aggregate]["params"] for u in b.units if len(u.reads) > 1] == [2, 2, 2, 5, 4]
+    strides = [g.nodes[f"block1.unit{i}.depthwise"]["attrs"]["stride"] for i in range(1, 9)]
+    assert strides == [2, 2, 1, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.slow
+def test_table_2_is_the_mean_over_seeds():
+    """docs/zoo.md: over 20 seed draws the mean count is within 1% of Table 2 for both regimes, and
+    the printed number lies inside the spread (the preset is one draw of it)."""
+    for name, stages, (params, flops) in (
+        ("randwire_ws_small", 3, (5.6e6, 583e6)),
+        ("randwire_ws_regular", 4, (31.9e6, 4.0e9)),
+    ):
+        counts = [
+            netdsl.compile_spec(name, seeds=[10 * s + k for k in range(stages)]).graph for s in range(1, 21)
+        ]
+        ps = [g["total_params"] for g in counts]
+        fs = [g["total_flops"] for g in counts]
+        assert min(ps) < params < max(ps) and min(fs) < flops < max(fs)
+        assert abs(np.mean(ps) / params - 1) < 0.012 and abs(np.mean(fs) / flops - 1) < 0.01
