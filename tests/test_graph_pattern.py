@@ -297,9 +297,7 @@ def test_table_2_is_the_mean_over_seeds():
         ("randwire_ws_small", 3, (5.6e6, 583e6)),
         ("randwire_ws_regular", 4, (31.9e6, 4.0e9)),
     ):
-        counts = [
-            netdsl.compile_spec(name, seeds=[10 * s + k for k in range(stages)]).graph for s in range(1, 21)
-        ]
+        counts = [netdsl.compile_spec(name, seeds=[10 * s + k for k in range(stages)]).graph for s in range(1, 21)]
         ps = [g["total_params"] for g in counts]
         fs = [g["total_flops"] for g in counts]
         assert min(ps) < params < max(ps) and min(fs) < flops < max(fs)
