@@ -302,3 +302,24 @@ def test_table_2_is_the_mean_over_seeds():
         fs = [g["total_flops"] for g in counts]
         assert min(ps) < params < max(ps) and min(fs) < flops < max(fs)
         assert abs(np.mean(ps) / params - 1) < 0.012 and abs(np.mean(fs) / flops - 1) < 0.01
+
+
+def test_summary_counts_and_viz_draws_a_graph_block(write_spec, capsys, tmp_path):
+    import json
+
+    from netdsl.cli import main
+    from netdsl.viz.model import block_view
+
+    spec = write_spec(stage_spec("ws(10, 4, 0.5)"))
+    g = netdsl.compile_spec(spec)
+    assert main(["summary", str(spec), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == g.graph["total_params"] == sum(p.numel() for p in netdsl.build_model(spec).parameters())
+    (b,) = blocks(g)
+    view = block_view(g, max_units=16)
+    assert [n.id for n in view.nodes if n.kind == "unit"] == [u.scope for u in b.units]
+    assert sum(e.count for e in view.edges if e.kind == "connection") == b.connection_count
+    assert sum(e.count for e in view.edges if e.kind == "output") == len(b.outputs)
+    for style, name in (("graph", "g.svg"), ("matrix", "m.png")):
+        assert main(["viz", str(spec), "--style", style, "-o", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).stat().st_size > 1000
