@@ -54,7 +54,8 @@ class Limits:
     # Iterations of all loops together (for, repeat, and the for loops of parallel), nested ones counted.
     max_loop_iterations: int = 100_000
     max_layers: int = 10_000  # units of all blocks together
-    # Connections between ops (IR edges); a rule block counts every (i, j) pair its rule tests.
+    # Connections between ops (IR edges); a rule block counts every (i, j) pair its rule tests, a
+    # graph block the node pairs its generator visits (before networkx runs).
     max_edges: int = 250_000
 
 
