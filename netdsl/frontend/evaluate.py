@@ -397,7 +397,9 @@ class Evaluator:
             )
         seed = _need_int(*a["seed"])
         if seed < 0:
-            raise SpecValueError(f"graph() seed must be >= 0, got {seed}", a["seed"][1])
+            raise SpecValueError(
+                f"graph() seed must be >= 0, got {seed}", a["seed"][1], "any integer >= 0 fixes one network"
+            )
         return P.Graph(gen.name, tuple(values[n] for n in gen.params), seed)
 
     def _rule(self, e: ast.Call, env: Env):

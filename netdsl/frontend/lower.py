@@ -968,7 +968,11 @@ class Lowerer:
                 "a graph block has one unit per node: leave the unit count out, block(graph(...)) { ... }",
             )
         if "width" in opts:
-            raise SpecTypeError("a graph block reads its input whole: it takes no 'width='", opts["width"][1])
+            raise SpecTypeError(
+                "a graph block reads its input whole: it takes no 'width='",
+                opts["width"][1],
+                "width= splits the block input into groups for window and path blocks; leave it out here",
+            )
         if opts.get("output", ("all",))[0] == "next":
             raise SpecValueError(
                 "output=next is what a further unit would read, and a graph has no further node",

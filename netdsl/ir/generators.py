@@ -69,15 +69,27 @@ def check(name: str, args: dict[str, int | float]) -> tuple[str, str, str | None
             )
     elif name == "er":
         if n < 1:
-            return "n", f"er() needs n >= 1 nodes, got {n}", None
+            return (
+                "n",
+                f"er() needs n >= 1 nodes, got {n}",
+                "for example er(32, 0.2): 32 nodes, each pair joined with probability 0.2",
+            )
     elif name == "ba":
         m = args["m"]
         if n < 2:
-            return "n", f"ba() needs n >= 2 nodes, got {n}", None
+            return (
+                "n",
+                f"ba() needs n >= 2 nodes, got {n}",
+                "for example ba(32, 5): 32 nodes, each new one attached to 5",
+            )
         if not 1 <= m < n:
             return "m", f"ba() needs 1 <= m < n, got m={m}, n={n}", "each new node attaches to m earlier nodes"
     if "p" in args and not 0.0 <= args["p"] <= 1.0:
-        return "p", f"{name}() needs a probability 0 <= p <= 1, got {args['p']}", None
+        return (
+            "p",
+            f"{name}() needs a probability 0 <= p <= 1, got {args['p']}",
+            "RandWire uses ws(32, 4, 0.75) and er(32, 0.2)",
+        )
     return None
 
 
