@@ -102,12 +102,12 @@ def test_train_gradients_equal(spec):
 
 
 def test_every_pattern_is_covered():
-    """The parametrized specs exercise dense, path, window, split and rule blocks."""
+    """The parametrized specs exercise dense, path, window, split, rule and graph blocks."""
     seen = set()
     for spec in SPECS:
         for b in blocks(compile_spec(spec, **small(spec))):
             seen.add(b.pattern.split("(")[0])
-    assert {"dense", "path", "window", "split", "rule"} <= seen
+    assert {"dense", "path", "window", "split", "rule", "graph"} <= seen
 
 
 PATH_SPEC = """
