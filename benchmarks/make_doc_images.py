@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from netdsl.cli import main
 
 IMAGES = ROOT / "docs" / "images"
-PATTERNS = ("dense", "path", "window", "split", "rule", "osa", "harmonic", "twoway")
+PATTERNS = ("dense", "path", "window", "split", "rule", "osa", "harmonic", "twoway", "graph")
 
 COMMANDS = [
     *[
@@ -31,6 +31,7 @@ COMMANDS = [
     ["specs/densenet_bc.net", "--set", "depth=250", "--set", "k=24", "-o", "docs/images/densenet_bc250_blocks.svg"],
     ["specs/sparsenet.net", "--style", "matrix", "-o", "docs/images/sparsenet_matrix.png"],
     ["specs/dense2net.net", "--set", "blocks=[3,3]", "--block", "1", "-o", "docs/images/dense2net_split_block.png"],
+    ["docs/images/specs/graph.net", "-o", "docs/images/graph_block.png"],
 ]
 
 

@@ -102,11 +102,13 @@ def name_kinds() -> dict[str, _TokenType]:
     """Token types of the names a spec can call or refer to, from the registry and frontend."""
     from .frontend.builtins import STRUCTURAL
     from .frontend.evaluate import BUILTIN_FUNCS, CONSTANTS, PATTERN_FUNCS
+    from .ir.generators import GENERATORS
     from .ops import SPEC_OPS
 
     kinds: dict[str, _TokenType] = dict.fromkeys(CONSTANTS, Name.Constant)
     kinds.update(dict.fromkeys([*BUILTIN_FUNCS, *PATTERN_FUNCS, "len"], Name.Builtin))  # len: the evaluator's own
     kinds.update(dict.fromkeys(SPEC_OPS, Name.Builtin))
+    kinds.update(dict.fromkeys(GENERATORS, Name.Builtin))  # ws, er, ba inside graph(...)
     kinds.update(dict.fromkeys(STRUCTURAL, Keyword.Pseudo))  # concat/add/mul are statements first
     kinds.update(grammar_words())
     return kinds

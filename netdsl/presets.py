@@ -377,3 +377,21 @@ for _name, _values, _published in (
             test_input=_IMAGENET_TEST,
         )
     )
+
+# RandWire-WS (Xie et al. 2019): random graph stages (graph(ws(32, 4, 0.75), seed=s) blocks), Table 1's
+# small and regular regimes with Table 2's counts (averaged over graph instances: ours is one instance).
+for _name, _values, _published, _flops in (
+    ("randwire_ws_small", {"C": 78}, 5.6e6, 583e6),
+    ("randwire_ws_regular", {"C": 109, "regular": True}, 31.9e6, 4.0e9),
+):
+    register(
+        Preset(
+            _name,
+            "randwire.net",
+            _values,
+            "RandWire (Xie et al. 2019), Tables 1-2 (WS(4, 0.75), N=32)",
+            _published,
+            _flops,
+            test_input=_IMAGENET_TEST,
+        )
+    )

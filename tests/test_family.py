@@ -257,7 +257,11 @@ def test_reads_outside_a_unit_body_is_an_unknown_name(write_spec):
     ("block", "message", "col"),
     [
         ("block(3, dense, output=rule(j > 10))", "output=rule(j > 10) selects no feature of the block", 21),
-        ("block(3, dense, output=5)", "block() output must be all, new, last, next or rule(expr), got 5", 21),
+        (
+            "block(3, dense, output=5)",
+            "block() output must be all, new, last, next, sinks, mean or rule(expr), got 5",
+            21,
+        ),
     ],
 )
 def test_output_misuse_is_located(write_spec, block, message, col):

@@ -22,6 +22,7 @@ SMALL = {
     "dsod300": {"blocks": [2, 2, 2, 2], "k": 4, "widths": [8, 8, 4, 4, 4], "size": 64},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
     "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
+    "randwire": {"C": 4, "N": 12, "regular": True, "size": 32},
     "res2net": {"layers": [1, 1], "base": 8, "size": 32},
     "seqresnet": {"k": 8, "r": 1},
     "seqresnet_imagenet": {"size": 32, "widen": 1, "blocks": [1, 1, 1, 1]},
@@ -105,12 +106,12 @@ def test_train_gradients_equal(spec):
 
 
 def test_every_pattern_is_covered():
-    """The parametrized specs exercise dense, path, window, split and rule blocks."""
+    """The parametrized specs exercise dense, path, window, split, rule and graph blocks."""
     seen = set()
     for spec in SPECS:
         for b in blocks(compile_spec(spec, **small(spec))):
             seen.add(b.pattern.split("(")[0])
-    assert {"dense", "path", "window", "split", "rule"} <= seen
+    assert {"dense", "path", "window", "split", "rule", "graph"} <= seen
 
 
 PATH_SPEC = """

@@ -46,6 +46,7 @@ network every(classes=3) {
     add(a)
     parallel(mul) { branch { sigmoid } branch { gap } }
     block(2, window(1), width=4) { conv(4, 1) }
+    block(3, rule(j == 0 or i - j == 2), aggregate=wsum, output=mean) { conv(channels, 1) }
     gap; flatten
     cls: linear(classes)
     use(a); l2norm(2.0)

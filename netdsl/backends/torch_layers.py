@@ -44,3 +44,19 @@ class L2Norm(nn.Module):
     def forward(self, x):
         norm = torch.sqrt(x.pow(2).sum(1, keepdim=True) + self.eps)
         return x / norm * self.weight.view(1, -1, 1, 1)
+
+
+class WeightedSum(nn.Module):
+    """RandWire's aggregation (Xie et al. 2019): sum_k sigmoid(w_k) * x_k, one learnable weight per
+    input (ones at first, as the JiaminRen/RandWireNN reference initializes them)."""
+
+    def __init__(self, inputs: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(inputs))
+
+    def forward(self, *xs):
+        w = torch.sigmoid(self.weight)
+        out = xs[0] * w[0]
+        for k in range(1, len(xs)):
+            out = out + xs[k] * w[k]
+        return out

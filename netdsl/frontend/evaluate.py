@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import NetdslError, SpecNameError, SpecTypeError, SpecValueError, did_you_mean
+from ..ir import generators as G
 from ..ir import patterns as P
 from . import ast
 from .rule_compile import Fallback, compile_rule
@@ -73,7 +74,7 @@ def type_name(v) -> str:
         return "list"
     if v is None:
         return "none"
-    if isinstance(v, (P.Dense, P.Path, P.Window, P.Split, P.Rule)):
+    if isinstance(v, P.PATTERN_TYPES):
         return "pattern"
     if isinstance(v, TensorRef):
         return "tensor"
@@ -138,7 +139,7 @@ BUILTIN_FUNCS: dict[str, Callable] = {
     "max": max,
     "ispow2": _ispow2,
 }
-PATTERN_FUNCS = ("path", "window", "split", "rule")
+PATTERN_FUNCS = ("path", "window", "split", "rule", "graph")
 CONSTANTS = {
     "dense": P.Dense(),
     "all": "all",
@@ -150,6 +151,9 @@ CONSTANTS = {
     "concat": "concat",
     "add": "add",
     "mul": "mul",
+    "wsum": "wsum",  # block(..., aggregate=wsum): RandWire's weighted sum
+    "sinks": "sinks",  # block(..., output=sinks / mean): the units no unit reads
+    "mean": "mean",
 }
 
 
@@ -314,6 +318,8 @@ class Evaluator:
         return out
 
     def _pattern(self, e: ast.Call, env: Env):
+        if e.name == "graph":
+            return self._graph(e, env)
         if e.name == "path":
             a = self._kw(e, env, ("n", "far", "near"))
             if "n" in a:
@@ -349,6 +355,52 @@ class Evaluator:
                 f"split scale must be >= 2, got {s}", a["scale"][1], "scale 1 is a plain unit; use it without a block"
             )
         return P.Split(s)
+
+    def _graph(self, e: ast.Call, env: Env) -> P.Graph:
+        """``graph(ws(n, k, p), seed=s)``: a generator call (only meaningful here, so its names are
+        no builtins) and a required seed. The edges are drawn later, by lowering, once the work
+        is charged to the budget."""
+        if not e.args or not isinstance(e.args[0], ast.Call):
+            raise SpecTypeError(
+                "graph() needs a generator call and a seed",
+                e.span,
+                "for example graph(ws(32, 4, 0.75), seed=1); generators: " + ", ".join(G.GENERATORS),
+            )
+        gen_call = e.args[0]
+        rest = ast.Call(e.span, e.name, e.args[1:], e.kwargs, e.name_span)
+        a = self._kw(rest, env, ("seed",))
+        gen = G.GENERATORS.get(gen_call.name)
+        if gen is None:
+            raise SpecNameError(
+                f"unknown graph generator '{gen_call.name}'",
+                gen_call.name_span or gen_call.span,
+                did_you_mean(gen_call.name, G.GENERATORS)
+                or "generators: " + "; ".join(f"{g.example}: {g.title}" for g in G.GENERATORS.values()),
+            )
+        ga = self._kw(gen_call, env, gen.params)
+        for name in gen.params:
+            if name not in ga:
+                raise SpecTypeError(
+                    f"{gen.name}() needs the argument '{name}'", gen_call.span, f"for example {gen.example}"
+                )
+        values: dict[str, int | float] = {}
+        for name in gen.params:
+            v, span = ga[name]
+            values[name] = _need_num(v, span, "a probability") if name == "p" else _need_int(v, span)
+        bad = G.check(gen.name, values)
+        if bad is not None:
+            arg, message, hint = bad
+            raise SpecValueError(message, ga[arg][1], hint)
+        if "seed" not in a:
+            raise SpecTypeError(
+                "graph() needs a seed", e.span, f"the seed fixes the network: graph({gen.example}, seed=1)"
+            )
+        seed = _need_int(*a["seed"])
+        if seed < 0:
+            raise SpecValueError(
+                f"graph() seed must be >= 0, got {seed}", a["seed"][1], "any integer >= 0 fixes one network"
+            )
+        return P.Graph(gen.name, tuple(values[n] for n in gen.params), seed)
 
     def _rule(self, e: ast.Call, env: Env):
         if len(e.args) != 1 or e.kwargs:

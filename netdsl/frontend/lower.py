@@ -27,6 +27,7 @@ from ..errors import (
     SpecWarning,
     did_you_mean,
 )
+from ..ir import generators as G
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
@@ -53,7 +54,8 @@ class Limits:
     # Iterations of all loops together (for, repeat, and the for loops of parallel), nested ones counted.
     max_loop_iterations: int = 100_000
     max_layers: int = 10_000  # units of all blocks together
-    # Connections between ops (IR edges); a rule block counts every (i, j) pair its rule tests.
+    # Connections between ops (IR edges); a rule block counts every (i, j) pair its rule tests, a
+    # graph block the node pairs its generator visits (before networkx runs).
     max_edges: int = 250_000
 
 
@@ -781,7 +783,7 @@ class Lowerer:
         pos = [(self.eval(a, env), a.span) for a in call.args]
         opts: dict[str, tuple[object, Span]] = {}
         for v, sp in pos:
-            key = "connect" if isinstance(v, (P.Dense, P.Path, P.Window, P.Split, P.Rule)) else "units"
+            key = "connect" if isinstance(v, P.PATTERN_TYPES) else "units"
             if key in opts:
                 raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
             opts[key] = (v, sp)
@@ -797,11 +799,12 @@ class Lowerer:
                 raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
             opts[kw.name] = (self.eval(kw.value, env), kw.span)
         pattern, psp = opts.get("connect", (P.Dense(), call.span))
-        if not isinstance(pattern, (P.Dense, P.Path, P.Window, P.Split, P.Rule)):
+        if not isinstance(pattern, P.PATTERN_TYPES):
             raise SpecTypeError(
                 f"block() 'connect' must be a pattern, got {type_name(pattern)}",
                 psp,
-                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr)",
+                "patterns: dense, path(far=a, near=b), window(g), split(scale=s), rule(expr), "
+                "graph(ws(n, k, p), seed=s)",
             )
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
@@ -865,7 +868,8 @@ class Lowerer:
                 pieces.append(self.add(sid, "slice", (node,), {"start": start, "stop": stop}, span, role="feature"))
         if len(pieces) == 1:
             return pieces[0]
-        return self.add(f"{prefix}.{'cat' if kind == 'concat' else 'sum'}", kind, tuple(pieces), {}, span, role=role)
+        name = {"concat": "cat", "wsum": "wsum", "mean": "mean"}.get(kind, "sum")
+        return self.add(f"{prefix}.{name}", kind, tuple(pieces), {}, span, role=role)
 
     def _probe_width(self, body, env: Env, in_node: str, ctx: dict) -> int:
         key, keep = _probe_key(body, self.shape(in_node), env)
@@ -885,12 +889,14 @@ class Lowerer:
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
         # unit 1 stands for every unit: window blocks take one group width (reads: a window of one)
-        probe._unit_body(body, pscope, env.child({"unit": 1, "reads": 1}), dict(ctx))
+        probe._unit_body(body, pscope, env.child({"unit": 1, "reads": 1, "source": True}), dict(ctx))
         return probe.shape(pscope.current_node)[0]
 
     def _pattern_block(
         self, stmt, bscope: Scope, env, ctx, pattern, psp, opts: dict[str, tuple[Any, Span]]
     ) -> BlockInfo:
+        if isinstance(pattern, P.Graph):
+            self._graph_options(pattern, psp, opts)
         if "units" not in opts:
             raise SpecTypeError(
                 "block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }"
@@ -898,15 +904,19 @@ class Lowerer:
         units = self.check(Arg("units", "int>=1"), *opts["units"], "block()")
         self._charge_layers(units, opts["units"][1])
         output, osp = opts.get("output", ("all", stmt.span))
-        if not isinstance(output, P.Rule) and output not in ("all", "new", "last", "next"):
+        if not isinstance(output, P.Rule) and output not in ("all", "new", "last", "next", "sinks", "mean"):
             raise SpecValueError(
-                f"block() output must be all, new, last, next or rule(expr), got {fmt_value(output)}",
+                f"block() output must be all, new, last, next, sinks, mean or rule(expr), got {fmt_value(output)}",
                 osp,
                 "output=rule(j % 2 == 1 or j == i - 1) keeps the features a further unit i = L + 1 would read",
             )
         kind, asp = opts.get("aggregate", ("concat", stmt.span))
-        if kind not in ("concat", "add"):
-            raise SpecValueError(f"block() aggregate must be concat or add, got {fmt_value(kind)}", asp)
+        if kind not in ("concat", "add", "wsum"):
+            raise SpecValueError(
+                f"block() aggregate must be concat, add or wsum, got {fmt_value(kind)}",
+                asp,
+                "wsum: a sum weighted by learnable sigmoid(w) per input (RandWire)",
+            )
         order, orsp = opts.get("order", ("ascending", stmt.span))
         if order not in ("ascending", "descending"):
             raise SpecValueError(
@@ -956,7 +966,9 @@ class Lowerer:
             agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
-            self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
+            self._unit_body(
+                stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx
+            )
             out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
@@ -978,6 +990,9 @@ class Lowerer:
                     osp,
                     f"the rule is tested with i = {units + 1} (the units plus one) and j = {first}..{units}",
                 )
+        elif output in ("sinks", "mean"):  # the units no unit reads (RandWire's output nodes)
+            read = {j for r in all_reads for j in r}
+            sel = [j for j in range(1, units + 1) if j not in read]
         else:
             sel = {
                 "all": range(first, units + 1),
@@ -985,7 +1000,8 @@ class Lowerer:
                 "last": range(units, units + 1),
                 "next": P.connections(pattern, units + 1, first),
             }[output]
-        out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
+        out_kind = "mean" if output == "mean" else kind
+        out_node = self._gather([feats[j] for j in sel], bscope.path, out_kind, stmt.span, "block_output")
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
@@ -1001,6 +1017,32 @@ class Lowerer:
             tuple(sel),
             str(order),
         )
+
+    def _graph_options(self, pattern: P.Graph, psp: Span, opts: dict[str, tuple[Any, Span]]) -> None:
+        """A graph block's units are its generator's nodes: ``units`` may be left out, and must equal
+        n when given; its block input is read whole (no ``width=``), and no further unit exists to
+        say what ``output=next`` would read."""
+        n = pattern.nodes
+        if "units" not in opts:
+            opts["units"] = (n, psp)
+        elif opts["units"][0] != n:
+            raise SpecValueError(
+                f"block() has {fmt_value(opts['units'][0])} units but {pattern} has {n} nodes",
+                opts["units"][1],
+                "a graph block has one unit per node: leave the unit count out, block(graph(...)) { ... }",
+            )
+        if "width" in opts:
+            raise SpecTypeError(
+                "a graph block reads its input whole: it takes no 'width='",
+                opts["width"][1],
+                "width= splits the block input into groups for window and path blocks; leave it out here",
+            )
+        if opts.get("output", ("all",))[0] == "next":
+            raise SpecValueError(
+                "output=next is what a further unit would read, and a graph has no further node",
+                opts["output"][1],
+                "output=mean averages the units no unit reads (RandWire); output=sinks joins them",
+            )
 
     def _charge_layers(self, units: int, span: Span) -> None:
         lim = self.limits.max_layers
@@ -1025,6 +1067,15 @@ class Lowerer:
                     "max_edges",
                     f"{pattern} tests {pairs:,} candidate connections in a "
                     f"block of {units:,} units, more than the {budget:,} edges left",
+                    span,
+                )
+        elif isinstance(pattern, P.Graph):  # the generator's own work, charged before networkx runs
+            pairs = G.work(pattern.generator, pattern.args)
+            if pairs > budget:
+                raise _over(
+                    self.limits,
+                    "max_edges",
+                    f"{pattern} visits up to {pairs:,} node pairs, more than the {budget:,} edges left",
                     span,
                 )
         elif isinstance(pattern, P.Dense):

@@ -41,8 +41,10 @@ class UnitInfo:
 class BlockInfo:
     name: str  # the block's scope, "block1"
     pattern: str  # str() of the pattern
-    kind: str  # "concat", "add" (aggregation of a per-unit pattern) or "split"
-    output_mode: str  # "all", "new", "last" or "next" (what a further unit would read)
+    kind: str  # "concat", "add", "wsum" (aggregation of a per-unit pattern) or "split"
+    # "all", "new", "last", "next" (what a further unit would read), "sinks" / "mean" (the units no
+    # unit reads, joined by the aggregate / averaged) or a rule's text
+    output_mode: str
     input: str  # node id of the block input
     features: tuple[Feature, ...]
     units: tuple[UnitInfo, ...]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import generators
+
 
 @dataclass(frozen=True, slots=True)
 class Dense:
@@ -66,7 +68,26 @@ class Rule:
         return f"rule({self.text})"
 
 
-Pattern = Dense | Path | Window | Split | Rule
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """A wiring drawn from a seeded random-graph generator (RandWire): node v is unit v + 1, each
+    edge u < v makes unit v + 1 read x_{u+1}, and a node with no predecessor reads x_0
+    (:mod:`netdsl.ir.generators`)."""
+
+    generator: str  # "ws", "er" or "ba"
+    args: tuple[int | float, ...]  # the generator's arguments, n first
+    seed: int
+
+    @property
+    def nodes(self) -> int:
+        return int(self.args[0])
+
+    def __str__(self) -> str:
+        return f"graph({self.generator}({', '.join(map(str, self.args))}), seed={self.seed})"
+
+
+Pattern = Dense | Path | Window | Split | Rule | Graph
+PATTERN_TYPES = (Dense, Path, Window, Split, Rule, Graph)
 
 
 def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:
@@ -83,6 +104,9 @@ def connections(pattern: Pattern, i: int, first: int = 0) -> tuple[int, ...]:
         return tuple(available[max(0, len(available) - pattern.g) :])
     if isinstance(pattern, Rule):
         return tuple(j for j in available if pattern.predicate(i, j))
+    if isinstance(pattern, Graph) and first == 0:
+        preds = generators.predecessors(pattern.generator, pattern.args, pattern.seed)[i - 1]
+        return tuple(u + 1 for u in preds) if preds else (0,)
     raise TypeError(f"{pattern!r} has no per-unit connection set")
 
 

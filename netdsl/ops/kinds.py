@@ -683,6 +683,64 @@ CHANNEL_SHUFFLE = Op(
     doc="groups (reshape ``(g, C/g)``, transpose, flatten; ``g`` divides C)",
 )
 
+# ---- RandWire's aggregation and output node (Xie et al. 2019)
+
+
+def _equal_shapes(what: str):
+    def shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+        for s in ins[1:]:
+            if s != ins[0]:
+                raise ShapeError(
+                    f"{what} needs equal shapes, got {fmt_shape(ins[0])} and {fmt_shape(s)}",
+                    None,
+                    "in a graph block only the units that read the block input (source) may resize it: "
+                    "if source { conv(c, 3, stride=2) } else { conv(c, 3) }",
+                )
+        return tuple(ins[0])
+
+    return shape
+
+
+def _wsum_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    # sigmoid(w) is a constant at inference: each input is scaled by its gate, then summed
+    gates = 1.0 / (1.0 + np.exp(-weight(d, "weight", n).astype(np.float64)))
+    scaled = [
+        b.node("Mul", [x, b.const(f"{n}.gate{k}", np.asarray([gates[k]], np.float32))], f"{n}/in{k}")
+        for k, x in enumerate(xs)
+    ]
+    b.node("Sum", scaled, n)
+
+
+WSUM = Op(
+    "wsum",
+    2,
+    None,
+    {},
+    _equal_shapes("wsum"),
+    TorchCode(lambda a, ins: ("WeightedSum", (len(ins),), {}), lambda a, m, xs: f"{m}({', '.join(xs)})"),
+    _wsum_onnx,
+    lambda a: "wsum",
+    lambda a, ins, out: len(ins),
+    doc="sum of equal shapes weighted by learnable ``sigmoid(w_k)``, one weight per input (RandWire)",
+    elementwise=True,
+    fresh_output=True,
+    weights=("weight",),
+    saves="inputs",
+)
+MEAN = Op(
+    "mean",
+    2,
+    None,
+    {},
+    _equal_shapes("mean"),
+    TorchCode(stateless, lambda a, m, xs: f"({' + '.join(xs)}) / {len(xs)}"),
+    onnx_simple("Mean"),
+    lambda a: "mean",
+    doc="elementwise mean of equal shapes (RandWire's output node)",
+    elementwise=True,
+    fresh_output=True,
+)
+
 ALL: tuple[Op, ...] = (
     INPUT,
     CONV,
@@ -703,4 +761,6 @@ ALL: tuple[Op, ...] = (
     SLICE,
     CHANNEL_SHUFFLE,
     *DETECTION_OPS,  # l2norm, flatten_hwc: netdsl/ops/detection.py
+    WSUM,
+    MEAN,
 )

@@ -103,7 +103,9 @@ def weight_matrix(graph: nx.DiGraph, block: BlockInfo, state: Mapping[str, np.nd
     """
     m = connectivity_matrix(block)
     if block.kind != "concat":
-        what = "a split block adds" if block.kind == "split" else "an add block sums"
+        what = {"split": "a split block adds", "wsum": "a wsum block sums (weighted)"}.get(
+            block.kind, "an add block sums"
+        )
         return _with(m, note=f"{what} its inputs: no per-feature slice of the weights")
     weights = np.full(m.mask.shape, np.nan)
     for r, u in enumerate(block.units):
