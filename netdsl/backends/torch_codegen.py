@@ -206,7 +206,9 @@ class Generator:
         for b in sorted(blocks(graph), key=lambda b: -len(self._block_nodes(b))):
             for m in self._block_nodes(b):
                 self.containing.setdefault(m, []).append(b)
-        self.written_out = self._blocks_read_by_dead_units()
+        # A block carrying named streams (BlockInfo.streams) has units that read their stream slice
+        # beside their aggregate, so they are no loop body: it is written out op by op.
+        self.written_out = self._blocks_read_by_dead_units() | {b.name for b in blocks(graph) if b.streams}
 
     def _blocks_read_by_dead_units(self) -> set[str]:
         """Blocks a unit of which is not an ancestor of the block output (a rule or an ``output=``

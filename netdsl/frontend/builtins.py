@@ -23,6 +23,7 @@ STRUCTURAL = (
     "concat",
     "input",
     "expect",
+    "stream",
 )
 
 # Names a label may not take: they would shadow torch.nn.Module attributes or Python keywords in

@@ -30,7 +30,7 @@ from ..errors import (
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
-from . import ast
+from . import ast, streams
 from .builtins import OPS, REQUIRED, RESERVED_LABELS, STRUCTURAL, Arg
 from .evaluate import Env, Evaluator, OpValue, TensorRef, fmt_value, type_name
 
@@ -144,7 +144,7 @@ def check_network_name(name: str, span: Span) -> None:
 class Scope:
     """A naming scope: one network body, template instance, unit or branch."""
 
-    __slots__ = ("counters", "current", "input", "labels", "path", "used")
+    __slots__ = ("counters", "current", "input", "labels", "path", "streams", "used")
 
     def __init__(self, path: str, input: str | None):
         self.path = path
@@ -153,6 +153,9 @@ class Scope:
         self.labels: dict[str, str] = {}
         self.input = input
         self.current = input
+        # Named streams carried beside the current tensor (netdsl.frontend.streams): name -> node.
+        # Templates and residual/parallel bodies share their caller's dict; a block unit has its own.
+        self.streams: dict[str, str | None] = {}
 
     @property
     def current_node(self) -> str:
@@ -242,6 +245,9 @@ class Lowerer:
             return False, None
         if name in scope.labels:
             return True, TensorRef(scope.labels[name], name)
+        node = streams.stream_value(scope, name)
+        if node is not None:
+            return True, TensorRef(node, name)
         if name == "input" and scope.input is not None:
             return True, TensorRef(scope.input, "input")
         if name in ("channels", "height", "width") and scope.current is not None:
@@ -410,6 +416,7 @@ class Lowerer:
             found, _ = env.lookup(stmt.label)
             if found:
                 raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
+            streams.check_label(scope, stmt.label, stmt.span)
         if name in STRUCTURAL:
             getattr(self, f"_s_{name}")(stmt, scope, env, ctx)
             return
@@ -549,6 +556,7 @@ class Lowerer:
         else:
             name = scope.claim(label, call.span) if label else scope.fresh(t.name)
             sub = Scope(scope.id(name), cur)
+            sub.streams = scope.streams  # a template hands its streams back, as its current tensor
         stack.append(call.name)
         try:
             self.body(t.body, sub, tenv, ctx)
@@ -661,11 +669,15 @@ class Lowerer:
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("residual")
         sub = Scope(scope.id(name), cur)
+        sub.streams = scope.streams
         self.body(body, sub, env.child(), ctx)
         node = self.add(sub.id("add"), "add", (sub.current, cur), {}, stmt.span)
         scope.current = node
         if stmt.label:
             scope.labels[stmt.label] = node
+
+    def _s_stream(self, stmt, scope, env, ctx):
+        streams.s_stream(self, stmt, scope, env)
 
     def _s_branch(self, stmt, scope, env, ctx):
         raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
@@ -690,6 +702,7 @@ class Lowerer:
                         _check_label(s.label, s.span)
                     bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
                     bscope = Scope(pscope.id(bname), cur)
+                    bscope.streams = scope.streams
                     self.body(bbody, bscope, penv.child(), ctx)
                     outs.append(bscope.current)
                 elif isinstance(s, ast.Let):
@@ -721,7 +734,7 @@ class Lowerer:
             if key in opts:
                 raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
             opts[key] = (v, sp)
-        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass")
+        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass", "stream")
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpecTypeError(
@@ -731,6 +744,9 @@ class Lowerer:
                 )
             if kw.name in opts:
                 raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
+            if kw.name == "stream":  # stream names, not values: a stream may start in the block
+                opts[kw.name] = (streams.block_streams(self, kw.value, scope, env, kw.span), kw.span)
+                continue
             opts[kw.name] = (self.eval(kw.value, env), kw.span)
         pattern, psp = opts.get("connect", (P.Dense(), call.span))
         if not isinstance(pattern, (P.Dense, P.Path, P.Window, P.Split, P.Rule)):
@@ -742,9 +758,10 @@ class Lowerer:
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
         bscope = Scope(scope.id(name), cur)
+        bscope.streams = scope.streams  # a block hands on the streams it carries
         start = len(self._created)
         if isinstance(pattern, P.Split):
-            for bad in ("units", "output", "aggregate", "width", "order"):
+            for bad in ("units", "output", "aggregate", "width", "order", "stream"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
             info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
@@ -860,6 +877,12 @@ class Lowerer:
         if isinstance(pattern, P.Window) or "width" in opts:
             if "width" in opts:
                 width = self.check(Arg("width", "int>=1"), *opts["width"], "block()")
+            elif "stream" in opts:
+                raise SpecTypeError(
+                    "a window block that carries a stream needs width=",
+                    opts["stream"][1],
+                    "pass the unit width: block(L, window(g), width=w, stream=...)",
+                )
             else:
                 width = self._probe_width(stmt.body, env, x0, ctx)
             if c0 % width:
@@ -877,6 +900,9 @@ class Lowerer:
             feats[0] = (x0, None, None)
         self._check_path(pattern, units - first, psp)
         all_reads = self._block_reads(pattern, units, first, psp)
+        carried, ssp = opts.get("stream", ([], stmt.span))
+        streams.check_widths(self, carried, units, ssp)
+        pieces: list[list[str]] = []
         unit_infos = []
         for i in range(1, units + 1):
             reads = all_reads[i - 1]
@@ -892,7 +918,9 @@ class Lowerer:
             agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
+            streams.open_unit(self, uscope, bscope, carried, i, units, ssp)
             self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
+            pieces.append(streams.close_unit(uscope, carried, i, stmt.span))
             out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
@@ -922,6 +950,7 @@ class Lowerer:
                 "next": P.connections(pattern, units + 1, first),
             }[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
+        stream_infos = streams.close_block(self, bscope, bscope, carried, pieces, ssp) if carried else ()
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
@@ -936,6 +965,7 @@ class Lowerer:
             stmt.span,
             tuple(sel),
             str(order),
+            stream_infos,
         )
 
     def _charge_layers(self, units: int, span: Span) -> None:
