@@ -761,7 +761,13 @@ class Lowerer:
         bscope.streams = scope.streams  # a block hands on the streams it carries
         start = len(self._created)
         if isinstance(pattern, P.Split):
-            for bad in ("units", "output", "aggregate", "width", "order", "stream"):
+            if "stream" in opts:
+                raise SpecTypeError(
+                    "a split block carries no stream",
+                    opts["stream"][1],
+                    "stream= is for dense, path, window and rule blocks",
+                )
+            for bad in ("units", "output", "aggregate", "width", "order"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
             info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
