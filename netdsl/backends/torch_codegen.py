@@ -458,7 +458,8 @@ class Generator:
             rest = body
         f = _Func()
         f.taken.update(streams_in.values())
-        out = self.region(scope, f, rest, env, cin_of, u.output, keep=pieces) if rest else "x"
+        keep = (*pieces, u.output) if pieces else ()  # with streams, ops may follow the unit output
+        out = self.region(scope, f, rest, env, cin_of, u.output, keep=keep) if rest else "x"
         if pieces:  # a unit of a block carrying streams returns its output and its pieces
             out = ", ".join([out] + [env[p] for p in pieces])
         if head_len and fold is not None:  # in inference this BN is folded into the head's conv
