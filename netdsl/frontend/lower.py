@@ -745,7 +745,9 @@ class Lowerer:
             if kw.name in opts:
                 raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
             if kw.name == "stream":  # stream names, not values: a stream may start in the block
-                opts[kw.name] = (streams.block_streams(self, kw.value, scope, env, kw.span), kw.span)
+                carried = streams.block_streams(self, kw.value, scope, env, kw.span)
+                if carried:  # stream=none carries none
+                    opts[kw.name] = (carried, kw.span)
                 continue
             opts[kw.name] = (self.eval(kw.value, env), kw.span)
         pattern, psp = opts.get("connect", (P.Dense(), call.span))

@@ -96,8 +96,10 @@ def _check_name(lw: Lowerer, scope: Scope, env: Env, name: str, span: Span) -> N
 
 
 def block_streams(lw: Lowerer, value: ast.Expr, scope: Scope, env: Env, span: Span) -> list[tuple[str, str | None]]:
-    """The streams a block carries (``stream=raw`` or ``stream=[raw, aux]``), each with its
-    value before the block (None: the stream starts in the block)."""
+    """The streams a block carries (``stream=raw``, ``stream=[raw, aux]``; ``stream=none``: none),
+    each with its value before the block (None: the stream starts in the block)."""
+    if isinstance(value, ast.Literal) and value.value is None:
+        return []  # stream=none: the default, no stream
     items = value.items if isinstance(value, ast.ListExpr) else (value,)
     out: list[tuple[str, str | None]] = []
     for item in items:
