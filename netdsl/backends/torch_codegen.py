@@ -377,6 +377,8 @@ class Generator:
             if b.output in self.unrolling or b.input not in env or b.name in self.written_out:
                 continue
             members = self._block_nodes(b)
+            if any(m in env for m in members):
+                continue  # already begun op by op (an input it reads came late): never emit it twice
             if members <= node_set and all(i in members or i in env for m in members for i in self.nodes[m]["inputs"]):
                 return b
         return None

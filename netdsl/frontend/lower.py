@@ -958,7 +958,7 @@ class Lowerer:
                 "next": P.connections(pattern, units + 1, first),
             }[output]
         out_node = self._gather([feats[j] for j in sel], bscope.path, kind, stmt.span, "block_output")
-        stream_infos = streams.close_block(self, bscope, bscope, carried, pieces, ssp) if carried else ()
+        stream_infos = streams.close_block(self, bscope, carried, pieces, ssp) if carried else ()
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(

@@ -135,10 +135,11 @@ def check_widths(lw: Lowerer, carried: list[tuple[str, str | None]], units: int,
 
 
 def open_unit(
-    lw: Lowerer, uscope: Scope, outer: Scope, carried: list[tuple[str, str | None]], unit: int, units: int, span: Span
+    lw: Lowerer, uscope: Scope, bscope: Scope, carried: list[tuple[str, str | None]], unit: int, units: int, span: Span
 ) -> None:
-    """Unit ``unit``'s view of the streams: its slice of each carried one; the others hidden."""
-    for name in outer.streams:
+    """Unit ``unit``'s view of the streams: its slice of each carried one; the enclosing body's
+    others (``bscope`` shares them) hidden."""
+    for name in bscope.streams:
         uscope.streams[name] = HIDDEN
     for name, node in carried:
         uscope.used.add(name)
@@ -169,10 +170,10 @@ def close_unit(uscope: Scope, carried: list[tuple[str, str | None]], unit: int, 
 
 
 def close_block(
-    lw: Lowerer, bscope: Scope, outer: Scope, carried: list[tuple[str, str | None]], pieces: list[list[str]], span
+    lw: Lowerer, bscope: Scope, carried: list[tuple[str, str | None]], pieces: list[list[str]], span: Span
 ) -> tuple[StreamInfo, ...]:
-    """Concatenate each stream's pieces in unit order, bind the result in the enclosing body and
-    return the block's :class:`StreamInfo` records."""
+    """Concatenate each stream's pieces in unit order, bind the result in the enclosing body (whose
+    streams ``bscope`` shares) and return the block's :class:`StreamInfo` records."""
     infos = []
     for k, (name, node) in enumerate(carried):
         own = [p[k] for p in pieces]
@@ -186,7 +187,7 @@ def close_block(
             )
         bscope.used.add(name)
         out = own[0] if len(own) == 1 else lw.add(bscope.id(name), "concat", tuple(own), {}, span, role=ROLE_OUTPUT)
-        outer.streams[name] = out
+        bscope.streams[name] = out
         slices = tuple(
             None if node is None else (node if len(own) == 1 else f"{bscope.path}.unit{i + 1}.{name}")
             for i in range(len(own))
