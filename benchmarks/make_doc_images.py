@@ -31,6 +31,7 @@ COMMANDS = [
     ["specs/densenet_bc.net", "--set", "depth=250", "--set", "k=24", "-o", "docs/images/densenet_bc250_blocks.svg"],
     ["specs/sparsenet.net", "--style", "matrix", "-o", "docs/images/sparsenet_matrix.png"],
     ["specs/dense2net.net", "--set", "blocks=[3,3]", "--block", "1", "-o", "docs/images/dense2net_split_block.png"],
+    ["docs/images/specs/streams.net", "-o", "docs/images/streams_blocks.png"],
 ]
 
 
