@@ -121,3 +121,48 @@ def test_block_drawing_shows_the_streams():
     assert {("stem", f"block1.unit{i}") for i in range(1, 5)} <= streams  # raw enters every unit
     assert {(f"block1.unit{i}", "block1/side") for i in range(1, 5)} <= streams  # every unit's piece
     assert {(e.src, e.dst) for e in view.edges if e.kind == "flow"} >= {("block1/raw", "add1")}
+
+
+IRREGULAR = """
+network irr() {
+    input(3, 8, 8)
+    conv(16, 3); stream(raw); bn; relu
+    block(4, dense, output=new, stream=raw) {
+        conv(4, 3)
+        if unit % 2 == 0 { add(raw); stream(raw) }
+        bn; relu
+    }
+    conv(16, 1)
+    block(4, window(4), output=new, width=4, stream=raw) { conv(4, 3); if unit > 2 { add(raw) }; bn; relu }
+    add(raw)
+    gap
+    linear(10)
+}
+"""
+ONE_UNIT = """
+network one() {
+    input(3, 8, 8)
+    conv(8, 3); stream(raw); bn; relu
+    block(1, dense, output=new, stream=raw) { conv(8, 3); add(raw); stream(raw); bn; relu }
+    block(1, dense, output=new, stream=raw) { conv(8, 3); add(raw); stream(raw); bn; relu }
+    add(raw)
+    gap
+    linear(10)
+}
+"""
+
+
+@pytest.mark.parametrize("text", [IRREGULAR, ONE_UNIT], ids=["irregular", "one_unit"])
+def test_edge_cases_planned_equals_naive(write_spec, text):
+    """Units that differ (some pass their slice on unchanged: written out op by op) and one-unit
+    blocks (the unit sees the whole stream): lint-clean, and the planned module equals the naive."""
+    spec = write_spec(text)
+    lint(netdsl.compile_spec(spec))
+    planned = netdsl.build_model(spec).double()
+    naive = netdsl.build_model(spec, opt=0).double()
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for train in (False, True):
+        planned.train(train)
+        naive.train(train)
+        torch.testing.assert_close(planned(x), naive(x), rtol=1e-10, atol=1e-12)

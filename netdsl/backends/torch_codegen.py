@@ -404,7 +404,7 @@ class Generator:
         sinks = {u.output, *(st.pieces[u.index - 1] for st in b.streams)}
         down = set().union(*(nx.descendants(self.g, x) for x in sources))
         up = set().union(*(nx.ancestors(self.g, x) | {x} for x in sinks))
-        body = (down & up) - sources
+        body = ((down & up) - sources) & self._block_nodes(b)  # a stream's source may lie before the block input
         if any(x not in body and x not in sources for x in sinks):
             return None
         for n in body:
