@@ -32,6 +32,7 @@ COMMANDS = [
     ["specs/sparsenet.net", "--style", "matrix", "-o", "docs/images/sparsenet_matrix.png"],
     ["specs/dense2net.net", "--set", "blocks=[3,3]", "--block", "1", "-o", "docs/images/dense2net_split_block.png"],
     ["docs/images/specs/graph.net", "-o", "docs/images/graph_block.png"],
+    ["docs/images/specs/streams.net", "-o", "docs/images/streams_blocks.png"],
 ]
 
 

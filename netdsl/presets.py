@@ -207,7 +207,7 @@ for _name, _values, _published in (
 for _name, _values, _published, _flops in (
     ("seqresnet_b22", {"blocks": [1, 1, 2, 1]}, 11.8e6, 2.73e9),
     ("seqresnet_b42", {"blocks": [3, 4, 5, 3]}, 25.6e6, 5.33e9),
-    ("seqresnext24", {"blocks": [1, 1, 3, 1], "widen": 4, "cards": [8, 8, 4, 4]}, 26.2e6, 4.32e9),
+    ("seqresnext24", {"blocks": [1, 1, 3, 1], "widen": 4, "cards": [8, 8, 4, 4], "twice": True}, 26.2e6, 4.32e9),
 ):
     register(
         Preset(

@@ -39,13 +39,15 @@ def rows(graph: nx.DiGraph) -> list[Row]:
             continue
         key = layer_key(n, graph)
         entry = acc.setdefault(key, [None, 0, 0])
-        entry[0] = d["shape"]
+        if d.get("role") != "stream_output" or entry[0] is None:  # a collected stream is no layer's output
+            entry[0] = d["shape"]
         entry[1] += d.get("params", 0)
         entry[2] += d.get("flops", 0)
     out = []
     for key, (shape, params, flops) in acc.items():
         if key in units:
             kind, reads = "unit", units[key].reads
+            shape = graph.nodes[units[key].output]["shape"]  # not a stream piece computed after it
             label = block_of[key].reads_label(reads, limit=6)
         else:
             kind, reads, label = ("block" if key in block_names else "layer"), None, None

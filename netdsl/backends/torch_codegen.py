@@ -254,12 +254,22 @@ class Generator:
         scope.init.append(f"self.{rel} = {_ctor_source(ctor)}")
         return f"self.{rel}"
 
-    def region(self, scope: _Scope, fn: _Func, nodes: list[str], env: dict[str, str], cin_of: dict, output: str) -> str:
+    def region(
+        self,
+        scope: _Scope,
+        fn: _Func,
+        nodes: list[str],
+        env: dict[str, str],
+        cin_of: dict,
+        output: str,
+        keep: tuple[str, ...] = (),
+    ) -> str:
         """Emit ``nodes`` (topological order) into ``fn``; ``env`` maps already-computed nodes to
         variables. A block all of whose nodes are here is emitted as a whole when its first node
-        comes up. Returns the variable holding ``output``."""
+        comes up. Returns the variable holding ``output``; the variables of ``keep`` (a unit's
+        stream pieces, read after the region) are never reused or overwritten."""
         node_set = set(nodes)
-        uses: dict[str, int] = {}
+        uses: dict[str, int] = {k: 1 for k in keep}
         for n in nodes:
             for i in self.nodes[n]["inputs"]:
                 uses[i] = uses.get(i, 0) + 1
@@ -374,6 +384,8 @@ class Generator:
             if b.output in self.unrolling or b.input not in env or b.name in self.written_out:
                 continue
             members = self._block_nodes(b)
+            if any(m in env for m in members):
+                continue  # already begun op by op (an input it reads came late): never emit it twice
             if members <= node_set and all(i in members or i in env for m in members for i in self.nodes[m]["inputs"]):
                 return b
         return None
@@ -384,6 +396,8 @@ class Generator:
         if members is None:
             up = nx.ancestors(self.g, b.output) | {b.output}
             members = (up & nx.descendants(self.g, b.input)) - {b.input}
+            for st in b.streams:  # the units' stream slices and pieces, and the collected stream
+                members |= {n for n in (*st.slices, *st.pieces, st.output) if n is not None} - {st.input}
             self._members[b.name] = members
         return members
 
@@ -393,14 +407,16 @@ class Generator:
         """The nodes a unit's class computes from its aggregate: the aggregate's descendants up
         to the unit output. None if the unit reads anything else (then it is not a loop body)."""
         agg = u.aggregate
-        down = nx.descendants(self.g, agg)
-        up = nx.ancestors(self.g, u.output) | {u.output}
-        body = (down & up) if agg != u.output else set()
-        if u.output != agg and u.output not in body:
+        sources = {agg, *_unit_slices(b, u.index)}
+        sinks = {u.output, *(st.pieces[u.index - 1] for st in b.streams)}
+        down = set().union(*(nx.descendants(self.g, x) for x in sources))
+        up = set().union(*(nx.ancestors(self.g, x) | {x} for x in sinks))
+        body = ((down & up) - sources) & self._block_nodes(b)  # a stream's source may lie before the block input
+        if any(x not in body and x not in sources for x in sinks):
             return None
         for n in body:
             for i in self.nodes[n]["inputs"]:
-                if i != agg and i not in body:
+                if i not in sources and i not in body:
                     return None
         return sorted(body, key=self.pos.__getitem__)
 
@@ -413,7 +429,10 @@ class Generator:
         cin_of = {agg: cin}
         seg = self.segments.get(body[0]) if body else None
         methods: list[str] = []
-        env = {agg: "x"}
+        slices = _unit_slices(b, u.index)
+        streams_in = {x: f"s{k}" for k, x in enumerate(slices)}  # a unit's stream slices: forward(x, s0, ...)
+        pieces = tuple(st.pieces[u.index - 1] for st in b.streams)
+        env = {agg: "x", **streams_in}
         head_len = 0
         if seg and self.planned and self._segment_fits(seg, body):
             head_len = len(seg)
@@ -442,19 +461,23 @@ class Generator:
                     "recomputed in backward when training",
                 )
             )
-            env = {agg: "x", seg[-1]: "x"}
+            env = {agg: "x", seg[-1]: "x", **streams_in}
             rest = body[head_len:]
         else:
             rest = body
         f = _Func()
-        out = self.region(scope, f, rest, env, cin_of, u.output) if rest else "x"
+        f.taken.update(streams_in.values())
+        keep = (*pieces, u.output) if pieces else ()  # with streams, ops may follow the unit output
+        out = self.region(scope, f, rest, env, cin_of, u.output, keep=keep) if rest else "x"
+        if pieces:  # a unit of a block carrying streams returns its output and its pieces
+            out = ", ".join([out] + [env[p] for p in pieces])
         if head_len and fold is not None:  # in inference this BN is folded into the head's conv
             first = f.lines[0]
             f.lines[0:1] = [
                 "if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
                 "    " + first,
             ]
-        fwd = _method("forward", "x", f.lines, out)
+        fwd = _method("forward", ", ".join(["x", *streams_in.values()]), f.lines, out)
         init = [f"        {line}" for line in scope.init]
         text = (
             "(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
@@ -572,6 +595,8 @@ class Generator:
                 return False
         for f in b.features:
             covered.add(f.node)
+        for st in b.streams:
+            covered |= {n for n in (*st.slices, *st.pieces, st.output) if n is not None}
         covered |= set(self.nodes[b.output]["inputs"])
         return self._block_nodes(b) <= covered
 
@@ -635,6 +660,7 @@ class Generator:
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
+        streams = _StreamLoop.of(self, b, env, fn) if b.streams else None
         naive = self._naive_loop(
             fn,
             b,
@@ -647,6 +673,7 @@ class Generator:
             use_head=has_head if self.planned else None,
             feats=feats_var,
             keep_feats=keep_feats,
+            streams=streams,
         )
         if keep_feats:
             n_feats = len(init) + len(reads)
@@ -657,6 +684,7 @@ class Generator:
             lines.append(comment)
             lines += naive
             return base
+        assert streams is None or not keep_feats  # a stream block's units return tuples
         shape, stores, unit_reads, out_read, in_stores = buffer
         lines.append(comment)
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
@@ -665,51 +693,57 @@ class Generator:
             f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
             f"channels {_fmt_ranges(stores)}, reads are views"
         )
-        body = [f"{base} = _buffer({init[0]}, {shape[0]})"]
+        body = [f"{base} = _buffer({init[0]}, {shape[0]})"] + (streams.start() if streams else [])
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
         single = all(len(r) == 1 for r in unit_reads)
         if single:
             starts = tuple(r[0][0] for r in unit_reads)
             stops = tuple(r[0][1] for r in unit_reads)
-            body.append(
-                f"for unit, start, stop, (a, b) in zip({units_expr}, {_range_src(starts)}, "
-                f"{_range_src(stops)}, {_pairs_src(stores)}):"
-            )
+            names = ["unit", "start", "stop", "(a, b)"]
+            tables = [units_expr, _range_src(starts), _range_src(stops), _pairs_src(stores)]
             x = f"{base}[:, start:stop]"
         else:
-            body.append(f"for unit, runs, (a, b) in zip({units_expr}, {unit_reads!r}, {_pairs_src(stores)}):")
+            names = ["unit", "runs", "(a, b)"]
+            tables = [units_expr, repr(unit_reads), _pairs_src(stores)]
             x = f"torch.cat([{base}[:, s:e] for s, e in runs], 1)"
-        call = f"unit(unit.head({x}))" if has_head is not None else f"unit({x})"
-        body.append(f"    {base}[:, a:b] = {call}")
+        body.append(_zip_header(names, tables, streams))
+        arg = f"unit.head({x})" if has_head is not None else x
+        if streams is None:
+            body.append(f"    {base}[:, a:b] = unit({arg})")
+        else:
+            body += streams.call(arg, f"{base}[:, a:b] =")
         if out_read != ((0, shape[0]),):
             if len(out_read) == 1:
                 body.append(f"{base} = {base}[:, {out_read[0][0]}:{out_read[0][1]}]")
             else:
                 body.append(f"{base} = torch.cat([{', '.join(f'{base}[:, {s}:{e}]' for s, e in out_read)}], 1)")
+        body += streams.finish() if streams else []
         lines += ["    " + line for line in body]
         return base
 
     def _naive_loop(
-        self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats, keep_feats=False
+        self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats, keep_feats=False, streams=None
     ) -> list[str]:
-        out = [f"{feats} = [{', '.join(init)}]"]
+        out = [f"{feats} = [{', '.join(init)}]"] + (streams.start() if streams else [])
         dense = all(r == tuple(range(len(init) + k)) for k, r in enumerate(reads))
         if dense:
             gather = f"{feats}"
-            head = "for unit in " + units_expr + ":"
+            out.append(_zip_header(["unit"], [units_expr], streams))
         else:
             gather = f"[{feats}[j] for j in reads]"
-            head = f"for unit, reads in zip({units_expr}, {reads!r}):"
-        out.append(head)
+            out.append(_zip_header(["unit", "reads"], [units_expr, repr(reads)], streams))
         if use_head:
-            out.append(f"    {feats}.append(unit(_recompute(unit.head, {gather}, {', '.join(use_head)})))")
+            arg = f"_recompute(unit.head, {gather}, {', '.join(use_head)})"
         else:
-            joined = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
+            arg = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
             single = all(len(r) == 1 for r in reads)
             if single:
-                joined = f"{feats}[reads[0]]" if not dense else f"{feats}[-1]"
-            out.append(f"    {feats}.append(unit({joined}))")
+                arg = f"{feats}[reads[0]]" if not dense else f"{feats}[-1]"
+        if streams is None:
+            out.append(f"    {feats}.append(unit({arg}))")
+        else:
+            out += streams.call(arg, f"{feats}.append(", ")")
         n = len(init) + len(reads)
         if keep_feats:
             pass  # the block output's only consumer recomputes the concatenation from the features
@@ -720,7 +754,7 @@ class Generator:
             out.append(f"{base} = {feats}[{p - n if p >= len(init) else p}]")
         else:
             out.append(f"{base} = torch.cat([{feats}[j] for j in {out_positions!r}], 1)")
-        return out
+        return out + (streams.finish() if streams else [])
 
     def _buffer_of(self, b: BlockInfo):
         """The plan of a concat block, read from the IR, or None when the loop cannot use it."""
@@ -770,6 +804,76 @@ class Generator:
             return self.region(scope, fn, members, env, cin_of, b.output)
         finally:
             self.unrolling.discard(b.output)
+
+
+def _unit_slices(b: BlockInfo, unit: int) -> list[str]:
+    """The stream slices unit ``unit`` of ``b`` reads (those nothing reads were dropped)."""
+    return [x for st in b.streams if (x := st.slices[unit - 1]) is not None]
+
+
+def _zip_header(names: list[str], tables: list[str], streams: _StreamLoop | None) -> str:
+    """``for unit, ... in zip(units, tables...):`` (``for unit in units:`` alone), with a
+    stream block's per-unit slice ranges added."""
+    if streams is not None:
+        names, tables = names + streams.names, tables + streams.tables
+    if len(names) == 1:
+        return f"for {names[0]} in {tables[0]}:"
+    return f"for {', '.join(names)} in zip({', '.join(tables)}):"
+
+
+@dataclass
+class _StreamLoop:
+    """What a loop over the units of a block carrying streams adds: per stream with an input,
+    a table of each unit's slice range (``unit(x, raw[:, c:d])``); per stream whose collected
+    value is read after the block, a list the units' pieces are appended to and its concatenation
+    (an unread stream's pieces are dropped: ``y, _ = unit(...)``)."""
+
+    names: list[str]  # loop variables of the slice ranges
+    tables: list[str]  # their tables
+    args: list[str]  # the slice expressions passed to each unit
+    outs: list[tuple[str, str]]  # per read stream: (the pieces' list, the variable of its output)
+    result: str  # the unit output's variable inside the loop
+    got: list[str]  # per stream: the piece's variable inside the loop ("_": not kept)
+
+    @classmethod
+    def of(cls, gen: Generator, b: BlockInfo, env: dict, fn: _Func) -> _StreamLoop:
+        units = len(b.units)
+        names, tables, args, outs, got = [], [], [], [], []
+        for st in b.streams:
+            if st.input is not None and all(x is not None for x in st.slices):
+                w = gen.nodes[st.input]["shape"][0] // units
+                r = f"({fn.fresh(f'{st.name}_start')}, {fn.fresh(f'{st.name}_stop')})"
+                names.append(r)
+                tables.append(_pairs_src(tuple((i * w, (i + 1) * w) for i in range(units))))
+                start, stop = r[1:-1].split(", ")
+                args.append(f"{env[st.input]}[:, {start}:{stop}]")
+            elif any(x is not None for x in st.slices):
+                raise IRError(f"block '{b.name}': stream '{st.name}' is read by some units only")
+            if st.output is None:
+                got.append("_")
+                continue
+            pieces, out = fn.fresh(f"{st.name}_pieces"), fn.fresh(st.name)
+            env[st.output] = out
+            outs.append((pieces, out))
+            got.append(fn.fresh(f"{st.name}_piece"))
+        return cls(names, tables, args, outs, fn.fresh("y"), got)
+
+    def start(self) -> list[str]:
+        return [f"{p} = []" for p, _ in self.outs]
+
+    def call(self, arg: str, store: str, close: str = "") -> list[str]:
+        """The loop body: call the unit, store its output (``store`` + value + ``close``), keep its pieces."""
+        lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *self.args])})"]
+        lines.append(
+            f"    {store} {self.result}{close}" if not store.endswith("(") else f"    {store}{self.result}{close}"
+        )
+        lines += [
+            f"    {p}.append({g})" for (p, _), g in zip(self.outs, [g for g in self.got if g != "_"], strict=True)
+        ]
+        return lines
+
+    def finish(self) -> list[str]:
+        return [f"{out} = torch.cat({p}, 1)" for p, out in self.outs]
 
 
 def _merge_pieces(pieces: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:

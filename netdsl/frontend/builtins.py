@@ -24,6 +24,7 @@ STRUCTURAL = (
     "input",
     "expect",
     "output",
+    "stream",
 )
 
 # Names a label may not take: they would shadow torch.nn.Module attributes or Python keywords in

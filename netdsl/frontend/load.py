@@ -15,6 +15,7 @@ from .evaluate import Env, Evaluator, fmt_value, type_name
 from .lower import Limits, Lowerer, NetworkScope, check_network_name
 from .parser import parse, parse_expr
 from .source import library_dirs, read_spec_text, resolve_include
+from .streams import drop_unread as drop_unread_streams
 
 __all__ = ["bind_params", "collect_templates", "library_dirs", "lower_spec", "parse_value"]
 
@@ -225,6 +226,7 @@ def lower_spec(
     if lw.outputs is not None:  # output(a, b, ...): the first is "output" (netdsl.ir.graph.graph_outputs)
         g.graph["outputs"] = lw.outputs
         g.graph["output"] = lw.outputs[0][1]
+    drop_unread_streams(g)
     g.graph["file"] = str(path)
     g.graph["params"] = {k: (v if isinstance(v, (int, float, bool, str, list)) else str(v)) for k, v in params.items()}
     return g

@@ -31,7 +31,7 @@ from ..ir import generators as G
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
-from . import ast
+from . import ast, streams
 from .builtins import OPS, REQUIRED, RESERVED_LABELS, STRUCTURAL, Arg
 from .evaluate import Env, Evaluator, OpValue, TensorRef, fmt_value, type_name
 
@@ -146,7 +146,7 @@ def check_network_name(name: str, span: Span) -> None:
 class Scope:
     """A naming scope: one network body, template instance, unit or branch."""
 
-    __slots__ = ("counters", "current", "input", "labels", "path", "used")
+    __slots__ = ("counters", "current", "input", "labels", "path", "streams", "used")
 
     def __init__(self, path: str, input: str | None):
         self.path = path
@@ -155,6 +155,9 @@ class Scope:
         self.labels: dict[str, str] = {}
         self.input = input
         self.current = input
+        # Named streams carried beside the current tensor (netdsl.frontend.streams): name -> node.
+        # Templates and residual/parallel bodies share their caller's dict; a block unit has its own.
+        self.streams: dict[str, str | None] = {}
 
     @property
     def current_node(self) -> str:
@@ -248,6 +251,9 @@ class Lowerer:
             return False, None
         if name in scope.labels:
             return True, TensorRef(scope.labels[name], name)
+        node = streams.stream_value(scope, name)
+        if node is not None:
+            return True, TensorRef(node, name)
         if name == "input" and scope.input is not None:
             return True, TensorRef(scope.input, "input")
         if name in ("channels", "height", "width") and scope.current is not None:
@@ -422,6 +428,7 @@ class Lowerer:
             found, _ = env.lookup(stmt.label)
             if found:
                 raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
+            streams.check_label(scope, stmt.label, stmt.span)
         if name in STRUCTURAL:
             getattr(self, f"_s_{name}")(stmt, scope, env, ctx)
             return
@@ -561,6 +568,7 @@ class Lowerer:
         else:
             name = scope.claim(label, call.span) if label else scope.fresh(t.name)
             sub = Scope(scope.id(name), cur)
+            sub.streams = scope.streams  # a template hands its streams back, as its current tensor
         stack.append(call.name)
         try:
             self.body(t.body, sub, tenv, ctx)
@@ -727,11 +735,15 @@ class Lowerer:
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("residual")
         sub = Scope(scope.id(name), cur)
+        sub.streams = scope.streams
         self.body(body, sub, env.child(), ctx)
         node = self.add(sub.id("add"), "add", (sub.current, cur), {}, stmt.span)
         scope.current = node
         if stmt.label:
             scope.labels[stmt.label] = node
+
+    def _s_stream(self, stmt, scope, env, ctx):
+        streams.s_stream(self, stmt, scope, env)
 
     def _s_branch(self, stmt, scope, env, ctx):
         raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
@@ -756,6 +768,7 @@ class Lowerer:
                         _check_label(s.label, s.span)
                     bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
                     bscope = Scope(pscope.id(bname), cur)
+                    bscope.streams = scope.streams
                     self.body(bbody, bscope, penv.child(), ctx)
                     outs.append(bscope.current)
                 elif isinstance(s, ast.Let):
@@ -787,7 +800,7 @@ class Lowerer:
             if key in opts:
                 raise SpecTypeError("block() takes a unit count and a pattern; pass other options by name", sp)
             opts[key] = (v, sp)
-        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass")
+        names = ("units", "connect", "output", "aggregate", "width", "order", "stage", "bypass", "stream")
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpecTypeError(
@@ -797,6 +810,11 @@ class Lowerer:
                 )
             if kw.name in opts:
                 raise SpecTypeError(f"block() got '{kw.name}' twice", kw.span)
+            if kw.name == "stream":  # stream names, not values: a stream may start in the block
+                carried = streams.block_streams(self, kw.value, scope, env, kw.span)
+                if carried:  # stream=none carries none
+                    opts[kw.name] = (carried, kw.span)
+                continue
             opts[kw.name] = (self.eval(kw.value, env), kw.span)
         pattern, psp = opts.get("connect", (P.Dense(), call.span))
         if not isinstance(pattern, P.PATTERN_TYPES):
@@ -809,8 +827,15 @@ class Lowerer:
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("block")
         bscope = Scope(scope.id(name), cur)
+        bscope.streams = scope.streams  # a block hands on the streams it carries
         start = len(self._created)
         if isinstance(pattern, P.Split):
+            if "stream" in opts:
+                raise SpecTypeError(
+                    "a split block carries no stream",
+                    opts["stream"][1],
+                    "stream= is for dense, path, window and rule blocks",
+                )
             for bad in ("units", "output", "aggregate", "width", "order"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
@@ -934,6 +959,12 @@ class Lowerer:
         if isinstance(pattern, P.Window) or "width" in opts:
             if "width" in opts:
                 width = self.check(Arg("width", "int>=1"), *opts["width"], "block()")
+            elif "stream" in opts:
+                raise SpecTypeError(
+                    "a window block that carries a stream needs width=",
+                    opts["stream"][1],
+                    "pass the unit width: block(L, window(g), width=w, stream=...)",
+                )
             else:
                 width = self._probe_width(stmt.body, env, x0, ctx)
             if c0 % width:
@@ -951,6 +982,9 @@ class Lowerer:
             feats[0] = (x0, None, None)
         self._check_path(pattern, units - first, psp)
         all_reads = self._block_reads(pattern, units, first, psp)
+        carried, ssp = opts.get("stream", ([], stmt.span))
+        streams.check_widths(self, carried, units, ssp)
+        pieces: list[list[str]] = []
         unit_infos = []
         for i in range(1, units + 1):
             reads = all_reads[i - 1]
@@ -966,9 +1000,11 @@ class Lowerer:
             agg = self._gather([feats[j] for j in in_order], prefix, kind, stmt.span, "aggregate")
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
+            streams.open_unit(self, uscope, bscope, carried, i, units, ssp)
             self._unit_body(
                 stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx
             )
+            pieces.append(streams.close_unit(uscope, carried, i, stmt.span))
             out = uscope.current_node
             if kind == "add" and self.shape(out) != self.shape(agg):
                 raise ShapeError(
@@ -1002,6 +1038,7 @@ class Lowerer:
             }[output]
         out_kind = "mean" if output == "mean" else kind
         out_node = self._gather([feats[j] for j in sel], bscope.path, out_kind, stmt.span, "block_output")
+        stream_infos = streams.close_block(self, bscope, carried, pieces, ssp) if carried else ()
         features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
         mode = str(output)  # all, new, last, next or the rule's text
         return BlockInfo(
@@ -1016,6 +1053,7 @@ class Lowerer:
             stmt.span,
             tuple(sel),
             str(order),
+            stream_infos,
         )
 
     def _graph_options(self, pattern: P.Graph, psp: Span, opts: dict[str, tuple[Any, Span]]) -> None:

@@ -38,6 +38,23 @@ class UnitInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A named stream a block carries (``block(..., stream=raw)``, docs/language.md "Streams").
+
+    Unit i sees ``slices[i-1]``: channels [(i-1)·w, i·w) of ``input`` (w = its width / units; a
+    ``slice`` node, or ``input`` itself in a one-unit block), and hands on ``pieces[i-1]``; the
+    block's stream ``output`` is the pieces concatenated in unit order (a ``concat`` node, or the
+    one piece). ``input`` is None when the stream starts in the block (no slices then); a slice or
+    output that nothing reads is dropped after lowering and recorded as None."""
+
+    name: str
+    input: str | None
+    slices: tuple[str | None, ...]
+    pieces: tuple[str, ...]
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class BlockInfo:
     name: str  # the block's scope, "block1"
     pattern: str  # str() of the pattern
@@ -54,6 +71,7 @@ class BlockInfo:
     # The order of every unit's concatenation: "ascending" (x_0 first, torchvision's) or
     # "descending" (nearest first: HarDNet's reference code). ``UnitInfo.reads`` stays ascending.
     order: str = "ascending"
+    streams: tuple[StreamInfo, ...] = ()  # the named streams the block carries (StreamInfo)
 
     def feature_node(self, j: int) -> str:
         for f in self.features:

@@ -6,6 +6,7 @@ import networkx as nx
 
 from ..errors import IRError, ShapeError
 from ..ops import ACTIVATIONS, REGISTRY, infer_shape
+from .graph import BlockInfo
 
 
 def lint(graph: nx.DiGraph) -> None:
@@ -14,7 +15,8 @@ def lint(graph: nx.DiGraph) -> None:
     Checks: acyclic; every kind in the closed set; arity; attrs present with the right types;
     edges mirror ``inputs``; stored shapes equal re-inferred ones (channel and spatial agreement);
     the graph input/output and block metadata name existing nodes; the declared ``outputs`` (when
-    present) are distinct named nodes, the first of them ``output``; the membership attributes
+    present) are distinct named nodes, the first of them ``output``; a block's streams are its
+    input's per-unit slices and its pieces' concat (:class:`~netdsl.ir.graph.StreamInfo`); the membership attributes
     (``stage``, ``layer``, ``block``, ``unit``) are all there or all absent (a hand-built graph)
     and agree with the block metadata.
     """
@@ -79,6 +81,7 @@ def lint(graph: nx.DiGraph) -> None:
                 raise IRError(f"block '{b.name}' unit {u.index} reads {u.reads}: not ascending and unique")
             if any(j >= u.index for j in u.reads):
                 raise IRError(f"block '{b.name}' unit {u.index} reads a later feature: {u.reads}")
+        _lint_streams(graph, b)
     _lint_membership(graph)
 
 
@@ -106,6 +109,48 @@ def _lint_outputs(graph: nx.DiGraph) -> None:
         names.add(name)
     if graph.graph["output"] != declared[0][1]:
         raise IRError(f"graph output {graph.graph['output']!r} is not the first declared output {declared[0]!r}")
+
+
+def _lint_streams(graph: nx.DiGraph, b: BlockInfo) -> None:
+    """A block's named streams (:class:`StreamInfo`): one slice and one piece per unit; unit i's
+    slice is channels [(i-1)·w, i·w) of the stream input (w = its width / units) or, in a
+    one-unit block, the input itself; the output is the pieces concatenated in unit order."""
+    nodes = graph.nodes
+    units = len(b.units)
+    for s in b.streams:
+        where = f"block '{b.name}' stream '{s.name}'"
+        if len(s.slices) != units or len(s.pieces) != units:
+            raise IRError(f"{where} has {len(s.slices)} slices and {len(s.pieces)} pieces for {units} units")
+        named = [n for n in (s.input, s.output, *s.slices, *s.pieces) if n is not None]
+        for n in named:
+            if n not in graph:
+                raise IRError(f"{where} names missing node '{n}'")
+        if s.input is None and any(x is not None for x in s.slices):
+            raise IRError(f"{where} starts in the block but has slices")
+        if s.input is not None:
+            w = nodes[s.input]["shape"][0] // units
+            for i, x in enumerate(s.slices):
+                if x is None or (units == 1 and x == s.input):
+                    continue
+                d = nodes[x]
+                if (
+                    d["kind"] != "slice"
+                    or d["inputs"] != (s.input,)
+                    or (
+                        d["attrs"]["start"],
+                        d["attrs"]["stop"],
+                    )
+                    != (i * w, (i + 1) * w)
+                ):
+                    raise IRError(
+                        f"{where}: unit {i + 1} sees '{x}', not channels [{i * w}, {(i + 1) * w}) of the input"
+                    )
+        if s.output is not None and units > 1:
+            d = nodes[s.output]
+            if d["kind"] != "concat" or d["inputs"] != s.pieces:
+                raise IRError(f"{where}: output '{s.output}' is not the concat of its pieces in unit order")
+        elif s.output is not None and s.output != s.pieces[0]:
+            raise IRError(f"{where}: a one-unit block's stream output is its piece")
 
 
 def _lint_membership(graph: nx.DiGraph) -> None:

@@ -17,7 +17,9 @@ A netdsl graph is a ``networkx.DiGraph``. Every node id is the op's dotted, read
 ``layer``         the summary's layer key: the unit scope (``block1.unit3``) of the outermost unit
                   holding the node when that unit's block is the stage itself, else the stage
 ``role``          why lowering made the node: ``"aggregate"`` (a unit's input), ``"block_output"``,
-                  ``"feature"`` (a window/split view of a block input), or None
+                  ``"feature"`` (a window/split view of a block input), ``"stream"`` (a unit's
+                  slice of a stream its block carries), ``"stream_output"`` (a block's collected
+                  stream), or None
 ================  ======================================================================
 
 Analyses add attributes; backends only read them:
@@ -48,7 +50,9 @@ module's ``forward`` returns them and the ONNX graph lists them; read them with
 :func:`netdsl.ir.graph.graph_outputs`, which gives ``(("output", output),)`` for an undeclared
 one, and :func:`~netdsl.ir.graph.output_nodes`: every pass treats each output as observable, so no
 output is folded away, overwritten in place or reused), ``blocks``
-(a list of :class:`netdsl.ir.graph.BlockInfo`), ``block_parents`` (a block nested in a unit of
+(a list of :class:`netdsl.ir.graph.BlockInfo`; a block's ``streams`` are the named streams it
+carries, :class:`netdsl.ir.graph.StreamInfo`: per unit the slice it sees and the piece it hands
+on, and their concat), ``block_parents`` (a block nested in a unit of
 another block -> ``(enclosing block, unit index)``: Dense2Net's split blocks) and ``params`` (the
 spec parameter values). Membership is read from these attributes (:func:`netdsl.ir.graph.enclosing`,
 :func:`~netdsl.ir.graph.block_members`), never parsed out of node ids.

@@ -28,6 +28,7 @@ NODE_STYLE = {
     "unit": dict(shape="box", style="rounded,filled", fillcolor="#cfe2f3"),
     "feature": dict(shape="ellipse", style="filled", fillcolor="#fff2cc", fontsize="9"),
     "output": dict(shape="box", style="filled", fillcolor="#e0e0e0"),
+    "stream": dict(shape="box", style="filled", fillcolor="#fde0c5"),  # a block's collected stream
     "collapsed": dict(shape="box", style="rounded,dashed,filled", fillcolor="#eef4fb"),
     "plain": dict(shape="box"),
     "context": dict(shape="box", style="dashed", color="#808080", fontcolor="#606060"),
@@ -39,6 +40,7 @@ EDGE_STYLE = {
     "output": dict(color="#909090", style="dashed", arrowsize="0.5"),
     "flow": dict(color="black", penwidth="1.5"),
     "dropped": dict(color="#c0c0c0", style="dotted", arrowhead="none", constraint="false"),
+    "stream": dict(color="#d9822b", arrowsize="0.5", weight="0"),  # a stream's slice into a unit, a piece out
 }
 
 # Above this many ops an op-level drawing of a whole network is unreadable (and slow to lay out).

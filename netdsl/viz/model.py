@@ -40,7 +40,7 @@ from ..ops import fmt_shape
 class VizNode:
     id: str
     label: str
-    kind: str  # "unit", "feature", "output", "collapsed", "plain", "context", "result" (a network output)
+    kind: str  # "unit", "feature", "output", "stream", "collapsed", "plain", "context", "result" (a network output)
     cluster: str | None = None  # the block it is drawn in
     inside: int = 0  # collapsed nodes: the connections among the units it stands for
 
@@ -49,7 +49,7 @@ class VizNode:
 class VizEdge:
     src: str
     dst: str
-    kind: str  # "connection", "output", "flow", "dropped"
+    kind: str  # "connection", "output", "flow", "dropped", "stream"
     count: int = 1
     chain: bool = False  # joins neighbours (x_{i-1} -> unit i, last unit -> output): the layout's spine
 
@@ -131,6 +131,13 @@ class _Builder:
             self.nodes[fid] = VizNode(fid, f"{b.feature_label(f.index)}{rng}", "feature", b.name)
             if f.node in members:  # a split block's own slice op
                 self.group[f.node] = fid
+        for st in b.streams:  # a collected stream: a node of its own, fed by every unit's piece
+            if st.output is not None and st.output in members and st.output not in self.group:
+                sid = f"{b.name}/{st.name}"
+                self.nodes[sid] = VizNode(sid, f"{st.name}\n{self.shape(st.output)}", "stream", b.name)
+                self.group[st.output] = sid
+                for u in b.units:
+                    self.edge(self.group.get(st.pieces[u.index - 1], u.scope), sid, "stream")
         out_id = f"{b.name}/out"
         owns_output = b.output in members and b.output not in self.group
         for n in members:
@@ -184,7 +191,7 @@ class _Builder:
         """Op edges between different groups, except those into units and outputs (drawn from reads)."""
         for u, v in self.graph.edges:
             gu, gv = self.group.get(u), self.group.get(v)
-            if gu is None or gv is None or self.nodes[gv].kind in ("unit", "output"):
+            if gu is None or gv is None or self.nodes[gv].kind in ("unit", "output", "stream"):
                 continue
             self.edge(gu, gv, "flow")
         for b in self.drawn:
@@ -195,6 +202,17 @@ class _Builder:
                 fid = _feature_id(b, f.index)
                 if f.index <= 0 and fid in self.nodes and src is not None:
                     self.edge(src, fid, "flow")
+
+    def stream_edges(self) -> None:
+        """A carried stream enters each unit of its block: one edge from the stream's group per unit."""
+        for b in self.drawn:
+            for st in b.streams:
+                src = self.group.get(st.input) if st.input is not None else None
+                if src is None:
+                    continue
+                for u, x in zip(b.units, st.slices, strict=True):
+                    if x is not None and u.scope in self.nodes:
+                        self.edge(src, u.scope, "stream")
 
     def merge_chains(self) -> None:
         """Fold a plain group into its predecessor when the two form a simple chain."""
@@ -324,6 +342,7 @@ def block_view(
         context = {blk.input} | set(graph.successors(blk.output))
         b.plain_groups(context)
     b.project_op_edges()
+    b.stream_edges()
     if block is None:
         b.merge_chains()
     b.label_plain()
