@@ -150,6 +150,8 @@ CONSTANTS = {
     "concat": "concat",
     "add": "add",
     "mul": "mul",
+    "nearest": "nearest",  # upsample modes
+    "bilinear": "bilinear",
 }
 
 

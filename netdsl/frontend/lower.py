@@ -464,6 +464,20 @@ class Lowerer:
     @staticmethod
     def check(arg: Arg, value, span: Span, what: str):
         c = arg.check
+        if c == "tensor":  # crop(x): a labelled tensor, read for its shape
+            if not isinstance(value, TensorRef):
+                raise SpecTypeError(
+                    f"{what} '{arg.name}' must be a labelled tensor, got {type_name(value)} {fmt_value(value)}",
+                    span,
+                    "label a statement (skip: block(...)) and pass its name",
+                )
+            return value
+        if "|" in c:  # one of a few names: upsample's mode=nearest|bilinear
+            if value not in c.split("|"):
+                raise SpecValueError(
+                    f"{what} '{arg.name}' must be one of {', '.join(c.split('|'))}, got {fmt_value(value)}", span
+                )
+            return value
         if c == "bool":
             if not isinstance(value, bool):
                 raise SpecTypeError(f"{what} '{arg.name}' must be true or false, got {fmt_value(value)}", span)
@@ -510,6 +524,7 @@ class Lowerer:
                 vals[arg.name] = arg.default
         cur = self._need_current(scope, call.span)
         in_shape = self.shape(cur)
+        vals = {k: self.shape(v.node) if isinstance(v, TensorRef) else v for k, v in vals.items()}
         kind = sig.kind
         attrs = sig.to_attrs(vals, in_shape)  # the registry entry maps spec arguments to IR attrs
         if sig.flatten_first and len(in_shape) == 3:  # linear flattens a feature map first, as users expect

@@ -57,8 +57,25 @@ def run_overrides(declared: tuple[str, ...], user: dict, classes: int, recipe: R
 def compile_network(source: dict | str, overrides: dict, limits=None) -> pipeline.Compiled:
     """The run's one compile: a checkpoint's embedded source record, or a target for a new run."""
     if isinstance(source, dict):
-        return pipeline.compile_source(source, overrides, limits=limits)
-    return pipeline.compile_target(source, overrides, limits=limits)
+        compiled = pipeline.compile_source(source, overrides, limits=limits)
+    else:
+        compiled = pipeline.compile_target(source, overrides, limits=limits)
+    check_classifier(compiled)
+    return compiled
+
+
+def check_classifier(compiled: pipeline.Compiled) -> None:
+    """Training fits class scores to image labels: a network whose output is a map (FC-DenseNet's
+    per-pixel classes) is refused before any data is read or any epoch runs."""
+    shape = compiled.output_shape
+    if len(shape) != 1:
+        raise NetdslError(
+            f"netdsl train trains classifiers (one vector of class scores per image), but this network's output "
+            f"is a {'x'.join(map(str, shape))} map per image",
+            None,
+            "a per-pixel class map needs per-pixel labels: train it from Python (netdsl.build_model), "
+            "or end the spec in gap and linear(classes) to train it as a classifier",
+        )
 
 
 def check_classes(compiled: pipeline.Compiled, classes: int, source: str) -> None:
