@@ -46,6 +46,8 @@ network every(classes=3) {
     add(a)
     parallel(mul) { branch { sigmoid } branch { gap } }
     block(2, window(1), width=4) { conv(4, 1) }
+    skip: identity
+    upconv(4, 3, stride=2); crop(skip); concat(skip); upsample(2, mode=bilinear)
     gap; flatten
     linear(classes)
 }

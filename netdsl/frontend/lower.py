@@ -524,13 +524,15 @@ class Lowerer:
                 vals[arg.name] = arg.default
         cur = self._need_current(scope, call.span)
         in_shape = self.shape(cur)
-        vals = {k: self.shape(v.node) if isinstance(v, TensorRef) else v for k, v in vals.items()}
+        # a "tensor" argument (crop(x)) is a further input of the node, after the current tensor
+        refs = tuple(v.node for v in vals.values() if isinstance(v, TensorRef))
+        vals = {k: v for k, v in vals.items() if not isinstance(v, TensorRef)}
         kind = sig.kind
         attrs = sig.to_attrs(vals, in_shape)  # the registry entry maps spec arguments to IR attrs
         if sig.flatten_first and len(in_shape) == 3:  # linear flattens a feature map first, as users expect
             cur = self.add(scope.id(scope.fresh("flatten")), "flatten", (cur,), {}, call.span)
         name = scope.claim(label, call.span) if label else scope.fresh(call.name)
-        node = self.add(scope.id(name), kind, (cur,), attrs, call.span)
+        node = self.add(scope.id(name), kind, (cur, *refs), attrs, call.span)
         if label:
             scope.labels[label] = node
         scope.current = node

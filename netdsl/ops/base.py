@@ -29,7 +29,7 @@ class Arg:
 
     name: str
     # "int>=1", "int>=0", "bool", "prob", "float>0", "float"; "a|b": one of the names a, b (bound as
-    # constants in netdsl.frontend.evaluate); "tensor": a labelled tensor, handed to to_attrs as its shape
+    # constants in netdsl.frontend.evaluate); "tensor": a labelled tensor, the node's next input (not an attr)
     check: str
     default: object = REQUIRED
 

@@ -842,64 +842,53 @@ UPSAMPLE = Op(
 )
 
 
-def _crop_attrs(v: dict, s: Shape) -> dict:
-    # ``to`` arrives as the labelled tensor's shape; the window is centred as Lasagne's
-    # ConcatLayer(cropping='center') centres it: offset (size - target) // 2.
-    need_map(s, "crop")
-    target = v["to"]
-    need_map(target, "crop's target")
-    h, w = target[1], target[2]
-    return {"top": (s[1] - h) // 2, "left": (s[2] - w) // 2, "height": h, "width": w}
-
-
-def _crop_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
-    ((c, h, w),) = ins
-    if not (a["top"] >= 0 and a["left"] >= 0 and a["top"] + a["height"] <= h and a["left"] + a["width"] <= w):
+def _crop_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    x, like = ins
+    need_map(x, "crop")
+    need_map(like, "crop's target")
+    if like[1] > x[1] or like[2] > x[2]:
         raise ShapeError(
-            f"crop to {a['height']}x{a['width']} needs a map at least that large, got {h}x{w}",
-            hint="crop(x) only shrinks; pad or upsample the smaller map instead",
+            f"crop to {like[1]}x{like[2]} needs a map at least that large, got {x[1]}x{x[2]}",
+            hint="crop(x) only cuts; bring the smaller map up with upsample or upconv instead",
         )
-    return (c, a["height"], a["width"])
+    return (x[0], like[1], like[2])
 
 
-def _crop_call(a: Attrs, _m: str, xs: Sequence[str]) -> str:
-    t, left = a["top"], a["left"]
-    return f"{xs[0]}[:, :, {t}:{t + a['height']}, {left}:{left + a['width']}]"
+def _crop_call(_a: Attrs, _m: str, xs: Sequence[str]) -> str:
+    # The window's offset is the size difference // 2 (Lasagne's 'center'); narrow gives a view.
+    x, like = xs
+    return (
+        f"{x}.narrow(2, ({x}.shape[2] - {like}.shape[2]) // 2, {like}.shape[2])"
+        f".narrow(3, ({x}.shape[3] - {like}.shape[3]) // 2, {like}.shape[3])"
+    )
 
 
 def _crop_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
-    a = d["attrs"]
-    b.node(
-        "Slice",
-        [
-            xs[0],
-            b.const(f"{n}.starts", [a["top"], a["left"]], "int64"),
-            b.const(f"{n}.ends", [a["top"] + a["height"], a["left"] + a["width"]], "int64"),
-            b.const(f"{n}.axes", [2, 3], "int64"),
-        ],
-        n,
-    )
+    # CenterCropPad starts its window at (size - target) // 2, as the torch call does; only the
+    # target size is needed, which is this node's own height and width.
+    _, h, w = d["shape"]
+    b.node("CenterCropPad", [xs[0], b.const(f"{n}.shape", [h, w], "int64")], n, axes=[2, 3])
 
 
 CROP = Op(
     "crop",
-    1,
-    1,
-    {"top": int, "left": int, "height": int, "width": int},
-    map_only(_crop_shape, "crop"),
+    2,
+    2,
+    {},
+    _crop_shape,
     TorchCode(stateless, _crop_call),
     _crop_onnx,
-    lambda a: f"crop {a['height']}x{a['width']}",
+    lambda a: "crop",
     spec=(
         SpecOp(
             "crop",
             "crop",
             (Arg("to", "tensor"),),
-            _crop_attrs,
+            lambda v, s: {},
             doc="the centred window of the labelled tensor's height x width (Lasagne's 'center' cropping)",
         ),
     ),
-    doc="top, left, height, width (the window ``[top, top + height) x [left, left + width)``)",
+    doc="inputs (x, like): the window of x of like's height x width at offset (size difference) // 2",
     view=True,
 )
 
