@@ -359,7 +359,7 @@ def test_fcdensenet_computes_what_the_lasagne_layer_list_computes(size):
 
 
 def test_training_refuses_a_network_whose_output_is_a_map():
-    with pytest.raises(NetdslError, match="trains classifiers .* but this network's output is a 11x32x32 map") as e:
+    with pytest.raises(NetdslError, match=r"trains classifiers .* but this network's output is a 11x32x32 map") as e:
         check_classifier(compile_target("fcdensenet56", {"size": 32}))
     assert "per-pixel labels" in e.value.hint
     check_classifier(compile_target("densenet_bc100_k12", {"depth": 10}))  # a vector of class scores
