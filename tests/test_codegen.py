@@ -21,6 +21,7 @@ NETS = {
     "seqresnet": ("specs/seqresnet.net", {"k": 8, "r": 1}),
     "res2net": ("specs/res2net.net", {"layers": [1, 1], "base": 8, "size": 32}),
     "dense2net": ("specs/dense2net.net", {"blocks": [2, 2], "k": 8}),
+    "fcdensenet": ("fcdensenet103", {"layers": [2, 2, 2, 2, 2, 3, 2, 2, 2, 2, 2], "k": 4, "first": 8, "size": 32}),
 }
 
 

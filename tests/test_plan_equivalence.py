@@ -19,6 +19,7 @@ SMALL = {
     "dla": {"levels": [1, 2, 3, 4], "channels": [4, 8, 8, 16], "residual": True, "size": 32},
     "dpn": {"units": [2, 2], "inc": [4, 8], "k_r": 16, "groups": 4, "size": 32},
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
+    "fcdensenet": {"layers": [2, 3, 2, 2, 2, 3, 2, 2, 2, 3, 2], "k": 4, "first": 8, "size": 32, "p": 0.0},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
     "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
     "res2net": {"layers": [1, 1], "base": 8, "size": 32},

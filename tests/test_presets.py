@@ -74,6 +74,9 @@ COUNTS = {
     "dla46c": (1301400, 574269440),
     "dla60": (22036632, 4235878400),
     "dla102": (33268888, 7164551168),
+    "fcdensenet56": (1376795, 8916982368),
+    "fcdensenet67": (3463243, 20901653248),
+    "fcdensenet103": (9322091, 20072570112),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -144,11 +147,18 @@ def test_the_registry_holds_exactly_the_seed_presets():
         assert get(name).paper, name
 
 
+# Per-pixel classifiers: CamVid's 11 classes at every input position (tests/test_resample.py
+# checks their counts against the reference's layer list and Table 2's figures).
+SEGMENTATION = {"fcdensenet56", "fcdensenet67", "fcdensenet103"}
+
+
 @pytest.mark.parametrize("name", sorted(COUNTS))
 def test_preset_counts_are_pinned(name):
     g = netdsl.compile_spec(name)
     assert (g.graph["total_params"], g.graph["total_flops"]) == COUNTS[name]
-    if name != "dsod300_backbone":  # a backbone: no classifier (test_dsod_backbone_widths_follow_table_1)
+    if name in SEGMENTATION:
+        assert g.nodes[g.graph["output"]]["shape"] == (11, 224, 224)
+    elif name != "dsod300_backbone":  # a backbone: no classifier (test_dsod_backbone_widths_follow_table_1)
         # ImageNet presets classify into 1000 classes, CIFAR presets default to 10
         assert g.nodes[g.graph["output"]]["shape"] == ((1000,) if name in IMAGENET else (10,))
 
@@ -287,6 +297,8 @@ def forward_backward(name, **overrides):
     assert tuple(y.shape) == (2, *graph.nodes[graph.graph["output"]]["shape"])  # the IR's shape inference
     if name == "dsod300_backbone":
         assert tuple(y.shape[2:]) == (math.ceil(h / 16), math.ceil(w / 16))  # stride 16, ceil pools
+    elif name in SEGMENTATION:
+        assert tuple(y.shape) == (2, overrides.get("classes", 11), h, w)  # a class map of the input's size
     else:
         assert tuple(y.shape) == (2, overrides.get("classes", 1000 if name in IMAGENET else 10))
     y.square().mean().backward()
@@ -315,6 +327,7 @@ REDUCED = {
     "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
     "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
     "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
+    "fcdensenet103": {"layers": [1, 1, 2, 2, 2, 3, 2, 2, 2, 1, 1], "k": 4, "first": 8},
 }
 
 

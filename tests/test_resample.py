@@ -18,6 +18,7 @@ from netdsl.backends.onnx_export import export
 from netdsl.backends.torch_codegen import build
 from netdsl.cli import main
 from netdsl.errors import NetdslError, ShapeError, SpecTypeError, SpecValueError
+from netdsl.ir.graph import blocks
 from netdsl.onnx_runtime import run, session
 from netdsl.pipeline import compile_target
 from netdsl.presets import get
@@ -373,3 +374,33 @@ def test_train_refuses_a_per_pixel_class_map_with_a_message(tmp_path, capsys):
     assert "Traceback" not in err and "netdsl train trains classifiers" in err
     assert "10x224x224 map per image" in err and "hint: a per-pixel class map needs per-pixel labels" in err
     assert not out.exists()  # refused before the run folder is made
+
+
+def test_fcdensenet_blocks_are_planned_and_compute_the_naive_function_with_dropout():
+    """Every dense block, down and up, shares one buffer, each unit reading a view of it; with
+    dropout active and the same random stream, training gives the naive module's values and
+    gradients (float64; an odd size, so the crops cut)."""
+    over = {"layers": [1, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1], "k": 4, "first": 8, "size": 35}
+    g = netdsl.compile_spec("fcdensenet103", **over)
+    names = [b.name for b in blocks(g)]
+    assert g.graph["planned"] and sorted(v["block"] for v in g.graph["buffers"].values()) == sorted(names)
+    for b in blocks(g):
+        assert [g.nodes[u.aggregate].get("read", {}).get("strategy") for u in b.units[1:]] == ["view"] * (
+            len(b.units) - 1
+        )
+        if g.nodes[b.output]["kind"] == "concat":  # (one new feature is handed on as it is)
+            assert g.nodes[b.output]["read"]["strategy"] == "view", b.name
+    planned = netdsl.build_model("fcdensenet103", seed=1, **over).double().train()
+    naive = netdsl.build_model("fcdensenet103", seed=1, opt=0, **over).double().train()
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn(2, 3, 35, 35, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for m in (planned, naive):
+        torch.manual_seed(5)  # the same dropout masks, drawn in the same order
+        y = m(x)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        outs.append(y.detach())
+    assert outs[0].shape == (2, 11, 35, 35) and torch.allclose(outs[0], outs[1], rtol=1e-9, atol=1e-10)
+    grads = dict(planned.named_parameters())
+    for name, p in naive.named_parameters():
+        assert torch.allclose(grads[name].grad, p.grad, rtol=1e-7, atol=1e-10), name
