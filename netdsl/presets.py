@@ -372,9 +372,9 @@ for _name, _values, _published in (
 # the authors' Lasagne code (SimJeg/FC-DenseNet). Table 2's counts include BatchNorm's running
 # statistics, which Lasagne's parameter list holds (docs/zoo.md); ours are the trainable ones.
 for _name, _values, _published in (
-    ("fcdensenet56", {"layers": [4] * 11, "k": 12}, 1.5e6),
+    ("fcdensenet56", {}, 1.5e6),
     ("fcdensenet67", {"layers": [5] * 11, "k": 16}, 3.5e6),
-    ("fcdensenet103", {}, 9.4e6),
+    ("fcdensenet103", {"layers": [4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4], "k": 16}, 9.4e6),
 ):
     register(
         Preset(
