@@ -290,6 +290,12 @@ def test_fcdensenet_skips_widths_and_crops():
     assert ups == {1: (3, 2), 2: (5, 5), 3: (11, 11), 4: (23, 22), 5: (45, 45)}
     assert out["bottleneck"] == (15 * 16, 1, 1)  # only the new features go up
     assert g.nodes["classifier"]["shape"] == (11, 45, 45)
+    # CamVid's 360x480 test images: 360 -> ... -> 22 -> 11 and 480 -> ... -> 30 -> 15; a class map of the image's size
+    spec = ROOT / "specs" / "fcdensenet.net"
+    text = spec.read_text().replace("input(3, size, size)", "input(3, 360, 480)")
+    camvid = netdsl.compile_spec(spec, text=text, **get("fcdensenet103").values)
+    assert camvid.nodes["tu1.upconv1"]["shape"][1:] == (23, 31) and camvid.nodes["tu1.crop1"]["shape"][1:] == (22, 30)
+    assert camvid.nodes["classifier"]["shape"] == (11, 360, 480)
 
 
 class Tiramisu(nn.Module):
