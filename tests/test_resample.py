@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import netdsl
 from netdsl.backends.onnx_export import export
@@ -61,7 +62,9 @@ def test_upconv_shape_params_and_flops_by_hand(write_spec, k, s, pad, opad, bias
     # one multiply-accumulate per (input value, weight): 6 input channels over 7x8 positions
     assert flops == 7 * 8 * 6 * 5 * k * k
     ref = nn.ConvTranspose2d(6, 5, k, stride=s, padding=pad, output_padding=opad, bias=bias)
-    assert tuple(ref(torch.zeros(1, 6, 7, 8)).shape[1:]) == shape
+    with FlopCounterMode(display=False) as counter:  # torch's counter: 2 FLOPs per multiply-accumulate
+        assert tuple(ref(torch.zeros(1, 6, 7, 8)).shape[1:]) == shape
+    assert counter.get_total_flops() == 2 * flops
     assert sum(p.numel() for p in ref.parameters()) == params
 
 

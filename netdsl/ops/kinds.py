@@ -708,7 +708,7 @@ def _upconv_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
 def _upconv_flops(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
     # A transposed conv scatters every input value through the whole kernel: one multiply-accumulate
     # per (input value, weight) pair, Cin * Cout * k^2 * H_in * W_in, whatever the padding then crops
-    # (fvcore's and ptflops' count; it is the conv whose gradient this op computes, counted the same).
+    # (torch.utils.flop_counter's count, which gives 2 FLOPs per multiply-accumulate).
     c, h, w = ins[0]
     return c * a["out"] * a["kernel"] ** 2 * h * w
 

@@ -66,7 +66,7 @@ def compile_network(source: dict | str, overrides: dict, limits=None) -> pipelin
 
 def check_classifier(compiled: pipeline.Compiled) -> None:
     """Training fits class scores to image labels: a network whose output is a map (FC-DenseNet's
-    per-pixel classes) is refused before any data is read or any epoch runs."""
+    per-pixel classes) is refused before the run folder is made or any epoch runs."""
     shape = compiled.output_shape
     if len(shape) != 1:
         raise NetdslError(
