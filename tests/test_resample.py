@@ -168,6 +168,14 @@ def _error(write_spec, body, inp=(6, 7, 8)):
     return err.value
 
 
+@pytest.mark.parametrize("up", ["upsample(2)", "upsample(2, mode=bilinear)", "upconv(4, 2, stride=2)"])
+def test_an_upsampled_map_concatenates_with_its_skip_of_the_same_size(write_spec, up):
+    g = _net(write_spec, f"skip: conv(6, 3)\nmaxpool(2)\nconv(4, 1)\n{up}\nconcat(skip)", (3, 8, 10))
+    out = g.graph["output"]
+    assert g.nodes[out]["kind"] == "concat" and g.nodes[out]["shape"] == (10, 8, 10)
+    assert g.nodes[out]["inputs"][1] == "skip"
+
+
 def test_concat_across_scales_is_refused_at_the_concat_with_a_hint(write_spec):
     e = _error(write_spec, "skip: conv(6, 3)\nmaxpool(2)\nupconv(4, 3, stride=2)\nconcat(skip)")
     assert isinstance(e, ShapeError)
