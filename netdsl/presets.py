@@ -395,3 +395,22 @@ for _name, _values, _published, _flops in (
             test_input=_IMAGENET_TEST,
         )
     )
+
+# FC-DenseNet (Jegou et al. 2017, "The One Hundred Layers Tiramisu", Table 2; CamVid, 11 classes):
+# the authors' Lasagne code (SimJeg/FC-DenseNet). Table 2's counts include BatchNorm's running
+# statistics, which Lasagne's parameter list holds (docs/zoo.md); ours are the trainable ones.
+for _name, _values, _published in (
+    ("fcdensenet56", {}, 1.5e6),
+    ("fcdensenet67", {"layers": [5] * 11, "k": 16}, 3.5e6),
+    ("fcdensenet103", {"layers": [4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4], "k": 16}, 9.4e6),
+):
+    register(
+        Preset(
+            _name,
+            "fcdensenet.net",
+            _values,
+            "FC-DenseNet (Jegou et al. 2017), Table 2",
+            _published,
+            test_input=_IMAGENET_TEST,
+        )
+    )

@@ -25,6 +25,7 @@ NETS = {
     "dense2net": ("specs/dense2net.net", {"blocks": [2, 2], "k": 8}),
     # several outputs: forward returns a tuple (cls, box)
     "dsod300": ("specs/dsod300.net", {"blocks": [1, 1, 1, 1], "k": 4, "widths": [8, 8, 4, 4, 4], "size": 64}),
+    "fcdensenet": ("fcdensenet103", {"layers": [2, 2, 2, 2, 2, 3, 2, 2, 2, 2, 2], "k": 4, "first": 8, "size": 32}),
 }
 
 

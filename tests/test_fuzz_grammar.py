@@ -93,7 +93,7 @@ def test_accepted_mutants_agree_in_torch_emitted_source_and_onnx(sample, tmp_pat
     from netdsl.onnx_runtime import session
 
     # about 1 odd case in 150 is an accepted mutant of a small (<= 32x32) spec; which ones depends on
-    # the bundled specs (round robin: adding randwire.net moved the first from case 29 to 703), so
+    # the bundled specs (round robin: adding a spec moves the first e.g. from case 29 to 703), so
     # the scan stops at the first found and leaves a wide margin (a scan is ~2-4 ms a case)
     found = _accepted(seed=7, scan=2000, want=sample + 1)
     if sample >= len(found):

@@ -22,6 +22,7 @@ SMALL = {
     "dpn": {"units": [2, 2], "inc": [4, 8], "k_r": 16, "groups": 4, "size": 32},
     "dsod": {"blocks": [2, 2], "k": 8, "size": 32},
     "dsod300": {"blocks": [2, 2, 2, 2], "k": 4, "widths": [8, 8, 4, 4, 4], "size": 64},
+    "fcdensenet": {"layers": [2, 3, 2, 2, 2, 3, 2, 2, 2, 3, 2], "k": 4, "first": 8, "size": 32, "p": 0.0},
     "hardnet": {"layers": [4, 6], "growth": [4, 6], "channels": [16, 24], "stem": 16, "size": 32, "drop": 0.0},
     "peleenet": {"layers": [2, 3], "growth": 8, "stem": 8, "size": 32, "drop": 0.0},
     "randwire": {"C": 4, "N": 12, "regular": True, "size": 32},

@@ -79,6 +79,9 @@ COUNTS = {
     "dla102": (33268888, 7164551168),
     "randwire_ws_small": (5527439, 576399272),
     "randwire_ws_regular": (31860083, 3959518424),
+    "fcdensenet56": (1376795, 8916982368),
+    "fcdensenet67": (3463243, 20901653248),
+    "fcdensenet103": (9322091, 20072570112),
 }
 
 # The published counts as printed (their precision is the number of decimals shown).
@@ -159,11 +162,18 @@ def test_the_registry_holds_exactly_the_seed_presets():
         assert get(name).paper, name
 
 
+# Per-pixel classifiers: CamVid's 11 classes at every input position (tests/test_resample.py
+# checks their counts against the reference's layer list and Table 2's figures).
+SEGMENTATION = {"fcdensenet56", "fcdensenet67", "fcdensenet103"}
+
+
 @pytest.mark.parametrize("name", sorted(COUNTS))
 def test_preset_counts_are_pinned(name):
     g = netdsl.compile_spec(name)
     assert (g.graph["total_params"], g.graph["total_flops"]) == COUNTS[name]
-    if name not in NOT_CLASSIFIERS:  # test_dsod_backbone_widths_follow_table_1, tests/test_dsod.py
+    if name in SEGMENTATION:
+        assert g.nodes[g.graph["output"]]["shape"] == (11, 224, 224)
+    elif name not in NOT_CLASSIFIERS:  # test_dsod_backbone_widths_follow_table_1, tests/test_dsod.py
         # ImageNet presets classify into 1000 classes, CIFAR presets default to 10
         assert g.nodes[g.graph["output"]]["shape"] == ((1000,) if name in IMAGENET else (10,))
 
@@ -319,6 +329,8 @@ def forward_backward(name, **overrides):
         assert ys[0].shape[1] * 4 == ys[1].shape[1] * overrides.get("classes", 21)  # the same priors
     elif name == "dsod300_backbone":
         assert tuple(y.shape[2:]) == (math.ceil(h / 16), math.ceil(w / 16))  # stride 16, ceil pools
+    elif name in SEGMENTATION:
+        assert tuple(y.shape) == (2, overrides.get("classes", 11), h, w)  # a class map of the input's size
     else:
         assert tuple(y.shape) == (2, overrides.get("classes", 1000 if name in IMAGENET else 10))
     sum(y.square().mean() for y in ys).backward()
@@ -349,6 +361,7 @@ REDUCED = {
     "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
     "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
     "randwire_ws_regular": {"C": 4, "N": 12},
+    "fcdensenet103": {"layers": [1, 1, 2, 2, 2, 3, 2, 2, 2, 1, 1], "k": 4, "first": 8},
 }
 
 

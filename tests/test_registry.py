@@ -47,6 +47,8 @@ network every(classes=3) {
     parallel(mul) { branch { sigmoid } branch { gap } }
     block(2, window(1), width=4) { conv(4, 1) }
     block(3, rule(j == 0 or i - j == 2), aggregate=wsum, output=mean) { conv(channels, 1) }
+    skip: identity
+    upconv(4, 3, stride=2); crop(skip); concat(skip); upsample(2, mode=bilinear)
     gap; flatten
     cls: linear(classes)
     use(a); l2norm(2.0)

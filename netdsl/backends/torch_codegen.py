@@ -53,6 +53,7 @@ def _keeps_channels(kind: str) -> bool:
 # Constructor keywords equal to torch's defaults are left out of the source.
 _CTOR_DEFAULTS: dict[str, dict[str, object]] = {
     "nn.Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "nn.ConvTranspose2d": {"stride": 1, "padding": 0, "output_padding": 0, "bias": True},
     "nn.BatchNorm2d": {"eps": 1e-5, "momentum": 0.1},
     "nn.Linear": {"bias": True},
     "SqueezeExcite": {"bias": True},

@@ -154,6 +154,8 @@ CONSTANTS = {
     "wsum": "wsum",  # block(..., aggregate=wsum): RandWire's weighted sum
     "sinks": "sinks",  # block(..., output=sinks / mean): the units no unit reads
     "mean": "mean",
+    "nearest": "nearest",  # upsample modes
+    "bilinear": "bilinear",
 }
 
 

@@ -483,6 +483,20 @@ class Lowerer:
     @staticmethod
     def check(arg: Arg, value, span: Span, what: str):
         c = arg.check
+        if c == "tensor":  # crop(x): a labelled tensor, read for its shape
+            if not isinstance(value, TensorRef):
+                raise SpecTypeError(
+                    f"{what} '{arg.name}' must be a labelled tensor, got {type_name(value)} {fmt_value(value)}",
+                    span,
+                    "label a statement (skip: block(...)) and pass its name",
+                )
+            return value
+        if "|" in c:  # one of a few names: upsample's mode=nearest|bilinear
+            if value not in c.split("|"):
+                raise SpecValueError(
+                    f"{what} '{arg.name}' must be one of {', '.join(c.split('|'))}, got {fmt_value(value)}", span
+                )
+            return value
         if c == "bool":
             if not isinstance(value, bool):
                 raise SpecTypeError(f"{what} '{arg.name}' must be true or false, got {fmt_value(value)}", span)
@@ -529,12 +543,15 @@ class Lowerer:
                 vals[arg.name] = arg.default
         cur = self._need_current(scope, call.span)
         in_shape = self.shape(cur)
+        # a "tensor" argument (crop(x)) is a further input of the node, after the current tensor
+        refs = tuple(v.node for v in vals.values() if isinstance(v, TensorRef))
+        vals = {k: v for k, v in vals.items() if not isinstance(v, TensorRef)}
         kind = sig.kind
         attrs = sig.to_attrs(vals, in_shape)  # the registry entry maps spec arguments to IR attrs
         if sig.flatten_first and len(in_shape) == 3:  # linear flattens a feature map first, as users expect
             cur = self.add(scope.id(scope.fresh("flatten")), "flatten", (cur,), {}, call.span)
         name = scope.claim(label, call.span) if label else scope.fresh(call.name)
-        node = self.add(scope.id(name), kind, (cur,), attrs, call.span)
+        node = self.add(scope.id(name), kind, (cur, *refs), attrs, call.span)
         if label:
             scope.labels[label] = node
         scope.current = node

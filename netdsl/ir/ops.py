@@ -29,7 +29,8 @@ Analyses add attributes; backends only read them:
 - ``params`` and ``flops`` (``count``): trainable parameters (BatchNorm running statistics are
   buffers, not parameters, as torchvision counts) and multiply-accumulates. **FLOPs convention:
   one multiply-accumulate counts as one FLOP**, the convention of the seed papers (ResNet's
-  "3.8 billion FLOPs", SeqConv's GFLOPs column); only conv, linear and SE contribute.
+  "3.8 billion FLOPs", SeqConv's GFLOPs column); only conv, upconv (per input position), linear and
+  SE contribute.
 - the concat plan (``plan_concat``, optimization level 1; the ops themselves are unchanged, so
   a backend may ignore it): ``stores`` on a producer, a tuple of ``(buffer, start, stop)``: its
   value is written into that channel range of the buffer; ``read`` on a concat/slice node that

@@ -28,7 +28,9 @@ class Arg:
     """One spec-level argument: its name, its check and its default."""
 
     name: str
-    check: str  # "int>=1", "int>=0", "bool", "prob", "float>0", "float"
+    # "int>=1", "int>=0", "bool", "prob", "float>0", "float"; "a|b": one of the names a, b (bound as
+    # constants in netdsl.frontend.evaluate); "tensor": a labelled tensor, the node's next input (not an attr)
+    check: str
     default: object = REQUIRED
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, SpecValueError
 from .activations import ACTIVATIONS
 from .base import (
     Arg,
@@ -557,7 +557,11 @@ def _concat_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
     hw = tuple(ins[0][1:])
     for s in ins[1:]:
         if tuple(s[1:]) != hw:
-            raise ShapeError(f"concat needs equal spatial sizes, got {fmt_shape(ins[0])} and {fmt_shape(s)}")
+            raise ShapeError(
+                f"concat needs equal spatial sizes, got {fmt_shape(ins[0])} and {fmt_shape(s)}",
+                hint="bring the maps to one size first: crop(x) cuts the larger to x's height x width "
+                "(FC-DenseNet's skips), upsample/upconv or a pool resamples",
+            )
     return (sum(s[0] for s in ins),) + hw
 
 
@@ -741,6 +745,214 @@ MEAN = Op(
     fresh_output=True,
 )
 
+# ---- resampling: transposed conv, upsampling, crop (FC-DenseNet's up path, Jegou et al. 2017)
+
+
+def transposed_out(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> int:
+    """ConvTranspose2d's output size: (size - 1) * stride - 2 * padding + kernel + output_padding."""
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
+def _upconv_shape(a: Attrs, ins: Sequence[Shape]) -> Shape:
+    ((_, h, w),) = ins
+    if a["output_padding"] >= a["stride"]:
+        raise ShapeError(
+            f"upconv output_pad={a['output_padding']} must be smaller than the stride ({a['stride']})",
+            hint="output_pad only adds the last row and column a stride > 1 leaves out; 0 <= output_pad < stride",
+        )
+    oh, ow = (transposed_out(d, a["kernel"], a["stride"], a["padding"], a["output_padding"]) for d in (h, w))
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"upconv kernel {a['kernel']} pad {a['padding']} shrinks a {h}x{w} map below 1x1")
+    return (a["out"], oh, ow)
+
+
+def _upconv_flops(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
+    # A transposed conv scatters every input value through the whole kernel: one multiply-accumulate
+    # per (input value, weight) pair, Cin * Cout * k^2 * H_in * W_in, whatever the padding then crops
+    # (torch.utils.flop_counter's count, which gives 2 FLOPs per multiply-accumulate).
+    c, h, w = ins[0]
+    return c * a["out"] * a["kernel"] ** 2 * h * w
+
+
+def _upconv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
+    return (
+        "nn.ConvTranspose2d",
+        (ins[0][0], a["out"], a["kernel"]),
+        {"stride": a["stride"], "padding": a["padding"], "output_padding": a["output_padding"], "bias": a["bias"]},
+    )
+
+
+def _upconv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    # ONNX ConvTranspose's weight is (Cin, Cout, k, k), as torch's; its output size is
+    # stride * (in - 1) + output_padding + kernel - pads_begin - pads_end, torch's formula.
+    a = d["attrs"]
+    ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
+    if a["bias"]:
+        ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
+    b.node(
+        "ConvTranspose",
+        ins,
+        n,
+        kernel_shape=[a["kernel"]] * 2,
+        strides=[a["stride"]] * 2,
+        pads=[a["padding"]] * 4,
+        output_padding=[a["output_padding"]] * 2,
+    )
+
+
+UPCONV = Op(
+    "upconv",
+    1,
+    1,
+    {"out": int, "kernel": int, "stride": int, "padding": int, "output_padding": int, "bias": bool},
+    map_only(_upconv_shape, "upconv"),
+    TorchCode(_upconv_module, call_module),
+    _upconv_onnx,
+    lambda a: f"upconv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else ""),
+    lambda a, ins, out: ins[0][0] * a["out"] * a["kernel"] ** 2 + (a["out"] if a["bias"] else 0),
+    _upconv_flops,
+    spec=(
+        SpecOp(
+            "upconv",
+            "upconv",
+            (
+                Arg("out", "int>=1"),
+                Arg("kernel", "int>=1", 3),
+                Arg("stride", "int>=1", 2),
+                Arg("pad", "int>=0", 0),
+                Arg("output_pad", "int>=0", 0),
+                Arg("bias", "bool", False),
+            ),
+            lambda v, s: {
+                "out": v["out"],
+                "kernel": v["kernel"],
+                "stride": v["stride"],
+                "padding": v["pad"],
+                "output_padding": v["output_pad"],
+                "bias": v["bias"],
+            },
+            doc="transposed convolution (ConvTranspose2d): H -> (H - 1) * stride - 2 * pad + kernel + output_pad",
+        ),
+    ),
+    doc="out, kernel, stride, padding, output_padding, bias (a transposed convolution)",
+    weights=("weight", "bias"),
+    saves="input",
+    fresh_output=True,
+)
+
+# ONNX Resize's coordinate mode that computes exactly what F.interpolate does with an integer
+# scale_factor: nearest reads source pixel floor(x / s) ("asymmetric" + "floor"); bilinear without
+# align_corners maps x to (x + 0.5) / s - 0.5 ("pytorch_half_pixel", which also keeps torch's
+# rule for an output of length 1), with align_corners to x * (in - 1) / (out - 1).
+_RESIZE_MODES = {
+    ("nearest", False): {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+    ("bilinear", False): {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+    ("bilinear", True): {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+}
+
+
+def _upsample_attrs(v: dict, _s: Shape) -> dict:
+    if v["mode"] == "nearest" and v["align_corners"]:
+        raise SpecValueError(
+            "upsample() align_corners=true needs mode=bilinear",
+            hint="nearest upsampling copies pixels and has no corners to align; drop align_corners",
+        )
+    return {"scale": v["scale"], "mode": v["mode"], "align_corners": v["align_corners"]}
+
+
+def _upsample_call(a: Attrs, _m: str, xs: Sequence[str]) -> str:
+    if a["mode"] == "nearest":
+        return f"F.interpolate({xs[0]}, scale_factor={float(a['scale'])!r}, mode='nearest')"
+    return (
+        f"F.interpolate({xs[0]}, scale_factor={float(a['scale'])!r}, mode='bilinear', "
+        f"align_corners={a['align_corners']})"
+    )
+
+
+def _upsample_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    a = d["attrs"]
+    s = float(a["scale"])
+    scales = b.const(f"{n}.scales", [1.0, 1.0, s, s])
+    b.node("Resize", [xs[0], "", scales], n, **_RESIZE_MODES[a["mode"], a["align_corners"]])
+
+
+UPSAMPLE = Op(
+    "upsample",
+    1,
+    1,
+    {"scale": int, "mode": str, "align_corners": bool},
+    map_only(lambda a, ins: (ins[0][0], ins[0][1] * a["scale"], ins[0][2] * a["scale"]), "upsample"),
+    TorchCode(stateless, _upsample_call),
+    _upsample_onnx,
+    lambda a: f"upsample x{a['scale']} {a['mode']}",
+    spec=(
+        SpecOp(
+            "upsample",
+            "upsample",
+            (
+                Arg("scale", "int>=1", 2),
+                Arg("mode", "nearest|bilinear", "nearest"),
+                Arg("align_corners", "bool", False),
+            ),
+            _upsample_attrs,
+            doc="F.interpolate by an integer scale: H x W -> sH x sW, nearest or bilinear",
+        ),
+    ),
+    doc="scale, mode (``nearest`` or ``bilinear``), align_corners (F.interpolate; no parameters, no FLOPs)",
+    fresh_output=True,
+)
+
+
+def _crop_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
+    x, like = ins
+    need_map(x, "crop")
+    need_map(like, "crop's target")
+    if like[1] > x[1] or like[2] > x[2]:
+        raise ShapeError(
+            f"crop to {like[1]}x{like[2]} needs a map at least that large, got {x[1]}x{x[2]}",
+            hint="crop(x) only cuts; bring the smaller map up with upsample or upconv instead",
+        )
+    return (x[0], like[1], like[2])
+
+
+def _crop_call(_a: Attrs, _m: str, xs: Sequence[str]) -> str:
+    # The window's offset is the size difference // 2 (Lasagne's 'center'); narrow gives a view.
+    x, like = xs
+    return (
+        f"{x}.narrow(2, ({x}.shape[2] - {like}.shape[2]) // 2, {like}.shape[2])"
+        f".narrow(3, ({x}.shape[3] - {like}.shape[3]) // 2, {like}.shape[3])"
+    )
+
+
+def _crop_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    # CenterCropPad starts its window at (size - target) // 2, as the torch call does; only the
+    # target size is needed, which is this node's own height and width.
+    _, h, w = d["shape"]
+    b.node("CenterCropPad", [xs[0], b.const(f"{n}.shape", [h, w], "int64")], n, axes=[2, 3])
+
+
+CROP = Op(
+    "crop",
+    2,
+    2,
+    {},
+    _crop_shape,
+    TorchCode(stateless, _crop_call),
+    _crop_onnx,
+    lambda a: "crop",
+    spec=(
+        SpecOp(
+            "crop",
+            "crop",
+            (Arg("to", "tensor"),),
+            lambda v, s: {},
+            doc="the centred window of the labelled tensor's height x width (Lasagne's 'center' cropping)",
+        ),
+    ),
+    doc="inputs (x, like): the window of x of like's height x width at offset (size difference) // 2",
+    view=True,
+)
+
 ALL: tuple[Op, ...] = (
     INPUT,
     CONV,
@@ -763,4 +975,7 @@ ALL: tuple[Op, ...] = (
     *DETECTION_OPS,  # l2norm, flatten_hwc: netdsl/ops/detection.py
     WSUM,
     MEAN,
+    UPCONV,
+    UPSAMPLE,
+    CROP,
 )

@@ -61,6 +61,7 @@ def compile_network(source: dict | str, overrides: dict, limits=None) -> pipelin
     else:
         compiled = pipeline.compile_target(source, overrides, limits=limits)
     require_one_output(compiled, "train")
+    check_classifier(compiled)
     return compiled
 
 
@@ -77,6 +78,20 @@ def require_one_output(compiled: pipeline.Compiled, command: str) -> None:
             None,
             "train a multi-output network from Python (netdsl.build_model returns a module whose forward "
             "returns a tuple) with a loss of your own",
+        )
+
+
+def check_classifier(compiled: pipeline.Compiled) -> None:
+    """Training fits class scores to image labels: a network whose output is a map (FC-DenseNet's
+    per-pixel classes) is refused before the run folder is made or any epoch runs."""
+    shape = compiled.output_shape
+    if len(shape) != 1:
+        raise NetdslError(
+            f"netdsl train trains classifiers (one vector of class scores per image), but this network's output "
+            f"is a {'x'.join(map(str, shape))} map per image",
+            None,
+            "a per-pixel class map needs per-pixel labels: train it from Python (netdsl.build_model), "
+            "or end the spec in gap and linear(classes) to train it as a classifier",
         )
 
 

@@ -140,12 +140,18 @@ def _shrink(draw, net: _Net) -> None:
     if net.h < 2:
         return
     out = draw(st.integers(1, 8))
-    net.emit(
-        draw(
-            st.sampled_from([f"conv({out}, 1); avgpool(2)", f"conv({out}, 3, stride=2)", f"conv({out}, 1); maxpool(2)"])
+    # pools round an odd size down, a padded stride-2 conv rounds it up (3 -> 1 and 3 -> 2)
+    text, h = draw(
+        st.sampled_from(
+            [
+                (f"conv({out}, 1); avgpool(2)", net.h // 2),
+                (f"conv({out}, 3, stride=2)", (net.h + 1) // 2),
+                (f"conv({out}, 1); maxpool(2)", net.h // 2),
+            ]
         )
     )
-    net.c, net.h = out, net.h // 2
+    net.emit(text)
+    net.c, net.h = out, h
 
 
 def _loop(draw, net: _Net) -> None:
