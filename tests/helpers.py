@@ -21,6 +21,64 @@ def small_overrides(spec) -> dict:
     return {"size": TEST_SIZE} if isinstance(size, int) and size > TEST_SIZE else {}
 
 
+# A preset of every spec file at reduced depth and width (applied on top of the preset's values):
+# the fast suite builds and runs these; the slow suite every preset at full size.
+REDUCED = {
+    "densenet40_k12": {"depth": 10, "k": 4},
+    "densenet_bc100_k12": {"depth": 16, "k": 4},
+    "densenet121": {"blocks": [1, 2, 1, 1], "k": 8, "classes": 10},
+    "sparsenet_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
+    "sparsenet_abc_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
+    "dense2net121_se": {"blocks": [1, 2, 1, 1], "k": 8},
+    "dense2net121_g32": {"blocks": [1, 1, 1, 1]},
+    "res2net50_26w_4s": {"layers": [1, 1, 2, 1], "base": 4, "classes": 10},
+    "seqresnet_b_k16_r7_n1": {"k": 4, "r": 2},
+    "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
+    "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
+    "dsod300": {"blocks": [1, 1, 2, 1], "k": 8, "widths": [16, 16, 8, 8, 8], "classes": 5},
+    "sparsenet_exp121": {"blocks": [1, 2, 3, 2], "k": 8, "classes": 10},
+    "vovnet27s": {"channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16, "classes": 10},
+    "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
+    "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
+    "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
+    "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
+    "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
+    "randwire_ws_regular": {"C": 4, "N": 12},
+    "fcdensenet103": {"layers": [1, 1, 2, 2, 2, 3, 2, 2, 2, 1, 1], "k": 4, "first": 8},
+}
+
+
+def fast_overrides(spec) -> dict:
+    """Overrides for the fast suite's per-spec loops: the spec as its reduced preset (REDUCED), when
+    one is built on this spec file, at a small input; the slow suite runs every preset in full."""
+    from netdsl.presets import get
+
+    name = Path(spec).name
+    for preset, reduced in REDUCED.items():
+        p = get(preset)
+        if p.spec == name:
+            over = {**p.values, **reduced}
+            break
+    else:
+        over = {}
+    import netdsl
+
+    params = netdsl.compile_spec(spec, opt=0, **over).graph["params"]
+    size = params.get("size")
+    if isinstance(size, int) and size > TEST_SIZE:
+        over["size"] = TEST_SIZE
+    return over
+
+
+def set_args(over: dict) -> list[str]:
+    """``--set`` arguments for overrides (spec syntax: ``true``/``false``, lists as written)."""
+
+    def text(v) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    return [a for k, v in over.items() for a in ("--set", f"{k}={text(v)}")]
+
+
 def ctrl_c_at(epoch: int, step: int):
     """A training ``on_step`` hook that sends this process SIGINT (Ctrl-C) at that step."""
 

@@ -22,7 +22,7 @@ from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
 from netdsl.presets import presets
 
-from helpers import SPECS, outputs
+from helpers import SPECS, fast_overrides, outputs
 
 TOL = 1e-4
 
@@ -125,33 +125,21 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
     return model, report
 
 
-# Presets compared in the fast suite (one per family; the bundled specs cover every pattern);
-# the slow suite compares every preset.
-FAST_PRESETS = {
-    "densenet_bc100_k12",
-    "densenet121",
-    "sparsenet_bc_v1",
-    "dense2net121",
-    "seqresnet_b22",
-    "res2net50_26w_4s",
-}
-
-
 def _targets():
+    # the fast suite compares every bundled spec (together they cover every op, pattern and
+    # construct; a preset is one of them with other numbers), the slow suite every preset too
     out = [pytest.param(str(p), id=p.stem) for p in SPECS]
-    out += [
-        pytest.param(name, id=name, marks=() if name in FAST_PRESETS else pytest.mark.slow)
-        for name in sorted(presets())
-    ]
+    out += [pytest.param(name, id=f"preset-{name}", marks=pytest.mark.slow) for name in sorted(presets())]
     return out
 
 
 def graph_for_test(target):
-    """The graph a test runs: ``Preset.test_input`` for ImageNet presets, else the smallest of
+    """The graph a test runs (a bundled spec as its reduced preset, ``helpers.fast_overrides``; a
+    preset in full): ``Preset.test_input`` for ImageNet presets, else the smallest of
     8x8, 16x16 and 32x32 the architecture allows (the computation is the same at any size; small maps
     keep the 40-odd comparisons fast on a shared 2-core machine), else the declared size."""
-    graph = netdsl.compile_spec(target, opt=0)
     preset = presets().get(target)
+    graph = netdsl.compile_spec(target, opt=0, **({} if preset else fast_overrides(target)))
     if preset is not None and preset.test_input:
         return at_input_size(graph, preset.test_input)
     for hw in ((8, 8), (16, 16), (32, 32)):

@@ -18,7 +18,7 @@ import netdsl
 from netdsl.presets import get, presets
 from netdsl.summary import channels_read
 
-from helpers import output_shapes, outputs
+from helpers import REDUCED, output_shapes, outputs
 
 # (parameters, multiply-accumulates at the paper's resolution), as `netdsl summary NAME --json` gives.
 COUNTS = {
@@ -340,31 +340,6 @@ def forward_backward(name, **overrides):
 
 # One reduced-depth network per bundled spec and per option the presets set (bottleneck,
 # attention, SE, groups, cardinality, ...): the fast suite's forward/backward coverage.
-REDUCED = {
-    "densenet40_k12": {"depth": 10, "k": 4},
-    "densenet_bc100_k12": {"depth": 16, "k": 4},
-    "densenet121": {"blocks": [1, 2, 1, 1], "k": 8, "classes": 10},
-    "sparsenet_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
-    "sparsenet_abc_v1": {"blocks": [2, 3, 5], "k": 4, "far": 1, "near": 2},
-    "dense2net121_se": {"blocks": [1, 2, 1, 1], "k": 8},
-    "dense2net121_g32": {"blocks": [1, 1, 1, 1]},
-    "res2net50_26w_4s": {"layers": [1, 1, 2, 1], "base": 4, "classes": 10},
-    "seqresnet_b_k16_r7_n1": {"k": 4, "r": 2},
-    "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
-    "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
-    "dsod300": {"blocks": [1, 1, 2, 1], "k": 8, "widths": [16, 16, 8, 8, 8], "classes": 5},
-    "sparsenet_exp121": {"blocks": [1, 2, 3, 2], "k": 8, "classes": 10},
-    "vovnet27s": {"channels": [16, 24, 32, 40], "branch": [8, 8, 8, 8], "stem": 16, "classes": 10},
-    "hardnet39ds": {"layers": [2, 4, 2, 2], "growth": [4, 4, 8, 8], "channels": [16, 24, 32, 40], "stem": 16},
-    "hardnet68": {"layers": [2, 4, 2, 2, 2], "growth": [4, 4, 8, 8, 8], "channels": [16, 24, 32, 40, 48], "stem": 16},
-    "dpn68": {"units": [1, 2, 2, 1], "inc": [4, 8, 8, 8], "k_r": 16, "groups": 4, "classes": 10},
-    "peleenet": {"layers": [1, 2, 2, 1], "growth": 8, "stem": 8},
-    "dla102": {"levels": [1, 2, 3, 4], "channels": [8, 8, 16, 16]},
-    "randwire_ws_regular": {"C": 4, "N": 12},
-    "fcdensenet103": {"layers": [1, 1, 2, 2, 2, 3, 2, 2, 2, 1, 1], "k": 4, "first": 8},
-}
-
-
 def test_reduced_set_covers_every_spec_of_the_library():
     assert {get(name).spec for name in REDUCED} == {get(name).spec for name in COUNTS}
 

@@ -12,12 +12,12 @@ import torch
 import netdsl
 from netdsl.ir import lint
 
-from helpers import SPECS, output_shapes, outputs, small_overrides
+from helpers import SPECS, fast_overrides, output_shapes, outputs, set_args
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_spec_lint_forward_backward(spec):
-    over = small_overrides(spec)
+    over = fast_overrides(spec)
     g = netdsl.compile_spec(spec, check=True, **over)
     lint(g)
     model = netdsl.build_model(spec, seed=0, **over)
@@ -49,8 +49,7 @@ def _emit(spec, tmp_path, over, opt=1):
     out = tmp_path / "m.py"
     from netdsl.cli import main
 
-    sets = [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
-    assert main(["compile", str(spec), "--target", "torch", "--opt", str(opt), "-o", str(out), *sets]) == 0
+    assert main(["compile", str(spec), "--target", "torch", "--opt", str(opt), "-o", str(out), *set_args(over)]) == 0
     return out
 
 
@@ -65,7 +64,7 @@ def _import(path):
 def test_emitted_source_is_the_running_module(spec, tmp_path):
     """The file ``compile --target torch`` writes holds the in-process class's source verbatim,
     loads the in-process state_dict strictly and gives its outputs."""
-    over = small_overrides(spec)
+    over = fast_overrides(spec)
     out = _emit(spec, tmp_path, over)
     ref = netdsl.build_model(spec, seed=1, **over)
     assert inspect.getsource(type(ref)) in out.read_text()
