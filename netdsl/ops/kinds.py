@@ -88,21 +88,18 @@ def _conv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
     )
 
 
-def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+def _weighted_onnx(b: Any, n: str, d: dict, xs: list[str], op: str, **extra) -> None:
+    """A conv-like ONNX node: input, weight (and bias), square kernel, stride and symmetric pads."""
     a = d["attrs"]
     ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
     if a["bias"]:
         ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
-    b.node(
-        "Conv",
-        ins,
-        n,
-        kernel_shape=[a["kernel"]] * 2,
-        strides=[a["stride"]] * 2,
-        pads=[a["padding"]] * 4,
-        dilations=[a["dilation"]] * 2,
-        group=a["groups"],
-    )
+    b.node(op, ins, n, kernel_shape=[a["kernel"]] * 2, strides=[a["stride"]] * 2, pads=[a["padding"]] * 4, **extra)
+
+
+def _conv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
+    a = d["attrs"]
+    _weighted_onnx(b, n, d, xs, "Conv", dilations=[a["dilation"]] * 2, group=a["groups"])
 
 
 def _conv_label(a: Attrs) -> str:
@@ -785,19 +782,7 @@ def _upconv_module(a: Attrs, ins: Sequence[Shape]) -> tuple:
 def _upconv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
     # ONNX ConvTranspose's weight is (Cin, Cout, k, k), as torch's; its output size is
     # stride * (in - 1) + output_padding + kernel - pads_begin - pads_end, torch's formula.
-    a = d["attrs"]
-    ins = [xs[0], b.const(f"{n}.weight", weight(d, "weight", n))]
-    if a["bias"]:
-        ins.append(b.const(f"{n}.bias", weight(d, "bias", n)))
-    b.node(
-        "ConvTranspose",
-        ins,
-        n,
-        kernel_shape=[a["kernel"]] * 2,
-        strides=[a["stride"]] * 2,
-        pads=[a["padding"]] * 4,
-        output_padding=[a["output_padding"]] * 2,
-    )
+    _weighted_onnx(b, n, d, xs, "ConvTranspose", output_padding=[d["attrs"]["output_padding"]] * 2)
 
 
 UPCONV = Op(
