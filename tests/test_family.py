@@ -192,13 +192,19 @@ def test_the_language_docs_table_rows(write_spec):
 
 def test_dual_path_streams_of_a_dpn_unit():
     g = netdsl.compile_spec("dpn68")
-    # stage 1 (bw 64, inc 16): the projection makes 64 + 2*16 channels, each unit appends 16
-    widths = [g.nodes[n]["shape"][0] for n in g.nodes if n.startswith("dpn_unit") and n.endswith(".concat1")]
+    nodes = g.nodes
+    # a unit's output is concat(res, grow): stage 1 (bw 64, inc 16): the projection makes 64 + 2*16
+    # channels, each unit appends 16
+    outputs = [n for n in nodes if n.startswith("dpn_unit") and n.endswith(".concat2")]
+    widths = [nodes[n]["shape"][0] for n in outputs]
     assert widths[:3] == [64 + 3 * 16, 64 + 4 * 16, 64 + 5 * 16]
     assert widths[-1] == 512 + 5 * 64  # the last stage: bw 512, inc 64, 3 units (3 + 1 + 1 increments)
-    unit2 = "dpn_unit2"
-    assert g.nodes[f"{unit2}.res2"]["inputs"] == (f"{unit2}.res", f"{unit2}.y1")  # residual: a sum
-    assert g.nodes[f"{unit2}.dense2"]["inputs"] == (f"{unit2}.dense", f"{unit2}.y2")  # dense: appended
+    # the streams flow from unit to unit, not through the unit's input: the residual stream is a
+    # sum of the previous unit's, the dense stream the previous one with inc channels appended
+    assert nodes["dpn_unit2.add1"]["inputs"] == ("dpn_unit2.y1", "dpn_unit1.add1")
+    assert nodes["dpn_unit2.concat1"]["inputs"] == ("dpn_unit1.concat1", "dpn_unit2.y2")
+    assert nodes["dpn_unit2.concat2"]["inputs"] == ("dpn_unit2.add1", "dpn_unit2.concat1")
+    assert nodes["dpn_unit2.dpn_conv1.bn1"]["inputs"] == ("dpn_unit1.concat2",)  # the unit reads both
 
 
 @pytest.mark.parametrize(
