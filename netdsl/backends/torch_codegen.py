@@ -31,6 +31,7 @@ import linecache
 import re
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -398,7 +399,7 @@ class Generator:
             up = nx.ancestors(self.g, b.output) | {b.output}
             members = (up & nx.descendants(self.g, b.input)) - {b.input}
             for st in b.streams:  # the units' stream slices and pieces, and the collected stream
-                members |= {n for n in (*st.slices, *st.pieces, st.output) if n is not None} - {st.input}
+                members |= st.nodes
             self._members[b.name] = members
         return members
 
@@ -597,7 +598,7 @@ class Generator:
         for f in b.features:
             covered.add(f.node)
         for st in b.streams:
-            covered |= {n for n in (*st.slices, *st.pieces, st.output) if n is not None}
+            covered |= st.nodes
         covered |= set(self.nodes[b.output]["inputs"])
         return self._block_nodes(b) <= covered
 
@@ -713,7 +714,7 @@ class Generator:
         if streams is None:
             body.append(f"    {base}[:, a:b] = unit({arg})")
         else:
-            body += streams.call(arg, f"{base}[:, a:b] =")
+            body += streams.call(arg, lambda y: f"{base}[:, a:b] = {y}")
         if out_read != ((0, shape[0]),):
             if len(out_read) == 1:
                 body.append(f"{base} = {base}[:, {out_read[0][0]}:{out_read[0][1]}]")
@@ -744,7 +745,7 @@ class Generator:
         if streams is None:
             out.append(f"    {feats}.append(unit({arg}))")
         else:
-            out += streams.call(arg, f"{feats}.append(", ")")
+            out += streams.call(arg, lambda y: f"{feats}.append({y})")
         n = len(init) + len(reads)
         if keep_feats:
             pass  # the block output's only consumer recomputes the concatenation from the features
@@ -843,10 +844,9 @@ class _StreamLoop:
         for st in b.streams:
             if st.input is not None and all(x is not None for x in st.slices):
                 w = gen.nodes[st.input]["shape"][0] // units
-                r = f"({fn.fresh(f'{st.name}_start')}, {fn.fresh(f'{st.name}_stop')})"
-                names.append(r)
+                start, stop = fn.fresh(f"{st.name}_start"), fn.fresh(f"{st.name}_stop")
+                names.append(f"({start}, {stop})")
                 tables.append(_pairs_src(tuple((i * w, (i + 1) * w) for i in range(units))))
-                start, stop = r[1:-1].split(", ")
                 args.append(f"{env[st.input]}[:, {start}:{stop}]")
             elif any(x is not None for x in st.slices):
                 raise IRError(f"block '{b.name}': stream '{st.name}' is read by some units only")
@@ -862,12 +862,11 @@ class _StreamLoop:
     def start(self) -> list[str]:
         return [f"{p} = []" for p, _ in self.outs]
 
-    def call(self, arg: str, store: str, close: str = "") -> list[str]:
-        """The loop body: call the unit, store its output (``store`` + value + ``close``), keep its pieces."""
+    def call(self, arg: str, store: Callable[[str], str]) -> list[str]:
+        """The loop body: call the unit, store its output (the statement ``store`` makes of its
+        variable), keep its pieces."""
         lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *self.args])})"]
-        lines.append(
-            f"    {store} {self.result}{close}" if not store.endswith("(") else f"    {store}{self.result}{close}"
-        )
+        lines.append(f"    {store(self.result)}")
         lines += [
             f"    {p}.append({g})" for (p, _), g in zip(self.outs, [g for g in self.got if g != "_"], strict=True)
         ]

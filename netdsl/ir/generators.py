@@ -19,6 +19,7 @@ network's budget (``Limits``) first, so a hostile spec cannot ask for a graph of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,22 +28,44 @@ import networkx as nx
 
 @dataclass(frozen=True, slots=True)
 class Generator:
-    """One random-graph model: its spec name, its arguments (all required), the paper's name."""
+    """One random-graph model: its spec name, its arguments (all required, in networkx's order), the
+    paper's name, an example, the networkx function and an upper bound of the node pairs it visits."""
 
     name: str
     params: tuple[str, ...]
     title: str
     example: str
+    build: Callable[..., nx.Graph]
+    work: Callable[..., int]
 
 
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
         Generator(
-            "ws", ("n", "k", "p"), "Watts-Strogatz small world (networkx.watts_strogatz_graph)", "ws(32, 4, 0.75)"
+            "ws",
+            ("n", "k", "p"),
+            "Watts-Strogatz small world (networkx.watts_strogatz_graph)",
+            "ws(32, 4, 0.75)",
+            nx.watts_strogatz_graph,
+            lambda n, k, p: n * k // 2,  # the ring's n*k/2 edges, each rewired at most once
         ),
-        Generator("er", ("n", "p"), "Erdos-Renyi (networkx.erdos_renyi_graph)", "er(32, 0.2)"),
-        Generator("ba", ("n", "m"), "Barabasi-Albert (networkx.barabasi_albert_graph)", "ba(32, 5)"),
+        Generator(
+            "er",
+            ("n", "p"),
+            "Erdos-Renyi (networkx.erdos_renyi_graph)",
+            "er(32, 0.2)",
+            nx.erdos_renyi_graph,
+            lambda n, p: n * (n - 1) // 2,  # every pair is tested
+        ),
+        Generator(
+            "ba",
+            ("n", "m"),
+            "Barabasi-Albert (networkx.barabasi_albert_graph)",
+            "ba(32, 5)",
+            nx.barabasi_albert_graph,
+            lambda n, m: (n - m) * m + m,  # m edges per node after the first m
+        ),
     )
 }
 
@@ -95,26 +118,16 @@ def check(name: str, args: dict[str, int | float]) -> tuple[str, str, str | None
 
 def work(name: str, args: tuple) -> int:
     """An upper bound of the node pairs the generator visits: what lowering charges to the edge budget
-    before calling networkx (Erdos-Renyi tests every pair; the others make n*k/2 or (n-m)*m edges)."""
-    n = args[0]
-    if name == "ws":
-        return n * args[1] // 2
-    if name == "er":
-        return n * (n - 1) // 2
-    return (n - args[1]) * args[1] + args[1]
+    before calling networkx."""
+    return GENERATORS[name].work(*args)
 
 
 @lru_cache(maxsize=64)
 def edges(name: str, args: tuple, seed: int) -> tuple[tuple[int, int], ...]:
     """The generator's edges, each ``(u, v)`` with u < v (oriented low to high), sorted."""
-    if name == "ws":
-        g = nx.watts_strogatz_graph(args[0], args[1], float(args[2]), seed=seed)
-    elif name == "er":
-        g = nx.erdos_renyi_graph(args[0], float(args[1]), seed=seed)
-    elif name == "ba":
-        g = nx.barabasi_albert_graph(args[0], args[1], seed=seed)
-    else:
-        raise KeyError(name)
+    gen = GENERATORS[name]
+    values = [float(v) if p == "p" else v for p, v in zip(gen.params, args, strict=True)]  # p: a probability
+    g = gen.build(*values, seed=seed)
     return tuple(sorted((min(u, v), max(u, v)) for u, v in g.edges()))
 
 

@@ -53,6 +53,12 @@ class StreamInfo:
     pieces: tuple[str, ...]
     output: str | None
 
+    @property
+    def nodes(self) -> frozenset[str]:
+        """The nodes of the stream inside its block: the units' slices and pieces and the collected
+        output (not the incoming stream, which lies before the block)."""
+        return frozenset(n for n in (*self.slices, *self.pieces, self.output) if n is not None) - {self.input}
+
 
 @dataclass(frozen=True, slots=True)
 class BlockInfo:
