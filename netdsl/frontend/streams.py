@@ -41,11 +41,7 @@ def stream_value(scope: Scope, name: str) -> str | None:
         return None
     node = scope.streams[name]
     if node == HIDDEN:
-        raise SpecNameError(
-            f"the stream '{name}' is not carried into this block's units",
-            None,
-            f"add stream={name} to the block: its units then see their slice of '{name}'",
-        )
+        raise _not_carried(name, None, f"add stream={name} to the block: its units then see their slice of '{name}'")
     if node is None:
         raise SpecValueError(
             f"the stream '{name}' has no value here yet",
@@ -54,6 +50,11 @@ def stream_value(scope: Scope, name: str) -> str | None:
             f"stream({name})",
         )
     return node
+
+
+def _not_carried(name: str, span: Span | None, hint: str) -> SpecNameError:
+    """A stream of the enclosing body used in a unit of a block that does not carry it."""
+    return SpecNameError(f"the stream '{name}' is not carried into this block's units", span, hint)
 
 
 def check_label(scope: Scope, label: str, span: Span) -> None:
@@ -77,10 +78,8 @@ def s_stream(lw: Lowerer, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
     name = arg.name
     _check_name(lw, scope, env, name, arg.span)
     if scope.streams.get(name) == HIDDEN:
-        raise SpecNameError(
-            f"the stream '{name}' is not carried into this block's units",
-            arg.span,
-            f"add stream={name} to the block: each unit then hands on its piece of '{name}'",
+        raise _not_carried(
+            name, arg.span, f"add stream={name} to the block: each unit then hands on its piece of '{name}'"
         )
     scope.streams[name] = lw._need_current(scope, stmt.span)
 
@@ -112,11 +111,7 @@ def block_streams(lw: Lowerer, value: ast.Expr, scope: Scope, env: Env, span: Sp
         _check_name(lw, scope, env, item.name, item.span)
         node = scope.streams.get(item.name)
         if node == HIDDEN:
-            raise SpecNameError(
-                f"the stream '{item.name}' is not carried into this block's units",
-                item.span,
-                f"add stream={item.name} to the enclosing block too",
-            )
+            raise _not_carried(item.name, item.span, f"add stream={item.name} to the enclosing block too")
         out.append((item.name, node))
     if not out:
         raise SpecValueError("block() stream= names no stream", span)
