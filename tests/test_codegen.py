@@ -152,6 +152,52 @@ def test_compiled_training_equals_eager_and_counts_batchnorm_once():
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
 
 
+def test_compiled_training_recomputes_no_convolution():
+    """Compiled, a checkpointed head keeps its 1x1 conv's output (selective checkpointing): a
+    training step runs each convolution once, and only the concatenation, BatchNorm and ReLU
+    are recomputed in backward."""
+    from torch.profiler import profile
+
+    torch._dynamo.reset()
+    model = _model("densenet_bc").train()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = _x(model)
+    compiled(x).sum().backward()
+    with profile() as prof:
+        compiled(x).sum().backward()
+    runs = {e.key: e.count for e in prof.key_averages()}
+    assert runs["aten::convolution"] == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert runs["aten::cat"] > 0  # the heads are still recomputed: their concatenations run again
+
+
+_CL = torch.channels_last
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, _CL], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("name", ["densenet_bc", "sparsenet", *_fast_first(list(NETS)[2:])[1:]])
+def test_compiled_eval_reads_the_same_views(name, layout):
+    """Under torch.compile a buffer's reads are ``as_strided`` views (``_channels``): the same
+    values as eager's slices, in both layouts, for single reads (DenseNet), gathered ranges
+    (SparseNet) and streams. aot_eager runs the traced graph itself."""
+    torch._dynamo.reset()
+    model = _model(name).eval().to(memory_format=layout)
+    x = _x(model).contiguous(memory_format=layout)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        assert _same(compiled(x), model(x), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["densenet_bc", "sparsenet"])
+def test_inductor_eval_equals_eager(name):
+    """The inductor-compiled planned module (what the compiled benchmark runs) gives eager's values."""
+    torch._dynamo.reset()
+    model = _model(name).eval().to(memory_format=_CL)
+    x = _x(model, 3).contiguous(memory_format=_CL)
+    with torch.no_grad():
+        assert _same(torch.compile(model, fullgraph=True)(x), model(x), atol=1e-5)
+
+
 def test_batch_size_change_recompiles_at_most_once():
     torch._dynamo.reset()
     counts = {"n": 0}

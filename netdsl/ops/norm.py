@@ -21,7 +21,11 @@ def bn_scale_shift(gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tu
     >>> bn_scale_shift(np.array([3.0]), np.array([1.0]), np.array([0.5]), np.array([4.0]), 0.0)
     (array([1.5]), array([0.25]))
     """
-    scale = gamma * (var + eps) ** -0.5
+    # A square root and a division, not ``** -0.5``: torch.compile inlines this per-channel
+    # computation into the kernel that applies it, per element, and inductor lowers a power of
+    # 0.5 to a vector square root but -0.5 to a general pow (a compiled 16-unit dense block at
+    # batch 64 took 519 ms with ``** -0.5``, 385 ms with this).
+    scale = gamma / (var + eps) ** 0.5
     return scale, beta - mean * scale
 
 
