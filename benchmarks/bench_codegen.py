@@ -18,9 +18,13 @@ import copy
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
+
+# torch says so once per cold compile: its profile-guided recompilation is off with the caches
+warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -174,7 +174,7 @@ _CL = torch.channels_last
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, _CL], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("name", ["densenet_bc", "sparsenet", *_fast_first(list(NETS)[2:])[1:]])
+@pytest.mark.parametrize("name", [*NETS][:3] + [pytest.param(n, marks=pytest.mark.slow) for n in [*NETS][3:]])
 def test_compiled_eval_reads_the_same_views(name, layout):
     """Under torch.compile a buffer's reads are ``as_strided`` views (``_channels``): the same
     values as eager's slices, in both layouts, for single reads (DenseNet), gathered ranges
