@@ -173,15 +173,25 @@ def test_compiled_training_recomputes_no_convolution():
 _CL = torch.channels_last
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, _CL], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("name", [*NETS][:3] + [pytest.param(n, marks=pytest.mark.slow) for n in [*NETS][3:]])
+_LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": _CL}
+_FAST_VIEWS = {("densenet_bc", "nchw"), ("sparsenet", "channels_last"), ("seqresnet", "channels_last")}
+
+
+@pytest.mark.parametrize(
+    "name, layout",
+    [
+        pytest.param(n, lay, marks=() if (n, lay) in _FAST_VIEWS else pytest.mark.slow, id=f"{n}-{lay}")
+        for n in NETS
+        for lay in _LAYOUTS
+    ],
+)
 def test_compiled_eval_reads_the_same_views(name, layout):
     """Under torch.compile a buffer's reads are ``as_strided`` views (``_channels``): the same
     values as eager's slices, in both layouts, for single reads (DenseNet), gathered ranges
     (SparseNet) and streams. aot_eager runs the traced graph itself."""
     torch._dynamo.reset()
-    model = _model(name).eval().to(memory_format=layout)
-    x = _x(model).contiguous(memory_format=layout)
+    model = _model(name).eval().to(memory_format=_LAYOUTS[layout])
+    x = _x(model).contiguous(memory_format=_LAYOUTS[layout])
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     with torch.no_grad():
         assert _same(compiled(x), model(x), atol=1e-5)
