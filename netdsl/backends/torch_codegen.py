@@ -997,7 +997,7 @@ def _channels(buf, start, stop):
     taken with ``as_strided``, which makes inductor keep the buffer in memory: from a slice it
     would fuse every earlier unit's write into each reader, re-reading all the features in every
     unit (a concatenation)."""
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+    if torch.compiler.is_compiling():
         n, _, h, w = buf.shape
         return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
     return buf[:, start:stop]
