@@ -12,11 +12,12 @@ SPECS = sorted((ROOT / "specs").glob("*.net"))
 TEST_SIZE = 64
 
 
-def small_overrides(spec) -> dict:
-    """Overrides that keep a spec's architecture but shrink its input for quick tests."""
+def small_overrides(spec, **over) -> dict:
+    """Overrides that keep a spec's architecture (with ``over`` applied) but shrink its input for
+    quick tests."""
     import netdsl
 
-    params = netdsl.compile_spec(spec, opt=0).graph["params"]
+    params = netdsl.compile_spec(spec, opt=0, **over).graph["params"]
     size = params.get("size")
     return {"size": TEST_SIZE} if isinstance(size, int) and size > TEST_SIZE else {}
 
@@ -61,13 +62,7 @@ def fast_overrides(spec) -> dict:
             break
     else:
         over = {}
-    import netdsl
-
-    params = netdsl.compile_spec(spec, opt=0, **over).graph["params"]
-    size = params.get("size")
-    if isinstance(size, int) and size > TEST_SIZE:
-        over["size"] = TEST_SIZE
-    return over
+    return {**over, **small_overrides(spec, **over)}
 
 
 def set_args(over: dict) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 from netdsl.cli import main
 from netdsl.ir.graph import block_members, top_level_blocks
 
-from helpers import SPECS, small_overrides
+from helpers import SPECS, set_args, small_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["densenet_bc100_k12", "--set", "depth=16", "--set", "k=4"]  # 2 units per block
@@ -330,8 +330,7 @@ def test_inline_svg_drops_active_content_and_scopes_ids():
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_every_bundled_spec_reports(tmp_path, spec):
-    sets = [a for k, v in small_overrides(spec).items() for a in ("--set", f"{k}={v}")]
-    html = report(tmp_path, str(spec), *sets)
+    html = report(tmp_path, str(spec), *set_args(small_overrides(spec)))
     page = Page(html)
     assert page.ids("section") == ["summary", "blocks", "drawing", "matrix", "weights", "spec"]
     drawings = svgs(html)
