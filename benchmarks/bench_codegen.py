@@ -60,8 +60,10 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
+    for r in range(rounds):
+        # the order alternates (A B, B A, ...): on this VM the model run first in a round is
+        # sometimes measurably faster or slower (allocator and cache state)
+        for k, fn in list(fns.items())[:: 1 if r % 2 == 0 else -1]:
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)

@@ -11,15 +11,19 @@ What a careful engineer would write, derived from the IR:
   spec's names, ``block1.unit3.conv1.weight``) and a ``for`` over constant index tables. Nested
   blocks (Res2Net inside Dense2Net units) recurse. Irregular blocks are written out op by op.
 - **The concat plan is in the code** (opt 1, :mod:`netdsl.passes.plan_concat` decides, this
-  module only reads its IR attributes): without autograd (inference) a block's features live in
-  one preallocated buffer, each unit writes its output into its channel range and reads a view
-  (a ``gather`` read concatenates its runs). With autograd (training) the per-channel chain that
-  starts a unit (concat -> BN -> ReLU -> 1x1 conv, the plan's ``segment``) runs under
-  ``torch.utils.checkpoint``: only the unit outputs are saved and the chain is recomputed in
-  backward (the memory-efficient DenseNet), with BatchNorm's running statistics updated once.
-  Under torch.compile the buffer's reads are ``as_strided`` views (inductor then keeps the
-  buffer instead of fusing a concatenation into every reader) and the checkpoint keeps the 1x1
-  conv's output (selective checkpointing), so no convolution runs twice.
+  module only reads its IR attributes): a block's features live in one preallocated buffer, each
+  unit writes its output into its channel range and reads a view (a ``gather`` read concatenates
+  its runs). The per-channel chain that starts a unit (concat -> BN -> ReLU -> 1x1 conv, the
+  plan's ``segment``) is the unit's ``head``. In eager training a BN -> ReLU [-> conv] head runs
+  as ``_BatchNormReluConv``, an autograd Function that reads the buffer and saves it with the
+  batch statistics, not the concatenation or its normalized copy: backward recomputes those from
+  the buffer (the memory-efficient DenseNet) without recomputing the statistics. Under
+  torch.compile, or where a block's heads have another form, a head runs under
+  ``torch.utils.checkpoint`` over the list of unit outputs instead (such blocks use the buffer
+  in inference only), BatchNorm's running statistics updated once. Under torch.compile the reads
+  are ``as_strided`` views (inductor then keeps the buffer instead of fusing a concatenation
+  into every reader) and the checkpoint keeps the 1x1 conv's output (selective checkpointing),
+  so no convolution runs twice.
 - **opt 0** is the same generator without the plan: one ``torch.cat`` per unit.
 """
 
@@ -36,6 +40,7 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -88,6 +93,9 @@ _RESERVED = frozenset(
         # like them would be overwritten by the loop
         "a",
         "b",
+        # the module-level helpers the forward calls: a variable named like one would shadow it
+        *("_buffer", "_channels", "_read", "_store", "_buffer_head", "_recompute", "_batch_norm_eval"),
+        *("_conv_bn_eval", "_BatchNormReluConv", "_KeepBatchNormStats", "_keep_convolutions"),
     }
 )
 
@@ -96,6 +104,13 @@ def _check_ident(name: str) -> str:
     if not _IDENT.match(name) or keyword.iskeyword(name) or not name.isascii():
         raise IRError(f"refusing to emit unsafe identifier {name!r}")
     return name
+
+
+class _Head(NamedTuple):
+    """The recomputed head of a block's units (or of the block output's consumer)."""
+
+    bns: tuple[str, ...]  # its BatchNorm modules (a checkpoint puts back their statistics)
+    fused: tuple[str, str] | None  # (bn, conv or "None") when it is BN -> ReLU [-> conv]
 
 
 class _Cin(int):
@@ -209,6 +224,8 @@ class Generator:
         self.classes: list[tuple[str, str]] = []
         self.class_by_text: dict[str, str] = {}
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
+        # block output -> (buffer variable, the runs it reads) of a block emitted by _buffer_loop
+        self.block_buffers: dict[str, tuple[str, tuple]] = {}
         self.segments = self._segments() if self.planned else {}
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -357,6 +374,11 @@ class Generator:
         )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         var = fn.fresh(rel.split(".", 1)[0])
+        if src in self.block_buffers:  # the block's loop kept its buffer: the head reads it
+            buf, runs = self.block_buffers.pop(src)
+            fused = ", ".join(self._fused(chain, "self", scope) or ())
+            fn.lines.append(f"{var} = _buffer_head(self.{name}, {feats}, {buf}, {runs!r}, {fused})")
+            return var
         fn.lines.append(f"if {_FEATURES}:")
         fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
         fn.lines.append("else:")
@@ -425,8 +447,8 @@ class Generator:
                     return None
         return sorted(body, key=self.pos.__getitem__)
 
-    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, tuple[str, ...] | None, int]:
-        """(class body source, the BatchNorms of its recomputed head or None, cin) for one unit; the
+    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, _Head | None, int]:
+        """(class body source, its recomputed head or None, cin) for one unit; the
         source names no unit-specific value, so units with equal sources share one class."""
         scope = _Scope(u.scope)
         agg = u.aggregate
@@ -491,8 +513,24 @@ class Generator:
             + "\n"
             + fwd
         )
-        bns = tuple(f"unit.{scope.rel(n)}" for n in (seg or ())[:head_len] if self.nodes[n]["kind"] == "bn")
-        return text, bns if head_len else None, cin
+        if not head_len or seg is None:
+            return text, None, cin
+        bns = tuple(f"unit.{scope.rel(n)}" for n in seg[:head_len] if self.nodes[n]["kind"] == "bn")
+        return text, _Head(bns, self._fused(seg, "unit", scope)), cin
+
+    def _fused(self, chain: tuple[str, ...], owner: str, scope: _Scope) -> tuple[str, str] | None:
+        """(bn, conv) module expressions when ``chain`` is BN -> ReLU [-> conv], the head
+        ``_BatchNormReluConv`` computes in training (conv "None" when there is none)."""
+        kinds = [self.nodes[n]["kind"] for n in chain]
+        if kinds not in (["bn", "act"], ["bn", "act", "conv"]) or self.nodes[chain[1]]["attrs"].get("fn") != "relu":
+            return None
+        if len(chain) == 3:  # a plain zero-padded nn.Conv2d: its backward is convolution_backward
+            conv = self.nodes[chain[2]]
+            ctor = _op_module("conv", conv["attrs"], [self.nodes[conv["inputs"][0]]["shape"]])
+            if ctor is None or ctor[0] != "nn.Conv2d" or ctor[2].get("padding_mode", "zeros") != "zeros":
+                return None
+        bn, conv = (f"{owner}.{scope.rel(n)}" for n in (chain[0], chain[-1]))
+        return bn, conv if len(chain) == 3 else "None"
 
     def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict, fold: str | None) -> list[str]:
         """Inference lines for a head that starts with BN and an activation with an in-place
@@ -630,9 +668,9 @@ class Generator:
                 return (f.node, f.start, f.stop) if f.start is not None else self._piece(f.node)
         raise KeyError(j)
 
-    def loop(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, has_head: tuple[str, ...] | None) -> str:
-        """The block as a loop over its unit modules; ``has_head``: the BatchNorms of the units'
-        recomputed head (None: the units have no head)."""
+    def loop(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, has_head: _Head | None) -> str:
+        """The block as a loop over its unit modules; ``has_head``: the units' recomputed head
+        (None: the units have no head)."""
         units = b.units
         rel = scope.rel(b.name)
         base = fn.fresh(rel.rsplit(".", 1)[-1])
@@ -675,7 +713,7 @@ class Generator:
             join,
             units_expr,
             out_positions,
-            use_head=has_head if self.planned else None,
+            use_head=has_head.bns if self.planned and has_head else None,
             feats=feats_var,
             keep_feats=keep_feats,
             streams=streams,
@@ -691,28 +729,28 @@ class Generator:
             return base
         assert streams is None or not keep_feats  # a stream block's units return tuples
         shape, stores, unit_reads, out_read, in_stores = buffer
+        out_chain = self._output_head(b) if keep_feats else None
+        if has_head and has_head.fused and out_chain and self._fused(out_chain, "self", scope):
+            self.block_buffers[b.output] = (base, out_read)
+            init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
+            n_feats = len(init) + len(reads)
+            self.block_feats[b.output] = (
+                feats_var if outs == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {outs!r}]"
+            )
+            lines.append(f"{comment}; {_plan_comment(shape, stores)}")
+            lines += self._buffer_loop(b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused)
+            return base
         lines.append(comment)
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
         lines += ["    " + line for line in naive]
-        lines.append(
-            f"else:  # the plan: one buffer of {shape[0]} channels, unit i writes "
-            f"channels {_fmt_ranges(stores)}, reads are views"
-        )
+        lines.append(f"else:  # {_plan_comment(shape, stores)}")
         body = [f"{base} = _buffer({init[0]}, {shape[0]})"] + (streams.start() if streams else [])
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
         single = all(len(r) == 1 for r in unit_reads)
-        if single:
-            starts = tuple(r[0][0] for r in unit_reads)
-            stops = tuple(r[0][1] for r in unit_reads)
-            names = ["unit", "start", "stop", "(a, b)"]
-            tables = [units_expr, _range_src(starts), _range_src(stops), _pairs_src(stores)]
-            x = f"_channels({base}, start, stop)"
-        else:
-            names = ["unit", "runs", "(a, b)"]
-            tables = [units_expr, repr(unit_reads), _pairs_src(stores)]
-            x = f"torch.cat([_channels({base}, s, e) for s, e in runs], 1)"
-        body.append(_zip_header(names, tables, streams))
+        names, tables, _ = _runs_tables(unit_reads)
+        x = f"_channels({base}, start, stop)" if single else f"torch.cat([_channels({base}, s, e) for s, e in runs], 1)"
+        body.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], streams))
         arg = f"unit.head({x})" if has_head is not None else x
         if streams is None:
             body.append(f"    {base}[:, a:b] = unit({arg})")
@@ -726,6 +764,23 @@ class Generator:
         body += streams.finish() if streams else []
         lines += ["    " + line for line in body]
         return base
+
+    def _buffer_loop(self, b, base, feats, init, lookup, buffer, reads, units_expr, fused) -> list[str]:
+        """The planned block in one loop for inference and training: each unit's output goes into
+        its channels of the buffer, its fused head reads its runs there (in training through
+        ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
+        outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
+        shape, stores, unit_reads, _, in_stores = buffer
+        out = [f"{base}, {feats} = _buffer({init[0]}, {shape[0]}), [{', '.join(init)}]"]
+        out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
+        names, tables, runs = _runs_tables(unit_reads)
+        gather = feats
+        if any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # not dense: a gather
+            names, tables, gather = ["reads", *names], [repr(reads), *tables], f"[{feats}[j] for j in reads]"
+        out.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], None))
+        head = f"_buffer_head(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
+        out.append(f"    _store({base}, a, b, unit({head}), {feats})")
+        return out
 
     def _naive_loop(
         self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats, keep_feats=False, streams=None
@@ -879,6 +934,41 @@ class _StreamLoop:
         return [f"{out} = torch.cat({p}, 1)" for p, out in self.outs]
 
 
+def _whole_input(init, in_stores, lookup, reads, outs):
+    """(init, reads, outs) with the block input as one feature when it was split into pieces (a
+    SparseNet block's input counts as k-channel features) that every read takes all or none of, in
+    order: the heads' gradient then flows to the input in one piece, not through one full-size
+    slice backward per piece and read."""
+    pieces = range(len(init))
+    whole = len(init) > 1 and len(in_stores) == 1 and in_stores[0][0][0] == 0
+    for r in (*reads, outs):
+        taken = [j for j in r if j in pieces]
+        whole = whole and taken in ([], list(pieces)) and (not taken or r[: len(init)] == tuple(pieces))
+    if not whole:
+        return init, reads, outs
+
+    def shift(r):
+        return (
+            (0, *(j - len(init) + 1 for j in r[len(init) :])) if r[:1] == (0,) else tuple(j - len(init) + 1 for j in r)
+        )
+
+    return [lookup[in_stores[0][1]]], tuple(shift(r) for r in reads), shift(outs)
+
+
+def _plan_comment(shape, stores) -> str:
+    return f"the plan: one buffer of {shape[0]} channels, unit i writes channels {_fmt_ranges(stores)}, reads are views"
+
+
+def _runs_tables(unit_reads) -> tuple[list[str], list[str], str]:
+    """Loop targets, their tables and the runs expression for the units' buffer reads: start and
+    stop tables when every unit reads one run, else a table of runs."""
+    if all(len(r) == 1 for r in unit_reads):
+        starts = _range_src(tuple(r[0][0] for r in unit_reads))
+        stops = _range_src(tuple(r[0][1] for r in unit_reads))
+        return ["start", "stop"], [starts, stops], "((start, stop),)"
+    return ["runs"], [repr(unit_reads)], "runs"
+
+
 def _merge_pieces(pieces: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     out: list[tuple[str, int, int]] = []
     for p in pieces:
@@ -948,11 +1038,6 @@ class _KeepBatchNormStats:
                 m.num_batches_tracked.copy_(count)
 
 
-def _keep_convolutions():
-    """Compiled: a checkpointed head's convolution output is kept (the layer after it saves it
-    anyway); the concatenation and the per-channel chain are recomputed in backward."""
-    return create_selective_checkpoint_contexts([torch.ops.aten.convolution.default])
-
 
 def _recompute(head, feats, *bns):
     """head(*feats) keeping only ``feats`` for backward (the memory-efficient DenseNet): the
@@ -965,6 +1050,78 @@ def _recompute(head, feats, *bns):
                       context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(bns)))
 '''
 
+
+_KEEP_CONV_SRC = '''
+def _keep_convolutions():
+    """Compiled, a checkpoint keeps its head's conv output (what the next layer saves anyway)."""
+    return create_selective_checkpoint_contexts([torch.ops.aten.convolution.default])
+'''
+
+_BUFFER_HEAD_SRC = '''
+def _read(buf, runs):
+    """The channel runs ``((start, stop), ...)`` of ``buf`` concatenated: a view for one run."""
+    return _channels(buf, *runs[0]) if len(runs) == 1 else torch.cat([_channels(buf, *r) for r in runs], 1)
+
+
+def _store(buf, a, b, y, feats):
+    """``y`` into channels [a, b) of ``buf``; with autograd into ``feats`` too (for its gradient)."""
+    buf[:, a:b] = y.detach()
+    feats.append(y if torch.is_grad_enabled() else None)
+
+
+def _buffer_head(head, feats, buf, runs, bn, conv):
+    """``head`` (BN -> ReLU [-> conv]) of the runs of ``buf``, copies of ``feats``. Compiled, or with
+    BN in eval mode (no statistics to update), a checkpoint of the concatenation of ``feats``."""
+    if not torch.is_grad_enabled():
+        return head(_read(buf, runs))
+    if torch.compiler.is_compiling() or not bn.training:
+        return checkpoint(head, *feats, use_reentrant=False, context_fn=_keep_convolutions)
+    w, b = (None, None) if conv is None else (conv.weight, conv.bias)
+    return _BatchNormReluConv.apply(buf, runs, bn, conv, bn.weight, bn.bias, w, b, *feats)
+
+
+def _momentum(bn):
+    """nn.BatchNorm's update of the running statistics: counts the batch, returns the factor."""
+    if not bn.track_running_stats:
+        return 0.0
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+class _BatchNormReluConv(torch.autograd.Function):
+    """Training conv(relu(batch_norm(x))), x runs of a feature buffer: saves the buffer and the batch
+    statistics, not x or relu(bn(x)), which backward recomputes (not the statistics) from them."""
+
+    @staticmethod
+    def forward(ctx, buf, runs, bn, conv, bn_w, bn_b, w, b, *feats):
+        stats = (bn.running_mean, bn.running_var, True, _momentum(bn), bn.eps)
+        y, mean, invstd = torch.ops.aten.native_batch_norm(_read(buf, runs), bn_w, bn_b, *stats)
+        y = torch.relu_(y)
+        ctx.runs, ctx.eps, ctx.widths = runs, bn.eps, [f.shape[1] for f in feats]
+        ctx.conv = None if conv is None else (conv.stride, conv.padding, conv.dilation, conv.groups)
+        # saved as an alias with its own version counter: the later units' writes do not bump it
+        alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
+        ctx.save_for_backward(alias, mean, invstd, bn_w, bn_b, w, b)
+        return y if conv is None else F.conv2d(y, w, b, *ctx.conv)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        buf, mean, invstd, bn_w, bn_b, w, b = ctx.saved_tensors
+        x = torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
+        var = invstd.pow(-2) - ctx.eps  # the batch's own statistics, for one eval-mode pass
+        y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
+        gw = gb = None
+        if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
+            (stride, padding, dilation, groups), bias = ctx.conv, None if b is None else [b.shape[0]]
+            args = (bias, stride, padding, dilation, False, [0, 0], groups, [True, True, b is not None])
+            grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
+            grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
+        grad = torch.ops.aten.threshold_backward(grad, y, 0)
+        args = (None, None, mean, invstd, True, ctx.eps, [True, bn_w is not None, bn_b is not None])
+        gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *args)
+        return None, None, None, None, g_bn_w, g_bn_b, gw, gb, *gx.split(ctx.widths, 1)
+'''
 
 _BN_EVAL_SRC = '''
 def _batch_norm_eval(x, bn):
@@ -984,8 +1141,7 @@ def _conv_bn_eval(x, conv, bn):
 
 _BUFFER_SRC = '''
 def _buffer(like, channels):
-    """A block's feature buffer with the batch, spatial size, dtype, device and memory format
-    (NCHW or channels_last) of ``like``."""
+    """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
     n, _, h, w = like.shape
     channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -993,10 +1149,8 @@ def _buffer(like, channels):
 
 
 def _channels(buf, start, stop):
-    """The view ``buf[:, start:stop]`` of a buffer from ``_buffer``. Under torch.compile it is
-    taken with ``as_strided``, which makes inductor keep the buffer in memory: from a slice it
-    would fuse every earlier unit's write into each reader, re-reading all the features in every
-    unit (a concatenation)."""
+    """``buf[:, start:stop]``; compiled, an ``as_strided`` view, which makes inductor keep the buffer
+    (from a slice it fuses every earlier write into each reader: a concatenation per unit)."""
     if torch.compiler.is_compiling():
         n, _, h, w = buf.shape
         return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
@@ -1044,10 +1198,12 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     # that was then written out op by op is not emitted, nor what only it used).
     helpers = [inspect.getsource(layer).rstrip() for name, layer in _LAYERS.items() if _calls(name, body)]
     bn_eval, conv_bn_eval = _calls("_batch_norm_eval", body), _calls("_conv_bn_eval", body)
-    recompute = _calls("_recompute", body)
+    recompute, buffer_head = _calls("_recompute", body), _calls("_buffer_head", body)
     for wanted, source in (
         (recompute, _RECOMPUTE_SRC),
+        (recompute or buffer_head, _KEEP_CONV_SRC),
         (_calls("_buffer", body), _BUFFER_SRC),
+        (buffer_head, _BUFFER_HEAD_SRC),
         (bn_eval or conv_bn_eval, inspect.getsource(norm.bn_scale_shift)),
         (bn_eval, _BN_EVAL_SRC),
         (conv_bn_eval, inspect.getsource(norm.fold_into_conv)),
@@ -1058,7 +1214,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     imports = ["from __future__ import annotations", ""]
     imports += ["import contextlib", ""] if recompute else []
     imports += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
-    if recompute:
+    if recompute or buffer_head:
         imports += ["from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts"]
     head = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "", *imports]
     tail = [
