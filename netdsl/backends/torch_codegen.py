@@ -941,6 +941,9 @@ def _whole_input(init, in_stores, lookup, reads, outs):
     slice backward per piece and read."""
     pieces = range(len(init))
     whole = len(init) > 1 and len(in_stores) == 1 and in_stores[0][0][0] == 0
+    if whole:  # the pieces are channel slices of the one value the buffer starts with
+        v = lookup[in_stores[0][1]]
+        whole = all(p.startswith(f"{v}[:, ") for p in init)
     for r in (*reads, outs):
         taken = [j for j in r if j in pieces]
         whole = whole and taken in ([], list(pieces)) and (not taken or r[: len(init)] == tuple(pieces))
