@@ -94,7 +94,7 @@ _RESERVED = frozenset(
         "a",
         "b",
         # the module-level helpers the forward calls: a variable named like one would shadow it
-        *("_buffer", "_channels", "_read", "_store", "_buffer_head", "_recompute", "_batch_norm_eval"),
+        *("_buffer", "_channels", "_read", "_store", "_output", "_buffer_head", "_recompute", "_batch_norm_eval"),
         *("_conv_bn_eval", "_BatchNormReluConv", "_KeepBatchNormStats", "_keep_convolutions"),
     }
 )
@@ -730,15 +730,18 @@ class Generator:
         assert streams is None or not keep_feats  # a stream block's units return tuples
         shape, stores, unit_reads, out_read, in_stores = buffer
         out_chain = self._output_head(b) if keep_feats else None
-        if has_head and has_head.fused and out_chain and self._fused(out_chain, "self", scope):
-            self.block_buffers[b.output] = (base, out_read)
+        fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
+        if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
             init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
             n_feats = len(init) + len(reads)
-            self.block_feats[b.output] = (
-                feats_var if outs == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {outs!r}]"
-            )
+            selected = feats_var if outs == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {outs!r}]"
             lines.append(f"{comment}; {_plan_comment(shape, stores)}")
             lines += self._buffer_loop(b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused)
+            if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
+                self.block_buffers[b.output] = (base, out_read)
+                self.block_feats[b.output] = selected
+            else:
+                lines.append(f"{base} = _output({base}, {out_read!r}, {selected})")
             return base
         lines.append(comment)
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
@@ -1126,6 +1129,12 @@ class _BatchNormReluConv(torch.autograd.Function):
         return None, None, None, None, g_bn_w, g_bn_b, gw, gb, *gx.split(ctx.widths, 1)
 '''
 
+_OUTPUT_SRC = '''
+def _output(buf, runs, feats):
+    """A block's output: its runs of ``buf``; with autograd the concatenation of ``feats``."""
+    return torch.cat(feats, 1) if torch.is_grad_enabled() else _read(buf, runs)
+'''
+
 _BN_EVAL_SRC = '''
 def _batch_norm_eval(x, bn):
     """Eval-mode BatchNorm of a (possibly strided) channel view as one multiply-add pass into a
@@ -1207,6 +1216,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         (recompute or buffer_head, _KEEP_CONV_SRC),
         (_calls("_buffer", body), _BUFFER_SRC),
         (buffer_head, _BUFFER_HEAD_SRC),
+        (_calls("_output", body), _OUTPUT_SRC),
         (bn_eval or conv_bn_eval, inspect.getsource(norm.bn_scale_shift)),
         (bn_eval, _BN_EVAL_SRC),
         (conv_bn_eval, inspect.getsource(norm.fold_into_conv)),
