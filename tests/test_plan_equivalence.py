@@ -96,19 +96,29 @@ def test_train_gradients_equal(spec):
     planned.double().train()
     naive.double().train()
     x = torch.randn((3,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    outs = []
-    for m in (planned, naive):
-        ys = outputs(m(x))  # a loss that reads every output, each element weighted differently
-        sum((y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() for y in ys).backward()
-        outs.append([y.detach() for y in ys])
+    outs = [weighted_backward(m, x) for m in (planned, naive)]
     for got, want in zip(outs[0], outs[1], strict=True):
         assert torch.allclose(got, want, rtol=1e-9, atol=1e-10)
-    grads_p = dict(planned.named_parameters())
+    assert_same_training(planned, naive)
+
+
+def weighted_backward(model, *xs) -> list[torch.Tensor]:
+    """Backward of a loss that reads every output of every call, each element weighted
+    differently; returns the outputs, detached."""
+    ys = [y for x in xs for y in outputs(model(x))]
+    sum((y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() for y in ys).backward()
+    return [y.detach() for y in ys]
+
+
+def assert_same_training(planned, naive):
+    """Equal gradients (and dtypes), and BatchNorm running statistics updated exactly once."""
+    grads = dict(planned.named_parameters())
     for name, p in naive.named_parameters():
-        assert torch.allclose(grads_p[name].grad, p.grad, rtol=1e-7, atol=1e-10), name
-    bufs_p = dict(planned.named_buffers())
-    for name, b in naive.named_buffers():  # running statistics updated exactly once
-        assert torch.equal(bufs_p[name], b) or torch.allclose(bufs_p[name], b, rtol=1e-12, atol=1e-12), name
+        assert grads[name].grad.dtype == p.dtype, name
+        assert torch.allclose(grads[name].grad, p.grad, rtol=1e-7, atol=1e-10), name
+    bufs = dict(planned.named_buffers())
+    for name, b in naive.named_buffers():
+        assert torch.equal(bufs[name], b) or torch.allclose(bufs[name], b, rtol=1e-12, atol=1e-12), name
 
 
 def test_every_pattern_is_covered():
@@ -173,15 +183,9 @@ def test_multi_stream_block_is_planned_and_equal():
         assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-12)
     planned.train()
     naive.train()
-    outs = []
-    for m in (planned, naive):
-        y = m(x)
-        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
-        outs.append(y.detach())
-    assert torch.allclose(outs[0], outs[1], rtol=1e-9, atol=1e-10)
-    grads = dict(planned.named_parameters())
-    for name, p in naive.named_parameters():
-        assert torch.allclose(grads[name].grad, p.grad, rtol=1e-7, atol=1e-10), name
+    (got,), (want,) = (weighted_backward(m, x) for m in (planned, naive))
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-10)
+    assert_same_training(planned, naive)
 
 
 def _graph_names(out: torch.Tensor) -> list[str]:
@@ -195,18 +199,6 @@ def _graph_names(out: torch.Tensor) -> list[str]:
         names.append(type(node).__name__)
         stack += [n for n, _ in node.next_functions]
     return names
-
-
-def _weighted_backward(model, *xs):
-    loss = sum((y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() for y in map(model, xs))
-    loss.backward()
-
-
-def _assert_same_grads(planned, naive, rtol=1e-7, atol=1e-10):
-    grads = dict(planned.named_parameters())
-    for name, p in naive.named_parameters():
-        assert grads[name].grad.dtype == p.dtype, name
-        assert torch.allclose(grads[name].grad, p.grad, rtol=rtol, atol=atol), name
 
 
 def test_dense_heads_train_through_the_buffer():
@@ -239,11 +231,8 @@ def test_fused_heads_equal_naive(case):
         m.double().train(case != "frozen_bn")
         if case == "channels_last":
             m.to(memory_format=torch.channels_last)
-        _weighted_backward(m, *(xs if case == "two_forwards" else xs[:1]))
-    _assert_same_grads(planned, naive)
-    bufs = dict(planned.named_buffers())
-    for name, b in naive.named_buffers():
-        assert torch.allclose(bufs[name], b, rtol=1e-12, atol=1e-12), name
+        weighted_backward(m, *(xs if case == "two_forwards" else xs[:1]))
+    assert_same_training(planned, naive)
 
 
 def test_fused_heads_under_autocast():
@@ -253,11 +242,11 @@ def test_fused_heads_under_autocast():
     planned, naive, shape = pair(SPECS_BY_NAME["densenet_bc"])
     exact = copy.deepcopy(naive).train()
     x = torch.randn((4,) + shape, generator=torch.Generator().manual_seed(0))
-    _weighted_backward(exact, x)
+    weighted_backward(exact, x)
     for m in (planned, naive):
         m.train()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            _weighted_backward(m, x)
+            weighted_backward(m, x)
     assert all(p.grad.dtype == torch.float32 for p in planned.parameters())
     want = torch.cat([p.grad.flatten() for p in exact.parameters()])
 

@@ -718,11 +718,9 @@ class Generator:
             keep_feats=keep_feats,
             streams=streams,
         )
+        assert out_positions is not None  # _loopable checked it
         if keep_feats:
-            n_feats = len(init) + len(reads)
-            self.block_feats[b.output] = (
-                feats_var if out_positions == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {out_positions!r}]"
-            )
+            self.block_feats[b.output] = _selected(feats_var, out_positions, len(init) + len(reads))
         if buffer is None:
             lines.append(comment)
             lines += naive
@@ -733,8 +731,7 @@ class Generator:
         fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
             init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
-            n_feats = len(init) + len(reads)
-            selected = feats_var if outs == tuple(range(n_feats)) else f"[{feats_var}[j] for j in {outs!r}]"
+            selected = _selected(feats_var, outs, len(init) + len(reads))
             lines.append(f"{comment}; {_plan_comment(shape, stores)}")
             lines += self._buffer_loop(b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused)
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
@@ -935,6 +932,11 @@ class _StreamLoop:
 
     def finish(self) -> list[str]:
         return [f"{out} = torch.cat({p}, 1)" for p, out in self.outs]
+
+
+def _selected(feats: str, positions: tuple[int, ...], n_feats: int) -> str:
+    """The features at ``positions`` of the list ``feats`` (of ``n_feats``), as source."""
+    return feats if positions == tuple(range(n_feats)) else f"[{feats}[j] for j in {positions!r}]"
 
 
 def _whole_input(init, in_stores, lookup, reads, outs):
