@@ -219,20 +219,68 @@ def test_dense_heads_train_through_the_buffer():
         assert 2 * width * (32 >> i) ** 2 * 4 in sizes  # batch 2, float32
 
 
-@pytest.mark.parametrize("case", ["two_forwards", "channels_last", "frozen_bn"])
+def _without_running_statistics(bn):
+    """A BatchNorm built with track_running_stats=False: batch statistics in eval mode too."""
+    bn.track_running_stats = False
+    bn.running_mean = bn.running_var = bn.num_batches_tracked = None
+
+
+@pytest.mark.parametrize(
+    "case", ["two_forwards", "channels_last", "frozen_bn", "cumulative_momentum", "no_running_stats"]
+)
 def test_fused_heads_equal_naive(case):
-    """Planned training gradients equal the naive module's where the fused head is at its edges:
-    two forwards before one backward (each writes its own buffer), channels_last buffers, and
-    BatchNorm in eval mode with autograd on (fine-tuning; the head falls back to a checkpoint)."""
+    """Planned training gradients and running statistics equal the naive module's where the fused
+    head is at its edges: two forwards before one backward (each writes its own buffer),
+    channels_last buffers, BatchNorm in eval mode with autograd on (fine-tuning: the running
+    statistics are constants), momentum None (a cumulative average, over two batches here), and
+    BatchNorm without running statistics (batch statistics even in eval mode)."""
     planned, naive, shape = pair(SPECS_BY_NAME["sparsenet"])
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn((3,) + shape, dtype=torch.float64, generator=gen) for _ in range(2)]
     for m in (planned, naive):
-        m.double().train(case != "frozen_bn")
+        m.double().train(case not in ("frozen_bn", "no_running_stats"))
+        bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+        for bn in bns:
+            if case == "cumulative_momentum":
+                bn.momentum = None
+            elif case == "no_running_stats":
+                _without_running_statistics(bn)
         if case == "channels_last":
             m.to(memory_format=torch.channels_last)
-        weighted_backward(m, *(xs if case == "two_forwards" else xs[:1]))
+        weighted_backward(m, *(xs if case in ("two_forwards", "cumulative_momentum") else xs[:1]))
     assert_same_training(planned, naive)
+
+
+def test_batch_statistics_once_per_feature():
+    """Every head reading a feature normalizes its channels with the same batch statistics, so
+    planned training computes them once per feature (when it is stored): BC's training forward
+    runs a batch-statistics BatchNorm per feature and per unit's inner BN, and each head's
+    BatchNorm is one eval-mode pass with those statistics -- the naive module's per-head
+    reductions over ever wider concatenations are gone."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class BatchNormCalls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.training = self.eval = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.native_batch_norm.default:
+                if args[5]:
+                    self.training += 1
+                else:
+                    self.eval += 1
+            return func(*args, **(kwargs or {}))
+
+    planned, naive, shape = pair(SPECS_BY_NAME["densenet_bc"])
+    x = torch.randn((2,) + shape)
+    blocks = (planned.block1, planned.block2, planned.block3)
+    units, features = sum(len(b) for b in blocks), sum(len(b) + 1 for b in blocks)
+    for model, training, evals in ((planned.train(), features + units, units + 3), (naive.train(), 2 * units + 3, 0)):
+        calls = BatchNormCalls()
+        with calls:
+            model(x)
+        assert (calls.training, calls.eval) == (training, evals)
 
 
 def test_fused_heads_under_autocast():

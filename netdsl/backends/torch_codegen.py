@@ -14,16 +14,19 @@ What a careful engineer would write, derived from the IR:
   module only reads its IR attributes): a block's features live in one preallocated buffer, each
   unit writes its output into its channel range and reads a view (a ``gather`` read concatenates
   its runs). The per-channel chain that starts a unit (concat -> BN -> ReLU -> 1x1 conv, the
-  plan's ``segment``) is the unit's ``head``. In eager training a BN -> ReLU [-> conv] head runs
-  as ``_BatchNormReluConv``, an autograd Function that reads the buffer and saves it with the
-  batch statistics, not the concatenation or its normalized copy: backward recomputes those from
-  the buffer (the memory-efficient DenseNet) without recomputing the statistics. Under
-  torch.compile, or where a block's heads have another form, a head runs under
-  ``torch.utils.checkpoint`` over the list of unit outputs instead (such blocks use the buffer
-  in inference only), BatchNorm's running statistics updated once. Under torch.compile the reads
-  are ``as_strided`` views (inductor then keeps the buffer instead of fusing a concatenation
-  into every reader) and the checkpoint keeps the 1x1 conv's output (selective checkpointing),
-  so no convolution runs twice.
+  plan's ``segment``) is the unit's ``head``. Every head that reads a feature normalizes its
+  channels with the same batch statistics, so in training they are computed once per feature,
+  when it is stored (``_feature``), and a head's BatchNorm is one pass with them
+  (``_statistics`` updates its running statistics as nn.BatchNorm does). In eager training a
+  BN -> ReLU [-> conv] head runs as ``_BatchNormReluConv``, an autograd Function that reads the
+  buffer and saves it with the statistics, not the concatenation or its normalized copy:
+  backward recomputes those from the buffer (the memory-efficient DenseNet) and differentiates
+  through the statistics itself. Under torch.compile the same head is written out in plain,
+  differentiable ops for the compiler; compiled inference reads the buffer through
+  ``as_strided`` views (from slices inductor would fuse a concatenation into every reader). Where a block's heads have
+  another form, a head runs under ``torch.utils.checkpoint`` over the list of unit outputs
+  (such blocks use the buffer in inference only), BatchNorm's running statistics updated once,
+  and compiled, the checkpoint keeps the 1x1 conv's output, so no convolution runs twice.
 - **opt 0** is the same generator without the plan: one ``torch.cat`` per unit.
 """
 
@@ -94,7 +97,8 @@ _RESERVED = frozenset(
         "a",
         "b",
         # the module-level helpers the forward calls: a variable named like one would shadow it
-        *("_buffer", "_channels", "_read", "_store", "_output", "_buffer_head", "_recompute", "_batch_norm_eval"),
+        *("_buffer", "_channels", "_read", "_store", "_output", "_buffer_head", "_feature", "_statistics"),
+        *("_recompute", "_batch_norm_eval"),
         *("_conv_bn_eval", "_BatchNormReluConv", "_KeepBatchNormStats", "_keep_convolutions"),
     }
 )
@@ -369,16 +373,17 @@ class Generator:
         feats = self.block_feats.pop(src)  # inside the method the chain is plain code
         out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
         kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
-        scope.methods.append(
-            _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
-        )
-        bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         var = fn.fresh(rel.split(".", 1)[0])
         if src in self.block_buffers:  # the block's loop kept its buffer: the head reads it
             buf, runs = self.block_buffers.pop(src)
             fused = ", ".join(self._fused(chain, "self", scope) or ())
+            scope.methods.append(_method(name, "x", f.lines, out, f"{kinds} of the concatenation, without autograd"))
             fn.lines.append(f"{var} = _buffer_head(self.{name}, {feats}, {buf}, {runs!r}, {fused})")
             return var
+        scope.methods.append(
+            _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
+        )
+        bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         fn.lines.append(f"if {_FEATURES}:")
         fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
         fn.lines.append("else:")
@@ -771,7 +776,7 @@ class Generator:
         ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
         shape, stores, unit_reads, _, in_stores = buffer
-        out = [f"{base}, {feats} = _buffer({init[0]}, {shape[0]}), [{', '.join(init)}]"]
+        out = [f"{base}, {feats} = _buffer({init[0]}, {shape[0]}), [{', '.join(f'_feature({v})' for v in init)}]"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
         names, tables, runs = _runs_tables(unit_reads)
         gather = feats
@@ -1071,76 +1076,92 @@ def _read(buf, runs):
     return _channels(buf, *runs[0]) if len(runs) == 1 else torch.cat([_channels(buf, *r) for r in runs], 1)
 
 
+def _feature(y):
+    """With autograd ``(y, mean, var)``, its batch statistics: every head reading it uses the same."""
+    if not torch.is_grad_enabled():
+        return None
+    x = y if y.dtype in (torch.float32, torch.float64) else y.float()  # autocast: fp32 statistics
+    if torch.compiler.is_compiling():  # differentiable; inductor fuses it into one reduction
+        return y, *torch.var_mean(x, (0, 2, 3), correction=0)[::-1]
+    _, mean, invstd = torch.ops.aten.native_batch_norm(x.detach(), None, None, None, None, True, 0.0, 0.0)
+    return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
+
+
 def _store(buf, a, b, y, feats):
     """``y`` into channels [a, b) of ``buf``; with autograd into ``feats`` too (for its gradient)."""
     buf[:, a:b] = y.detach()
-    feats.append(y if torch.is_grad_enabled() else None)
+    feats.append(_feature(y))
+
+
+def _statistics(bn, feats):
+    """The batch's (mean, var) from its features', updating ``bn``'s running ones; eval: those."""
+    if not bn.training and bn.running_mean is not None:  # as nn.BatchNorm decides
+        return bn.running_mean, bn.running_var
+    mean, var = torch.cat([f[1] for f in feats]), torch.cat([f[2] for f in feats])
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        n = feats[0][0].numel() // feats[0][0].shape[1]
+        bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+        bn.running_var.mul_(1 - m).add_(var.detach(), alpha=m * n / (n - 1))
+    return mean, var
 
 
 def _buffer_head(head, feats, buf, runs, bn, conv):
-    """``head`` (BN -> ReLU [-> conv]) of the runs of ``buf``, copies of ``feats``. Compiled, or with
-    BN in eval mode (no statistics to update), a checkpoint of the concatenation of ``feats``."""
+    """``head`` (BN -> ReLU [-> conv]) of ``buf``'s runs, copies of ``feats`` (with autograd)."""
     if not torch.is_grad_enabled():
         return head(_read(buf, runs))
-    if torch.compiler.is_compiling() or not bn.training:
-        return checkpoint(head, *feats, use_reentrant=False, context_fn=_keep_convolutions)
+    mean, var, xs = *_statistics(bn, feats), [f[0] for f in feats]
+    if torch.compiler.is_compiling():  # the same ops written out, for inductor
+        scale = torch.rsqrt(var + bn.eps) * (1 if bn.weight is None else bn.weight)
+        shift = (0 if bn.bias is None else bn.bias) - mean * scale
+        y = torch.relu(torch.cat(xs, 1) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+        return y if conv is None else conv(y)
     w, b = (None, None) if conv is None else (conv.weight, conv.bias)
-    return _BatchNormReluConv.apply(buf, runs, bn, conv, bn.weight, bn.bias, w, b, *feats)
-
-
-def _momentum(bn):
-    """nn.BatchNorm's update of the running statistics: counts the batch, returns the factor."""
-    if not bn.track_running_stats:
-        return 0.0
-    bn.num_batches_tracked.add_(1)
-    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, bn.weight, bn.bias, w, b, *xs)
 
 
 class _BatchNormReluConv(torch.autograd.Function):
-    """Training conv(relu(batch_norm(x))), x runs of a feature buffer: saves the buffer and the batch
-    statistics, not x or relu(bn(x)), which backward recomputes (not the statistics) from them."""
+    """conv(relu(bn(x))), x runs of a buffer: saves the buffer, not x or relu(bn(x)) (recomputed)."""
 
     @staticmethod
-    def forward(ctx, buf, runs, bn, conv, bn_w, bn_b, w, b, *feats):
-        stats = (bn.running_mean, bn.running_var, True, _momentum(bn), bn.eps)
-        y, mean, invstd = torch.ops.aten.native_batch_norm(_read(buf, runs), bn_w, bn_b, *stats)
-        y = torch.relu_(y)
-        ctx.runs, ctx.eps, ctx.widths = runs, bn.eps, [f.shape[1] for f in feats]
-        ctx.conv = None if conv is None else (conv.stride, conv.padding, conv.dilation, conv.groups)
+    def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
+        ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
+        ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
+        y = torch.relu_(F.batch_norm(_read(buf, runs), mean, var, bn_w, bn_b, False, 0.0, bn.eps))
         # saved as an alias with its own version counter: the later units' writes do not bump it
         alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
-        ctx.save_for_backward(alias, mean, invstd, bn_w, bn_b, w, b)
-        return y if conv is None else F.conv2d(y, w, b, *ctx.conv)
+        ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b)
+        return y if conv is None else F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        buf, mean, invstd, bn_w, bn_b, w, b = ctx.saved_tensors
+        buf, mean, var, bn_w, bn_b, w, b = ctx.saved_tensors
         x = torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
-        var = invstd.pow(-2) - ctx.eps  # the batch's own statistics, for one eval-mode pass
         y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
         gw = gb = None
         if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
-            (stride, padding, dilation, groups), bias = ctx.conv, None if b is None else [b.shape[0]]
-            args = (bias, stride, padding, dilation, False, [0, 0], groups, [True, True, b is not None])
+            c, bias = ctx.conv, None if b is None else [b.shape[0]]
+            args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
             grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
             grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
         grad = torch.ops.aten.threshold_backward(grad, y, 0)
-        args = (None, None, mean, invstd, True, ctx.eps, [True, bn_w is not None, bn_b is not None])
-        gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *args)
-        return None, None, None, None, g_bn_w, g_bn_b, gw, gb, *gx.split(ctx.widths, 1)
+        stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
+        mask = [True, bn_w is not None, bn_b is not None]
+        gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
+        return None, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *gx.split(ctx.widths, 1)
 '''
 
 _OUTPUT_SRC = '''
 def _output(buf, runs, feats):
     """A block's output: its runs of ``buf``; with autograd the concatenation of ``feats``."""
-    return torch.cat(feats, 1) if torch.is_grad_enabled() else _read(buf, runs)
+    return torch.cat([f[0] for f in feats], 1) if torch.is_grad_enabled() else _read(buf, runs)
 '''
 
 _BN_EVAL_SRC = '''
 def _batch_norm_eval(x, bn):
-    """Eval-mode BatchNorm of a (possibly strided) channel view as one multiply-add pass into a
-    fresh tensor."""
+    """Eval-mode BatchNorm of a (strided) channel view: one multiply-add pass into a new tensor."""
     scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
     return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
 '''
@@ -1156,15 +1177,14 @@ def _conv_bn_eval(x, conv, bn):
 _BUFFER_SRC = '''
 def _buffer(like, channels):
     """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
-    n, _, h, w = like.shape
     channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
+    shape = (like.shape[0], channels, *like.shape[2:])
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 def _channels(buf, start, stop):
-    """``buf[:, start:stop]``; compiled, an ``as_strided`` view, which makes inductor keep the buffer
-    (from a slice it fuses every earlier write into each reader: a concatenation per unit)."""
+    """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
     if torch.compiler.is_compiling():
         n, _, h, w = buf.shape
         return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
@@ -1215,13 +1235,13 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     recompute, buffer_head = _calls("_recompute", body), _calls("_buffer_head", body)
     for wanted, source in (
         (recompute, _RECOMPUTE_SRC),
-        (recompute or buffer_head, _KEEP_CONV_SRC),
+        (recompute, _KEEP_CONV_SRC),
         (_calls("_buffer", body), _BUFFER_SRC),
         (buffer_head, _BUFFER_HEAD_SRC),
         (_calls("_output", body), _OUTPUT_SRC),
-        (bn_eval or conv_bn_eval, inspect.getsource(norm.bn_scale_shift)),
+        (bn_eval or conv_bn_eval, _embedded(norm.bn_scale_shift)),
         (bn_eval, _BN_EVAL_SRC),
-        (conv_bn_eval, inspect.getsource(norm.fold_into_conv)),
+        (conv_bn_eval, _embedded(norm.fold_into_conv)),
         (conv_bn_eval, _CONV_BN_EVAL_SRC),
     ):
         if wanted:
@@ -1229,7 +1249,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     imports = ["from __future__ import annotations", ""]
     imports += ["import contextlib", ""] if recompute else []
     imports += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
-    if recompute or buffer_head:
+    if recompute:
         imports += ["from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts"]
     head = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "", *imports]
     tail = [
@@ -1251,6 +1271,15 @@ _LAYERS = {
     for name, value in vars(torch_layers).items()
     if isinstance(value, type) and value.__module__ == torch_layers.__name__
 }
+
+
+def _embedded(fn) -> str:
+    """The source of one of netdsl's functions for the generated file, without its docstring's
+    examples (they are netdsl's doctests and need numpy)."""
+    lines = inspect.getsource(fn).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.lstrip().startswith(">>>"))
+    end = next(i for i in range(first, len(lines)) if lines[i].strip() == '"""')
+    return "\n".join(lines[: first - 1] + lines[end:])  # first - 1: the blank line before them
 
 
 def _calls(name: str, source: str) -> bool:
