@@ -23,10 +23,11 @@ What a careful engineer would write, derived from the IR:
   backward recomputes those from the buffer (the memory-efficient DenseNet) and differentiates
   through the statistics itself. Under torch.compile the same head is written out in plain,
   differentiable ops for the compiler; compiled inference reads the buffer through
-  ``as_strided`` views (from slices inductor would fuse a concatenation into every reader). Where a block's heads have
-  another form, a head runs under ``torch.utils.checkpoint`` over the list of unit outputs
-  (such blocks use the buffer in inference only), BatchNorm's running statistics updated once,
-  and compiled, the checkpoint keeps the 1x1 conv's output, so no convolution runs twice.
+  ``as_strided`` views (from slices inductor would fuse a concatenation into every reader).
+  Where a block's heads have another form, a head runs under ``torch.utils.checkpoint`` over
+  the list of unit outputs (such blocks use the buffer in inference only), BatchNorm's running
+  statistics updated once, and compiled, the checkpoint keeps the 1x1 conv's output, so no
+  convolution runs twice.
 - **opt 0** is the same generator without the plan: one ``torch.cat`` per unit.
 """
 
@@ -1177,10 +1178,10 @@ def _conv_bn_eval(x, conv, bn):
 _BUFFER_SRC = '''
 def _buffer(like, channels):
     """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
+    n, _, h, w = like.shape
     channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    shape = (like.shape[0], channels, *like.shape[2:])
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+    return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 def _channels(buf, start, stop):
@@ -1277,7 +1278,9 @@ def _embedded(fn) -> str:
     """The source of one of netdsl's functions for the generated file, without its docstring's
     examples (they are netdsl's doctests and need numpy)."""
     lines = inspect.getsource(fn).splitlines()
-    first = next(i for i, line in enumerate(lines) if line.lstrip().startswith(">>>"))
+    first = next((i for i, line in enumerate(lines) if line.lstrip().startswith(">>>")), None)
+    if first is None:  # no examples
+        return "\n".join(lines)
     end = next(i for i in range(first, len(lines)) if lines[i].strip() == '"""')
     return "\n".join(lines[: first - 1] + lines[end:])  # first - 1: the blank line before them
 
