@@ -4,6 +4,11 @@ benchmarks/reference_densenet.py), side by side in ONE process, rounds interleav
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python benchmarks/bench_codegen.py --threads 2
     python benchmarks/bench_codegen.py --cases eval64 train64 --no-compile     # eager rows only
 
+The allocator moves the training ratios (docs/performance.md): jemalloc's default decay hands
+freed pages back to the kernel, and page faults can then dominate a step; add
+``MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`` to keep them, as torch's CUDA caching
+allocator does. The header line names the allocator in use.
+
 Cases: eval at batch 64 and 1 (no_grad), a training step at batch 64 (forward, backward, SGD),
 each eager and under torch.compile (inductor); cold compile time (first call, fresh dynamo);
 training activation memory (bytes autograd saves, netdsl.backends.torch_bench.saved_bytes);
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -152,9 +158,12 @@ def main() -> None:
     names = {True: "channels_last", False: "NCHW"}
     layout = f"netdsl {names[args.netdsl_cl]}, reference {names[args.ref_cl]}"
     ref_kind = "checkpointed (memory_efficient)" if args.ref_cp else "torch.cat per layer"
+    allocator = os.environ.get("LD_PRELOAD") or "glibc malloc"
+    if os.environ.get("MALLOC_CONF"):
+        allocator += f" MALLOC_CONF={os.environ['MALLOC_CONF']}"
     print(
         f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, conv peak {peak:.1f} GFLOP/s, "
-        f"{layout}, reference {ref_kind}\n"
+        f"{layout}, reference {ref_kind}, allocator {allocator}\n"
     )
     print("| case | netdsl | reference | ratio | netdsl GFLOP/s (of peak) |")
     print("|---|---|---|---|---|")
