@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_densenet import DenseNet
 
 import netdsl
-from netdsl.backends.torch_bench import saved_bytes
+from netdsl.backends.torch_bench import allocator, saved_bytes
 from netdsl.progress import TaskProgress
 
 
@@ -158,12 +157,9 @@ def main() -> None:
     names = {True: "channels_last", False: "NCHW"}
     layout = f"netdsl {names[args.netdsl_cl]}, reference {names[args.ref_cl]}"
     ref_kind = "checkpointed (memory_efficient)" if args.ref_cp else "torch.cat per layer"
-    allocator = os.environ.get("LD_PRELOAD") or "glibc malloc"
-    if os.environ.get("MALLOC_CONF"):
-        allocator += f" MALLOC_CONF={os.environ['MALLOC_CONF']}"
     print(
         f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, conv peak {peak:.1f} GFLOP/s, "
-        f"{layout}, reference {ref_kind}, allocator {allocator}\n"
+        f"{layout}, reference {ref_kind}, allocator {allocator()}\n"
     )
     print("| case | netdsl | reference | ratio | netdsl GFLOP/s (of peak) |")
     print("|---|---|---|---|---|")

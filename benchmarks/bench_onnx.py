@@ -27,6 +27,7 @@ import torch
 
 import netdsl
 from netdsl.api import onnx_model
+from netdsl.backends.torch_bench import allocator
 from netdsl.onnx_runtime import run, session
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     warnings.simplefilter("ignore", UserWarning)
     print(
         f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; threads {args.threads}; "
-        f"allocator: {os.environ.get('LD_PRELOAD') or 'glibc malloc'}"
+        f"allocator: {allocator()}"
     )
     print(
         "| model | input | batch | torch eager ms | torch planned ms | onnxruntime ms | vs eager | vs planned "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from netdsl.api import build_model, compile_spec
-from netdsl.backends.torch_bench import saved_bytes
+from netdsl.backends.torch_bench import allocator, saved_bytes
 from netdsl.cli import main
 from netdsl.ir.graph import blocks
 from netdsl.memory import memory_report
@@ -96,3 +96,14 @@ def test_training_model_matches_saved_tensors(opt):
     predicted = memory_report(graph, batch)["total"]["train_planned" if opt else "train_naive"]
     bn_stats = sum(2 * m.num_features * 4 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert predicted <= measured <= predicted + bn_stats
+
+
+def test_allocator_names_preload_and_malloc_conf(monkeypatch):
+    """Benchmark headers name the allocator: the timings depend on it (docs/performance.md)."""
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv("MALLOC_CONF", raising=False)
+    assert allocator() == "glibc malloc"
+    monkeypatch.setenv("LD_PRELOAD", "/lib/libjemalloc.so.2")
+    assert allocator() == "/lib/libjemalloc.so.2"
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    assert allocator() == "/lib/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1"

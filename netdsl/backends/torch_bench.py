@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -38,6 +39,14 @@ def median_seconds(
         times.append(time.perf_counter() - t0)
         done()
     return statistics.median(times)
+
+
+def allocator() -> str:
+    """The allocator this process runs under, as benchmark headers name it: ``LD_PRELOAD`` (else
+    glibc malloc) and any ``MALLOC_CONF``. It moves CPU timings a lot (docs/performance.md)."""
+    name = os.environ.get("LD_PRELOAD") or "glibc malloc"
+    conf = os.environ.get("MALLOC_CONF")
+    return f"{name} MALLOC_CONF={conf}" if conf else name
 
 
 def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
