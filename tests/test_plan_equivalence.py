@@ -225,15 +225,23 @@ def _without_running_statistics(bn):
     bn.running_mean = bn.running_var = bn.num_batches_tracked = None
 
 
+_FUSED_CASES = ["two_forwards", "channels_last", "frozen_bn", "cumulative_momentum", "no_running_stats"]
+
+
 @pytest.mark.parametrize(
-    "case", ["two_forwards", "channels_last", "frozen_bn", "cumulative_momentum", "no_running_stats"]
+    "case, compiled",
+    [(c, False) for c in _FUSED_CASES]
+    + [(c, True) for c in ("plain", "channels_last", "frozen_bn", "no_running_stats")],
+    ids=lambda v: {True: "compiled", False: "eager"}.get(v, v) if isinstance(v, bool) else v,
 )
-def test_fused_heads_equal_naive(case):
+def test_fused_heads_equal_naive(case, compiled):
     """Planned training gradients and running statistics equal the naive module's where the fused
     head is at its edges: two forwards before one backward (each writes its own buffer),
     channels_last buffers, BatchNorm in eval mode with autograd on (fine-tuning: the running
     statistics are constants), momentum None (a cumulative average, over two batches here), and
-    BatchNorm without running statistics (batch statistics even in eval mode)."""
+    BatchNorm without running statistics (batch statistics even in eval mode). Compiled
+    (aot_eager: the traced autograd graph), the Function runs on the concatenation instead of the
+    buffer and saves its output: the same values."""
     planned, naive, shape = pair(SPECS_BY_NAME["sparsenet"])
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn((3,) + shape, dtype=torch.float64, generator=gen) for _ in range(2)]
@@ -247,6 +255,9 @@ def test_fused_heads_equal_naive(case):
                 _without_running_statistics(bn)
         if case == "channels_last":
             m.to(memory_format=torch.channels_last)
+        if compiled and m is planned:
+            torch._dynamo.reset()
+            m = torch.compile(m, fullgraph=True, backend="aot_eager")
         weighted_backward(m, *(xs if case in ("two_forwards", "cumulative_momentum") else xs[:1]))
     assert_same_training(planned, naive)
 
@@ -283,18 +294,22 @@ def test_batch_statistics_once_per_feature():
         assert (calls.training, calls.eval) == (training, evals)
 
 
-def test_fused_heads_under_autocast():
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fused_heads_under_autocast(compiled):
     """bfloat16 autocast (CPU): the fused head's convolution runs in bfloat16 and its backward
     casts back: the float32 parameters get float32 gradients as close to float32 training's as
-    the naive module's are (bfloat16 alone puts both about 25% off)."""
+    the naive module's are (bfloat16 alone puts both about 25% off). Compiled (aot_eager), the
+    head normalizes the bfloat16 concatenation with float32 statistics."""
     planned, naive, shape = pair(SPECS_BY_NAME["densenet_bc"])
     exact = copy.deepcopy(naive).train()
     x = torch.randn((4,) + shape, generator=torch.Generator().manual_seed(0))
     weighted_backward(exact, x)
+    torch._dynamo.reset()
     for m in (planned, naive):
         m.train()
+        run = torch.compile(m, fullgraph=True, backend="aot_eager") if compiled and m is planned else m
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            weighted_backward(m, x)
+            weighted_backward(run, x)
     assert all(p.grad.dtype == torch.float32 for p in planned.parameters())
     want = torch.cat([p.grad.flatten() for p in exact.parameters()])
 

@@ -21,9 +21,12 @@ What a careful engineer would write, derived from the IR:
   BN -> ReLU [-> conv] head runs as ``_BatchNormReluConv``, an autograd Function that reads the
   buffer and saves it with the statistics, not the concatenation or its normalized copy:
   backward recomputes those from the buffer (the memory-efficient DenseNet) and differentiates
-  through the statistics itself. Under torch.compile the same head is written out in plain,
-  differentiable ops for the compiler; compiled inference reads the buffer through
-  ``as_strided`` views (from slices inductor would fuse a concatenation into every reader).
+  through the statistics itself. Under torch.compile the Function normalizes the concatenation
+  instead (dynamo cannot trace the buffer alias), saves it and the ReLU's output, and leaves
+  the conv to the compiler; its backward is still BatchNorm's own, which inductor fuses better
+  than the autograd of the statistics (docs/performance.md). Compiled inference reads the
+  buffer through ``as_strided`` views (from slices inductor would fuse a concatenation into
+  every reader).
   Where a block's heads have another form, a head runs under ``torch.utils.checkpoint`` over
   the list of unit outputs (such blocks use the buffer in inference only), BatchNorm's running
   statistics updated once, and compiled, the checkpoint keeps the 1x1 conv's output, so no
@@ -1082,8 +1085,8 @@ def _feature(y):
     if not torch.is_grad_enabled():
         return None
     x = y if y.dtype in (torch.float32, torch.float64) else y.float()  # autocast: fp32 statistics
-    if torch.compiler.is_compiling():  # differentiable; inductor fuses it into one reduction
-        return y, *torch.var_mean(x, (0, 2, 3), correction=0)[::-1]
+    if torch.compiler.is_compiling():  # inductor fuses it into one reduction
+        return y, *torch.var_mean(x.detach(), (0, 2, 3), correction=0)[::-1]
     _, mean, invstd = torch.ops.aten.native_batch_norm(x.detach(), None, None, None, None, True, 0.0, 0.0)
     return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
 
@@ -1113,10 +1116,8 @@ def _buffer_head(head, feats, buf, runs, bn, conv):
     if not torch.is_grad_enabled():
         return head(_read(buf, runs))
     mean, var, xs = *_statistics(bn, feats), [f[0] for f in feats]
-    if torch.compiler.is_compiling():  # the same ops written out, for inductor
-        scale = torch.rsqrt(var + bn.eps) * (1 if bn.weight is None else bn.weight)
-        shift = (0 if bn.bias is None else bn.bias) - mean * scale
-        y = torch.relu(torch.cat(xs, 1) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+    if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
+        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, bn.weight, bn.bias, None, None)
         return y if conv is None else conv(y)
     w, b = (None, None) if conv is None else (conv.weight, conv.bias)
     return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, bn.weight, bn.bias, w, b, *xs)
@@ -1129,18 +1130,22 @@ class _BatchNormReluConv(torch.autograd.Function):
     def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
         ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
         ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
-        y = torch.relu_(F.batch_norm(_read(buf, runs), mean, var, bn_w, bn_b, False, 0.0, bn.eps))
-        # saved as an alias with its own version counter: the later units' writes do not bump it
-        alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
-        ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b)
+        x = buf if runs is None else _read(buf, runs)
+        y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
+        if runs is None:  # compiled, buf the concatenation: saved with y (recomputing measured slower)
+            ctx.save_for_backward(x, mean, var, bn_w, bn_b, w, b, y)
+        else:  # saved as an alias with its own version counter: the later units' writes do not bump it
+            alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
+            ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b, None)
         return y if conv is None else F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        buf, mean, var, bn_w, bn_b, w, b = ctx.saved_tensors
-        x = torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
-        y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
+        buf, mean, var, bn_w, bn_b, w, b, y = ctx.saved_tensors
+        x = buf if ctx.runs is None else torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
+        if y is None:
+            y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
         gw = gb = None
         if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
             c, bias = ctx.conv, None if b is None else [b.shape[0]]
@@ -1151,7 +1156,8 @@ class _BatchNormReluConv(torch.autograd.Function):
         stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
         mask = [True, bn_w is not None, bn_b is not None]
         gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
-        return None, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *gx.split(ctx.widths, 1)
+        feats = () if ctx.runs is None else gx.split(ctx.widths, 1)  # compiled, buf is x: its gradient
+        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats
 '''
 
 _OUTPUT_SRC = '''
