@@ -1144,7 +1144,7 @@ class _BatchNormReluConv(torch.autograd.Function):
     def backward(ctx, grad):
         buf, mean, var, bn_w, bn_b, w, b, y = ctx.saved_tensors
         x = buf if ctx.runs is None else torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
-        if y is None:
+        if y is None:  # recomputed, so ours: the masked gradient is written over it (an allocation less)
             y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
         gw = gb = None
         if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
@@ -1152,7 +1152,7 @@ class _BatchNormReluConv(torch.autograd.Function):
             args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
             grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
             grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
-        grad = torch.ops.aten.threshold_backward(grad, y, 0)
+        grad = torch.ops.aten.threshold_backward(grad, y, 0, **({} if ctx.runs is None else {"grad_input": y}))
         stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
         mask = [True, bn_w is not None, bn_b is not None]
         gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
