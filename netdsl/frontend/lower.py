@@ -868,7 +868,9 @@ class Lowerer:
         if stmt.label:
             scope.labels[stmt.label] = info.output
 
-    def _unit_body(self, body, uscope: Scope, env: Env, ctx: dict) -> None:
+    def _unit_body(self, body, uscope: Scope, env: Env, ctx: dict) -> str | None:
+        """Lower one unit's body; returns the template it instantiates when the body is one
+        template call (the generated class is named after it), else None."""
         # A unit that is one template call names its ops directly under the unit
         # (block1.unit3.conv1, not block1.unit3.bottleneck1.conv1).
         if (
@@ -887,8 +889,9 @@ class Lowerer:
                 raise
             finally:
                 self.scope = prev
-        else:
-            self.body(body, uscope, env, ctx)
+            return str(body[0].call.name)
+        self.body(body, uscope, env, ctx)
+        return None
 
     def _gather(self, feats: list[tuple[str, int | None, int | None]], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
@@ -1018,7 +1021,7 @@ class Lowerer:
             uscope = Scope(prefix, agg)
             bscope.used.add(f"unit{i}")
             streams.open_unit(self, uscope, bscope, carried, i, units, ssp)
-            self._unit_body(
+            template = self._unit_body(
                 stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx
             )
             pieces.append(streams.close_unit(uscope, carried, i, stmt.span))
@@ -1031,7 +1034,9 @@ class Lowerer:
                 )
             feats[i] = (out, None, None)
             self._tag_unit(start, prefix, bscope.path, i)
-            unit_infos.append(UnitInfo(i, prefix, reads, agg, out))
+            unit_infos.append(
+                UnitInfo(i, prefix, reads, agg, out, template=template, nodes=tuple(self._created[start:]))
+            )
         # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.);
         # a rule: the features it selects for that further unit i = L + 1 (HarDNet: the odd units and the last).
         sel: Sequence[int]
@@ -1263,10 +1268,10 @@ class Lowerer:
             else:
                 agg, reads = xs[i], (i - s,)
             uscope = Scope(prefix, agg)
-            self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
+            template = self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
             ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
-            units.append(UnitInfo(i, prefix, reads, agg, ys[i]))
+            units.append(UnitInfo(i, prefix, reads, agg, ys[i], template=template, nodes=tuple(self._created[start:])))
         y1_shape, unit_shape = self.shape(ys[1]), self.shape(ys[2])
         if "bypass" not in opts and y1_shape[1:] != unit_shape[1:]:
             raise ShapeError(

@@ -35,6 +35,12 @@ class UnitInfo:
     reads: tuple[int, ...]  # feature indices, ascending
     aggregate: str  # node id of the unit's input (a concat/add node, or the feature itself)
     output: str  # node id of the unit's output (feature x_i)
+    # The template the unit's body calls when it is one template call ("bottleneck"), else None:
+    # the generated class is named after it and shared by every unit of that template.
+    template: str | None = None
+    # Every node lowering made for the unit, in creation order (its aggregate included, where the
+    # unit made one; nodes of a block nested in the unit included too).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
