@@ -24,6 +24,7 @@ COMMANDS = [
     "eval",
     "bench",
     "export-weights",
+    "lsp",
 ]
 
 
