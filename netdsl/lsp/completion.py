@@ -40,7 +40,9 @@ _INCLUDE = re.compile(r'^\s*include\s+"([^"]*)$')
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(([^()]*)$")
 
 
-def completions(text: str, path: Path, module: ast.Module | None, templates: dict, line0: int, char0: int):
+def completions(
+    text: str, path: Path, module: ast.Module | None, templates: dict, line0: int, char0: int, snippets: bool = False
+):
     lines = lines_of(text)
     if not 0 <= line0 < len(lines):
         return []
@@ -57,14 +59,12 @@ def completions(text: str, path: Path, module: ast.Module | None, templates: dic
         given = set(re.findall(r"([A-Za-z_]\w*)\s*=", m.group(2)))
         for arg, line in zip(spec.args, op_arguments(spec), strict=True):
             if arg.name not in given:
-                items.append(
-                    _item(arg.name + "=", lsp.CompletionItemKind.Field, line, sort="0", insert=arg.name + "=")
-                )
+                items.append(_item(arg.name + "=", lsp.CompletionItemKind.Field, line, sort="0", insert=arg.name + "="))
     items += _names_in_scope(module, line0, char0)
     if not m:
-        items += _statements(templates or ({t.name: t for t in module.templates} if module else {}))
+        items += _statements(templates or ({t.name: t for t in module.templates} if module else {}), snippets)
     else:
-        items += [_pattern(name) for name in PATTERN_FUNCS]
+        items += [_pattern(name, snippets) for name in PATTERN_FUNCS]
         items += [_item(name, lsp.CompletionItemKind.Function, "function") for name in BUILTIN_FUNCS]
     items += [_item(name, lsp.CompletionItemKind.Constant, "constant") for name in CONSTANTS]
     return items
@@ -82,23 +82,36 @@ def _item(label, kind, detail="", doc=None, sort="5", insert=None, snippet=False
     )
 
 
-def _pattern(name: str) -> lsp.CompletionItem:
-    return _item(name, lsp.CompletionItemKind.Function, "pattern " + PATTERN_ARGS[name].replace("$", ""), sort="3",
-                 insert=PATTERN_ARGS[name], snippet=True)
+def _pattern(name: str, snippets: bool) -> lsp.CompletionItem:
+    """A pattern with its arguments: a snippet where the client takes them, else the name."""
+    plain = re.sub(r"\$\{\d+:([^}]*)\}", r"\1", PATTERN_ARGS[name])
+    return _item(
+        name,
+        lsp.CompletionItemKind.Function,
+        "pattern " + plain,
+        sort="3",
+        insert=PATTERN_ARGS[name] if snippets else None,
+        snippet=snippets,
+    )
 
 
-def _statements(templates: dict) -> list[lsp.CompletionItem]:
+def _statements(templates: dict, snippets: bool) -> list[lsp.CompletionItem]:
     items = [
         _item(name, lsp.CompletionItemKind.Function, op_signature(spec), spec.doc or None, sort="2")
         for name, spec in SPEC_OPS.items()
     ]
     items += [
-        _item(t.name, lsp.CompletionItemKind.Snippet, template_signature(t), f"template from {Path(t.span.file).name}",
-              sort="1")
+        _item(
+            t.name,
+            lsp.CompletionItemKind.Snippet,
+            template_signature(t),
+            f"template from {Path(t.span.file).name}",
+            sort="1",
+        )
         for t in templates.values()
     ]
     items += [_item(name, lsp.CompletionItemKind.Keyword, "statement", sort="3") for name in STRUCTURAL]
-    items += [_pattern(name) for name in PATTERN_FUNCS]
+    items += [_pattern(name, snippets) for name in PATTERN_FUNCS]
     words = [w for w in grammar_words() if w not in STRUCTURAL]
     items += [_item(w, lsp.CompletionItemKind.Keyword, "keyword", sort="4") for w in words]
     return items

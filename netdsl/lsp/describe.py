@@ -10,6 +10,7 @@ from ..errors import Span
 from ..frontend import ast
 from ..ops import REQUIRED, SpecOp
 
+TIMES = "\u00d7"  # shapes as papers write them: C, H and W joined by the multiplication sign
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&~])")
 
 
@@ -77,7 +78,7 @@ def template_signature(t: ast.Template) -> str:
 
 
 def shape(s) -> str:
-    return "×".join(str(d) for d in s)
+    return TIMES.join(str(d) for d in s)
 
 
 def count(n: int) -> str:

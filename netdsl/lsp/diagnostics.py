@@ -80,19 +80,24 @@ def _places(a: Analysis, err: NetdslError) -> list[lsp.DiagnosticRelatedInformat
             source = a.text if same_file(path, a.path) else None
             span = Span(str(path), line, col, text=source)
             out.append(_related(span, "defined here" if "defined" in text or "declared" in text else "see here"))
-    m = _DUPLICATE_LABEL.search(err.message)
-    if m and a.module is not None and err.span is not None:
-        first = _first_label(a.module, m.group(1), err.span)
+    label = _DUPLICATE_LABEL.search(err.message)
+    if label and a.module is not None and err.span is not None:
+        first = _first_label(a.module, label.group(1), err.span)
         if first is not None:
-            out.append(_related(first, f"'{m.group(1)}' is first used here"))
+            out.append(_related(first, f"'{label.group(1)}' is first used here"))
     return out
 
 
 def _first_label(module: ast.Module, label: str, after: Span) -> Span | None:
     for node in walk(module):
-        if isinstance(node, ast.OpStmt) and node.label == label and (node.span.line, node.span.column) < (
-            after.line,
-            after.column,
+        if (
+            isinstance(node, ast.OpStmt)
+            and node.label == label
+            and (node.span.line, node.span.column)
+            < (
+                after.line,
+                after.column,
+            )
         ):
             s = node.span
             return Span(s.file, s.line, s.column, s.line, s.column + len(label), text=s.text)

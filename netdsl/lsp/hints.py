@@ -13,7 +13,7 @@ from .syntax import walk
 
 
 def inlay_hints(a: Analysis, others: list[Analysis], first_line: int, last_line: int) -> list[lsp.InlayHint]:
-    """A hint ``→ C×H×W`` after the last statement of each line in [first_line, last_line]
+    """A hint ``→ CxHxW`` after the last statement of each line in [first_line, last_line]
     (0-based) that made nodes: the last node it made (in its last run, for a statement in a loop
     or a template), a block's output, or a top-level template call's last stage."""
     if a.module is None:
@@ -54,7 +54,7 @@ def _shape_of(stmt: ast.OpStmt, owner, graphs: list[Analysis]) -> str | None:
         nodes = g.nodes_at(stmt.call.span)
         if nodes:
             return shape(g.graph.nodes[nodes[-1]]["shape"])
-        if isinstance(owner, ast.Network) and stmt in owner.body or _in_loop(owner, stmt):
+        if (isinstance(owner, ast.Network) and stmt in owner.body) or _in_loop(owner, stmt):
             stages = _stages_of(stmt, [owner, stmt], g.graph)
             if stages:
                 last = [n for n, d in g.graph.nodes(data=True) if d.get("stage") == stages[-1]]

@@ -43,7 +43,9 @@ def definition(
                 target = resolve_include(inc.path, path, path.absolute().parent.resolve(), inc.span)
             except NetdslError:
                 return []  # a refused include is not followed, not even by the editor
-            return [lsp.Location(uri=target.absolute().as_uri(), range=lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0)))]
+            return [
+                lsp.Location(uri=target.absolute().as_uri(), range=lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0)))
+            ]
     found = word_at(text, line0, char0)
     if found is None:
         return []
@@ -62,18 +64,24 @@ def definition(
 def _declaration(owner: ast.Network | ast.Template, name: str) -> Span | None:
     for p in owner.params:
         if p.name == name:
-            return Span(p.span.file, p.span.line, p.span.column, p.span.line, p.span.column + len(name), text=p.span.text)
+            return Span(
+                p.span.file, p.span.line, p.span.column, p.span.line, p.span.column + len(name), text=p.span.text
+            )
     for n in walk(owner):
         if isinstance(n, ast.Let) and n.name == name:
             return _name_span(n, name)
         if isinstance(n, ast.For) and n.var == name:
             return _name_span(n, name)
         if isinstance(n, ast.OpStmt) and n.label == name:
-            return Span(n.span.file, n.span.line, n.span.column, n.span.line, n.span.column + len(name), text=n.span.text)
+            return Span(
+                n.span.file, n.span.line, n.span.column, n.span.line, n.span.column + len(name), text=n.span.text
+            )
     return None
 
 
-def references(text: str, path: Path, module: ast.Module, line0: int, char0: int, declaration: bool) -> list[lsp.Location]:
+def references(
+    text: str, path: Path, module: ast.Module, line0: int, char0: int, declaration: bool
+) -> list[lsp.Location]:
     """Every place this file names the word under the cursor as the same kind of thing: calls of a
     template (and its ``def``), or the uses of a parameter, ``let``, loop variable or label in its
     network or template (and its declaration)."""
@@ -84,7 +92,9 @@ def references(text: str, path: Path, module: ast.Module, line0: int, char0: int
     spans: list[Span] = []
     templates = {t.name: t for t in module.templates}
     is_call = any(isinstance(n, ast.Call) and n.name == name for n in walk(module))
-    owner = next((n for n in path_to(module, str(path), line0, char0) if isinstance(n, (ast.Network, ast.Template))), None)
+    owner = next(
+        (n for n in path_to(module, str(path), line0, char0) if isinstance(n, (ast.Network, ast.Template))), None
+    )
     if owner is not None and _declaration(owner, name) is not None:
         decl = _declaration(owner, name)
         if declaration and decl is not None:
@@ -101,7 +111,9 @@ def document_symbols(module: ast.Module, text: str) -> list[lsp.DocumentSymbol]:
     out = []
     for inc in module.includes:
         r = span_range(inc.span, text)
-        out.append(lsp.DocumentSymbol(name=inc.path, kind=lsp.SymbolKind.File, range=r, selection_range=r, detail="include"))
+        out.append(
+            lsp.DocumentSymbol(name=inc.path, kind=lsp.SymbolKind.File, range=r, selection_range=r, detail="include")
+        )
     for t in module.templates:
         out.append(_symbol(t, lsp.SymbolKind.Function, "def", text))
     for net in module.networks:
@@ -113,14 +125,19 @@ def _symbol(owner: ast.Network | ast.Template, kind: lsp.SymbolKind, detail: str
     rng = span_range(owner.span, text)
     children = [
         lsp.DocumentSymbol(
-            name=p.name, kind=lsp.SymbolKind.Variable, range=span_range(p.span, text),
-            selection_range=span_range(p.span, text), detail="parameter",
+            name=p.name,
+            kind=lsp.SymbolKind.Variable,
+            range=span_range(p.span, text),
+            selection_range=span_range(p.span, text),
+            detail="parameter",
         )
         for p in owner.params
     ]
     children += _statement_symbols(owner.body, text)
     sel = span_range(_name_span(owner, owner.name), text)
-    return lsp.DocumentSymbol(name=owner.name, kind=kind, range=rng, selection_range=sel, detail=detail, children=children)
+    return lsp.DocumentSymbol(
+        name=owner.name, kind=kind, range=rng, selection_range=sel, detail=detail, children=children
+    )
 
 
 def _statement_symbols(body: tuple, text: str) -> list[lsp.DocumentSymbol]:
@@ -133,7 +150,11 @@ def _statement_symbols(body: tuple, text: str) -> list[lsp.DocumentSymbol]:
             out += _statement_symbols(stmt.then + stmt.orelse, text)
         elif isinstance(stmt, ast.Let):
             r = span_range(stmt.span, text)
-            out.append(lsp.DocumentSymbol(name=stmt.name, kind=lsp.SymbolKind.Constant, range=r, selection_range=r, detail="let"))
+            out.append(
+                lsp.DocumentSymbol(
+                    name=stmt.name, kind=lsp.SymbolKind.Constant, range=r, selection_range=r, detail="let"
+                )
+            )
         elif isinstance(stmt, ast.OpStmt) and (stmt.label or stmt.body is not None):
             r = span_range(stmt.span, text)
             out.append(
@@ -155,7 +176,7 @@ _WORKSPACE_CACHE: dict[Path, tuple[float, list[tuple[str, lsp.SymbolKind, Span]]
 def workspace_symbols(folders: list[Path], query: str, open_texts: dict[Path, str]) -> list[lsp.WorkspaceSymbol]:
     """Networks and templates of every .net file under the workspace folders (hidden folders
     skipped, files read with check's limits), whose name contains ``query``."""
-    out = []
+    out: list[lsp.WorkspaceSymbol] = []
     seen = 0
     for folder in folders:
         for root, dirs, files in os.walk(folder):

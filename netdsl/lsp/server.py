@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -214,9 +215,7 @@ def hover(ls: NetdslLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None
     return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text))
 
 
-@server.feature(
-    lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=['"', "(", ",", "/", "="])
-)
+@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=['"', "(", ",", "/", "="]))
 def completion(ls: NetdslLanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList | None:
     uri = params.text_document.uri
     at = ls.position(uri, params.position)
@@ -224,8 +223,17 @@ def completion(ls: NetdslLanguageServer, params: lsp.CompletionParams) -> lsp.Co
         return None
     doc, line, char = at
     a = ls.analyses.get(uri)
-    items = completions(doc.source, ls.path_of(uri), ls.modules.get(uri), a.templates if a else {}, line, char)
+    items = completions(
+        doc.source, ls.path_of(uri), ls.modules.get(uri), a.templates if a else {}, line, char, _snippets(ls)
+    )
     return lsp.CompletionList(is_incomplete=False, items=items)
+
+
+def _snippets(ls: NetdslLanguageServer) -> bool:
+    """Whether the client takes snippets in completion items."""
+    caps = ls.client_capabilities
+    item = caps.text_document and caps.text_document.completion and caps.text_document.completion.completion_item
+    return bool(item and item.snippet_support)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
@@ -285,27 +293,25 @@ def _formatted(text: str, path: Path) -> str | None:
         return None
 
 
+def _keep_ends(text: str) -> list[str]:
+    """The lines with their '\\n' (the parser's and LSP's line ends; not str.splitlines')."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
 def _edits(old: str, new: str, first: int = 0, last: int | None = None) -> list[lsp.TextEdit]:
-    """Line edits turning ``old`` into ``new``; with a range, only those touching lines
+    """Line edits turning ``old`` into ``new``; with ``last``, only those touching lines
     [first, last] (0-based) of ``old``."""
-    a, b = old.split("\n"), new.split("\n")
+    a, b = _keep_ends(old), _keep_ends(new)
+    end = lsp.Position(len(a), 0) if old.endswith("\n") or not a else lsp.Position(len(a) - 1, len(a[-1]))
     out = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        if last is not None and (i2 - 1 < first if i2 > i1 else i1 < first) or (last is not None and i1 > last):
+        if last is not None and (max(i1, i2 - 1) < first or i1 > last):
             continue
-        if i2 > i1:
-            rng = lsp.Range(lsp.Position(i1, 0), lsp.Position(i2, 0)) if i2 < len(a) else lsp.Range(
-                lsp.Position(i1, 0), lsp.Position(len(a) - 1, len(a[-1]))
-            )
-            body = "\n".join(b[j1:j2]) + ("\n" if i2 < len(a) and j2 > j1 else "")
-            if i2 >= len(a) and j2 > j1:
-                body = "\n".join(b[j1:j2])
-        else:
-            rng = lsp.Range(lsp.Position(i1, 0), lsp.Position(i1, 0))
-            body = "\n".join(b[j1:j2]) + "\n"
-        out.append(lsp.TextEdit(rng, body))
+        start = lsp.Position(i1, 0) if i1 < len(a) else end
+        stop = lsp.Position(i2, 0) if i2 < len(a) else end
+        out.append(lsp.TextEdit(lsp.Range(start, stop), "".join(b[j1:j2])))
     return out
 
 

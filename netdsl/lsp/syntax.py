@@ -45,9 +45,8 @@ def path_to(module: ast.Module, file: str, line0: int, char0: int) -> list[ast.N
 
 def scopes(module: ast.Module, line0: int, char0: int) -> list[ast.Network | ast.Template]:
     """The network or template definition around a position (at most one: they do not nest)."""
-    return [
-        d for d in (*module.networks, *module.templates) if contains(d.span, line0, char0) or d.span.line - 1 == line0
-    ]
+    found: list[ast.Network | ast.Template] = [*module.networks, *module.templates]
+    return [d for d in found if contains(d.span, line0, char0) or d.span.line - 1 == line0]
 
 
 def same(module: ast.Module, file: str) -> bool:

@@ -9,7 +9,18 @@ from pygments.token import Comment, Keyword, Name, Number, Operator, String, _To
 
 from ..highlight import NetdslLexer
 
-TOKEN_TYPES = ["keyword", "function", "class", "variable", "enumMember", "label", "number", "string", "comment", "operator"]
+TOKEN_TYPES = [
+    "keyword",
+    "function",
+    "class",
+    "variable",
+    "enumMember",
+    "label",
+    "number",
+    "string",
+    "comment",
+    "operator",
+]
 TOKEN_MODIFIERS = ["declaration", "defaultLibrary"]
 
 # Pygments token type -> (LSP token type, modifiers bit set); the most specific entry wins.
