@@ -227,3 +227,63 @@ async def _until(condition, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(wait(), timeout)
+
+
+async def test_outline_references_inlay_hints_range_formatting_and_workspace_symbols(client: LanguageClient, tmp_path):
+    path = densenet_folder(tmp_path)
+    text = path.read_text()
+    uri = open_doc(client, path)
+    await diagnostics_for(client, uri, 1)
+    ident = lsp.TextDocumentIdentifier(uri)
+    graph = pipeline.compile_target(path, opt=0).graph
+
+    outline = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(ident))
+    assert outline is not None
+    [net] = [s for s in outline if isinstance(s, lsp.DocumentSymbol) and s.kind == lsp.SymbolKind.Class]
+    assert net.name == "densenet_bc"
+    assert [c.name for c in net.children or []] == [
+        "depth",
+        "k",
+        "classes",
+        "theta",
+        "connect",
+        "size",
+        "n",
+        "stem",
+        "block",
+    ]
+
+    refs = await client.text_document_references_async(
+        lsp.ReferenceParams(
+            context=lsp.ReferenceContext(include_declaration=True),
+            text_document=ident,
+            position=position_of(text, "theta * "),
+        )
+    )
+    assert refs is not None
+    assert [r.range.start for r in refs] == [position_of(text, "theta=0.5"), position_of(text, "theta * ")]
+
+    hints = await client.text_document_inlay_hint_async(
+        lsp.InlayHintParams(ident, lsp.Range(lsp.Position(0, 0), lsp.Position(len(text.splitlines()), 0)))
+    )
+    assert hints is not None
+    by_line = {h.position.line: h.label for h in hints}
+    stem_line = position_of(text, "stem:").line
+    assert by_line[stem_line] == " → " + TIMES.join(map(str, graph.nodes["stem"]["shape"]))
+    assert by_line[position_of(text, "head(").line] == " → " + TIMES.join(
+        map(str, graph.nodes[graph.graph["output"]]["shape"])
+    )
+
+    messy = text.replace("stem: conv(2 * k, 3)", "stem:conv( 2*k,3 )").replace("head(classes)", "head( classes )")
+    replace_all(client, uri, messy, 2)
+    edits = await client.text_document_range_formatting_async(
+        lsp.DocumentRangeFormattingParams(
+            ident, lsp.Range(lsp.Position(stem_line, 0), lsp.Position(stem_line, 5)), lsp.FormattingOptions(4, True)
+        )
+    )
+    assert edits is not None and [(e.range.start.line, e.new_text) for e in edits] == [
+        (stem_line, "    stem: conv(2 * k, 3)\n")
+    ]  # the head line, outside the range, is left alone
+
+    found = await client.workspace_symbol_async(lsp.WorkspaceSymbolParams(query="densenet_b"))
+    assert found is not None and any(s.name == "densenet_bc" for s in found)

@@ -56,9 +56,11 @@ def completions(
     m = _CALL.search(before)
     if m and m.group(1) in SPEC_OPS:
         spec = SPEC_OPS[m.group(1)]
-        given = set(re.findall(r"([A-Za-z_]\w*)\s*=", m.group(2)))
-        for arg, line in zip(spec.args, op_arguments(spec), strict=True):
-            if arg.name not in given:
+        written = m.group(2).split(",")[:-1]  # the arguments before the cursor's
+        given = {w.split("=")[0].strip() for w in written if "=" in w}
+        positional = sum(1 for w in written if "=" not in w)
+        for k, (arg, line) in enumerate(zip(spec.args, op_arguments(spec), strict=True)):
+            if arg.name not in given and k >= positional:
                 items.append(_item(arg.name + "=", lsp.CompletionItemKind.Field, line, sort="0", insert=arg.name + "="))
     items += _names_in_scope(module, line0, char0)
     if not m:
