@@ -178,6 +178,30 @@ async def test_cancelled_requests_leave_the_server_up(client: LanguageClient, tm
     await alive(client, tmp_path)
 
 
+@in_module_loop
+async def test_a_running_check_is_interrupted_by_a_newer_change(client: LanguageClient, tmp_path):
+    """A check of a large dense block takes seconds; a change that arrives meanwhile stops it, so
+    the new version's diagnostics come long before the old check would have finished."""
+    slow_text = "network t() {\n    input(3, 8, 8)\n    block(450, dense) { conv(4, 3) }\n}\n"
+    full = tmp_path / "full.net"
+    full.write_text(slow_text)
+    started = time.monotonic()
+    uri = open_doc(client, full)
+    assert await diagnostics_for(client, uri, 1, timeout=120) == []
+    uninterrupted = time.monotonic() - started
+
+    path = tmp_path / "interrupted.net"
+    path.write_text(slow_text)
+    uri = open_doc(client, path)
+    await asyncio.sleep(0.3)  # its check is running now
+    started = time.monotonic()
+    replace_all(client, uri, SMALL, 2)
+    assert await diagnostics_for(client, uri, 2, timeout=120) == []
+    assert time.monotonic() - started < uninterrupted / 2
+    assert not [p for p in client.published if p.uri == uri and p.version == 1]
+    await alive(client, tmp_path)
+
+
 def _frame(payload: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n" % len(payload) + payload
 

@@ -32,6 +32,7 @@ from ..fmt import format_text
 from ..frontend import Limits, ast
 from ..frontend.parser import MAX_SOURCE_BYTES
 from .analysis import Analysis, analyse
+from .cancel import Interruptible
 from .completion import completions
 from .diagnostics import to_diagnostics
 from .fixes import code_actions
@@ -59,6 +60,7 @@ class NetdslLanguageServer(LanguageServer):
         finally:
             threading.stack_size(old)
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="netdsl-read")
+        self.running = Interruptible()  # the check in the worker, interrupted when its document changes
         self.generation: dict[str, int] = {}  # uri -> number of the newest check asked for
         self.analyses: dict[str, Analysis] = {}  # uri -> its newest finished analysis
         self.modules: dict[str, ast.Module] = {}  # uri -> its last text that parsed (completion while typing)
@@ -90,6 +92,8 @@ class NetdslLanguageServer(LanguageServer):
 
     def schedule(self, uri: str, cascade: bool = True) -> None:
         self.generation[uri] = self.generation.get(uri, 0) + 1
+        # a check of an older version of this document that is still running is stopped now
+        self.running.interrupt(lambda key: key[0] == uri and key[1] != self.generation.get(uri))  # type: ignore[index]
         task = asyncio.get_running_loop().create_task(self.check(uri, self.generation[uri], cascade))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -103,7 +107,7 @@ class NetdslLanguageServer(LanguageServer):
         def run() -> Analysis | None:
             if self.generation.get(uri) != generation:  # a newer change arrived while this one waited
                 return None
-            return analyse(uri, path, version, text, buffers, self.limits)
+            return self.running.run((uri, generation), lambda: analyse(uri, path, version, text, buffers, self.limits))
 
         result = await asyncio.get_running_loop().run_in_executor(self.checker, run)
         if result is None or self.generation.get(uri) != generation or self.opened(uri) is None:
@@ -191,7 +195,8 @@ async def did_save(ls: NetdslLanguageServer, params: lsp.DidSaveTextDocumentPara
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 async def did_close(ls: NetdslLanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.generation[uri] = ls.generation.get(uri, 0) + 1  # a queued check of it is dropped
+    ls.generation[uri] = ls.generation.get(uri, 0) + 1  # a queued check of it is dropped, a running one stopped
+    ls.running.interrupt(lambda key: key[0] == uri)  # type: ignore[index]
     closed = ls.analyses.pop(uri, None)
     ls.modules.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
