@@ -62,10 +62,18 @@ def _diagnostic(a: Analysis, err: NetdslError, severity: lsp.DiagnosticSeverity)
 
 
 def _related(span: Span, message: str) -> lsp.DiagnosticRelatedInformation:
-    text = span.text or ""
+    if span.text is not None:
+        rng = span_range(span, span.text)
+    else:  # a place in a file whose text we do not hold: the span's own numbers, a point if no end
+        start = lsp.Position(max(span.line - 1, 0), max(span.column - 1, 0))
+        end = (
+            lsp.Position(span.end_line - 1, span.end_column - 1)
+            if span.end_line is not None and span.end_column is not None
+            else lsp.Position(start.line, start.character + 1)
+        )
+        rng = lsp.Range(start, end)
     return lsp.DiagnosticRelatedInformation(
-        location=lsp.Location(uri=Path(span.file).absolute().as_uri(), range=span_range(span, text)),
-        message=message,
+        location=lsp.Location(uri=Path(span.file).absolute().as_uri(), range=rng), message=message
     )
 
 
@@ -76,7 +84,7 @@ def _places(a: Analysis, err: NetdslError) -> list[lsp.DiagnosticRelatedInformat
     for text in (err.message, err.hint or ""):
         for m in _PLACE.finditer(text):
             file, line, col = m.group(1), int(m.group(2)), int(m.group(3))
-            path = Path(file) if Path(file).is_absolute() else a.path.parent / Path(file).name
+            path = Path(file) if Path(file).is_absolute() else a.path.parent / file
             source = a.text if same_file(path, a.path) else None
             span = Span(str(path), line, col, text=source)
             out.append(_related(span, "defined here" if "defined" in text or "declared" in text else "see here"))
