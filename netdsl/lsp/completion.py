@@ -36,6 +36,7 @@ PATTERN_ARGS = {
     "graph": "graph(${1:ws(n, 4, 0.25)}, seed=${2:0})",
 }
 MAX_INCLUDE_FILES = 200  # files offered after include "
+MAX_INCLUDE_FOLDERS = 500  # folders searched for them
 _INCLUDE = re.compile(r'^\s*include\s+"([^"]*)$')
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(([^()]*)$")
 
@@ -143,13 +144,23 @@ def _names_in_scope(module: ast.Module | None, line0: int, char0: int) -> list[l
 def _include_files(path: Path, typed: str) -> list[lsp.CompletionItem]:
     """The .net files an include in ``path`` may name: under its folder and in the library."""
     found: dict[str, str] = {}
+    visited = 0
     for base, where in [(path.parent, "beside this file"), *((d, "bundled library") for d in library_dirs())]:
         if not base.is_dir():
             continue
+        inside = base.resolve()
         for folder, dirs, files in os.walk(base):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            visited += 1
+            if visited > MAX_INCLUDE_FOLDERS:
+                break
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules")
             for f in sorted(files):
-                if f.endswith(SPEC_SUFFIX) and len(found) < MAX_INCLUDE_FILES:
+                # only files the include confinement would accept (no symlink out of the folder)
+                if (
+                    f.endswith(SPEC_SUFFIX)
+                    and len(found) < MAX_INCLUDE_FILES
+                    and Path(folder, f).resolve().is_relative_to(inside)
+                ):
                     rel = Path(folder, f).relative_to(base).as_posix()
                     if rel != path.name:
                         found.setdefault(rel, where)

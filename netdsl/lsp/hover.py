@@ -161,7 +161,28 @@ def _statement_counts(stmt: ast.OpStmt, chain: list[ast.Node], graphs: list[Anal
         stages = _stages_of(stmt, chain, g.graph)
         if stages:
             return [_stages_text(g.graph, stages)]
+        # a unit's body (a template call inside block { ... }): the units of the enclosing block
+        outer = [n for n in chain if isinstance(n, ast.OpStmt) and n is not stmt and n.body is not None]
+        for block_stmt in reversed(outer):
+            made = g.blocks_at(block_stmt.call.span)
+            if made:
+                return [_units_text(g.graph, made)]
     return []
+
+
+def _units_text(graph: nx.DiGraph, made: list[BlockInfo]) -> str:
+    """Each unit of the blocks a statement's body runs in: the first and the last of each block."""
+    lines = []
+    for b in made[:MAX_INSTANCES]:
+        picked = [b.units[0], b.units[-1]] if len(b.units) > 1 else list(b.units)
+        for u in picked:
+            params, flops = _totals(graph, u.nodes)
+            lines.append(
+                f"- unit {inline(u.scope)}: {shape(graph.nodes[u.output]['shape'])} · {count(params)} parameters"
+                f" · {count(flops)} FLOPs"
+            )
+        lines.append("  - in " + _block_line(graph, b))
+    return "**units**\n" + "\n".join(lines)
 
 
 def _totals(graph: nx.DiGraph, nodes) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from .positions import contains, span_range, word_at
 from .syntax import path_to, walk
 
 MAX_WORKSPACE_FILES = 2000  # .net files a workspace-symbol search parses at most
+MAX_WORKSPACE_FOLDERS = 5000  # folders it walks at most (a workspace opened on a home folder)
 
 
 def _location(span: Span, text: str | None = None) -> lsp.Location:
@@ -177,13 +178,17 @@ def workspace_symbols(folders: list[Path], query: str, open_texts: dict[Path, st
     """Networks and templates of every .net file under the workspace folders (hidden folders
     skipped, files read with check's limits), whose name contains ``query``."""
     out: list[lsp.WorkspaceSymbol] = []
-    seen = 0
+    seen = visited = 0
     for folder in folders:
+        inside = folder.resolve()
         for root, dirs, files in os.walk(folder):
+            visited += 1
+            if visited > MAX_WORKSPACE_FOLDERS:
+                return out
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules")
             for f in sorted(files):
-                if not f.endswith(SPEC_SUFFIX):
-                    continue
+                if not f.endswith(SPEC_SUFFIX) or not Path(root, f).resolve().is_relative_to(inside):
+                    continue  # a symlink out of the workspace is not followed
                 seen += 1
                 if seen > MAX_WORKSPACE_FILES:
                     return out
