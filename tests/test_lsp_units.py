@@ -93,3 +93,25 @@ def test_markdown_keeps_spec_text_literal():
     fence = block.split("\n")[0][: -len("netdsl")]
     assert len(fence) == 4 and block.endswith("\n" + fence)  # longer than the ``` inside
     assert inline("a`b") == "``a`b``"
+
+
+def test_hover_on_a_pattern_lists_what_each_unit_reads_and_on_a_unit_body_its_units(tmp_path):
+    spec = tmp_path / "p.net"
+    text = "network t() {\n    input(3, 8, 8)\n    block(4, path(far=2, near=1)) { conv(4, 3) }\n}\n"
+    spec.write_text(text)
+    a = check(spec)
+    assert a.error is None and a.graph is not None
+    [b] = a.graph.graph["blocks"]
+    at = text.split("\n")[2].index("path") + 1
+    hover = hover_markdown(a, a.module, [], 2, at)
+    assert hover is not None
+    for u in b.units:
+        assert f"- unit {u.index} reads {escape(b.reads_label(u.reads, limit=6))}" in hover
+
+    hover = hover_markdown(a, a.module, [], 2, text.split("\n")[2].index("conv") + 1)
+    assert hover is not None
+    last = b.units[-1]
+    params = sum(a.graph.nodes[n]["params"] for n in last.nodes)
+    assert (
+        f"`{last.output}`: {TIMES.join(map(str, a.graph.nodes[last.output]['shape']))} · {params:,} parameters" in hover
+    )

@@ -29,7 +29,7 @@ from .syntax import scopes, walk
 
 # A pattern's arguments, as the evaluator binds them (netdsl/frontend/evaluate.py, Evaluator._pattern).
 PATTERN_ARGS = {
-    "path": "path(${1:n}, far=${2:7}, near=${3:7})",
+    "path": "path(far=${1:7}, near=${2:7})",
     "window": "window(${1:g})",
     "split": "split(scale=${1:4})",
     "rule": 'rule("${1:j < i}")',
