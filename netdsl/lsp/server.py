@@ -158,17 +158,26 @@ class NetdslLanguageServer(LanguageServer):
         return self.workspace.position_codec.range_to_client_units(lines_of(text), rng)
 
 
-server = NetdslLanguageServer()
+# (method, options, handler): registered on each server build_server makes.
+FEATURES: list[tuple[str, Any, Any]] = []
 
 
-@server.feature(lsp.INITIALIZE)
+def feature(method: str, options: Any = None):
+    def register(fn):
+        FEATURES.append((method, options, fn))
+        return fn
+
+    return register
+
+
+@feature(lsp.INITIALIZE)
 def initialize(ls: NetdslLanguageServer, params: lsp.InitializeParams) -> None:
     options = params.initialization_options
     if isinstance(options, dict) and isinstance(options.get("inlayHints"), bool):
         ls.inlay_hints_enabled = options["inlayHints"]
 
 
-@server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+@feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
 def did_change_configuration(ls: NetdslLanguageServer, params: lsp.DidChangeConfigurationParams) -> None:
     settings = params.settings
     if isinstance(settings, dict):
@@ -177,22 +186,22 @@ def did_change_configuration(ls: NetdslLanguageServer, params: lsp.DidChangeConf
             ls.inlay_hints_enabled = settings["inlayHints"]
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+@feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 async def did_open(ls: NetdslLanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+@feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
 async def did_change(ls: NetdslLanguageServer, params: lsp.DidChangeTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+@feature(lsp.TEXT_DOCUMENT_DID_SAVE)
 async def did_save(ls: NetdslLanguageServer, params: lsp.DidSaveTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+@feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 async def did_close(ls: NetdslLanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     ls.generation[uri] = ls.generation.get(uri, 0) + 1  # a queued check of it is dropped, a running one stopped
@@ -207,7 +216,7 @@ async def did_close(ls: NetdslLanguageServer, params: lsp.DidCloseTextDocumentPa
                 ls.schedule(other, cascade=False)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_HOVER)
+@feature(lsp.TEXT_DOCUMENT_HOVER)
 def hover(ls: NetdslLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
     at = ls.position(params.text_document.uri, params.position)
     a = ls.current(params.text_document.uri)
@@ -220,7 +229,7 @@ def hover(ls: NetdslLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None
     return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text))
 
 
-@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=['"', "(", ",", "/", "="]))
+@feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=['"', "(", ",", "/", "="]))
 def completion(ls: NetdslLanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList | None:
     uri = params.text_document.uri
     at = ls.position(uri, params.position)
@@ -241,7 +250,7 @@ def _snippets(ls: NetdslLanguageServer) -> bool:
     return bool(item and item.snippet_support)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+@feature(lsp.TEXT_DOCUMENT_DEFINITION)
 def goto_definition(ls: NetdslLanguageServer, params: lsp.DefinitionParams) -> list[lsp.Location] | None:
     uri = params.text_document.uri
     at, a = ls.position(uri, params.position), ls.current(uri)
@@ -251,7 +260,7 @@ def goto_definition(ls: NetdslLanguageServer, params: lsp.DefinitionParams) -> l
     return definition(doc.source, ls.path_of(uri), a.module, a.templates, line, char) or None
 
 
-@server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+@feature(lsp.TEXT_DOCUMENT_REFERENCES)
 def find_references(ls: NetdslLanguageServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
     uri = params.text_document.uri
     at, a = ls.position(uri, params.position), ls.current(uri)
@@ -261,7 +270,7 @@ def find_references(ls: NetdslLanguageServer, params: lsp.ReferenceParams) -> li
     return references(doc.source, ls.path_of(uri), a.module, line, char, params.context.include_declaration) or None
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+@feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 def symbols(ls: NetdslLanguageServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol] | None:
     uri = params.text_document.uri
     a = ls.current(uri)
@@ -273,7 +282,7 @@ def symbols(ls: NetdslLanguageServer, params: lsp.DocumentSymbolParams) -> list[
     return document_symbols(a.module, a.text)
 
 
-@server.feature(lsp.WORKSPACE_SYMBOL)
+@feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: NetdslLanguageServer, params: lsp.WorkspaceSymbolParams) -> list[lsp.WorkspaceSymbol]:
     folders = [Path(to_fs_path(f.uri) or ".") for f in ls.workspace.folders.values() if f.uri.startswith("file:")]
     if not folders and ls.workspace.root_path:
@@ -283,7 +292,7 @@ async def workspace_symbol(ls: NetdslLanguageServer, params: lsp.WorkspaceSymbol
     return await loop.run_in_executor(ls.readers, workspace_symbols, folders, params.query, opened)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION)
+@feature(lsp.TEXT_DOCUMENT_CODE_ACTION)
 def code_action(ls: NetdslLanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
     doc = ls.opened(params.text_document.uri)
     if doc is None:
@@ -320,7 +329,7 @@ def _edits(old: str, new: str, first: int = 0, last: int | None = None) -> list[
     return out
 
 
-@server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+@feature(lsp.TEXT_DOCUMENT_FORMATTING)
 async def formatting(ls: NetdslLanguageServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit] | None:
     doc = ls.opened(params.text_document.uri)
     if doc is None:
@@ -334,7 +343,7 @@ async def formatting(ls: NetdslLanguageServer, params: lsp.DocumentFormattingPar
     return [lsp.TextEdit(ls.client_range(text, lsp.Range(lsp.Position(0, 0), end)), new)]
 
 
-@server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
+@feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
 async def range_formatting(
     ls: NetdslLanguageServer, params: lsp.DocumentRangeFormattingParams
 ) -> list[lsp.TextEdit] | None:
@@ -351,7 +360,7 @@ async def range_formatting(
     return edits
 
 
-@server.feature(
+@feature(
     lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL,
     lsp.SemanticTokensLegend(token_types=TOKEN_TYPES, token_modifiers=TOKEN_MODIFIERS),
 )
@@ -389,7 +398,7 @@ def _to_client_units(ls: NetdslLanguageServer, text: str, data: list[int]) -> li
     return out
 
 
-@server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT)
+@feature(lsp.TEXT_DOCUMENT_INLAY_HINT)
 def inlay_hint(ls: NetdslLanguageServer, params: lsp.InlayHintParams) -> list[lsp.InlayHint] | None:
     uri = params.text_document.uri
     a = ls.current(uri)
@@ -402,5 +411,14 @@ def inlay_hint(ls: NetdslLanguageServer, params: lsp.InlayHintParams) -> list[ls
     return hints
 
 
+def build_server(limits: Limits | None = None) -> NetdslLanguageServer:
+    """A server with every feature registered (made on demand: importing this module starts no
+    threads)."""
+    ls = NetdslLanguageServer(limits)
+    for method, options, fn in FEATURES:
+        ls.feature(method, options)(fn)
+    return ls
+
+
 def main() -> None:
-    server.start_io()
+    build_server().start_io()
