@@ -287,3 +287,13 @@ async def test_outline_references_inlay_hints_range_formatting_and_workspace_sym
 
     found = await client.workspace_symbol_async(lsp.WorkspaceSymbolParams(query="densenet_b"))
     assert found is not None and any(s.name == "densenet_bc" for s in found)
+
+
+async def test_ranges_are_in_utf16_units_after_a_character_outside_the_bmp(client: LanguageClient, tmp_path):
+    path = tmp_path / "emoji.net"
+    path.write_text("")
+    text = 'network t() {\n    input(3, 8, 8)\n    expect(true, "\U0001f600"); rleu\n}\n'
+    uri = open_doc(client, path, text)
+    [diag] = await diagnostics_for(client, uri, 1)
+    column = text.split("\n")[2].index("rleu")  # in code points; the emoji is two UTF-16 units
+    assert diag.range == lsp.Range(lsp.Position(2, column + 1), lsp.Position(2, column + 5))
