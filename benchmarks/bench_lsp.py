@@ -74,7 +74,10 @@ async def main(repeat: int) -> None:
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
-    ms = lambda xs: f"median {statistics.median(xs) * 1000:.1f} ms, max {max(xs) * 1000:.1f} ms"
+
+    def ms(xs: list[float]) -> str:
+        return f"median {statistics.median(xs) * 1000:.1f} ms, max {max(xs) * 1000:.1f} ms"
+
     print(f"specs/densenet_bc.net, {repeat} runs each, over stdio")
     print(f"diagnostics after a change: {ms(diag)}")
     print(f"hover:                      {ms(hover)}")
