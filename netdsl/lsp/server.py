@@ -137,7 +137,10 @@ class NetdslLanguageServer(LanguageServer):
         doc = self.opened(uri)
         if doc is None:
             return None
-        p = self.workspace.position_codec.position_from_client_units(lines_of(doc.source), pos)
+        lines = lines_of(doc.source)
+        if not 0 <= pos.line < len(lines) or pos.character < 0:  # a position outside the text: nothing there
+            return None
+        p = self.workspace.position_codec.position_from_client_units(lines, pos)
         return doc, p.line, p.character
 
     def current(self, uri: str) -> Analysis | None:
