@@ -18,6 +18,7 @@ from ..frontend.source import OPEN_BUFFERS
 from ..ir import lint
 from ..ir.graph import BlockInfo, blocks
 from ..passes import default_passes, run_pipeline
+from ..pipeline import DEFAULT_OPT, opt_passes
 from .positions import same_file
 
 
@@ -98,9 +99,9 @@ def analyse(
     limits: Limits | None = None,
 ) -> Analysis:
     """Parse, resolve includes (open buffers first) and lower ``text`` as the spec at ``path``,
-    under the work budget ``limits`` (check's defaults); the default passes count shapes,
-    parameters and FLOPs, and the IR lint runs once at the end (``check`` runs it after every
-    pass, which costs more than the rest together and only finds netdsl's own bugs)."""
+    under the work budget ``limits`` (check's defaults), and run check's passes (shapes, counts,
+    concat placement); the IR lint runs once at the end (``check`` runs it after every pass,
+    which costs more than the rest together and only finds netdsl's own bugs)."""
     a = Analysis(uri, path, version, text)
     recorder = _RecordingBuffers(buffers)
     token = OPEN_BUFFERS.set(recorder)
@@ -112,7 +113,8 @@ def analyse(
             # through the files that include it; anything else is lowered as `check` lowers it
             graph = lower_spec(path, None, limits or Limits(), text=text)
             a.warnings = list(graph.graph.get("warnings", ()))
-            graph = run_pipeline(graph, default_passes(), None)
+            # the passes `check` runs (the default optimization level's too), the lint once after them
+            graph = run_pipeline(graph, default_passes() + opt_passes(DEFAULT_OPT), None)
             lint(graph)
             a.graph = graph
     except NetdslError as err:
