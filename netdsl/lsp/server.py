@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from .navigation import definition, document_symbols, references, workspace_symb
 from .positions import lines_of
 from .tokens import TOKEN_MODIFIERS, TOKEN_TYPES, semantic_tokens
 
+log = logging.getLogger(__name__)
 # Lowering recurses deeply on nested specs (netdsl/frontend/load.py raises the recursion limit to
 # 8000 frames); a worker thread's default stack would overflow before that.
 WORKER_STACK_BYTES = 256 << 20
@@ -109,7 +111,11 @@ class NetdslLanguageServer(LanguageServer):
                 return None
             return self.running.run((uri, generation), lambda: analyse(uri, path, version, text, buffers, self.limits))
 
-        result = await asyncio.get_running_loop().run_in_executor(self.checker, run)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.checker, run)
+        except Exception:  # analyse never raises; this keeps a netdsl bug from killing the task silently
+            log.exception("checking %s failed", uri)
+            return
         if result is None or self.generation.get(uri) != generation or self.opened(uri) is None:
             return
         self.analyses[uri] = result
