@@ -236,3 +236,92 @@ def test_malformed_json_rpc_then_a_valid_session(tmp_path):
     assert '"id": 1' in out and '"capabilities"' in out  # initialize answered after the garbage
     assert '"id": 2' in out
     assert proc.returncode == 0
+
+
+class RawClient:
+    """A client written on the standard library only (no pygls): frames, ids, and the server's
+    notifications kept aside, as an editor's own client would."""
+
+    def __init__(self, cwd):
+        self.proc = subprocess.Popen(
+            SERVER_COMMAND,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=SERVER_ENV,
+            cwd=cwd,
+        )
+        self.next_id = 0
+        self.notes: list[dict] = []
+
+    def send(self, obj) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(_message(obj))
+        self.proc.stdin.flush()
+
+    def read(self) -> dict:
+        assert self.proc.stdout is not None
+        length = None
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, "the server closed its output"
+            if line in (b"\r\n", b"\n"):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        assert length is not None
+        return json.loads(self.proc.stdout.read(length))
+
+    def request(self, method: str, params) -> dict:
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        while True:
+            msg = self.read()
+            if msg.get("id") == self.next_id and "method" not in msg:
+                return msg
+            self.notes.append(msg)
+
+    def notification(self, method: str, where) -> dict:
+        while True:
+            for note in self.notes:
+                if note.get("method") == method and where(note["params"]):
+                    return note["params"]
+            self.notes.append(self.read())
+
+
+def test_a_standard_library_client_session(tmp_path):
+    spec = tmp_path / "t.net"
+    text = "network t(k=4) {\n    input(3, 8, 8)\n    stem: conv(k, 3)\n    rleu\n}\n"
+    spec.write_text(text)
+    client = RawClient(tmp_path)
+    try:
+        init = client.request("initialize", {"processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {}})
+        caps = init["result"]["capabilities"]
+        assert caps["hoverProvider"] and caps["definitionProvider"] and caps["documentFormattingProvider"]
+        assert "completionProvider" in caps and "semanticTokensProvider" in caps and caps["inlayHintProvider"]
+        client.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        uri = spec.as_uri()
+        doc = {"uri": uri, "languageId": "netdsl", "version": 1, "text": text}
+        client.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": doc}})
+        params = client.notification("textDocument/publishDiagnostics", lambda p: p["uri"] == uri)
+        [diag] = params["diagnostics"]
+        assert diag["range"] == {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 8}}
+        assert diag["severity"] == 1 and diag["source"] == "netdsl"
+
+        fixed = text.replace("rleu", "relu")
+        change = {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": fixed}]}
+        client.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": change})
+        params = client.notification("textDocument/publishDiagnostics", lambda p: p.get("version") == 2)
+        assert params["diagnostics"] == []
+        at = {"textDocument": {"uri": uri}, "position": {"line": 2, "character": 12}}
+        hover = client.request("textDocument/hover", at)["result"]
+        assert hover["contents"]["kind"] == "markdown" and "4\u00d78\u00d78" in hover["contents"]["value"]
+        items = client.request("textDocument/completion", at)["result"]
+        labels = {i["label"] for i in (items["items"] if isinstance(items, dict) else items)}
+        assert {"conv", "relu", "k", "stem"} <= labels
+        assert client.request("shutdown", None)["result"] is None
+        client.send({"jsonrpc": "2.0", "method": "exit"})
+        assert client.proc.wait(30) == 0
+    finally:
+        if client.proc.poll() is None:
+            client.proc.kill()
