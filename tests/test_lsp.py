@@ -297,3 +297,25 @@ async def test_ranges_are_in_utf16_units_after_a_character_outside_the_bmp(clien
     [diag] = await diagnostics_for(client, uri, 1)
     column = text.split("\n")[2].index("rleu")  # in code points; the emoji is two UTF-16 units
     assert diag.range == lsp.Range(lsp.Position(2, column + 1), lsp.Position(2, column + 5))
+
+
+async def test_inlay_hints_follow_the_client_setting(client: LanguageClient, tmp_path):
+    path = tmp_path / "t.net"
+    path.write_text("network t() {\n    input(3, 8, 8)\n    conv(4, 3)\n}\n")
+    uri = open_doc(client, path)
+    await diagnostics_for(client, uri, 1)
+    params = lsp.InlayHintParams(lsp.TextDocumentIdentifier(uri), lsp.Range(lsp.Position(0, 0), lsp.Position(4, 0)))
+
+    def configure(on: bool) -> None:
+        client.workspace_did_change_configuration(
+            lsp.DidChangeConfigurationParams(settings={"netdsl": {"inlayHints": on}})
+        )
+
+    configure(False)
+    assert await client.text_document_inlay_hint_async(params) is None
+    configure(True)
+    hints = await client.text_document_inlay_hint_async(params)
+    assert hints is not None and [(h.position.line, h.label) for h in hints] == [
+        (1, f" → 3{TIMES}8{TIMES}8"),
+        (2, f" → 4{TIMES}8{TIMES}8"),
+    ]
