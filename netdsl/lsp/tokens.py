@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from pygments.token import Comment, Keyword, Name, Number, Operator, String, _TokenType
 
@@ -55,6 +55,12 @@ def _kind(tok: _TokenType) -> tuple[int, int] | None:
 
 
 def semantic_tokens(text: str) -> list[int]:
+    """A copy of :func:`_semantic_tokens` (cached: editors ask again for unchanged text)."""
+    return list(_semantic_tokens(text))
+
+
+@lru_cache(maxsize=8)
+def _semantic_tokens(text: str) -> tuple[int, ...]:
     """The LSP encoding (relative line, relative start, length, type, modifiers per token), in
     characters; a token across lines (a block comment) is split at each line end."""
     data: list[int] = []
@@ -71,4 +77,4 @@ def semantic_tokens(text: str) -> list[int]:
                 data += [line - prev_line, col - (prev_col if line == prev_line else 0), len(part), *kind]
                 prev_line, prev_col = line, col
             col += len(part)
-    return data
+    return tuple(data)
