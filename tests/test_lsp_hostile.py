@@ -13,6 +13,7 @@ import time
 import pytest
 import pytest_lsp
 from lsp_helpers import (
+    ROOT,
     SERVER_COMMAND,
     SERVER_ENV,
     diagnostics_for,
@@ -200,6 +201,22 @@ async def test_a_running_check_is_interrupted_by_a_newer_change(client: Language
     assert time.monotonic() - started < uninterrupted / 2
     assert not [p for p in client.published if p.uri == uri and p.version == 1]
     await alive(client, tmp_path)
+
+
+@in_module_loop
+async def test_workspace_symbols_cover_every_spec_under_the_folder(client: LanguageClient, tmp_path):
+    """The networks and templates of every .net file under the workspace (the repository here:
+    its specs, docs and the invalid-spec corpus, which must not upset the search)."""
+    found = await client.workspace_symbol_async(lsp.WorkspaceSymbolParams(query=""))
+    assert found is not None
+    names = {(s.name, s.kind) for s in found}
+    assert ("densenet_bc", lsp.SymbolKind.Class) in names and ("bottleneck", lsp.SymbolKind.Function) in names
+    [bc] = [s for s in found if s.name == "densenet_bc"]
+    assert isinstance(bc.location, lsp.Location)
+    assert bc.location.uri == (ROOT / "specs" / "densenet_bc.net").as_uri()
+    text = (ROOT / "specs" / "densenet_bc.net").read_text()
+    line = text.split("\n").index(next(x for x in text.split("\n") if x.startswith("network densenet_bc(")))
+    assert bc.location.range.start == lsp.Position(line, len("network "))
 
 
 def _frame(payload: bytes) -> bytes:
