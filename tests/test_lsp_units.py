@@ -115,3 +115,12 @@ def test_hover_on_a_pattern_lists_what_each_unit_reads_and_on_a_unit_body_its_un
     assert (
         f"`{last.output}`: {TIMES.join(map(str, a.graph.nodes[last.output]['shape']))} · {params:,} parameters" in hover
     )
+
+
+def test_hover_on_a_label_used_as_a_tensor_names_its_statement(tmp_path):
+    spec = tmp_path / "l.net"
+    text = "network t() {\n    input(3, 8, 8)\n    a: conv(4, 3)\n    relu\n    add(a)\n}\n"
+    spec.write_text(text)
+    a = check(spec)
+    hover = hover_markdown(a, a.module, [], 4, text.split("\n")[4].index("a)"))
+    assert hover is not None and hover.startswith("```netdsl\na: conv(4, 3)\n```") and "label, line 3" in hover

@@ -84,9 +84,12 @@ def _variable(name: str, chain: list[ast.Node], a: Analysis, module: ast.Module)
     if loops:
         return [code(f"for {name} in ..."), f"loop variable (line {loops[0].span.line})"]
     param = next((p for p in owner.params if p.name == name), None)
-    if param is None:
-        return []
-    return _parameter(param, owner, a)
+    if param is not None:
+        return _parameter(param, owner, a)
+    labelled = next((n for n in walk(owner) if isinstance(n, ast.OpStmt) and n.label == name), None)
+    if labelled is not None:  # a label used as a tensor (add(a), concat(a, b)): what it names
+        return [code(f"{name}: {source_of(labelled.call.span)}"), f"label, line {labelled.span.line}"]
+    return []
 
 
 def _parameter(param: ast.Param, owner: ast.Network | ast.Template, a: Analysis) -> list[str]:
