@@ -10,9 +10,10 @@ from pathlib import Path
 import networkx as nx
 
 from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
+from ..naming import check_network_name
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
-from .lower import Limits, Lowerer, NetworkScope, check_network_name
+from .lower import Limits, Lowerer, NetworkScope
 from .parser import parse, parse_expr
 from .source import library_dirs, read_spec_text, resolve_include
 from .streams import drop_unread as drop_unread_streams

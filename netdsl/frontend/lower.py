@@ -7,8 +7,6 @@ Every node gets a deterministic dotted name from its scope (``block1.unit3.conv1
 
 from __future__ import annotations
 
-import keyword
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -31,8 +29,9 @@ from ..ir import generators as G
 from ..ir import patterns as P
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
+from ..naming import check_label
 from . import ast, streams
-from .builtins import OPS, REQUIRED, RESERVED_LABELS, STRUCTURAL, Arg
+from .builtins import OPS, REQUIRED, STRUCTURAL, Arg
 from .evaluate import Env, Evaluator, OpValue, TensorRef, fmt_value, type_name
 
 
@@ -75,26 +74,6 @@ def _over(limits: Limits, name: str, what: str, span: Span | None) -> LimitError
     return LimitError(what, span, f"the limit is {getattr(limits, name):,}; raise it with {LIMIT_FLAGS[name]}")
 
 
-# Names a label may not take beyond builtins.RESERVED_LABELS: attributes the torch backends set on
-# the module they build (a label of that name would replace them and fail at build time).
-MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format", "output_names"})
-# Class names the emitted torch source already uses; a network's class is its CamelCased name.
-GENERATED_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine", "L2Norm"})
-# Labels and network names are repeated in every emitted line that uses them (attribute paths,
-# ONNX node names): a cap keeps a hostile 100,000-character name from making the emitted source,
-# and the time to write it, hundreds of megabytes and seconds long.
-MAX_NAME_LENGTH = 64
-
-
-def _check_length(what: str, name: str, span: Span) -> None:
-    if len(name) > MAX_NAME_LENGTH:
-        raise SpecNameError(
-            f"{what} is {len(name):,} characters long",
-            span,
-            f"names are at most {MAX_NAME_LENGTH} characters: they become Python and ONNX names",
-        )
-
-
 def _walk(e: ast.Node) -> Iterator[ast.Node]:
     """``e`` and every node inside it (each dataclass's own fields are its ``__slots__``)."""
     yield e
@@ -103,44 +82,6 @@ def _walk(e: ast.Node) -> Iterator[ast.Node]:
         for c in child if isinstance(child, tuple) else (child,):
             if isinstance(c, ast.Node):
                 yield from _walk(c)
-
-
-def _check_label(label: str, span: Span) -> None:
-    """Labels become attribute names in the emitted torch module (``self.stem``): refuse the
-    names that would replace a module's own attributes or Python's (``forward``, ``__class__``)."""
-    _check_length("the label", label, span)
-    if not label.isidentifier() or not label.isascii():
-        raise SpecNameError(f"{label!r} cannot be a label: labels are ASCII identifiers", span)
-    if label in RESERVED_LABELS or label in MODULE_ATTRIBUTES or keyword.iskeyword(label):
-        raise SpecNameError(
-            f"'{label}' cannot be a label: it is reserved",
-            span,
-            "pick another name; reserved names would clash in the emitted module",
-        )
-    if label.startswith("_"):
-        raise SpecNameError(
-            f"'{label}' cannot be a label: names starting with '_' are reserved",
-            span,
-            "start the label with a letter; '_' names belong to Python and torch internals",
-        )
-
-
-def check_network_name(name: str, span: Span) -> None:
-    """A network's name becomes a Python class name in the emitted source (``densenet_bc`` ->
-    ``DensenetBc``): refuse names that are not ASCII identifiers, are Python keywords, or whose
-    class name is one the emitted file already uses (``f`` -> ``F``, torch.nn.functional)."""
-    _check_length("the network name", name, span)
-    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
-        raise SpecNameError(
-            f"'{name}' cannot be a network name", span, "network names are ASCII identifiers other than Python keywords"
-        )
-    camel = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", name) if p)
-    if name in GENERATED_NAMES or camel in GENERATED_NAMES or keyword.iskeyword(camel):
-        raise SpecNameError(
-            f"'{name}' cannot be a network name: its class name '{camel}' is reserved",
-            span,
-            "the emitted torch source already uses " + ", ".join(sorted(GENERATED_NAMES)),
-        )
 
 
 class Scope:
@@ -424,7 +365,7 @@ class Lowerer:
         call = stmt.call
         name = call.name
         if stmt.label is not None:
-            _check_label(stmt.label, stmt.span)
+            check_label(stmt.label, stmt.span)
             found, _ = env.lookup(stmt.label)
             if found:
                 raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
@@ -782,7 +723,7 @@ class Lowerer:
                     bbody = self._need_body(s)
                     self.bind(s.call, [], penv, "branch")
                     if s.label:
-                        _check_label(s.label, s.span)
+                        check_label(s.label, s.span)
                     bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
                     bscope = Scope(pscope.id(bname), cur)
                     bscope.streams = scope.streams

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import naming
 from ..errors import ShapeError, Span, SpecNameError, SpecTypeError, SpecValueError
 from ..ir.graph import StreamInfo, output_nodes
 from ..ops import fmt_shape
@@ -85,9 +86,7 @@ def s_stream(lw: Lowerer, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
 
 
 def _check_name(lw: Lowerer, scope: Scope, env: Env, name: str, span: Span) -> None:
-    from .lower import _check_label
-
-    _check_label(name, span)  # a stream's name is part of node ids (block1.raw), as a label's is
+    naming.check_label(name, span)  # a stream's name is part of node ids (block1.raw), as a label's is
     if name in scope.labels:
         raise SpecNameError(f"'{name}' is a label here, not a stream", span, "a stream and a label cannot share a name")
     if env.lookup(name)[0]:
