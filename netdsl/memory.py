@@ -29,7 +29,8 @@ from math import prod
 import networkx as nx
 
 from .ir.graph import blocks, output_nodes, topo_nodes
-from .ops import ACTIVATIONS, bn_fold_source, get
+from .ops import ACTIVATIONS, get
+from .passes.fold_bn import bn_fold_source
 from .passes.plan_concat import segments
 
 DTYPE_BYTES = 4

@@ -7,9 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from netdsl.backends.torch_layers import Affine, SqueezeExcite
-from netdsl.frontend.builtins import OPS
+from netdsl.frontend.builtins import OPS, RESERVED_LABELS
 from netdsl.ir.ops import ACTIVATIONS, OP_KINDS
-from netdsl.naming import RESERVED_LABELS
 from netdsl.ops import REGISTRY
 
 

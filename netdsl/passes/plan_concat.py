@@ -31,7 +31,7 @@ import networkx as nx
 
 from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
 from ..ops import get
-from . import PassResult
+from .base import PassResult
 
 DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
 
