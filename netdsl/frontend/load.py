@@ -211,7 +211,7 @@ def lower_spec(
     scope = NetworkScope(lw._created)
     with _stack_headroom():
         try:
-            lw.body(net.body, scope, Env(params), {"network": net.name})
+            lw.body(net.body, scope, Env(params))
         except RecursionError:  # the nesting limits should make this unreachable; never a traceback
             raise LimitError(
                 "the spec nests too deeply to lower", net.span, "reduce the nesting of templates, blocks and statements"

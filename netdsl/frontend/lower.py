@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..ir import generators as G
 from ..ir import patterns as P
+from ..ir.channels import DTYPE_BYTES, merge_runs
 from ..ir.graph import BlockInfo, Feature, UnitInfo, add_op
 from ..ir.ops import OP_KINDS, fmt_shape, infer_shape
 from ..naming import check_label
@@ -254,7 +255,7 @@ class Lowerer:
         if self.state.params > lim.max_params:
             raise LimitError(
                 f"the network would need about {self.state.params:,} parameters "
-                f"({self.state.params * 4 / 2**30:,.1f} GiB in float32)",
+                f"({self.state.params * DTYPE_BYTES / 2**30:,.1f} GiB in float32)",
                 span,
                 f"the limit is {lim.max_params:,}; raise it with --max-params",
             )
@@ -277,11 +278,11 @@ class Lowerer:
         return node_id
 
     # ---- statements
-    def body(self, stmts: tuple[ast.Stmt, ...], scope: Scope, env: Env, ctx: dict) -> None:
+    def body(self, stmts: tuple[ast.Stmt, ...], scope: Scope, env: Env) -> None:
         for stmt in stmts:
-            self.stmt(stmt, scope, env, ctx)
+            self.stmt(stmt, scope, env)
 
-    def stmt(self, stmt: ast.Stmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def stmt(self, stmt: ast.Stmt, scope: Scope, env: Env) -> None:
         prev, self.scope = self.scope, scope
         self.state.depth += 1
         try:
@@ -299,14 +300,14 @@ class Lowerer:
                     )
                 env.vars[stmt.name] = self.eval(stmt.value, env)
             elif isinstance(stmt, ast.For):
-                self._for(stmt, scope, env, ctx)
+                self._for(stmt, scope, env)
             elif isinstance(stmt, ast.If):
                 cond = self.eval(stmt.cond, env)
                 if not isinstance(cond, (bool, int)) or isinstance(cond, float):
                     raise SpecTypeError(f"'if' needs a condition, got {type_name(cond)}", stmt.cond.span)
-                self.body(stmt.then if cond else stmt.orelse, scope, env.child(), ctx)
+                self.body(stmt.then if cond else stmt.orelse, scope, env.child())
             else:
-                self.op_stmt(stmt, scope, env, ctx)
+                self.op_stmt(stmt, scope, env)
         except NetdslError as err:
             err.with_span(stmt.span)
             raise
@@ -352,16 +353,16 @@ class Lowerer:
                 span,
             )
 
-    def _for(self, stmt: ast.For, scope: Scope, env: Env, ctx: dict) -> None:
+    def _for(self, stmt: ast.For, scope: Scope, env: Env) -> None:
         for v in self._loop_items(stmt, env):
-            self.body(stmt.body, scope, env.child({stmt.var: v}), ctx)
+            self.body(stmt.body, scope, env.child({stmt.var: v}))
 
     def _need_current(self, scope: Scope, span: Span) -> str:
         if scope.current is None:
             raise SpecValueError("no input yet", span, "a network body starts with input(channels, height, width)")
         return scope.current
 
-    def op_stmt(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def op_stmt(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         call = stmt.call
         name = call.name
         if stmt.label is not None:
@@ -371,7 +372,7 @@ class Lowerer:
                 raise SpecNameError(f"label '{stmt.label}' shadows the variable '{stmt.label}'", stmt.span)
             streams.check_label(scope, stmt.label, stmt.span)
         if name in STRUCTURAL:
-            getattr(self, f"_s_{name}")(stmt, scope, env, ctx)
+            getattr(self, f"_s_{name}")(stmt, scope, env)
             return
         if stmt.body is not None:
             raise SpecTypeError(
@@ -383,14 +384,14 @@ class Lowerer:
                 raise SpecTypeError(f"'{name}' is a {type_name(value)}, not an op", call.name_span or call.span)
             if call.args or call.kwargs:
                 raise SpecTypeError(f"'{name}' is an op value; it is applied without arguments", call.span)
-            self.apply_call(value.call, value.env, scope, stmt.label, ctx)
+            self.apply_call(value.call, value.env, scope, stmt.label)
             return
-        self.apply_call(call, env, scope, stmt.label, ctx)
+        self.apply_call(call, env, scope, stmt.label)
 
-    def apply_call(self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict) -> None:
+    def apply_call(self, call: ast.Call, env: Env, scope: Scope, label: str | None) -> None:
         name = call.name
         if name in self.templates:
-            self._template(call, env, scope, label, ctx)
+            self._template(call, env, scope, label)
         elif name in OPS:
             self._primitive(call, env, scope, label)
         else:
@@ -498,9 +499,7 @@ class Lowerer:
         scope.current = node
 
     # ---- templates
-    def _template(
-        self, call: ast.Call, env: Env, scope: Scope, label: str | None, ctx: dict, inline: Scope | None = None
-    ) -> None:
+    def _template(self, call: ast.Call, env: Env, scope: Scope, label: str | None, inline: Scope | None = None) -> None:
         t = self.templates[call.name]
         stack = self.state.template_stack
         if call.name in stack:
@@ -529,7 +528,7 @@ class Lowerer:
             sub.streams = scope.streams  # a template hands its streams back, as its current tensor
         stack.append(call.name)
         try:
-            self.body(t.body, sub, tenv, ctx)
+            self.body(t.body, sub, tenv)
         finally:
             stack.pop()
         scope.current = sub.current
@@ -537,8 +536,8 @@ class Lowerer:
             scope.labels[label] = sub.current_node
 
     # ---- structural statements
-    def _s_input(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
-        if scope.path or not ctx.get("network") or scope.current is not None:
+    def _s_input(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
+        if scope.path or scope.current is not None:
             raise SpecValueError("input(...) must be the first op of a network", stmt.span)
         b = self.bind(stmt.call, ["channels", "height", "width"], env, "input()")
         if len(b) != 3:
@@ -566,7 +565,7 @@ class Lowerer:
             out.append(v.node)
         return out
 
-    def _s_expect(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def _s_expect(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         """``expect(condition, "message")``: a spec's own statement of what its parameters should
         satisfy (DenseNet-BC's depth is 6n+4). A false condition is a warning, located at the
         statement, whose hint gives the values of the names the condition reads; the spec compiles."""
@@ -588,7 +587,7 @@ class Lowerer:
         if all((w.message, w.span) != (warning.message, warning.span) for w in self.graph.graph["warnings"]):
             self.graph.graph["warnings"].append(warning)  # once, even in a loop or a repeated unit
 
-    def _s_output(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def _s_output(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         """``output(a, b, ...)``: the network's outputs, named after the labels, in this order
         (the exact rules are in docs/language.md, "Outputs")."""
         call = stmt.call
@@ -642,7 +641,7 @@ class Lowerer:
             pairs.append((v.label, v.node))
         self.outputs, self.outputs_span = tuple(pairs), stmt.span
 
-    def _s_use(self, stmt, scope, env, ctx):
+    def _s_use(self, stmt, scope, env):
         refs = self._tensor_args(stmt, env)
         if len(refs) != 1 or stmt.body is not None or stmt.label:
             raise SpecTypeError("use() takes exactly one labelled tensor", stmt.span)
@@ -663,13 +662,13 @@ class Lowerer:
             scope.labels[stmt.label] = node
         scope.current = node
 
-    def _s_add(self, stmt, scope, env, ctx):
+    def _s_add(self, stmt, scope, env):
         self._merge(stmt, scope, env, "add")
 
-    def _s_mul(self, stmt, scope, env, ctx):
+    def _s_mul(self, stmt, scope, env):
         self._merge(stmt, scope, env, "mul")
 
-    def _s_concat(self, stmt, scope, env, ctx):
+    def _s_concat(self, stmt, scope, env):
         self._merge(stmt, scope, env, "concat")
 
     def _need_body(self, stmt):
@@ -677,7 +676,7 @@ class Lowerer:
             raise SpecTypeError(f"'{stmt.call.name}' needs a body {{ ... }}", stmt.span)
         return stmt.body
 
-    def _s_repeat(self, stmt, scope, env, ctx):
+    def _s_repeat(self, stmt, scope, env):
         body = self._need_body(stmt)
         b = self.bind(stmt.call, ["n"], env, "repeat()")
         if "n" not in b:
@@ -685,28 +684,28 @@ class Lowerer:
         n = self.check(Arg("n", "int>=0"), *b["n"], "repeat()")
         self._charge_iterations(n, stmt.span)
         for _ in range(n):
-            self.body(body, scope, env.child(), ctx)
+            self.body(body, scope, env.child())
 
-    def _s_residual(self, stmt, scope, env, ctx):
+    def _s_residual(self, stmt, scope, env):
         body = self._need_body(stmt)
         self.bind(stmt.call, [], env, "residual")
         cur = self._need_current(scope, stmt.span)
         name = scope.claim(stmt.label, stmt.span) if stmt.label else scope.fresh("residual")
         sub = Scope(scope.id(name), cur)
         sub.streams = scope.streams
-        self.body(body, sub, env.child(), ctx)
+        self.body(body, sub, env.child())
         node = self.add(sub.id("add"), "add", (sub.current, cur), {}, stmt.span)
         scope.current = node
         if stmt.label:
             scope.labels[stmt.label] = node
 
-    def _s_stream(self, stmt, scope, env, ctx):
+    def _s_stream(self, stmt, scope, env):
         streams.s_stream(self, stmt, scope, env)
 
-    def _s_branch(self, stmt, scope, env, ctx):
+    def _s_branch(self, stmt, scope, env):
         raise SpecValueError("'branch' may only appear directly inside parallel(...) { }", stmt.span)
 
-    def _s_parallel(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def _s_parallel(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         body = self._need_body(stmt)
         b = self.bind(stmt.call, ["mode"], env, "parallel()")
         mode = b.get("mode", ("concat", stmt.span))
@@ -727,10 +726,10 @@ class Lowerer:
                     bname = pscope.claim(s.label, s.span) if s.label else pscope.fresh("branch")
                     bscope = Scope(pscope.id(bname), cur)
                     bscope.streams = scope.streams
-                    self.body(bbody, bscope, penv.child(), ctx)
+                    self.body(bbody, bscope, penv.child())
                     outs.append(bscope.current)
                 elif isinstance(s, ast.Let):
-                    self.stmt(s, pscope, penv, ctx)
+                    self.stmt(s, pscope, penv)
                 elif isinstance(s, ast.For):
                     for v in self._loop_items(s, penv):
                         visit(s.body, penv.child({s.var: v}))
@@ -748,7 +747,7 @@ class Lowerer:
             scope.labels[stmt.label] = node
 
     # ---- blocks
-    def _s_block(self, stmt: ast.OpStmt, scope: Scope, env: Env, ctx: dict) -> None:
+    def _s_block(self, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         self._need_body(stmt)  # refuses a block without one early; the builders below read stmt.body
         call = stmt.call
         pos = [(self.eval(a, env), a.span) for a in call.args]
@@ -797,19 +796,19 @@ class Lowerer:
             for bad in ("units", "output", "aggregate", "width", "order"):
                 if bad in opts:
                     raise SpecTypeError(f"a split block has no '{bad}': its units are its scale", opts[bad][1])
-            info = self._split_block(stmt, bscope, env, ctx, pattern, opts)
+            info = self._split_block(stmt, bscope, env, pattern, opts)
         else:
             for bad in ("stage", "bypass"):
                 if bad in opts:
                     raise SpecTypeError(f"'{bad}' belongs to split blocks", opts[bad][1])
-            info = self._pattern_block(stmt, bscope, env, ctx, pattern, psp, opts)
+            info = self._pattern_block(stmt, bscope, env, pattern, psp, opts)
         self._tag_block(start, bscope.path)
         self.graph.graph["blocks"].append(info)
         scope.current = info.output
         if stmt.label:
             scope.labels[stmt.label] = info.output
 
-    def _unit_body(self, body, uscope: Scope, env: Env, ctx: dict) -> str | None:
+    def _unit_body(self, body, uscope: Scope, env: Env) -> str | None:
         """Lower one unit's body; returns the template it instantiates when the body is one
         template call (the generated class is named after it), else None."""
         # A unit that is one template call names its ops directly under the unit
@@ -824,29 +823,22 @@ class Lowerer:
         ):
             prev, self.scope = self.scope, uscope
             try:
-                self._template(body[0].call, env, uscope, None, ctx, inline=uscope)
+                self._template(body[0].call, env, uscope, None, inline=uscope)
             except NetdslError as err:
                 err.with_span(body[0].span)
                 raise
             finally:
                 self.scope = prev
             return str(body[0].call.name)
-        self.body(body, uscope, env, ctx)
+        self.body(body, uscope, env)
         return None
 
     def _gather(self, feats: list[tuple[str, int | None, int | None]], prefix: str, kind: str, span, role: str) -> str:
         """One tensor holding ``feats`` in order: the feature itself, a slice, or a concat/add node."""
-        runs: list[list] = []
         shape = self.shape
-        for node, start, stop in feats:
-            if start is None:  # a whole feature: never merged, it has a node of its own
-                runs.append([node, None, None])
-            elif runs and runs[-1][0] == node and runs[-1][2] == start:
-                runs[-1][2] = stop
-            else:
-                runs.append([node, start, stop])
         pieces = []
-        for k, (node, start, stop) in enumerate(runs):
+        # a whole feature (start None) is never merged: it has a node of its own
+        for k, (node, start, stop) in enumerate(merge_runs(feats)):
             if start is None or (start == 0 and stop == shape(node)[0]):
                 pieces.append(node)
             else:
@@ -857,15 +849,15 @@ class Lowerer:
         name = {"concat": "cat", "wsum": "wsum", "mean": "mean"}.get(kind, "sum")
         return self.add(f"{prefix}.{name}", kind, tuple(pieces), {}, span, role=role)
 
-    def _probe_width(self, body, env: Env, in_node: str, ctx: dict) -> int:
+    def _probe_width(self, body, env: Env, in_node: str) -> int:
         key, keep = _probe_key(body, self.shape(in_node), env)
         if key in self.probe_cache:
             return self.probe_cache[key][0]
-        width = self._probe(body, env, in_node, ctx)
+        width = self._probe(body, env, in_node)
         self.probe_cache[key] = (width, keep)  # keep: the objects whose ids are in the key stay alive
         return width
 
-    def _probe(self, body, env: Env, in_node: str, ctx: dict) -> int:
+    def _probe(self, body, env: Env, in_node: str) -> int:
         probe = Lowerer(self.templates, self.limits)
         probe.probe_cache = self.probe_cache
         # The probe continues this lowering's nesting: it must see the same template stack (or a
@@ -875,12 +867,10 @@ class Lowerer:
         add_op(probe.graph, "probe", "input", (), {"shape": self.shape(in_node)}, shape=self.shape(in_node))
         pscope = Scope("probe_unit", "probe")
         # unit 1 stands for every unit: window blocks take one group width (reads: a window of one)
-        probe._unit_body(body, pscope, env.child({"unit": 1, "reads": 1, "source": True}), dict(ctx))
+        probe._unit_body(body, pscope, env.child({"unit": 1, "reads": 1, "source": True}))
         return probe.shape(pscope.current_node)[0]
 
-    def _pattern_block(
-        self, stmt, bscope: Scope, env, ctx, pattern, psp, opts: dict[str, tuple[Any, Span]]
-    ) -> BlockInfo:
+    def _pattern_block(self, stmt, bscope: Scope, env, pattern, psp, opts: dict[str, tuple[Any, Span]]) -> BlockInfo:
         if isinstance(pattern, P.Graph):
             self._graph_options(pattern, psp, opts)
         if "units" not in opts:
@@ -927,7 +917,7 @@ class Lowerer:
                     "pass the unit width: block(L, window(g), width=w, stream=...)",
                 )
             else:
-                width = self._probe_width(stmt.body, env, x0, ctx)
+                width = self._probe_width(stmt.body, env, x0)
             if c0 % width:
                 raise SpecValueError(
                     f"window blocks and blocks given width= split their input into groups of {width} channels, "
@@ -963,7 +953,7 @@ class Lowerer:
             bscope.used.add(f"unit{i}")
             streams.open_unit(self, uscope, bscope, carried, i, units, ssp)
             template = self._unit_body(
-                stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0}), ctx
+                stmt.body, uscope, env.child({"unit": i, "reads": len(reads), "source": reads[0] <= 0})
             )
             pieces.append(streams.close_unit(uscope, carried, i, stmt.span))
             out = uscope.current_node
@@ -1148,9 +1138,7 @@ class Lowerer:
                 outer = self._outer_unit.get(node)
                 d["layer"] = outer[1] if outer is not None and outer[0] == stage else stage
 
-    def _split_block(
-        self, stmt, bscope: Scope, env, ctx, pattern: P.Split, opts: dict[str, tuple[Any, Span]]
-    ) -> BlockInfo:
+    def _split_block(self, stmt, bscope: Scope, env, pattern: P.Split, opts: dict[str, tuple[Any, Span]]) -> BlockInfo:
         s = pattern.scale
         self._charge_layers(s - 1, opts["connect"][1])
         x0 = bscope.input
@@ -1192,7 +1180,7 @@ class Lowerer:
             bscope.used.add("bypass")
             prev, self.scope = self.scope, byscope
             try:
-                self.apply_call(bv.call, bv.env, byscope, None, ctx)
+                self.apply_call(bv.call, bv.env, byscope, None)
             finally:
                 self.scope = prev
             y1 = byscope.current_node
@@ -1209,7 +1197,7 @@ class Lowerer:
             else:
                 agg, reads = xs[i], (i - s,)
             uscope = Scope(prefix, agg)
-            template = self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}), ctx)
+            template = self._unit_body(stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}))
             ys[i] = uscope.current_node
             self._tag_unit(start, prefix, bscope.path, i)
             units.append(UnitInfo(i, prefix, reads, agg, ys[i], template=template, nodes=tuple(self._created[start:])))
