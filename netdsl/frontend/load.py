@@ -208,7 +208,7 @@ def lower_spec(
     templates = collect_templates(module, path)
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)
-    scope = NetworkScope(lw._created)
+    scope = NetworkScope(lw.created)
     with _stack_headroom():
         try:
             lw.body(net.body, scope, Env(params))

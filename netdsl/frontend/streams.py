@@ -82,7 +82,7 @@ def s_stream(lw: Lowerer, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
         raise _not_carried(
             name, arg.span, f"add stream={name} to the block: each unit then hands on its piece of '{name}'"
         )
-    scope.streams[name] = lw._need_current(scope, stmt.span)
+    scope.streams[name] = lw.need_current(scope, stmt.span)
 
 
 def _check_name(lw: Lowerer, scope: Scope, env: Env, name: str, span: Span) -> None:
