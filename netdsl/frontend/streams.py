@@ -186,7 +186,7 @@ def close_block(
             None if node is None else (node if len(own) == 1 else f"{bscope.path}.unit{i + 1}.{name}")
             for i in range(len(own))
         )
-        infos.append(StreamInfo(name, node, slices, tuple(own), out))
+        infos.append(StreamInfo(name=name, input=node, slices=slices, pieces=tuple(own), output=out))
     return tuple(infos)
 
 

@@ -243,7 +243,17 @@ def pattern_block(lw: Lowerer, stmt, bscope: Scope, env, pattern, psp, opts: dic
             )
         feats[i] = (out, None, None)
         lw.tag_unit(start, prefix, bscope.path, i)
-        unit_infos.append(UnitInfo(i, prefix, reads, agg, out, template=template, nodes=tuple(lw.created[start:])))
+        unit_infos.append(
+            UnitInfo(
+                index=i,
+                scope=prefix,
+                reads=reads,
+                aggregate=agg,
+                output=out,
+                template=template,
+                nodes=tuple(lw.created[start:]),
+            )
+        )
     # "next": the features a further unit would read -- a sparse block's output (SparseNet, Zhu et al.);
     # a rule: the features it selects for that further unit i = L + 1 (HarDNet: the odd units and the last).
     sel: Sequence[int]
@@ -268,21 +278,21 @@ def pattern_block(lw: Lowerer, stmt, bscope: Scope, env, pattern, psp, opts: dic
     out_kind = "mean" if output == "mean" else kind
     out_node = gather(lw, [feats[j] for j in sel], bscope.path, out_kind, stmt.span, "block_output")
     stream_infos = streams.close_block(lw, bscope, carried, pieces, ssp) if carried else ()
-    features = tuple(Feature(j, n, s, e) for j, (n, s, e) in sorted(feats.items()))
+    features = tuple(Feature(index=j, node=n, start=s, stop=e) for j, (n, s, e) in sorted(feats.items()))
     mode = str(output)  # all, new, last, next or the rule's text
     return BlockInfo(
-        bscope.path,
-        str(pattern),
-        kind,
-        mode,
-        x0,
-        features,
-        tuple(unit_infos),
-        out_node,
-        stmt.span,
-        tuple(sel),
-        str(order),
-        stream_infos,
+        name=bscope.path,
+        pattern=str(pattern),
+        kind=kind,
+        output_mode=mode,
+        input=x0,
+        features=features,
+        units=tuple(unit_infos),
+        output=out_node,
+        span=stmt.span,
+        outputs=tuple(sel),
+        order=str(order),
+        streams=stream_infos,
     )
 
 
@@ -439,7 +449,17 @@ def split_block(
         template = unit_body(lw, stmt.body, uscope, env.child({"unit": i, "reads": len(reads)}))
         ys[i] = uscope.current_node
         lw.tag_unit(start, prefix, bscope.path, i)
-        units.append(UnitInfo(i, prefix, reads, agg, ys[i], template=template, nodes=tuple(lw.created[start:])))
+        units.append(
+            UnitInfo(
+                index=i,
+                scope=prefix,
+                reads=reads,
+                aggregate=agg,
+                output=ys[i],
+                template=template,
+                nodes=tuple(lw.created[start:]),
+            )
+        )
     y1_shape, unit_shape = lw.shape(ys[1]), lw.shape(ys[2])
     if "bypass" not in opts and y1_shape[1:] != unit_shape[1:]:
         raise ShapeError(
@@ -449,8 +469,21 @@ def split_block(
             "bypass=avgpool(3, 2, pad=1) for stride-2 units (Res2Net's stage blocks)",
         )
     out = lw.add(bscope.id("cat"), "concat", tuple(ys[i] for i in range(1, s + 1)), {}, stmt.span, role="block_output")
-    features = tuple([Feature(i - s, xs[i]) for i in range(1, s + 1)] + [Feature(i, ys[i]) for i in range(1, s + 1)])
-    return BlockInfo(bscope.path, str(pattern), "split", "all", x0, features, tuple(units), out, stmt.span)
+    features = tuple(
+        [Feature(index=i - s, node=xs[i]) for i in range(1, s + 1)]
+        + [Feature(index=i, node=ys[i]) for i in range(1, s + 1)]
+    )
+    return BlockInfo(
+        name=bscope.path,
+        pattern=str(pattern),
+        kind="split",
+        output_mode="all",
+        input=x0,
+        features=features,
+        units=tuple(units),
+        output=out,
+        span=stmt.span,
+    )
 
 
 def probe_key(body, shape: tuple, env: Env) -> tuple[tuple, list]:
