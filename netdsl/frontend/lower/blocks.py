@@ -152,7 +152,7 @@ def probe(lw: Lowerer, body, env: Env, in_node: str) -> int:
 
 def pattern_block(lw: Lowerer, stmt, bscope: Scope, env, pattern, psp, opts: dict[str, tuple[Any, Span]]) -> BlockInfo:
     if isinstance(pattern, P.Graph):
-        graph_options(lw, pattern, psp, opts)
+        graph_options(pattern, psp, opts)
     if "units" not in opts:
         raise SpecTypeError("block() needs the number of units", stmt.call.span, "for example block(16, dense) { ... }")
     units = lw.check(Arg("units", "int>=1"), *opts["units"], "block()")
@@ -296,7 +296,7 @@ def pattern_block(lw: Lowerer, stmt, bscope: Scope, env, pattern, psp, opts: dic
     )
 
 
-def graph_options(lw: Lowerer, pattern: P.Graph, psp: Span, opts: dict[str, tuple[Any, Span]]) -> None:
+def graph_options(pattern: P.Graph, psp: Span, opts: dict[str, tuple[Any, Span]]) -> None:
     """A graph block's units are its generator's nodes: ``units`` may be left out, and must equal
     n when given; its block input is read whole (no ``width=``), and no further unit exists to
     say what ``output=next`` would read."""
