@@ -145,3 +145,10 @@ def test_known_exceptions_still_occur():
     edges = {(src, dst) for src, dst, _ in import_edges()}
     stale = sorted(KNOWN_EXCEPTIONS - edges)
     assert not stale, f"known exceptions that no longer occur: delete them from KNOWN_EXCEPTIONS: {stale}"
+
+
+def test_the_graph_reads_imports_inside_functions_and_skips_type_checking_ones():
+    edges = {(src, dst) for src, dst, _ in import_edges()}
+    assert ("netdsl.passes", "netdsl.passes.count") in edges  # inside default_passes()
+    assert ("netdsl.frontend.lower.statements", "netdsl.frontend.lower.blocks") in edges  # from . import blocks
+    assert ("netdsl.frontend.lower.blocks", "netdsl.frontend.lower.statements") not in edges  # TYPE_CHECKING only
