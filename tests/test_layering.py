@@ -10,6 +10,7 @@ higher layer (``streams`` annotating with the ``Lowerer`` that calls it).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -73,7 +74,8 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
     return skipped
 
 
-def import_edges() -> list[tuple[str, str, str]]:
+@functools.cache
+def import_edges() -> tuple[tuple[str, str, str], ...]:
     """(importer, imported module, ``file:line``) for every netdsl import under netdsl/; ``from
     pkg import name`` goes to the module ``pkg.name`` when there is one, else to ``pkg``."""
     mods = _modules()
@@ -103,7 +105,7 @@ def import_edges() -> list[tuple[str, str, str]]:
                         target = target.rpartition(".")[0]
                     if target != name:
                         edges.append((name, target, f"{where}:{node.lineno}"))
-    return edges
+    return tuple(edges)
 
 
 def layer_of(module: str) -> int:
