@@ -28,11 +28,12 @@ from math import prod
 
 import networkx as nx
 
+from .ir.channels import DTYPE_BYTES
 from .ir.graph import blocks, output_nodes, topo_nodes
-from .ops import ACTIVATIONS, bn_fold_source, get
+from .ops import ACTIVATIONS, get
+from .passes.fold_bn import bn_fold_source
 from .passes.plan_concat import segments
 
-DTYPE_BYTES = 4
 FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive", "infer_planned")
 
 

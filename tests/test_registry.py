@@ -25,12 +25,12 @@ from netdsl.ops import (
     ACTIVATIONS,
     REGISTRY,
     SPEC_OPS,
-    bn_fold_source,
     bn_scale_shift,
     fold_into_conv,
     get,
 )
 from netdsl.passes import bn_to_affine
+from netdsl.passes.fold_bn import bn_fold_source
 from netdsl.passes.plan_concat import segments
 
 ROOT = Path(__file__).resolve().parents[1]

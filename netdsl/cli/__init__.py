@@ -60,7 +60,7 @@ def add_global_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = OneLineParser(prog="netdsl", description="Compile connectivity-described CNNs.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")

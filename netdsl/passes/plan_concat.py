@@ -29,21 +29,15 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.channels import DTYPE_BYTES, merge_runs
 from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
 from ..ops import get
-from . import PassResult
-
-DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
+from .base import PassResult
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    runs: list[list[int]] = []
-    for a, b in ranges:
-        if runs and runs[-1][1] == a:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b])
-    return tuple((a, b) for a, b in runs)
+    """Adjacent ranges of one buffer joined (the plan's byte figures are per sample, float32)."""
+    return tuple((a, b) for _, a, b in merge_runs((None, a, b) for a, b in ranges))
 
 
 def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:

@@ -41,7 +41,7 @@ class ReportInput:
 
 def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: None) -> str:
     """The report page as one HTML string; ``step(name)`` is called before each of :data:`STEPS`."""
-    from .. import __version__
+    from .._version import __version__
     from ..summary import summary_dict
 
     g = inp.graph

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__, pipeline
+from .. import pipeline
+from .._version import __version__
 from ..errors import NetdslError
 from . import loop, model, rundir
 from .checkpoint import Checkpointer, load_checkpoint, load_model_state, set_rng_states, spec_source
