@@ -167,7 +167,10 @@ def test_the_registry_holds_exactly_the_seed_presets():
 SEGMENTATION = {"fcdensenet56", "fcdensenet67", "fcdensenet103"}
 
 
-@pytest.mark.parametrize("name", sorted(COUNTS))
+# one preset per spec file (the REDUCED ones) in the fast suite, every preset in the slow one
+@pytest.mark.parametrize(
+    "name", [n if n in REDUCED else pytest.param(n, marks=pytest.mark.slow) for n in sorted(COUNTS)]
+)
 def test_preset_counts_are_pinned(name):
     g = netdsl.compile_spec(name)
     assert (g.graph["total_params"], g.graph["total_flops"]) == COUNTS[name]
