@@ -80,7 +80,7 @@ def dry_run_text(r: dict) -> str:
     how = "every point costed" if r["listed"] else f"{r['points_costed']:,} sampled points costed"
     lines = [
         "space: " + "; ".join(r["space"]),
-        f"size: {size}; {how} in {r['seconds']:.2f} s ({r["distinct_networks"]:,} distinct costs)",
+        f"size: {size}; {how} in {r['seconds']:.2f} s ({r['distinct_networks']:,} distinct costs)",
         f"budget {r['budget']}: {r['fit']:,} fit, {r['over_budget']:,} over"
         + (f", {r['refused']:,} refused by the compiler (e.g. {r['refused_example']})" if r["refused"] else ""),
     ]

@@ -378,3 +378,11 @@ def _names_read(net: ast.Network) -> set[str]:
         elif dataclasses.is_dataclass(node):
             stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "span")
     return names
+
+
+def domain_warnings(spec: str | Path) -> list[SpecWarning]:
+    """``netdsl check``: the domains of a spec checked (a located error raised), their warnings returned."""
+    module, _ = load_module(spec)
+    if len(module.networks) != 1 or not any(p.domain for p in module.networks[0].params):
+        return []
+    return Space(spec).warnings

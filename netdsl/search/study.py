@@ -40,7 +40,7 @@ from .space import Point, Space
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 PRUNERS = ("median", "none")
-MAX_SKIPS = 200  # proposals over budget in a row before the search says the budget is out of reach
+MAX_SKIPS = 100  # proposals over budget in a row before the search says the budget is out of reach
 # netdsl train options applied to every trial (TrainConfig fields); the rest are the search's own.
 TRAIN_FIELDS = (
     "data",
@@ -420,6 +420,7 @@ def run_search(cfg: SearchConfig, argv: list[str] | None = None, log=print):
         raise SearchError(f"{out}: no search to resume (no {DB})", None, "start it without --resume")
     with folder_lock(out):
         s = Search(cfg)
+        study = s.open_study(create=True)
         if cfg.resume and (out / "search.json").exists():
             old = read_record(out)
             if old.get("signature") != s.space.signature():
@@ -428,12 +429,12 @@ def run_search(cfg: SearchConfig, argv: list[str] | None = None, log=print):
                     None,
                     "choose another --out",
                 )
-        study = s.open_study(create=True)
         write_record(out, record_of(cfg, s.space))
         if cfg.resume and not cfg.remote:
             again = s.recover_running()
             if again:
                 log(f"{again} interrupted trial(s) queued again")
+        _refuse_unreachable_budget(s)
         if (cfg.sampler or "") == "grid" and not cfg.resume:
             queued = s.grid()
             if queued == 0:
@@ -449,6 +450,22 @@ def run_search(cfg: SearchConfig, argv: list[str] | None = None, log=print):
         finally:
             write_csv(study, out / "trials.csv")
         return study
+
+
+SMALL_SPACE = 2000  # a finite space this small is costed whole before a search, to refuse a budget no point meets
+
+
+def _refuse_unreachable_budget(s: Search) -> None:
+    if not s.budget.bounds:
+        return
+    size = s.space.size()
+    if size is None or size > SMALL_SPACE:
+        return  # found while searching: MAX_SKIPS proposals over budget in a row
+    from .dryrun import dry_run, no_fit_error
+
+    r = dry_run(s)
+    if r["fit"] == 0 and r["refused"] < r["points_costed"]:
+        raise no_fit_error(r)
 
 
 def _loop(s: Search, cfg: SearchConfig, log) -> None:
