@@ -34,7 +34,9 @@ def register(sub) -> None:
         choices=tuple(OBJECTIVES),
         help="what the study optimizes (repeatable; default: accuracy and params)",
     )
-    p.add_argument("--trials", type=int, default=20, help="trials to train (default 20; over-budget points not counted)")
+    p.add_argument(
+        "--trials", type=int, default=20, help="trials to train (default 20; over-budget points not counted)"
+    )
     p.add_argument("--out", help="the search folder (default runs/search-NAME)")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed, and every trial's training seed")
     p.add_argument("--storage", metavar="URL", help="an Optuna storage URL shared by several machines (PostgreSQL)")
@@ -56,7 +58,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SpecValueError(f"{flag} expects NAME=DOMAIN, got {item!r}", None, "for example --space k=8..32 step 4")
+            raise SpecValueError(
+                f"{flag} expects NAME=DOMAIN, got {item!r}", None, "for example --space k=8..32 step 4"
+            )
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out

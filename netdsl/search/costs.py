@@ -15,7 +15,9 @@ from .budget import METRICS
 
 
 class CostModel:
-    def __init__(self, spec: str | Path, fixed: dict | None = None, limits: Limits | None = None, text: str | None = None):
+    def __init__(
+        self, spec: str | Path, fixed: dict | None = None, limits: Limits | None = None, text: str | None = None
+    ):
         self.module, self.path = load_module(spec, text)
         self.templates = collect_templates(self.module, self.path)
         self.fixed = dict(fixed or {})  # values every point shares (--set, the data's class count)

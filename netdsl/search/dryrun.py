@@ -21,7 +21,9 @@ def dry_run(search, samples: int = SAMPLED, list_limit: int = 100_000) -> dict:
     size = space.size()
     listed = size is not None and size <= list_limit
     points = list(space.points()) if listed else _sample(space, search.cfg.seed, samples)
-    fits, over, refused = [], [], []
+    fits: list[tuple[Point, dict]] = []
+    over: list[tuple[Point, dict]] = []
+    refused: list[tuple[Point, str]] = []
     for p in points:
         try:
             c = search.cost(p)
@@ -102,4 +104,6 @@ def no_fit_error(r: dict) -> SearchError:
         if c
         else ""
     )
-    return SearchError(f"no point of the space fits the budget {r['budget']}{where}", None, "loosen --budget or widen the space")
+    return SearchError(
+        f"no point of the space fits the budget {r['budget']}{where}", None, "loosen --budget or widen the space"
+    )

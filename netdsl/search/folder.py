@@ -81,20 +81,13 @@ def ask_lock(out: Path):
 
 
 def open_storage(url: str, *, remote: bool):
-    """An Optuna RDB storage for ``url``; a clear error when it cannot be reached or read.
-
-    A remote storage (shared by several machines) gets heartbeats, so a trial whose machine dies
-    is failed and retried by Optuna; the folder's own SQLite file is cleaned up by ``--resume``."""
+    """An Optuna RDB storage for ``url``; a clear error when it cannot be reached or read."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
     kwargs: dict = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}  # workers wait for each other's writes
-    if remote:
-        from optuna.storages import RetryFailedTrialCallback
-
-        kwargs.update(heartbeat_interval=30, grace_period=120, failed_trial_callback=RetryFailedTrialCallback(1))
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
     except (SQLAlchemyError, ValueError, RuntimeError, ImportError, ModuleNotFoundError) as err:

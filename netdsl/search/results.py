@@ -12,7 +12,6 @@ from .budget import human
 from .folder import read_record
 
 
-
 def trial_rows(study) -> list[dict]:
     """One plain dict per trial (the ``--show --json`` record), the Pareto front marked."""
     objectives = study.user_attrs.get("objectives", ["accuracy"])

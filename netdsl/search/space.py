@@ -142,9 +142,13 @@ class Space:
         step = self._const(r.step, "the step") if r.step is not None else None
         integer = all(isinstance(v, int) for v in (lo, hi, step) if v is not None)
         if lo > hi:
-            raise SpecValueError(f"empty range: {fmt_value(lo)} > {fmt_value(hi)}", r.span, "write lo..hi with lo <= hi")
+            raise SpecValueError(
+                f"empty range: {fmt_value(lo)} > {fmt_value(hi)}", r.span, "write lo..hi with lo <= hi"
+            )
         if step is not None and step <= 0:
-            raise SpecValueError(f"a range's step must be > 0, got {fmt_value(step)}", r.step.span if r.step else r.span)
+            raise SpecValueError(
+                f"a range's step must be > 0, got {fmt_value(step)}", r.step.span if r.step else r.span
+            )
         if r.log and lo <= 0:
             raise SpecValueError(
                 f"a log-spaced range must start above 0, got {fmt_value(lo)}", r.lo.span, "for example 1e-4..1e-1 log"
@@ -265,8 +269,8 @@ class Space:
         elif isinstance(node, ast.Choice):
             name = self._names[id(node)]
             for label, option in zip(self.labels(node), node.options, strict=True):
-                for expr, chosen in self._options(option):
-                    yield expr, {name: label, **chosen}
+                for expr, inner in self._options(option):
+                    yield expr, {name: label, **inner}
         elif isinstance(node, ast.Call) and (node.args or node.kwargs):
             parts = [list(self._options(a)) for a in node.args]
             kw_parts = [list(self._options(k.value)) for k in node.kwargs]
@@ -304,7 +308,7 @@ class Space:
 
         def pick(node, name):
             if isinstance(node, ast.Range):
-                lo, hi, _step, integer = self.bounds(node)
+                lo, hi, _step, _integer = self.bounds(node)
                 values = self.values_of(node)
                 v = values[corner] if values else (lo if corner == 0 else hi)
                 return ast.Literal(node.span, v)

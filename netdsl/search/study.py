@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import NetdslError
 from ..fmt import format_text
@@ -128,9 +130,10 @@ class Search:
         self.budget = Budget.parse(cfg.budget)
         self.fixed = fixed_values(cfg, self.space)
         unread = {w.message.split("'")[1] for w in self.space.warnings}
-        self.costs = CostModel(cfg.spec, self.fixed, cfg.limits)
+        self.costs = CostModel(cfg.spec, self.fixed, cfg.limits)  # type: ignore[arg-type]  # a Limits or None
         self.ignored = unread  # parameters the body never reads do not change the costs
-        self.study = None
+        self.study: Any = None  # the optuna.Study, once opened
+        self.storage: Any = None
 
     def cost(self, point: Point) -> dict:
         return self.costs.costs({k: v for k, v in point.values.items() if k not in self.ignored})
@@ -141,7 +144,7 @@ class Search:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(self.cfg.storage_url, remote=self.cfg.remote)
-        directions = [OBJECTIVES[o] for o in self.cfg.objectives]
+        directions: list = [OBJECTIVES[o] for o in self.cfg.objectives]
         signature = self.space.signature()
         try:
             study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler())
@@ -149,12 +152,20 @@ class Search:
             if not create:
                 raise SearchError(f"{self.cfg.storage_url}: holds no netdsl search study") from None
             study = optuna.create_study(
-                study_name=STUDY_NAME, storage=storage, directions=directions, sampler=self.sampler(), load_if_exists=True
+                study_name=STUDY_NAME,
+                storage=storage,
+                directions=directions,
+                sampler=self.sampler(),
+                load_if_exists=True,
             )
             study.set_user_attr(SPACE_ATTR, signature)
             study.set_user_attr("objectives", self.cfg.objectives)
             study.set_user_attr("budget", [b.text for b in self.budget.bounds])
         owner = study.user_attrs.get(SPACE_ATTR)
+        if owner is None and not study.trials:  # another machine created it a moment ago and is labelling it
+            study.set_user_attr(SPACE_ATTR, signature)
+            study.set_user_attr("objectives", self.cfg.objectives)
+            owner = signature
         if owner != signature:
             raise SearchError(
                 f"the study in {_where(self.cfg)} belongs to another spec or space ({owner}); it was left as it is",
@@ -207,6 +218,8 @@ class Search:
 
         assert self.study is not None
         started = time.perf_counter()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         point = self.space.sample(trial)
         trial.set_user_attr("values", point.values)
         trial.set_user_attr("point", {k: v for k, v in point.params.items()})
@@ -292,12 +305,21 @@ class Search:
         self.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
     def recover_running(self) -> int:
-        """--resume of the folder's own storage (its lock held, so no trial is really running): a trial
-        left RUNNING by a killed search is marked interrupted and queued again."""
+        """--resume: a trial left RUNNING by a killed search is marked interrupted and queued again.
+        With the folder's own storage (its lock held) no trial can really be running; on a shared
+        storage only this machine's trials whose process is gone are."""
         import optuna
 
+        from ..train.rundir import _pid_alive
+
         assert self.study is not None
-        stale = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        here = socket.gethostname()
+        stale = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if not self.cfg.remote
+            or (t.user_attrs.get("host") == here and not _pid_alive(int(t.user_attrs.get("pid", 0))))
+        ]
         for t in stale:
             self.interrupted(t)
         return len(stale)
@@ -361,7 +383,13 @@ def trial_spec(space: Space, point: Point, fixed: dict) -> str:
         if value is None:
             assert p.default is not None and p.default.span.end_line is not None
             stop = offset(p.default.span.end_line, p.default.span.end_column or 1)
-            edits.append((offset(span.line, span.column), offset(span.end_line, span.end_column), text[offset(span.line, span.column) : stop]))
+            edits.append(
+                (
+                    offset(span.line, span.column),
+                    offset(span.end_line, span.end_column),
+                    text[offset(span.line, span.column) : stop],
+                )
+            )
         else:
             edits.append((offset(span.line, span.column), offset(span.end_line, span.end_column), f"{p.name}={value}"))
     for start, stop, new in sorted(edits, reverse=True):
@@ -430,7 +458,7 @@ def run_search(cfg: SearchConfig, argv: list[str] | None = None, log=print):
                     "choose another --out",
                 )
         write_record(out, record_of(cfg, s.space))
-        if cfg.resume and not cfg.remote:
+        if cfg.resume:
             again = s.recover_running()
             if again:
                 log(f"{again} interrupted trial(s) queued again")
@@ -533,7 +561,9 @@ def _spawn_workers(cfg: SearchConfig, argv: list[str], s: Search, log) -> None:
         raise
     bad = [p.returncode for p in procs if p.returncode not in (0, None)]
     if bad:
-        raise SearchError(f"{len(bad)} of {cfg.workers} worker processes failed (exit {bad[0]}); see their messages above")
+        raise SearchError(
+            f"{len(bad)} of {cfg.workers} worker processes failed (exit {bad[0]}); see their messages above"
+        )
 
 
 def _out_of_budget(s: Search) -> str:
@@ -541,7 +571,8 @@ def _out_of_budget(s: Search) -> str:
 
     assert s.study is not None
     seen = [
-        t.user_attrs for t in s.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+        t.user_attrs
+        for t in s.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
         if t.user_attrs.get("over_budget")
     ]
     cheapest = min(seen, key=lambda a: (a["params"], a["flops"])) if seen else None
@@ -550,7 +581,10 @@ def _out_of_budget(s: Search) -> str:
         if cheapest
         else ""
     )
-    return f"{MAX_SKIPS} points in a row are over the budget {s.budget}{where}: no point may fit (netdsl search --dry-run counts them)"
+    return (
+        f"{MAX_SKIPS} points in a row are over the budget {s.budget}{where}: "
+        "no point may fit (netdsl search --dry-run counts them)"
+    )
 
 
 def _trial_line(t) -> str:
