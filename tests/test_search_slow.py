@@ -4,13 +4,16 @@ workers on one SQLite file, two processes on one PostgreSQL server, Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -174,34 +177,29 @@ def postgres(tmp_path: Path):
             pytest.fail("PostgreSQL's initdb/pg_ctl are missing; .ci/run installs Debian's postgresql")
         pytest.skip("PostgreSQL is not installed (initdb, pg_ctl)")
     pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
-    data, sock = tmp_path / "pgdata", tmp_path / "pgsock"
-    sock.mkdir()
     as_user: list[str] = []
-    if os.getuid() == 0:  # initdb refuses root: run the server as the postgres (or nobody) user
+    # initdb refuses root: as root, the server runs as the postgres (or nobody) user, in a folder of
+    # its own (pytest's tmp_path is private to root)
+    home = Path(tempfile.mkdtemp(prefix="netdsl-pg-")) if os.getuid() == 0 else tmp_path
+    if os.getuid() == 0:
         user = "postgres" if _has_user("postgres") else "nobody"
-        tmp_path.chmod(0o777)
-        sock.chmod(0o777)
+        os.chown(home, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
         as_user = ["runuser", "-u", user, "--"]
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "netdsl", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
+    data, sock = home / "pgdata", home / "sock"
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run([*as_user, "mkdir", "-p", str(sock)])
+    run([*as_user, initdb, "-D", str(data), "-U", "netdsl", "--auth=trust", "-E", "UTF8"])
     opts = f"-c listen_addresses='' -c unix_socket_directories='{sock}' -c max_connections=50"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(tmp_path / "pg.log"), "start"],
-        check=True,
-        capture_output=True,
-    )
+    run([*as_user, pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(home / "pg.log"), "start"])
     try:
         yield f"postgresql+psycopg://netdsl@/postgres?host={sock}"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        if home != tmp_path:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _has_user(name: str) -> bool:
-    import pwd
-
     try:
         pwd.getpwnam(name)
     except KeyError:
