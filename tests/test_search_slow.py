@@ -243,3 +243,37 @@ def test_two_processes_share_one_study_on_postgresql(spec, tmp_path):
     # no machine-wide ask lock spans hosts: each stops once the study holds 4 trials, so at most
     # one trial per extra host is started past --trials
     assert 4 <= len(runs) <= 5 and all((r / "results.json").is_file() for r in runs)
+
+
+def test_report_search_scatter_renders_in_headless_chromium(spec, tmp_path):
+    """`netdsl report --search DIR`: the scatter laid out in Chromium, one point per complete trial,
+    the front drawn, and a point's link opening its trial's values and connectivity matrix."""
+    import browser
+    from selenium.webdriver.common.by import By
+
+    assert browser.available(), "install Debian's chromium and chromium-driver (.ci/run does)"
+    out = tmp_path / "search"
+    study = netdsl.search(spec, trials=3, out=out, seed=5, sampler="random", **_kw())
+    done = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+    page = tmp_path / "s.html"
+    res = subprocess.run(
+        netdsl_cmd("report", "--search", str(out), "-o", str(page)), env=env(), capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    driver = browser.chromium(1280, 900)
+    try:
+        driver.get(page.as_uri())
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        boxes = {b[0]: b for b in driver.execute_script(browser.SVG_BOXES)}
+        assert boxes["search"][1] > 300 and boxes["search"][2] > 200
+        circles = driver.find_elements(By.CSS_SELECTOR, "#search circle.trial")
+        assert len(circles) == len(done)
+        assert driver.find_elements(By.CSS_SELECTOR, "#search polyline.front")
+        links = driver.find_elements(By.CSS_SELECTOR, "#search a")
+        target = links[0].get_attribute("href").split("#")[1]
+        assert target.startswith("search-trial-")
+        details = driver.find_element(By.ID, target)
+        assert details.tag_name == "details" and details.find_elements(By.CSS_SELECTOR, "svg")
+        assert driver.save_screenshot(str(tmp_path / "search.png"))
+    finally:
+        driver.quit()

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 from ..errors import NetdslError
@@ -88,6 +89,18 @@ def open_storage(url: str, *, remote: bool):
     kwargs: dict = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}  # workers wait for each other's writes
+    # Machines started together race to create Optuna's tables in a new database: the loser's
+    # error is transient, so a remote storage is tried a few times before it is reported.
+    tries = 5 if remote else 1
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except SQLAlchemyError:
+            if attempt + 1 == tries:
+                break
+            time.sleep(1.0 + attempt)
+        except (ValueError, RuntimeError, ImportError, ModuleNotFoundError):
+            break
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
     except (SQLAlchemyError, ValueError, RuntimeError, ImportError, ModuleNotFoundError) as err:
