@@ -268,3 +268,16 @@ def test_a_search_folder_in_use_is_refused(spec, tmp_path, capsys):
         assert main(["search", str(spec), "--out", str(out), "--trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "another search" in err and "is using this folder" in err
+
+
+def test_grid_queues_every_point_in_order_and_trains_each_once(write_spec, tmp_path, capsys):
+    bad = write_spec(SPEC.replace("k=4 in 4..8 step 4", "k=4 in {0}"), "bad.net")  # refused: no training
+    out = tmp_path / "search"
+    argv = ["search", str(bad), "--out", str(out), "--sampler", "grid", "--trials", "5", "--no-progress"]
+    assert main([*argv, "--space", "blocks={[2, 2]}"]) == 0
+    capsys.readouterr()
+    assert main(["search", "--show", str(out), "--json"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    asked = [t for t in trials if t["state"] != "WAITING"]
+    expected = [p.values for p in Space(bad, {"blocks": "{[2, 2]}"}).points()][:5]
+    assert [t["values"] for t in asked] == expected and all(t["state"] == "FAIL" for t in asked)

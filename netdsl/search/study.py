@@ -132,6 +132,7 @@ class Search:
         unread = {w.message.split("'")[1] for w in self.space.warnings}
         self.costs = CostModel(cfg.spec, self.fixed, cfg.limits)  # type: ignore[arg-type]  # a Limits or None
         self.ignored = unread  # parameters the body never reads do not change the costs
+        self.timings: list[dict] = []  # this process's trials: wall time of each, told to Optuna included
         self.study: Any = None  # the optuna.Study, once opened
         self.storage: Any = None
 
@@ -202,12 +203,17 @@ class Search:
 
     # ---- one trial
     def counted(self) -> int:
-        """Trials that count towards --trials: all but the skipped (over budget) and the interrupted."""
+        """Trials that count towards --trials: those asked for (queued ones not yet), but the skipped
+        (over budget) and the interrupted (queued again)."""
+        import optuna
+
         assert self.study is not None
         return sum(
             1
             for t in self.study.get_trials(deepcopy=False)
-            if not t.user_attrs.get("over_budget") and not t.user_attrs.get("interrupted")
+            if t.state != optuna.trial.TrialState.WAITING
+            and not t.user_attrs.get("over_budget")
+            and not t.user_attrs.get("interrupted")
         )
 
     def run_trial(self, trial) -> str:
@@ -260,6 +266,7 @@ class Search:
             **self.cfg.train,
         )
         trial.set_user_attr("overhead_s", round(time.perf_counter() - started, 4))
+        trained = time.perf_counter()
         try:
             result = train(cfg, on_epoch=on_epoch)
         except optuna.TrialPruned as pruned:
@@ -280,6 +287,7 @@ class Search:
         trial.set_user_attr("test_acc", test_acc)
         trial.set_user_attr("epochs", result.get("epochs"))
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
+        trial.set_user_attr("train_s", round(time.perf_counter() - trained, 3))  # inside netdsl train's train()
         accuracy = val_acc if val_acc is not None else test_acc  # chosen on validation data when there is some
         values = [accuracy if o == "accuracy" else costs[o] for o in self.cfg.objectives]
         self.study.tell(trial, values)
@@ -509,11 +517,14 @@ def _loop(s: Search, cfg: SearchConfig, log) -> None:
                 if s.counted() >= cfg.trials:
                     break
                 trial = study.ask()
+            began = time.perf_counter()
             try:
                 state = s.run_trial(trial)
             except KeyboardInterrupt:
                 s.interrupted(trial)
                 raise
+            s.timings.append({"number": trial.number, "state": state, "wall_s": round(time.perf_counter() - began, 3)})
+            write_atomic(s.out / f"timings-{os.getpid()}.json", json.dumps(s.timings, indent=1))
             if state == "SKIPPED":
                 skips += 1
                 if skips >= MAX_SKIPS:
