@@ -57,7 +57,7 @@ def scatter_svg(rows: list[dict], cost: str) -> str:
                 )
                 parts.append(f'<text x="{px(v):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{human(10**v)}</text>')
     step = max(1.0, round((y1 - y0) / 6))
-    tick = math.ceil(y0)
+    tick = float(math.ceil(y0))
     while tick <= y1:
         parts.append(f'<line x1="{LEFT - 4}" x2="{LEFT}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="#59636e"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
