@@ -560,12 +560,14 @@ def _spawn_workers(cfg: SearchConfig, argv: list[str], s: Search, log) -> None:
         procs.append(subprocess.Popen(cmd, env=env))
     assert s.study is not None
     try:
+        shown = 0
         with TaskProgress("trials", cfg.trials, enabled=cfg.progress) as bar:
             while any(p.poll() is None for p in procs):
                 time.sleep(1.0)
-                done = min(s.counted(), cfg.trials)
-                bar.advance(done - bar.done if hasattr(bar, "done") else 0, status=best_text(s.study))
-                bar.done = done
+                if bar.enabled:  # reading the study costs a query: only for a bar someone sees
+                    done = min(s.counted(), cfg.trials)
+                    bar.advance(done - shown, status=best_text(s.study))
+                    shown = done
     except KeyboardInterrupt:
         for p in procs:
             p.wait()
