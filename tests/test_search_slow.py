@@ -270,7 +270,7 @@ def test_report_search_scatter_renders_in_headless_chromium(spec, tmp_path):
         assert len(circles) == len(done)
         assert driver.find_elements(By.CSS_SELECTOR, "#search polyline.front")
         links = driver.find_elements(By.CSS_SELECTOR, "#search a")
-        target = links[0].get_attribute("href").split("#")[1]
+        target = links[0].get_dom_attribute("href").split("#")[1]  # an SVG link: its attribute, as written
         assert target.startswith("search-trial-")
         details = driver.find_element(By.ID, target)
         assert details.tag_name == "details" and details.find_elements(By.CSS_SELECTOR, "svg")
