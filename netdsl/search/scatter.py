@@ -48,7 +48,8 @@ def scatter_svg(rows: list[dict], cost: str) -> str:
         'fill="none" stroke="#d1d9e0"/>',
     ]
     for e in range(math.floor(x0), math.ceil(x1) + 1):  # decade ticks
-        for m in (1, 2, 5):
+        # within one decade or two, more ticks: the axis must show its scale
+        for m in (1, 2, 5) if x1 - x0 > 2 else (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9):
             v = e + math.log10(m)
             if x0 <= v <= x1:
                 parts.append(
@@ -86,6 +87,12 @@ def scatter_svg(rows: list[dict], cost: str) -> str:
             f'fill="{colour}" fill-opacity="0.8"><title>{esc(label)}; accuracy {y:.2f}; '
             f"{esc(cost)} {human(r[cost])}</title></circle></a>"
         )
+    for r in front:  # the front's points named on the picture (every point has its tooltip)
+        x, y = px(math.log10(r[cost])), py(float(_accuracy(r) or 0.0))
+        text = ", ".join(f"{k}={v}" for k, v in r["values"].items())[:44]
+        anchor = "end" if x > W / 2 else "start"
+        dx = -8 if anchor == "end" else 8
+        parts.append(f'<text x="{x + dx:.1f}" y="{y - 8:.1f}" text-anchor="{anchor}" fill="#d1242f">{esc(text)}</text>')
     parts.append("</svg>")
     return inline_svg("".join(parts), PREFIX)
 
