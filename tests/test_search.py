@@ -281,3 +281,14 @@ def test_grid_queues_every_point_in_order_and_trains_each_once(write_spec, tmp_p
     asked = [t for t in trials if t["state"] != "WAITING"]
     expected = [p.values for p in Space(bad, {"blocks": "{[2, 2]}"}).points()][:5]
     assert [t["values"] for t in asked] == expected and all(t["state"] == "FAIL" for t in asked)
+
+
+def test_a_storage_that_cannot_be_reached_is_one_message(spec, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/no/such/folder/study.db"
+    assert main(["search", str(spec), "--storage", url, "--out", str(tmp_path / "s"), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the study storage sqlite:///" in err and "Traceback" not in err
+    url = "postgresql+psycopg://someone:secret@/db?host=/no/such/socket/dir"
+    assert main(["search", str(spec), "--storage", url, "--out", str(tmp_path / "p"), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the study storage postgresql+psycopg://someone:***@" in err and "secret" not in err

@@ -84,7 +84,7 @@ def ask_lock(out: Path):
 def open_storage(url: str, *, remote: bool):
     """An Optuna RDB storage for ``url``; a clear error when it cannot be reached or read."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, InternalError, ProgrammingError, SQLAlchemyError
 
     kwargs: dict = {}
     if url.startswith("sqlite"):
@@ -95,10 +95,12 @@ def open_storage(url: str, *, remote: bool):
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
-        except SQLAlchemyError:
+        except (IntegrityError, ProgrammingError, InternalError):  # a table or row another machine just made
             if attempt + 1 == tries:
                 break
             time.sleep(1.0 + attempt)
+        except SQLAlchemyError:  # unreachable, refused, not a database: said at once
+            break
         except (ValueError, RuntimeError, ImportError, ModuleNotFoundError):
             break
     try:
