@@ -74,6 +74,7 @@ class Space:
         self.text = self.module.span.text or ""
         self.evaluator = Evaluator()
         self.warnings: list[SpecWarning] = []
+        self.unread: set[str] = set()  # searched parameters the body never reads (a warning each)
         domains: dict[str, ast.Range | ast.Choice] = {p.name: p.domain for p in self.net.params if p.domain}
         names = [p.name for p in self.net.params]
         for key, value in (extra or {}).items():
@@ -291,6 +292,7 @@ class Space:
     def check(self) -> None:
         """Refuse a domain that cannot work (located); collect warnings in :attr:`warnings`."""
         read = _names_read(self.net)
+        self.unread = {pd.name for pd in self.params if pd.name not in read}
         for pd in self.params:
             if pd.name not in read:
                 self.warnings.append(

@@ -129,9 +129,8 @@ class Search:
         self.space = Space(cfg.spec, cfg.space)
         self.budget = Budget.parse(cfg.budget)
         self.fixed = fixed_values(cfg, self.space)
-        unread = {w.message.split("'")[1] for w in self.space.warnings}
         self.costs = CostModel(cfg.spec, self.fixed, cfg.limits)  # type: ignore[arg-type]  # a Limits or None
-        self.ignored = unread  # parameters the body never reads do not change the costs
+        self.ignored = self.space.unread  # parameters the body never reads do not change the costs
         self.timings: list[dict] = []  # this process's trials: wall time of each, told to Optuna included
         self.study: Any = None  # the optuna.Study, once opened
         self.storage: Any = None
@@ -436,7 +435,7 @@ def record_of(cfg: SearchConfig, space: Space) -> dict:
         "trials": cfg.trials,
         "seed": cfg.seed,
         "sampler": cfg.sampler or ("tpe" if len(cfg.objectives) == 1 else "nsga2"),
-        "storage": cfg.storage if cfg.remote else "study.db",
+        "storage": _safe(cfg.storage) if cfg.storage else "study.db",  # never a password on disk
         "overrides": cfg.overrides,
         "train": cfg.train,
     }
@@ -549,6 +548,8 @@ def _spawn_workers(cfg: SearchConfig, argv: list[str], s: Search, log) -> None:
     from ..progress import TaskProgress
     from .results import best_text
 
+    if not argv:
+        raise SearchError("--workers N starts 'netdsl search' processes: use it from the command line")
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
     base = [a for a in argv if a != "--resume"]
     procs = []
@@ -619,6 +620,8 @@ def open_existing(out: Path, storage: str | None = None):
 
     rec = read_record(out)
     url = storage or (rec["storage"] if rec.get("storage") not in (None, "study.db") else default_storage(out))
+    if "***" in url:
+        raise SearchError(f"{out}: its study is in {url}", None, "give its URL with the password: --storage URL")
     if url == default_storage(out) and not (out / DB).is_file():
         raise SearchError(f"{out}: no {DB} here")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
