@@ -126,7 +126,7 @@ def test_space_lists_every_point_with_conditional_parameters(spec):
 @pytest.mark.parametrize(
     ("narrowed", "size"),
     [
-        ({"blocks": "{[2, 2]}", "k": "{4}"}, 8),
+        ({"blocks": "{[2, 2]}", "k": "{4}", "connect": "{dense, path(far=1..2, near=1), window(1..2)}"}, 5),
         pytest.param({}, 32, marks=pytest.mark.slow),
     ],
 )
