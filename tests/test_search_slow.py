@@ -277,3 +277,9 @@ def test_report_search_scatter_renders_in_headless_chromium(spec, tmp_path):
         assert driver.save_screenshot(str(tmp_path / "search.png"))
     finally:
         driver.quit()
+
+
+def test_a_nan_loss_fails_the_trial_with_its_reason_and_the_study_goes_on(spec, tmp_path):
+    study = netdsl.search(spec, trials=2, out=tmp_path / "search", sampler="random", lr=1e12, **_kw())
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert all("training diverged: the loss is nan after epoch 1" in t.user_attrs["reason"] for t in study.trials)
