@@ -11,6 +11,10 @@ def __getattr__(name: str):
         from . import weights
 
         return getattr(weights, name)
+    if name == "search":  # the package netdsl.search is callable: netdsl.search(spec, ...) returns the study
+        import importlib
+
+        return importlib.import_module(".search", __name__)
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
@@ -21,5 +25,6 @@ __all__ = [
     "compile_spec",
     "export_weights",
     "load_weights",
+    "search",
     "torch_source",
 ]

@@ -21,6 +21,7 @@ COMMANDS = [
     "viz",
     "report",
     "train",
+    "search",
     "eval",
     "bench",
     "export-weights",

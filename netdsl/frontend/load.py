@@ -195,6 +195,19 @@ def lower_spec(
     (6, 8, 8)
     """
     module, path = load_module(source, text)
+    return lower_module(module, path, collect_templates(module, path), overrides, limits)
+
+
+def lower_module(
+    module: ast.Module,
+    path: Path,
+    templates: dict[str, ast.Template],
+    overrides: dict | None = None,
+    limits: Limits | None = None,
+) -> nx.DiGraph:
+    """:func:`lower_spec` on an already parsed module and its templates: ``netdsl search`` parses a
+    spec once and lowers it at many points."""
+    text = module.span.text
     if len(module.networks) != 1:
         span = module.networks[1].span if len(module.networks) > 1 else Span(str(path), 1, 1, text=text)
         raise SpecNameError(
@@ -205,7 +218,6 @@ def lower_spec(
         )
     net = module.networks[0]
     check_network_name(net.name, _name_span(net))
-    templates = collect_templates(module, path)
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)
     scope = NetworkScope(lw.created)
