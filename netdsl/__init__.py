@@ -11,10 +11,10 @@ def __getattr__(name: str):
         from . import weights
 
         return getattr(weights, name)
-    if name == "search":  # the package netdsl.search is callable: netdsl.search(spec, ...) returns the study
-        import importlib
+    if name == "search":  # netdsl.search(spec, ...) returns the Optuna study (imports optuna: lazily)
+        from .explore import search
 
-        return importlib.import_module(".search", __name__)
+        return search
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 

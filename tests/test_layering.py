@@ -31,9 +31,12 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("backends", frozenset({"backends", "onnx_runtime"})),  # IR -> torch source, ONNX
     ("weights", frozenset({"weights"})),  # weights in and out of built modules
     ("pipeline", frozenset({"pipeline"})),  # a target and overrides -> compiled graph, module
-    ("api", frozenset({"api", "netdsl"})),
-    # Tools on top of the API (lsp and search are other branches' packages, placed here ahead).
-    ("tools", frozenset({"train", "viz", "report", "fmt", "highlight", "lsp", "search"})),
+    ("api", frozenset({"api"})),
+    # Tools on top of the API: training, drawings, the report, the formatter and lexer, the language
+    # server, the search (netdsl.explore).
+    ("tools", frozenset({"train", "viz", "report", "fmt", "highlight", "lsp", "explore"})),
+    # The package root re-exports the public functions, the tools' among them (netdsl.search).
+    ("root", frozenset({"netdsl"})),
     ("cli", frozenset({"cli", "__main__"})),
 )
 

@@ -11,12 +11,12 @@ import pytest
 from netdsl import compile_spec
 from netdsl.cli import main
 from netdsl.errors import SpecSyntaxError
+from netdsl.explore.budget import Budget, parse_bound
+from netdsl.explore.folder import folder_lock
+from netdsl.explore.space import Space
+from netdsl.explore.study import Search, SearchConfig, trial_spec
 from netdsl.fmt import format_text
 from netdsl.frontend.parser import parse
-from netdsl.search.budget import Budget, parse_bound
-from netdsl.search.folder import folder_lock
-from netdsl.search.space import Space
-from netdsl.search.study import Search, SearchConfig, trial_spec
 
 SPEC = """include "lib/densenet.net"
 
@@ -140,7 +140,7 @@ def test_costs_and_feasible_count_match_independent_compiles(spec, narrowed, siz
         independent = {"params": g.graph["total_params"], "flops": g.graph["total_flops"]}
         assert s.cost(p) == independent
         fits += budget.fits(independent)
-    from netdsl.search.dryrun import dry_run
+    from netdsl.explore.dryrun import dry_run
 
     r = dry_run(s)
     assert (r["size"], r["fit"], r["fit"] + r["over_budget"]) == (size, fits, size)
@@ -292,3 +292,10 @@ def test_a_storage_that_cannot_be_reached_is_one_message(spec, tmp_path, capsys)
     assert main(["search", str(spec), "--storage", url, "--out", str(tmp_path / "p"), "--trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "cannot open the study storage postgresql+psycopg://someone:***@" in err and "secret" not in err
+
+
+def test_netdsl_search_is_the_function_even_after_the_package_is_imported():
+    import netdsl.explore.study  # a submodule import must not shadow netdsl.search
+    from netdsl.explore import search
+
+    assert netdsl.search is search and callable(netdsl.search)

@@ -21,7 +21,7 @@ import optuna
 import pytest
 
 import netdsl
-from netdsl.search.folder import STUDY_NAME, default_storage
+from netdsl.explore.folder import STUDY_NAME, default_storage
 
 pytestmark = pytest.mark.slow
 

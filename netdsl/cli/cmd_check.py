@@ -16,7 +16,7 @@ def register(sub) -> None:
 def run(args) -> int:
     g = compile_target(args, check=True, quiet=args.json)
     # search domains (netdsl search): refused where they cannot work, warned where they do nothing
-    from ..search.space import domain_warnings
+    from ..explore.space import domain_warnings
 
     warnings = domain_warnings(g.graph["file"])
     g.graph["warnings"] = [*g.graph.get("warnings", ()), *warnings]

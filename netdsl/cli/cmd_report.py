@@ -48,7 +48,7 @@ def run(args) -> int:
     writable_output(args.output)
     search_dir = Path(args.search) if args.search else None
     if search_dir is not None:
-        from ..search.folder import read_record
+        from ..explore.folder import read_record
 
         record = read_record(search_dir)  # refuses a folder that holds no search
         if args.target is None:

@@ -13,7 +13,7 @@ from .common import add_target, limits, overrides
 
 
 def register(sub) -> None:
-    from ..search.study import OBJECTIVES, PRUNERS, SAMPLERS
+    from ..explore.study import OBJECTIVES, PRUNERS, SAMPLERS
 
     p = sub.add_parser(
         "search",
@@ -67,7 +67,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def config(args):
-    from ..search.study import SearchConfig
+    from ..explore.study import SearchConfig
 
     train = {field: getattr(args, attr) for field, attr in TRIAL_FIELDS}
     train["curves"] = not args.no_curves
@@ -102,7 +102,7 @@ def run(args) -> int:
     cfg = config(args)
     if args.dry_run:
         return dry(cfg, args.json)
-    from ..search.study import run_search
+    from ..explore.study import run_search
 
     argv = sys.argv[sys.argv.index("search") + 1 :] if "search" in sys.argv else []
     try:
@@ -114,15 +114,15 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 130
-    from ..search.results import show_text
+    from ..explore.results import show_text
 
     print(show_text(cfg.folder, study))
     return 0
 
 
 def dry(cfg, as_json: bool) -> int:
-    from ..search.dryrun import dry_run, dry_run_text, no_fit_error
-    from ..search.study import Search
+    from ..explore.dryrun import dry_run, dry_run_text, no_fit_error
+    from ..explore.study import Search
 
     r = dry_run(Search(cfg))
     if as_json:
@@ -135,8 +135,8 @@ def dry(cfg, as_json: bool) -> int:
 
 
 def show(args) -> int:
-    from ..search.results import csv_text, show_json, show_text
-    from ..search.study import open_existing
+    from ..explore.results import csv_text, show_json, show_text
+    from ..explore.study import open_existing
 
     out = Path(args.show)
     study = open_existing(out, args.storage)

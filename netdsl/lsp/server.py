@@ -27,7 +27,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import NetdslError
 from ..fmt import format_text
 from ..frontend import Limits, ast

@@ -69,7 +69,7 @@ def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: 
         sections.append(Section("training", "Training run", training(inp.run_dir, data["name"])))
     step("search")
     if inp.search_dir is not None:
-        from ..search.scatter import search_section
+        from ..explore.scatter import search_section
 
         sections.append(Section("search", "Search: accuracy against cost", search_section(inp.search_dir)))
     step("spec")

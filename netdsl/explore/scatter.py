@@ -99,7 +99,7 @@ def scatter_svg(rows: list[dict], cost: str) -> str:
 
 def search_section(out: Path, cost: str | None = None) -> str:
     """The HTML of the report's search section for the search folder ``out``."""
-    from .. import compile_spec
+    from ..api import compile_spec
     from ..report.drawings import matrices
     from .study import open_existing
 

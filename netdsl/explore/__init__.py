@@ -5,14 +5,13 @@ The package: :mod:`.space` (domains, points), :mod:`.budget` (``params<=1.2M``),
 trials), :mod:`.folder` (search folder, lock, storage), :mod:`.results` (table, front, JSON, CSV),
 :mod:`.scatter` (the report's accuracy-against-cost picture).
 
-``netdsl.search(spec, ...)`` runs a search from Python and returns the Optuna study (this module is
-callable, so the name is both the package and the function).
+``netdsl.search(spec, ...)`` (:func:`search`, re-exported by the package root) runs a search from
+Python and returns the Optuna study. The package is not named ``search`` so that the function can
+be: a submodule import would otherwise replace ``netdsl.search`` with the package.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 
@@ -67,11 +66,3 @@ def search(
         verbose=verbose,
     )
     return run_search(cfg, log=(print if verbose else lambda *_a: None))
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
