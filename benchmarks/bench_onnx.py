@@ -27,7 +27,7 @@ import torch
 
 import netdsl
 from netdsl.api import onnx_model
-from netdsl.backends.torch_bench import allocator
+from netdsl.backends.torch.bench import allocator
 from netdsl.onnx_runtime import run, session
 
 

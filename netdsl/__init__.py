@@ -1,7 +1,6 @@
 """netdsl: a compiler for convolutional networks described by their connectivity."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .api import build_model, compile_spec, torch_source
 from .errors import NetdslError
 

@@ -17,7 +17,7 @@ import torch
 import netdsl
 from netdsl import onnx_runtime
 from netdsl.api import onnx_model
-from netdsl.backends.onnx_emit import ONNX_OPS, checked_name
+from netdsl.backends.onnx.emit import ONNX_OPS, checked_name
 from netdsl.cli import main
 from netdsl.ir.ops import OP_KINDS
 from netdsl.onnx_runtime import run, session, session_options

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import netdsl
-from netdsl.backends.onnx_export import export
-from netdsl.backends.torch_codegen import build
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch.codegen import build
 from netdsl.errors import NetdslError, ShapeError
 from netdsl.frontend import lower_spec
 from netdsl.ir import lint
@@ -80,7 +80,7 @@ def test_every_kind_has_every_backend(write_spec):
 
 
 def _bound(g):
-    from netdsl.backends.onnx_export import bind_weights
+    from netdsl.backends.onnx.export import bind_weights
 
     return bind_weights(g, build(g, 0))
 

@@ -51,11 +51,11 @@ from typing import NamedTuple
 
 import networkx as nx
 
-from ..errors import IRError
-from ..ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
-from ..ops import get, norm
-from ..ops.norm import bn_fold_source
-from . import torch_layers
+from ...errors import IRError
+from ...ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
+from ...ops import get, norm
+from ...ops.norm import bn_fold_source
+from . import layers as torch_layers
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -1271,7 +1271,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*helpers, body]) + "\n\n\n" + "\n".join(tail)
 
 
-# The layers the registry's torch code may construct (netdsl/backends/torch_layers.py), embedded
+# The layers the registry's torch code may construct (netdsl/backends/torch/layers.py), embedded
 # in the file when used.
 _LAYERS = {
     name: value

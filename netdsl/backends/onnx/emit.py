@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import IRError
-from ..ir.graph import topo_nodes
-from ..ops import REGISTRY, get
+from ...errors import IRError
+from ...ir.graph import topo_nodes
+from ...ops import REGISTRY, get
 
 # Opset 20 has Gelu as one operator; onnxruntime >= 1.17 (our floor) runs it.
 OPSET = 20
@@ -71,7 +71,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     """The ONNX model of an IR graph whose stateful nodes carry ``weights`` (numpy arrays).
 
     >>> import netdsl
-    >>> from netdsl.backends.onnx_export import export
+    >>> from netdsl.backends.onnx.export import export
     >>> model, report = export(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
     >>> model.graph.input[0].name, [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     ('input', ['N', 3, 32, 32])
@@ -94,7 +94,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     )
     model = helper.make_model(g, producer_name="netdsl", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
-    from .. import __version__
+    from ..._version import __version__
 
     model.producer_version = __version__
     helper.set_model_props(model, dict(metadata or {}))
