@@ -122,7 +122,7 @@ def spec_header(target: str | Path, text: str | None = None) -> SpecHeader:
 
 def source_header(graph: nx.DiGraph) -> str:
     """The docstring of the generated torch source: where it came from and its parameters."""
-    from . import __version__
+    from ._version import __version__
 
     values = ", ".join(f"{k}={v}" for k, v in graph.graph["params"].items())
     return (
