@@ -51,6 +51,7 @@ import networkx as nx
 
 from ...errors import IRError
 from ...ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
+from ...ir.plan import Runs, buffer_plans
 from ...ops import get
 from ...ops.norm import bn_fold_source
 from . import runtime
@@ -101,6 +102,16 @@ _RESERVED = frozenset(
         *EMBEDDABLE_NAMES,
     }
 )
+
+
+class _LoopBuffer(NamedTuple):
+    """A planned block's buffer as its loop uses it (from the block's :class:`BufferPlan`)."""
+
+    channels: int
+    stores: tuple[tuple[int, int], ...]  # per unit: the channels its output is written to
+    unit_reads: tuple[Runs, ...]  # per unit: the channels its aggregate is
+    out_read: Runs  # the channels the block output is
+    in_stores: list[tuple[tuple[int, int], str]]  # the block's first features: (channels, node)
 
 
 class _Head(NamedTuple):
@@ -780,13 +791,13 @@ class Generator:
             scope.uses.merge(naive_uses)
             return base
         assert streams is None or not keep_feats  # a stream block's units return tuples
-        shape, stores, unit_reads, out_read, in_stores = buffer
+        channels, stores, unit_reads, out_read, in_stores = buffer
         out_chain = self._output_head(b) if keep_feats else None
         fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
             init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
             selected = _selected(feats_var, outs, len(init) + len(reads))
-            lines.append(f"{comment}; {_plan_comment(shape, stores)}")
+            lines.append(f"{comment}; {_plan_comment(channels, stores)}")
             lines += self._buffer_loop(
                 scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused
             )
@@ -800,25 +811,21 @@ class Generator:
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
         lines += ["    " + line for line in naive]
         scope.uses.merge(naive_uses)
-        lines.append(f"else:  # {_plan_comment(shape, stores)}")
-        body = [f"{base} = {scope.use(runtime._buffer)}({init[0]}, {shape[0]})"] + (streams.start() if streams else [])
+        lines.append(f"else:  # {_plan_comment(channels, stores)}")
+        body = [f"{base} = {scope.use(runtime._buffer)}({init[0]}, {channels})"] + (streams.start() if streams else [])
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
         single = all(len(r) == 1 for r in unit_reads)
         names, tables, _ = _runs_tables(unit_reads)
-        channels = scope.use(runtime._channels)
-        x = (
-            f"{channels}({base}, start, stop)"
-            if single
-            else f"torch.cat([{channels}({base}, s, e) for s, e in runs], 1)"
-        )
+        view = scope.use(runtime._channels)
+        x = f"{view}({base}, start, stop)" if single else f"torch.cat([{view}({base}, s, e) for s, e in runs], 1)"
         body.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], streams))
         arg = f"unit.head({x})" if has_head is not None else x
         if streams is None:
             body.append(f"    {base}[:, a:b] = unit({arg})")
         else:
             body += streams.call(arg, lambda y: f"{base}[:, a:b] = {y}")
-        if out_read != ((0, shape[0]),):
+        if out_read != ((0, channels),):
             if len(out_read) == 1:
                 body.append(f"{base} = {base}[:, {out_read[0][0]}:{out_read[0][1]}]")
             else:
@@ -832,9 +839,9 @@ class Generator:
         its channels of the buffer, its fused head reads its runs there (in training through
         ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
-        shape, stores, unit_reads, _, in_stores = buffer
+        channels, stores, unit_reads, _, in_stores = buffer
         new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
-        out = [f"{base}, {feats} = {new_buffer}({init[0]}, {shape[0]}), [{', '.join(f'{feature}({v})' for v in init)}]"]
+        out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), [{', '.join(f'{feature}({v})' for v in init)}]"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
         names, tables, runs = _runs_tables(unit_reads)
         gather = feats
@@ -892,44 +899,23 @@ class Generator:
             out.append(f"{base} = torch.cat([{feats}[j] for j in {out_positions!r}], 1)")
         return out + (streams.finish() if streams else [])
 
-    def _buffer_of(self, b: BlockInfo):
-        """The plan of a concat block, read from the IR, or None when the loop cannot use it."""
-        out = self.nodes[b.output]
-        read = out.get("read")
-        first = [f for f in b.features if f.index <= 0]
-        if read is None:
+    def _buffer_of(self, b: BlockInfo) -> _LoopBuffer | None:
+        """What the block's loop takes from its :class:`BufferPlan`, or None when the loop cannot
+        use the plan (a unit output stored elsewhere, an aggregate or output the plan does not hold)."""
+        plan = buffer_plans(self.g).get(b.name)
+        out_read = None if plan is None else plan.read_of(b.output)
+        if plan is None or out_read is None:
             return None
-        bname = read["buffer"]
-        shape = tuple(self.g.graph["buffers"][bname]["shape"])
-        stores = []
-        unit_reads = []
+        stores, unit_reads = [], []
         for u in b.units:
-            st = [s for s in self.nodes[u.output].get("stores", ()) if s[0] == bname]
-            if len(st) != 1:
+            store, runs = plan.store_of(u.output), plan.runs_of(u.aggregate)
+            if store is None or runs is None:
                 return None
-            stores.append((st[0][1], st[0][2]))
-            agg = self.nodes[u.aggregate]
-            r = agg.get("read")
-            if r is not None and r["buffer"] == bname:
-                unit_reads.append(tuple(tuple(x) for x in r["runs"]))
-            else:
-                stored = [s for s in agg.get("stores", ()) if s[0] == bname]
-                if not stored:
-                    return None
-                unit_reads.append(((stored[0][1], stored[0][2]),))
-        in_stores = []
-        nodes_in = {f.node for f in first}
-        for n in nodes_in:
-            for s in self.nodes[n].get("stores", ()):
-                if s[0] == bname:
-                    in_stores.append(((s[1], s[2]), n))
-        return (
-            shape,
-            tuple(stores),
-            tuple(unit_reads),
-            tuple(tuple(x) for x in read["runs"]),
-            [(rng, n) for rng, n in sorted(in_stores)],
-        )
+            stores.append((store.start, store.stop))
+            unit_reads.append(runs)
+        first = {f.node for f in b.features if f.index <= 0}
+        in_stores = sorted(((s.start, s.stop), s.node) for s in plan.stores if s.node in first)
+        return _LoopBuffer(plan.channels, tuple(stores), tuple(unit_reads), out_read.runs, in_stores)
 
     def unrolled(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, cin_of: dict) -> str:
         members = sorted(self._block_nodes(b), key=self.pos.__getitem__)
@@ -1039,8 +1025,8 @@ def _whole_input(init, in_stores, lookup, reads, outs):
     return [lookup[in_stores[0][1]]], tuple(shift(r) for r in reads), shift(outs)
 
 
-def _plan_comment(shape, stores) -> str:
-    return f"the plan: one buffer of {shape[0]} channels, unit i writes channels {_fmt_ranges(stores)}, reads are views"
+def _plan_comment(channels: int, stores) -> str:
+    return f"the plan: one buffer of {channels} channels, unit i writes channels {_fmt_ranges(stores)}, reads are views"
 
 
 def _runs_tables(unit_reads) -> tuple[list[str], list[str], str]:
