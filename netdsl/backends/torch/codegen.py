@@ -454,11 +454,13 @@ class Generator:
 
     def unit_nodes(self, b: BlockInfo, u) -> list[str] | None:
         """The nodes a unit's class computes from its aggregate (and stream slices), as lowering
-        recorded them (``UnitInfo.nodes``, less what passes removed), in schedule order. None if
-        the unit reads anything else (then it is not a loop body)."""
+        recorded them (``UnitInfo.nodes`` after the aggregate, which lowering made from the unit's
+        reads; less what passes removed), in schedule order. None if the unit reads anything else
+        (then it is not a loop body)."""
         sources = {u.aggregate, *_unit_slices(b, u.index)}
         sinks = {u.output, *(st.pieces[u.index - 1] for st in b.streams)}
-        body = {n for n in u.nodes if n in self.g and n not in sources}
+        made = u.nodes[u.nodes.index(u.aggregate) + 1 :] if u.aggregate in u.nodes else u.nodes  # after its aggregate
+        body = {n for n in made if n in self.g and n not in sources}
         if not sinks <= body | sources:
             return None
         for n in body:
