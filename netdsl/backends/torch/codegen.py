@@ -42,6 +42,7 @@ import itertools
 import linecache
 import re
 import sys
+import textwrap
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -668,7 +669,7 @@ class Generator:
         else:
             scope.init.append(
                 f"self.{rel} = nn.ModuleDict({{name: {name}(cin) for name, cin in "
-                f"zip({tuple(unit_names)!r}, {cins!r})}})"
+                f"zip({tuple(unit_names)!r}, {cins!r}, strict=True)}})"
             )
         scope.containers[rel] = "nn.ModuleDict"
         return self.loop(scope, fn, b, env, has_head)
@@ -760,10 +761,7 @@ class Generator:
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)
         lines = fn.lines
-        comment = (
-            f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; "
-            f"reads per unit: {_reads_comment(reads)}"
-        )
+        comment = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: {_reads_comment(reads)}"
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
@@ -801,7 +799,7 @@ class Generator:
             selected = _selected(feats_var, outs, len(init) + len(reads))
             lines.append(f"{comment}; {_plan_comment(channels, stores)}")
             lines += self._buffer_loop(
-                scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused
+                scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused, fn.fresh("y")
             )
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
                 self.block_buffers[b.output] = (base, out_read)
@@ -817,16 +815,20 @@ class Generator:
         body = [f"{base} = {scope.use(runtime._buffer)}({init[0]}, {channels})"] + (streams.start() if streams else [])
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
-        single = all(len(r) == 1 for r in unit_reads)
-        names, tables, _ = _runs_tables(unit_reads)
+        tables = _Tables()
+        a, b_ = _store_vars(tables, stores)
+        runs = _runs_var(tables, unit_reads)
         view = scope.use(runtime._channels)
-        x = f"{view}({base}, start, stop)" if single else f"torch.cat([{view}({base}, s, e) for s, e in runs], 1)"
-        body.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], streams))
+        x = f"torch.cat([{view}({base}, s, e) for s, e in {runs}], 1)"
+        if all(len(r) == 1 for r in unit_reads):
+            x = f"{view}({base}, {runs[2:-3]})"  # ((start, stop),) -> start, stop
+        stream_args = streams.args(tables) if streams else []
+        body.append(tables.header(units_expr))
         arg = f"unit.head({x})" if has_head is not None else x
         if streams is None:
-            body.append(f"    {base}[:, a:b] = unit({arg})")
+            body.append(f"    {base}[:, {a}:{b_}] = unit({arg})")
         else:
-            body += streams.call(arg, lambda y: f"{base}[:, a:b] = {y}")
+            body += streams.call(arg, stream_args, lambda y: f"{base}[:, {a}:{b_}] = {y}")
         if out_read != ((0, channels),):
             if len(out_read) == 1:
                 body.append(f"{base} = {base}[:, {out_read[0][0]}:{out_read[0][1]}]")
@@ -836,7 +838,7 @@ class Generator:
         lines += ["    " + line for line in body]
         return base
 
-    def _buffer_loop(self, scope, b, base, feats, init, lookup, buffer, reads, units_expr, fused) -> list[str]:
+    def _buffer_loop(self, scope, b, base, feats, init, lookup, buffer, reads, units_expr, fused, y) -> list[str]:
         """The planned block in one loop for inference and training: each unit's output goes into
         its channels of the buffer, its fused head reads its runs there (in training through
         ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
@@ -845,13 +847,16 @@ class Generator:
         new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
         out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), [{', '.join(f'{feature}({v})' for v in init)}]"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
-        names, tables, runs = _runs_tables(unit_reads)
+        tables = _Tables()
         gather = feats
         if any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # not dense: a gather
-            names, tables, gather = ["reads", *names], [repr(reads), *tables], f"[{feats}[j] for j in reads]"
-        out.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], None))
+            gather = f"[{feats}[j] for j in {tables.var('reads', reads)}]"
+        a, b_ = _store_vars(tables, stores)
+        runs = _runs_var(tables, unit_reads)
+        out.append(tables.header(units_expr))
         head = f"{scope.use(runtime._buffer_head)}(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
-        out.append(f"    {scope.use(runtime._store)}({base}, a, b, unit({head}), {feats})")
+        out.append(f"    {y} = {head}")
+        out.append(f"    {scope.use(runtime._store)}({base}, {a}, {b_}, unit({y}), {feats})")
         return out
 
     def _naive_loop(
@@ -872,23 +877,21 @@ class Generator:
     ) -> list[str]:
         out = [f"{feats} = [{', '.join(init)}]"] + (streams.start() if streams else [])
         dense = all(r == tuple(range(len(init) + k)) for k, r in enumerate(reads))
-        if dense:
-            gather = f"{feats}"
-            out.append(_zip_header(["unit"], [units_expr], streams))
+        tables = _Tables()
+        single = not use_head and all(len(r) == 1 for r in reads)  # each unit reads one feature
+        if single:
+            arg = f"{feats}[-1]" if dense else f"{feats}[{tables.var('read', tuple(r[0] for r in reads))}]"
         else:
-            gather = f"[{feats}[j] for j in reads]"
-            out.append(_zip_header(["unit", "reads"], [units_expr, repr(reads)], streams))
-        if use_head:
-            arg = f"{uses.add_global(runtime._recompute)}(unit.head, {gather}, {', '.join(use_head)})"
-        else:
+            gather = f"{feats}" if dense else f"[{feats}[j] for j in {tables.var('reads', reads)}]"
             arg = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
-            single = all(len(r) == 1 for r in reads)
-            if single:
-                arg = f"{feats}[reads[0]]" if not dense else f"{feats}[-1]"
+            if use_head:
+                arg = f"{uses.add_global(runtime._recompute)}(unit.head, {gather}, {', '.join(use_head)})"
+        stream_args = streams.args(tables) if streams else []
+        out.append(tables.header(units_expr))
         if streams is None:
             out.append(f"    {feats}.append(unit({arg}))")
         else:
-            out += streams.call(arg, lambda y: f"{feats}.append({y})")
+            out += streams.call(arg, stream_args, lambda y: f"{feats}.append({y})")
         n = len(init) + len(reads)
         if keep_feats:
             pass  # the block output's only consumer recomputes the concatenation from the features
@@ -935,14 +938,46 @@ def _unit_slices(b: BlockInfo, unit: int) -> list[str]:
     return [x for st in b.streams if (x := st.slices[unit - 1]) is not None]
 
 
-def _zip_header(names: list[str], tables: list[str], streams: _StreamLoop | None) -> str:
-    """``for unit, ... in zip(units, tables...):`` (``for unit in units:`` alone), with a
-    stream block's per-unit slice ranges added."""
-    if streams is not None:
-        names, tables = names + streams.names, tables + streams.tables
-    if len(names) == 1:
-        return f"for {names[0]} in {tables[0]}:"
-    return f"for {', '.join(names)} in zip({', '.join(tables)}):"
+@dataclass
+class _Tables:
+    """The per-unit values a loop reads: each is a loop variable over its table, unless every unit
+    has the same value (then the value itself is written) or an earlier table is the same (then
+    that table's variable): the tables carry only what varies."""
+
+    names: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    seen: dict[tuple, str] = field(default_factory=dict)
+
+    def var(self, name: str, values: tuple) -> str:
+        """The expression of this unit's value in the loop body."""
+        if len(set(values)) == 1:
+            return repr(values[0])
+        if values not in self.seen:
+            ints = all(isinstance(v, int) for v in values)
+            self.names.append(name)
+            self.tables.append(_range_src(values) if ints else repr(values))
+            self.seen[values] = name
+        return self.seen[values]
+
+    def header(self, units: str) -> str:
+        """``for unit, ... in zip(units, tables..., strict=True):`` (``for unit in units:`` alone)."""
+        if not self.names:
+            return f"for unit in {units}:"
+        return f"for unit, {', '.join(self.names)} in zip({units}, {', '.join(self.tables)}, strict=True):"
+
+
+def _store_vars(tables: _Tables, stores) -> tuple[str, str]:
+    """The loop's expressions of the channels [a, b) a unit's output is written to."""
+    return tables.var("a", tuple(s[0] for s in stores)), tables.var("b", tuple(s[1] for s in stores))
+
+
+def _runs_var(tables: _Tables, unit_reads) -> str:
+    """The loop's expression of the runs a unit's aggregate is in the buffer."""
+    if all(len(r) == 1 for r in unit_reads):
+        start = tables.var("start", tuple(r[0][0] for r in unit_reads))
+        stop = tables.var("stop", tuple(r[0][1] for r in unit_reads))
+        return f"(({start}, {stop}),)"
+    return tables.var("runs", tuple(unit_reads))
 
 
 @dataclass
@@ -952,9 +987,8 @@ class _StreamLoop:
     value is read after the block, a list the units' pieces are appended to and its concatenation
     (an unread stream's pieces are dropped: ``y, _ = unit(...)``)."""
 
-    names: list[str]  # loop variables of the slice ranges
-    tables: list[str]  # their tables
-    args: list[str]  # the slice expressions passed to each unit
+    slices: list[tuple[str, str, str, int]]  # per stream with an input: its variable, start and stop names, width
+    units: int
     outs: list[tuple[str, str]]  # per read stream: (the pieces' list, the variable of its output)
     result: str  # the unit output's variable inside the loop
     got: list[str]  # per stream: the piece's variable inside the loop ("_": not kept)
@@ -962,14 +996,12 @@ class _StreamLoop:
     @classmethod
     def of(cls, gen: Generator, b: BlockInfo, env: dict, fn: _Func) -> _StreamLoop:
         units = len(b.units)
-        names, tables, args, outs, got = [], [], [], [], []
+        slices, outs, got = [], [], []
         for st in b.streams:
             if st.input is not None and all(x is not None for x in st.slices):
                 w = gen.nodes[st.input]["shape"][0] // units
                 start, stop = fn.fresh(f"{st.name}_start"), fn.fresh(f"{st.name}_stop")
-                names.append(f"({start}, {stop})")
-                tables.append(_pairs_src(tuple((i * w, (i + 1) * w) for i in range(units))))
-                args.append(f"{env[st.input]}[:, {start}:{stop}]")
+                slices.append((env[st.input], start, stop, w))
             elif any(x is not None for x in st.slices):
                 raise IRError(f"block '{b.name}': stream '{st.name}' is read by some units only")
             if st.output is None:
@@ -979,15 +1011,24 @@ class _StreamLoop:
             env[st.output] = out
             outs.append((pieces, out))
             got.append(fn.fresh(f"{st.name}_piece"))
-        return cls(names, tables, args, outs, fn.fresh("y"), got)
+        return cls(slices, units, outs, fn.fresh("y"), got)
+
+    def args(self, tables: _Tables) -> list[str]:
+        """The slices of the streams passed to each unit, their ranges in the loop's ``tables``."""
+        out = []
+        for var, start, stop, w in self.slices:
+            a = tables.var(start, tuple(i * w for i in range(self.units)))
+            b = tables.var(stop, tuple((i + 1) * w for i in range(self.units)))
+            out.append(f"{var}[:, {a}:{b}]")
+        return out
 
     def start(self) -> list[str]:
         return [f"{p} = []" for p, _ in self.outs]
 
-    def call(self, arg: str, store: Callable[[str], str]) -> list[str]:
-        """The loop body: call the unit, store its output (the statement ``store`` makes of its
-        variable), keep its pieces."""
-        lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *self.args])})"]
+    def call(self, arg: str, args: list[str], store: Callable[[str], str]) -> list[str]:
+        """The loop body: call the unit (``args``: the stream slices), store its output (the
+        statement ``store`` makes of its variable), keep its pieces."""
+        lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *args])})"]
         lines.append(f"    {store(self.result)}")
         lines += [
             f"    {p}.append({g})" for (p, _), g in zip(self.outs, [g for g in self.got if g != "_"], strict=True)
@@ -1028,17 +1069,7 @@ def _whole_input(init, in_stores, lookup, reads, outs):
 
 
 def _plan_comment(channels: int, stores) -> str:
-    return f"the plan: one buffer of {channels} channels, unit i writes channels {_fmt_ranges(stores)}, reads are views"
-
-
-def _runs_tables(unit_reads) -> tuple[list[str], list[str], str]:
-    """Loop targets, their tables and the runs expression for the units' buffer reads: start and
-    stop tables when every unit reads one run, else a table of runs."""
-    if all(len(r) == 1 for r in unit_reads):
-        starts = _range_src(tuple(r[0][0] for r in unit_reads))
-        stops = _range_src(tuple(r[0][1] for r in unit_reads))
-        return ["start", "stop"], [starts, stops], "((start, stop),)"
-    return ["runs"], [repr(unit_reads)], "runs"
+    return f"one buffer of {channels} channels"
 
 
 def _merge_pieces(pieces: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
@@ -1053,24 +1084,15 @@ def _merge_pieces(pieces: list[tuple[str, int, int]]) -> list[tuple[str, int, in
 
 def _reads_comment(reads: tuple) -> str:
     if all(r == tuple(range(len(reads[0]) + k)) for k, r in enumerate(reads)) and reads:
-        return "all earlier features (dense)"
-    return "; ".join(f"{k + 1}: {list(r)}" for k, r in enumerate(reads[:4])) + (" ..." if len(reads) > 4 else "")
+        return "all earlier features"
+    return "the table below" if len(reads) > 1 else repr(list(reads[0]))
 
 
 def _fmt_ranges(ranges) -> str:
     rs = list(ranges)
-    if len(rs) > 3:
-        return f"[{rs[0][0]}, {rs[0][1]}), [{rs[1][0]}, {rs[1][1]}), ... [{rs[-1][0]}, {rs[-1][1]})"
+    if len(rs) > 2:
+        return f"[{rs[0][0]}, {rs[0][1]}) ... [{rs[-1][0]}, {rs[-1][1]})"
     return ", ".join(f"[{a}, {b})" for a, b in rs)
-
-
-def _pairs_src(pairs) -> str:
-    starts = tuple(p[0] for p in pairs)
-    stops = tuple(p[1] for p in pairs)
-    s, e = _range_src(starts), _range_src(stops)
-    if s.startswith("range") and e.startswith("range"):
-        return f"zip({s}, {e})"
-    return repr(tuple(pairs))
 
 
 # When a block's features are a list and each unit concatenates what it reads: with autograd (the
@@ -1089,6 +1111,14 @@ def _method(name: str, args: str, lines: list[str], ret: str, doc: str | None = 
     out += [f"        {line}" for line in lines]
     out.append(f"        return {ret}")
     return "\n".join(out) + "\n"
+
+
+def _wrapped(text: str) -> str:
+    """``text``'s lines wrapped to the file's width (the header lists every parameter value)."""
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, 116, break_long_words=False, break_on_hyphens=False)) if line else ""
+        for line in text.split("\n")
+    )
 
 
 def _docstring(text: str) -> str:
@@ -1140,7 +1170,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     classes = [src.rstrip() for name, (src, _) in gen.unit_classes.items() if name in used]
     imports, sources = embedded(helpers)
     body = "\n\n\n".join([*classes, network])
-    head = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "", *imports]
+    head = [_docstring(_wrapped(header.strip())) if header else '"""Generated by netdsl."""', "", *imports]
     tail = [
         f"Net = {cls}",
         "",
