@@ -1097,7 +1097,7 @@ def _fmt_ranges(ranges) -> str:
 
 # When a block's features are a list and each unit concatenates what it reads: with autograd (the
 # buffer's in-place writes would invalidate the views autograd saved). Without autograd, the
-# planned buffer -- under torch.compile too: measured, the buffer program compiles to a faster
+# planned buffer -- under torch.compile too: the buffer program compiles to a faster
 # graph than the concatenating one (docs/performance.md).
 _FEATURES = "torch.is_grad_enabled()"
 
