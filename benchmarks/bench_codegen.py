@@ -11,7 +11,7 @@ allocator does. The header line names the allocator in use.
 
 Cases: eval at batch 64 and 1 (no_grad), a training step at batch 64 (forward, backward, SGD),
 each eager and under torch.compile (inductor); cold compile time (first call, fresh dynamo);
-training activation memory (bytes autograd saves, netdsl.backends.torch_bench.saved_bytes);
+training activation memory (bytes autograd saves, netdsl.backends.torch.bench.saved_bytes);
 sparsenet_bc_v1's training step against its own --opt 0; achieved GFLOP/s against this
 machine's conv peak (one large 3x3 conv). Prints a markdown table of ratios (netdsl / reference).
 """
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_densenet import DenseNet
 
 import netdsl
-from netdsl.backends.torch_bench import allocator, saved_bytes
+from netdsl.backends.torch.bench import allocator, saved_bytes
 from netdsl.progress import TaskProgress
 
 

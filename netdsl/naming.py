@@ -68,8 +68,9 @@ MODULE_ATTRIBUTES = frozenset({"input_shape", "spec_name", "memory_format", "out
 # Class names the emitted torch source already uses; a network's class is its CamelCased name.
 GENERATED_CLASS_NAMES = frozenset({"F", "nn", "torch", "SqueezeExcite", "Affine", "L2Norm"})
 
-# Identifiers of the generated torch file itself (torch_codegen's variables, loop targets and
-# module-level helpers); the code generator never hands them out for a spec's tensors.
+# Identifiers of the generated torch file itself (its variables and loop targets); the code
+# generator never hands them out for a spec's tensors, nor the names of the runtime helpers and
+# layer classes it may embed (netdsl.backends.torch.file.EMBEDDABLE_NAMES, read off their source).
 GENERATED_IDENTIFIERS = frozenset(
     {
         "x",
@@ -93,10 +94,6 @@ GENERATED_IDENTIFIERS = frozenset(
         # like them would be overwritten by the loop
         "a",
         "b",
-        # the module-level helpers the forward calls: a variable named like one would shadow it
-        *("_buffer", "_channels", "_read", "_store", "_output", "_buffer_head", "_feature", "_statistics"),
-        *("_recompute", "_batch_norm_eval"),
-        *("_conv_bn_eval", "_BatchNormReluConv", "_KeepBatchNormStats", "_keep_convolutions"),
     }
 )
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends import torch_codegen
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.presets import presets
 
 from helpers import outputs, small_overrides

@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from netdsl.api import compile_spec
-from netdsl.backends import torch_codegen
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.ir import lint
 
 from fuzz.generate import valid_specs

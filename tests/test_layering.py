@@ -40,22 +40,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("cli", frozenset({"cli", "__main__"})),
 )
 
-# Imports that break the layering today and are being removed on another branch (house-codegen
-# owns netdsl/backends/): delete each entry once that branch is merged; test_known_exceptions_still_occur
-# says when one no longer occurs.
-#   - the ONNX emitters import the package root for __version__ (netdsl._version serves them);
-#   - onnx_export loads foreign weights itself (backends <-> weights);
-#   - ops.norm still answers ``from netdsl.ops.norm import bn_fold_source`` for torch_codegen,
-#     by a lazy import of the decision's new home, netdsl.passes.fold_bn.
-KNOWN_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("netdsl.backends.onnx_emit", "netdsl"),
-        ("netdsl.backends.onnx_export", "netdsl"),
-        ("netdsl.backends.onnx_export", "netdsl.weights"),
-        ("netdsl.ops.norm", "netdsl.passes.fold_bn"),
-    }
-)
-
 
 def _modules() -> dict[str, Path]:
     """Dotted module name -> source file, for every module under netdsl/."""
@@ -128,7 +112,7 @@ def test_no_import_goes_to_a_higher_layer():
     upward = [
         f"{where}: {src} (layer {LAYERS[layer_of(src)][0]}) imports {dst} (layer {LAYERS[layer_of(dst)][0]})"
         for src, dst, where in import_edges()
-        if layer_of(dst) > layer_of(src) and (src, dst) not in KNOWN_EXCEPTIONS
+        if layer_of(dst) > layer_of(src)
     ]
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
 
@@ -136,24 +120,10 @@ def test_no_import_goes_to_a_higher_layer():
 def test_import_graph_has_no_cycle():
     graph = nx.DiGraph()
     for src, dst, where in import_edges():
-        if (src, dst) not in KNOWN_EXCEPTIONS:
-            graph.add_edge(src, dst, where=where)
+        graph.add_edge(src, dst, where=where)
     cycles = sorted(nx.simple_cycles(graph), key=len)
     shown = [
         "; ".join(f"{a} imports {b} ({graph.edges[a, b]['where']})" for a, b in zip(c, c[1:] + c[:1], strict=True))
         for c in cycles
     ]
     assert not cycles, f"{len(cycles)} import cycle(s):\n" + "\n".join(shown)
-
-
-def test_known_exceptions_still_occur():
-    edges = {(src, dst) for src, dst, _ in import_edges()}
-    stale = sorted(KNOWN_EXCEPTIONS - edges)
-    assert not stale, f"known exceptions that no longer occur: delete them from KNOWN_EXCEPTIONS: {stale}"
-
-
-def test_the_graph_reads_imports_inside_functions_and_skips_type_checking_ones():
-    edges = {(src, dst) for src, dst, _ in import_edges()}
-    assert ("netdsl.passes", "netdsl.passes.count") in edges  # inside default_passes()
-    assert ("netdsl.frontend.lower.statements", "netdsl.frontend.lower.blocks") in edges  # from . import blocks
-    assert ("netdsl.frontend.lower.blocks", "netdsl.frontend.lower.statements") not in edges  # TYPE_CHECKING only

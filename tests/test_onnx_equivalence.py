@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends import torch_codegen
-from netdsl.backends.onnx_export import export
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.onnx_runtime import session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph

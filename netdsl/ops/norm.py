@@ -38,15 +38,3 @@ def fold_into_conv(weight: Any, bias: Any | None, scale: Any, shift: Any) -> tup
     """
     folded = weight * scale.reshape(-1, 1, 1, 1)
     return folded, (shift if bias is None else bias * scale + shift)
-
-
-def __getattr__(name: str):
-    # The fold decision reads the graph and its block metadata, so it lives with the pass that
-    # uses it (netdsl.passes.fold_bn). This keeps ``from netdsl.ops.norm import bn_fold_source``
-    # working for the torch code generator until it imports it from there; then delete it
-    # (tests/test_layering.py lists this import as a known exception).
-    if name == "bn_fold_source":
-        from ..passes.fold_bn import bn_fold_source
-
-        return bn_fold_source
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
