@@ -9,7 +9,9 @@ from pathlib import Path
 from lsprotocol import types as lsp
 
 from netdsl import pipeline
+from netdsl.frontend.evaluate import PATTERN_FUNCS
 from netdsl.lsp.analysis import analyse
+from netdsl.lsp.completion import PATTERN_ARGS
 from netdsl.lsp.describe import TIMES, code, escape, inline
 from netdsl.lsp.diagnostics import to_diagnostics
 from netdsl.lsp.fixes import code_actions
@@ -124,3 +126,8 @@ def test_hover_on_a_label_used_as_a_tensor_names_its_statement(tmp_path):
     a = check(spec)
     hover = hover_markdown(a, a.module, [], 4, text.split("\n")[4].index("a)"))
     assert hover is not None and hover.startswith("```netdsl\na: conv(4, 3)\n```") and "label, line 3" in hover
+
+
+def test_every_pattern_the_evaluator_knows_has_a_completion_snippet():
+    # completion offers every name of PATTERN_FUNCS with its PATTERN_ARGS entry: a new pattern needs both
+    assert set(PATTERN_ARGS) == set(PATTERN_FUNCS)
