@@ -46,7 +46,7 @@ from reference_densenet import DenseNet
 
 import netdsl
 import netdsl.errors
-from netdsl.backends.torch_bench import allocator, saved_bytes
+from netdsl.backends.torch.bench import allocator, saved_bytes
 from netdsl.progress import TaskProgress
 
 CL = torch.channels_last

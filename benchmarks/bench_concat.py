@@ -4,7 +4,7 @@
 Every (spec, variant) runs in a fresh process with the same allocator (jemalloc via LD_PRELOAD
 when present: glibc malloc page-faults on every large tensor here). Times are medians of
 --repeats runs; training memory is what autograd saves for backward, measured with saved-tensor
-hooks deduplicated by storage (netdsl.backends.torch_bench.saved_bytes).
+hooks deduplicated by storage (netdsl.backends.torch.bench.saved_bytes).
 
     python benchmarks/bench_concat.py              # the table and the depth sweep, as markdown
     python benchmarks/bench_concat.py --quick      # small sizes, to check the script
@@ -64,7 +64,7 @@ def build(spec: str, variant: str, overrides: dict):
 def worker(job: dict) -> dict:
     import torch
 
-    from netdsl.backends.torch_bench import forward_fn, median_seconds, saved_bytes, train_step_fn
+    from netdsl.backends.torch.bench import forward_fn, median_seconds, saved_bytes, train_step_fn
 
     torch.manual_seed(0)
     model = build(job["spec"], job["variant"], job["overrides"])

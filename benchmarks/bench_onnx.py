@@ -5,7 +5,7 @@
 
 Three executors of one network and one set of weights:
 - torch eager: the module a user writes by hand (``build_model(opt=0)``: torchvision's layout,
-  one ``torch.cat`` per unit) -- what the issue's baseline (torch 9.9 ms / 394 ms) measured;
+  one ``torch.cat`` per unit) -- what the issue's baseline measured (docs/performance.md);
 - torch planned: netdsl's default module (shared feature buffers, views instead of copies);
 - onnxruntime: ``compile --target onnx`` in netdsl's session (no spinning, full optimization).
 Both torch modules and onnxruntime use ``--threads`` intra-op threads. Each (model, batch) runs
@@ -27,7 +27,7 @@ import torch
 
 import netdsl
 from netdsl.api import onnx_model
-from netdsl.backends.torch_bench import allocator
+from netdsl.backends.torch.bench import allocator
 from netdsl.onnx_runtime import run, session
 
 

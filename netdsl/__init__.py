@@ -1,7 +1,6 @@
 """netdsl: a compiler for convolutional networks described by their connectivity."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .api import build_model, compile_spec, torch_source
 from .errors import NetdslError
 
@@ -12,6 +11,10 @@ def __getattr__(name: str):
         from . import weights
 
         return getattr(weights, name)
+    if name == "search":  # netdsl.search(spec, ...) returns the Optuna study (imports optuna: lazily)
+        from .explore import search
+
+        return search
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
@@ -22,5 +25,6 @@ __all__ = [
     "compile_spec",
     "export_weights",
     "load_weights",
+    "search",
     "torch_source",
 ]

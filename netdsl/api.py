@@ -86,7 +86,7 @@ def build_model(
 def torch_source(target: str | Path, *, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides) -> str:
     """The generated module's source: exactly what :func:`build_model` execs (``inspect.getsource``
     of its class is in it), standalone (needs only torch); keyword arguments override spec parameters."""
-    from .backends.torch_codegen import generate
+    from .backends.torch.codegen import generate
 
     graph = _compile(target, overrides, limits=limits, opt=opt)
     return generate(graph, source_header(graph))
@@ -110,17 +110,18 @@ def onnx_model(
     :func:`netdsl.load_weights`); anything else, or weights of another network, is refused with a
     :class:`netdsl.errors.NetdslError` naming what does not fit. None exports the torch backend's
     initialization with ``seed`` and warns that the graph is untrained. ``report``, if given,
-    receives the :class:`netdsl.backends.onnx_export.ExportReport`.
+    receives the :class:`netdsl.backends.onnx.export.ExportReport`.
 
     >>> net = build_model("densenet_bc100_k12", depth=10, k=4)
     >>> m = onnx_model("densenet_bc100_k12", depth=10, k=4, weights=net)
     >>> m.graph.node[0].name, m.graph.output[0].name
     ('stem', 'head1.fc')
     """
-    from .backends.onnx_export import export
+    from .backends.onnx.export import export
+    from .weights import in_netdsl_layout
 
     graph = _compile(target, overrides, limits=limits, opt=0)
-    model, rep = export(graph, weights, seed=seed, layout=layout)
+    model, rep = export(graph, in_netdsl_layout(graph, weights, layout, seed), seed=seed)
     if report is not None:
         report.append(rep)
     return model

@@ -35,7 +35,7 @@ from .frontend.parser import _parser, parse
 from .frontend.source import strip_bom
 
 INDENT = 4
-KEYWORDS = frozenset({"include", "def", "network", "let", "for", "in", "if", "else", "and", "or", "not"})
+KEYWORDS = frozenset({"include", "def", "network", "let", "for", "in", "if", "else", "and", "or", "not", "step"})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BLANK_LINE = re.compile(r"\n[ \t\f\v\r]*\n")
 _OPENERS = ("(", "[")
@@ -91,7 +91,7 @@ def _lex(text: str) -> list[_Tok]:
     keep: list[_Tok] = []
     comma: int | None = None  # index in keep of a ',' followed so far by comments only
     for tok in toks:
-        if tok.text in _CLOSERS and comma is not None:
+        if (tok.text in _CLOSERS or tok.text == "}") and comma is not None:  # '}': a choice's (a body has no commas)
             del keep[comma]
         if not tok.comment:
             comma = len(keep) if tok.text == "," else None
@@ -177,16 +177,32 @@ class _Formatter:
                 following = i
         prev_sig: _Tok | None = None
         open_braces: list[int] = []
+        # '{' '}' inside brackets are a search domain's choice (``k=8 in {8, 16}``), not a body:
+        # they are written like brackets.
+        self.choice_braces: set[int] = set()
+        depth = 0  # open '(' '[' and choice braces
         for i, t in enumerate(self.toks):
             if t.comment:
                 continue
+            if t.text in _OPENERS or (t.text == "{" and depth):
+                depth += 1
+                if t.text == "{":
+                    self.choice_braces.add(i)
+                    open_braces.append(-1)
+            elif t.text in _CLOSERS or (t.text == "}" and open_braces and open_braces[-1] == -1):
+                depth -= 1
+                if t.text == "}":
+                    open_braces.pop()
+                    self.choice_braces.add(i)
             key = (t.line, t.column)
             if key in items:
                 self.item_kind[i] = items[key]
             # `else if` parses as an else-body holding one if: that `if` is not a statement of its own
             elif key in stmts and not (prev_sig is not None and prev_sig.text == "else"):
                 self.stmt.add(i)
-            if t.text == "{":
+            if i in self.choice_braces:
+                pass
+            elif t.text == "{":
                 open_braces.append(i)
             elif t.text == "}":
                 j = open_braces.pop()
@@ -208,6 +224,7 @@ class _Formatter:
         self.closed_inline = False  # the body closed by the last '}' was on one line
         self.item = ""  # keyword of the top-level item being written
         self._let_eq = False  # prev_sig is the '=' of a let
+        self.prev_opened_choice = False  # prev_sig is a choice's '{'
 
     # ---- helpers
     def _between(self, a: _Tok | None, b: _Tok) -> str:
@@ -261,6 +278,8 @@ class _Formatter:
         broken = ps is not None and "\n" in self._between(ps, t)  # a line break in the source since ps
         if prev is None:
             pass
+        elif i in self.choice_braces:
+            self.out.write(self._space(prev, ps, t, opening=t.text == "{", closing=t.text == "}"))
         elif t.text == "}":
             if self.inline[i]:
                 self.out.write("" if prev.text == "{" else " ")
@@ -302,12 +321,21 @@ class _Formatter:
         self.prev_unary = unary
         self._let_eq = let_eq
 
-    def _space(self, prev: _Tok, ps: _Tok | None, t: _Tok) -> str:
-        """The space written before ``t`` inside a statement or header."""
+    def _space(self, prev: _Tok, ps: _Tok | None, t: _Tok, opening: bool = False, closing: bool = False) -> str:
+        """The space written before ``t`` inside a statement or header (``opening``/``closing``: ``t``
+        is a choice's brace)."""
         if prev.comment:
-            return "" if t.text in (*_CLOSERS, ",") else " "
+            return "" if t.text in (*_CLOSERS, ",") or closing else " "
         assert ps is not None
-        if t.text in (*_CLOSERS, ",", ":") or ps.text in _OPENERS or self.prev_unary:
+        if opening:
+            return " "
+        if (
+            t.text in (*_CLOSERS, ",", ":")
+            or closing
+            or ps.text in _OPENERS
+            or self.prev_opened_choice
+            or self.prev_unary
+        ):
             return ""
         if t.text == ".." or ps.text == "..":
             return ""
@@ -323,9 +351,10 @@ class _Formatter:
 
     def _track(self, i: int, t: _Tok, ps: _Tok | None) -> None:
         """Brackets, bodies and item ends after ``t`` is written."""
-        if t.text in _OPENERS:
+        self.prev_opened_choice = i in self.choice_braces and t.text == "{"
+        if t.text in _OPENERS or self.prev_opened_choice:
             self.brackets.append(self.out.column)
-        elif t.text in _CLOSERS:
+        elif t.text in _CLOSERS or i in self.choice_braces:
             self.brackets.pop()
         elif t.text == "{":
             self.bodies.append(self.inline[i])

@@ -28,11 +28,12 @@ from math import prod
 
 import networkx as nx
 
+from .ir.channels import DTYPE_BYTES
 from .ir.graph import blocks, output_nodes, topo_nodes
-from .ops import ACTIVATIONS, bn_fold_source, get
-from .passes.plan_concat import segments
+from .ir.plan import BufferPlan, Read, buffer_plans, segments
+from .ops import ACTIVATIONS, get
+from .passes.fold_bn import bn_fold_source
 
-DTYPE_BYTES = 4
 FIELDS = ("copy_naive", "copy_planned", "store_planned", "train_naive", "train_planned", "infer_naive", "infer_planned")
 
 
@@ -66,19 +67,34 @@ def _saved(graph: nx.DiGraph, n: str) -> list[tuple[str, int]]:
     return []
 
 
+class _Plans:
+    """The blocks' :class:`BufferPlan` objects, looked up by node: the plan is read, never re-derived."""
+
+    def __init__(self, graph: nx.DiGraph):
+        self.plans = list(buffer_plans(graph).values())
+        self.stored: dict[str, BufferPlan] = {}  # node -> the first buffer it is stored in
+        self.read: dict[str, tuple[BufferPlan, Read]] = {}
+        for plan in self.plans:
+            for st in plan.stores:
+                self.stored.setdefault(st.node, plan)
+            for r in plan.reads:
+                self.read[r.node] = (plan, r)
+
+
 def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, int]]:
     """Node -> storage key, and storage key -> bytes."""
     root: dict[str, str] = {}
     size: dict[str, int] = {}
+    plans = _Plans(graph) if planned else None
     for n in topo_nodes(graph):
         d = graph.nodes[n]
-        read = d.get("read") if planned else None
-        if planned and d.get("stores"):
-            buf = d["stores"][0][0]
-            root[n] = buf
-            size[buf] = prod(graph.graph["buffers"][buf]["shape"]) * DTYPE_BYTES
-        elif read and read["strategy"] == "view":
-            root[n] = read["buffer"]
+        read = plans.read.get(n) if plans else None
+        if plans and n in plans.stored:
+            plan = plans.stored[n]
+            root[n] = plan.buffer
+            size[plan.buffer] = prod(plan.shape) * DTYPE_BYTES
+        elif read and read[1].strategy == "view":
+            root[n] = read[0].buffer
         elif get(d["kind"]).view:
             root[n] = root[d["inputs"][0]]
         else:
@@ -136,17 +152,17 @@ def concat_copies(graph: nx.DiGraph) -> tuple[dict, dict, dict]:
     naive: dict = {}
     planned: dict = {}
     stored: dict = {}
+    plans = _Plans(graph)
     for n, d in graph.nodes(data=True):
         b = _block(graph, n)
         if d["kind"] == "concat":
             naive[b] = naive.get(b, 0) + nbytes(graph, n)
-            read = d.get("read")
-            cost = nbytes(graph, n) if read is None else read["copy_bytes"]
+            read = plans.read.get(n)
+            cost = nbytes(graph, n) if read is None else read[1].copy_bytes
             planned[b] = planned.get(b, 0) + cost
-        for buf, start, stop in d.get("stores", ()):
-            info = graph.graph["buffers"][buf]
-            hw = prod(info["shape"][1:])
-            stored[info["block"]] = stored.get(info["block"], 0) + (stop - start) * hw * DTYPE_BYTES
+    for plan in plans.plans:
+        hw = prod(plan.shape[1:])
+        stored[plan.block] = stored.get(plan.block, 0) + sum(s.stop - s.start for s in plan.stores) * hw * DTYPE_BYTES
     return naive, planned, stored
 
 
@@ -154,6 +170,7 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Peak live bytes per block (the peak while that block's ops run) and overall under ``"*"``."""
     order = topo_nodes(graph)
     root, size = _roots(graph, planned)
+    plans = _Plans(graph)
     heads = segments(graph) if planned else {}
     alias = {c: h for h, chain in heads.items() for c in chain[1:]}
     pos = {n: (order.index(alias[n]) if n in alias else k) for k, n in enumerate(order)}
@@ -178,7 +195,7 @@ def infer_peak(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
         if planned:
             if n in heads and graph.nodes[value]["kind"] == "conv":
                 transient = nbytes(graph, n)  # the fused affine+activation output feeding the conv
-            if d.get("stores") or graph.nodes[value].get("stores"):
+            if n in plans.stored or value in plans.stored:
                 transient += nbytes(graph, value)  # the producer's own tensor, copied into its range
         key = root[value]
         if key not in live and not (planned and _folded_or_inplace(graph, value, alias, heads)):

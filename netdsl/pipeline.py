@@ -122,7 +122,7 @@ def spec_header(target: str | Path, text: str | None = None) -> SpecHeader:
 
 def source_header(graph: nx.DiGraph) -> str:
     """The docstring of the generated torch source: where it came from and its parameters."""
-    from . import __version__
+    from ._version import __version__
 
     values = ", ".join(f"{k}={v}" for k, v in graph.graph["params"].items())
     return (
@@ -133,12 +133,12 @@ def source_header(graph: nx.DiGraph) -> str:
 
 
 def instantiate(graph: nx.DiGraph, seed: int | None = 0):
-    """A compiled graph -> ``torch.nn.Module``: the class :mod:`netdsl.backends.torch_codegen`
+    """A compiled graph -> ``torch.nn.Module``: the class :mod:`netdsl.backends.torch.codegen`
     generates for it (planned for a planned graph), exec'd in-process.
 
     Every initial tensor (torch's own defaults included) depends on ``seed`` alone, and the
     caller's global random state is left as it was; ``seed=None`` draws from the global state.
     """
-    from .backends import torch_codegen
+    from .backends.torch import codegen as torch_codegen
 
     return torch_codegen.build(graph, seed, header=source_header(graph))

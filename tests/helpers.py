@@ -1,8 +1,12 @@
 """Shared test data: the bundled specs."""
 
+import copy
+import functools
 import os
 import signal
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -12,12 +16,66 @@ SPECS = sorted((ROOT / "specs").glob("*.net"))
 TEST_SIZE = 64
 
 
+# One bundled spec per structure: the fast suite's per-spec loops (lint/forward/backward, emitted
+# source, planned vs naive, onnxruntime vs torch) run these; every other bundled spec runs in
+# `pytest -m slow` (``spec_params``). Together they have every block pattern the bundled specs have
+# (tests/test_fast_suite.py checks it).
+FAST_SPECS = {
+    "densenet_bc": "dense",
+    "sparsenet": "path (sparse aggregation)",
+    "seqresnet": "window (sequential aggregation) and dense",
+    "res2net": "split (res2net scales)",
+    "dpn": "streams (dual path)",
+    "randwire": "graph (random wiring)",
+    "custom_rule": "rule (a connectivity rule)",
+    "dla": "tree (deep layer aggregation, no block)",
+    "dsod300": "detection (several outputs)",
+    "fcdensenet": "upsampling (encoder-decoder with skips)",
+}
+
+
+def spec_params(specs=None, fast=FAST_SPECS) -> list:
+    """``SPECS`` (or ``specs``) as parameters with the spec's stem as id: the representatives in
+    ``fast`` run in the fast suite, every other one is marked slow (so `pytest -m slow` still runs
+    the exhaustive loop)."""
+    return [
+        pytest.param(p, id=Path(p).stem, marks=() if Path(p).stem in fast else pytest.mark.slow)
+        for p in (SPECS if specs is None else specs)
+    ]
+
+
+def _key(value):
+    """A hashable form of an override value (lists as tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    return value
+
+
+_COMPILED: dict = {}
+
+
+def compiled(target, **over):
+    """``netdsl.compile_spec(target, **over)``, compiled once per test run: the same graph object
+    for the same arguments, so callers must only read it (tests that change a graph compile their
+    own)."""
+    import netdsl
+
+    try:
+        key = (str(target), _key(over))
+        hash(key)
+    except TypeError:  # a value the key cannot describe: no caching
+        return netdsl.compile_spec(target, **over)
+    if key not in _COMPILED:
+        _COMPILED[key] = netdsl.compile_spec(target, **over)
+    return _COMPILED[key]
+
+
 def small_overrides(spec, **over) -> dict:
     """Overrides that keep a spec's architecture (with ``over`` applied) but shrink its input for
     quick tests."""
-    import netdsl
-
-    params = netdsl.compile_spec(spec, opt=0, **over).graph["params"]
+    params = compiled(spec, opt=0, **over).graph["params"]
     size = params.get("size")
     return {"size": TEST_SIZE} if isinstance(size, int) and size > TEST_SIZE else {}
 
@@ -51,7 +109,13 @@ REDUCED = {
 
 def fast_overrides(spec) -> dict:
     """Overrides for the fast suite's per-spec loops: the spec as its reduced preset (REDUCED), when
-    one is built on this spec file, at a small input; the slow suite runs every preset in full."""
+    one is built on this spec file, at a small input; the slow suite runs every preset in full.
+    A new dict each call (computed once per spec)."""
+    return copy.deepcopy(_fast_overrides(str(spec)))
+
+
+@functools.cache
+def _fast_overrides(spec: str) -> dict:
     from netdsl.presets import get
 
     name = Path(spec).name

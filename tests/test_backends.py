@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netdsl.backends.torch_layers import Affine, SqueezeExcite
+from netdsl.backends.torch.layers import Affine, SqueezeExcite
 from netdsl.frontend.builtins import OPS, RESERVED_LABELS
 from netdsl.ir.ops import ACTIVATIONS, OP_KINDS
 from netdsl.ops import REGISTRY
@@ -74,7 +74,7 @@ def test_reserved_labels_cover_module_attributes_and_keywords():
 
 
 def test_affine_and_se_layers_compute_their_formulas():
-    from netdsl.backends.torch_layers import Affine, SqueezeExcite
+    from netdsl.backends.torch.layers import Affine, SqueezeExcite
 
     a = Affine(3)
     with torch.no_grad():

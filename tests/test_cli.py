@@ -10,11 +10,10 @@ import sys
 
 import pytest
 
-import netdsl
 from netdsl.cli import main
 from netdsl.errors import SpecNameError
 
-from helpers import ROOT, SPECS
+from helpers import ROOT, SPECS, compiled, spec_params
 
 DENSENET_BC = str(ROOT / "specs" / "densenet_bc.net")
 
@@ -142,13 +141,13 @@ def test_compile_writes_file_and_failure_writes_nothing(tmp_path, write_spec, ca
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.py")] == []
 
 
-def test_every_spec_checks_and_summarizes_its_compiled_counts(capsys):
-    for spec in SPECS:
-        graph = netdsl.compile_spec(spec)
-        code, out, err = run(capsys, "check", spec)
-        assert code == 0, (spec, err)
-        assert out.startswith(f"ok: {graph.graph['name']}: {graph.graph['total_params']:,} parameters"), out
-        code, out, err = run(capsys, "summary", spec, "--json")
-        assert code == 0, (spec, err)
-        data = json.loads(out)
-        assert (data["params"], data["flops"]) == (graph.graph["total_params"], graph.graph["total_flops"]), spec
+@pytest.mark.parametrize("spec", spec_params())  # one spec per structure fast, every spec slow
+def test_every_spec_checks_and_summarizes_its_compiled_counts(capsys, spec):
+    graph = compiled(spec)
+    code, out, err = run(capsys, "check", spec)
+    assert code == 0, (spec, err)
+    assert out.startswith(f"ok: {graph.graph['name']}: {graph.graph['total_params']:,} parameters"), out
+    code, out, err = run(capsys, "summary", spec, "--json")
+    assert code == 0, (spec, err)
+    data = json.loads(out)
+    assert (data["params"], data["flops"]) == (graph.graph["total_params"], graph.graph["total_flops"]), spec

@@ -4,19 +4,31 @@ independently; the torch module's parameter count equals the IR's."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
 from netdsl.api import compile_spec
-from netdsl.backends import torch_codegen
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.ir import lint
 
 from fuzz.generate import valid_specs
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_specs())
 def test_generated_spec_compiles_lints_and_runs_with_predicted_shape(tmp_path_factory, gen):
+    _check(tmp_path_factory, gen)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_hundreds_of_generated_specs_compile_lint_and_run_with_predicted_shape(tmp_path_factory, gen):
+    _check(tmp_path_factory, gen)
+
+
+def _check(tmp_path_factory, gen):
     spec = tmp_path_factory.mktemp("gen") / "generated.net"
     spec.write_text(gen.text)
     graph = compile_spec(spec, check=True)  # check=True lints after every pass

@@ -88,8 +88,8 @@ def test_accepted_mutants_agree_in_torch_emitted_source_and_onnx(sample, tmp_pat
     import torch
 
     from netdsl.api import compile_spec
-    from netdsl.backends import torch_codegen
-    from netdsl.backends.onnx_export import export
+    from netdsl.backends.onnx.export import export
+    from netdsl.backends.torch import codegen as torch_codegen
     from netdsl.onnx_runtime import session
 
     # about 1 odd case in 150 is an accepted mutant of a small (<= 32x32) spec; which ones depends on

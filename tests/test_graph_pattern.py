@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends import torch_codegen
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.ir import generators
 from netdsl.ir.graph import blocks
 from netdsl.viz.matrix import READ, connectivity_matrix

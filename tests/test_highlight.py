@@ -132,7 +132,9 @@ def test_snippet_exact_tokens():
 
 def test_keywords_are_the_grammars_words():
     grammar = (ROOT / "grammars" / "netdsl.lark").read_text()
-    quoted = {w for w in ("include", "def", "network", "let", "for", "in", "if", "else", "or", "and", "not")}
+    quoted = {
+        w for w in ("include", "def", "network", "let", "for", "in", "if", "else", "or", "and", "not", "step", "log")
+    }
     assert all(f'"{w}"' in grammar for w in quoted)
     assert set(grammar_words()) == quoted | {"true", "false", "none"}
 

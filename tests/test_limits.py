@@ -129,16 +129,16 @@ def test_nested_window_blocks_probe_linearly(tmp_path):
         text += "    " * d + "}\n"
     path = tmp_path / "w.net"
     path.write_text(text + "}\n")
-    from netdsl.frontend import lower as lower_module
+    from netdsl.frontend.lower import blocks
 
     probes = []
-    real = lower_module.Lowerer._probe
-    lower_module.Lowerer._probe = lambda self, *a: probes.append(1) or real(self, *a)
+    real = blocks.probe
+    blocks.probe = lambda lw, *a: probes.append(1) or real(lw, *a)
     try:
         start = time.process_time()
         g = lower_spec(path)
     finally:
-        lower_module.Lowerer._probe = real
+        blocks.probe = real
     assert time.process_time() - start < 5
     assert len(probes) == depth  # once per level, not 2**depth
     assert g.nodes[g.graph["output"]]["shape"] == (4, 8, 8)

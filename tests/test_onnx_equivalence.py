@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends import torch_codegen
-from netdsl.backends.onnx_export import export
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.onnx_runtime import session
 from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
 from netdsl.presets import presets
 
-from helpers import SPECS, fast_overrides, outputs
+from helpers import fast_overrides, outputs, spec_params
 
 TOL = 1e-4
 
@@ -126,9 +126,11 @@ def assert_matches_torch(graph, module=None, batches=(1, 8)):
 
 
 def _targets():
-    # the fast suite compares every bundled spec (together they cover every op, pattern and
-    # construct; a preset is one of them with other numbers), the slow suite every preset too
-    out = [pytest.param(str(p), id=p.stem) for p in SPECS]
+    # the fast suite compares one bundled spec per structure (helpers.FAST_SPECS; every op kind is
+    # compared in test_every_op_kind_equals_torch), the slow suite every bundled spec (together they
+    # cover every op, pattern and construct; a preset is one of them with other numbers) and every
+    # preset too
+    out = [pytest.param(str(p.values[0]), id=p.id, marks=p.marks) for p in spec_params()]
     out += [pytest.param(name, id=f"preset-{name}", marks=pytest.mark.slow) for name in sorted(presets())]
     return out
 

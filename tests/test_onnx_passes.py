@@ -8,9 +8,9 @@ import torch
 from test_onnx_equivalence import ALLOPS, calibrated
 
 import netdsl
-from netdsl.backends.onnx_emit import concat_stats
-from netdsl.backends.onnx_export import bind_weights, inference_passes
-from netdsl.backends.torch_codegen import module_from_graph
+from netdsl.backends.onnx.emit import concat_stats
+from netdsl.backends.onnx.export import bind_weights, inference_passes
+from netdsl.backends.torch.codegen import module_from_graph
 from netdsl.ir import lint
 from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
 

@@ -17,9 +17,10 @@ import torch
 import netdsl
 from netdsl import onnx_runtime
 from netdsl.api import onnx_model
-from netdsl.backends.onnx_emit import ONNX_OPS, checked_name
+from netdsl.backends.onnx.emit import ONNX_OPS
 from netdsl.cli import main
 from netdsl.ir.ops import OP_KINDS
+from netdsl.naming import checked_onnx_name
 from netdsl.onnx_runtime import run, session, session_options
 
 SMALL = ["densenet_bc100_k12", "--set", "depth=10", "--set", "k=4"]
@@ -48,8 +49,8 @@ def test_every_op_kind_has_an_onnx_entry():
 @pytest.mark.parametrize("bad", ["a/b", "1x", "a..b", "", "x y", "a.b/"])
 def test_names_reaching_onnx_are_checked(bad):
     with pytest.raises(netdsl.NetdslError, match="not a dotted identifier"):
-        checked_name(bad)
-    assert checked_name("block1.unit3.conv1") == "block1.unit3.conv1"
+        checked_onnx_name(bad)
+    assert checked_onnx_name("block1.unit3.conv1") == "block1.unit3.conv1"
 
 
 def test_model_header_names_and_metadata():

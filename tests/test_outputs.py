@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends import torch_codegen
-from netdsl.backends.onnx_export import export
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch import codegen as torch_codegen
 from netdsl.cli import main
 from netdsl.ir import lint
 from netdsl.ir.graph import graph_outputs, output_nodes

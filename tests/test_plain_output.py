@@ -42,7 +42,7 @@ def test_list_in_a_pipe_shows_each_preset_whole_on_one_line(capsys):
 
 
 def test_summary_in_a_pipe_keeps_long_names_and_rows_whole(write_spec, capsys):
-    from netdsl.frontend.lower import MAX_NAME_LENGTH
+    from netdsl.naming import MAX_NAME_LENGTH
 
     label = ("a_rather_long_label_for_the_first_convolution_of_this_network_" * 2)[:MAX_NAME_LENGTH]
     spec = write_spec(f"network n() {{ input(3, 8, 8); {label}: conv(4, 3); block(3, dense) {{ conv(2, 3) }} }}")

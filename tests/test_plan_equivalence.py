@@ -10,7 +10,7 @@ import torch
 from netdsl.api import build_model, compile_spec
 from netdsl.ir.graph import blocks
 
-from helpers import SPECS, outputs
+from helpers import SPECS, compiled, outputs, spec_params
 
 SPECS_BY_NAME = {s.stem: s for s in SPECS}
 
@@ -44,7 +44,7 @@ GENERIC = {"size": 32, "k": 4, "units": 4, "depth": 10, "n": 1}
 def small(spec) -> dict:
     if spec.stem in SMALL:
         return SMALL[spec.stem]
-    declared = compile_spec(spec, opt=0).graph["params"]
+    declared = compiled(spec, opt=0).graph["params"]
     out = {k: v for k, v in GENERIC.items() if k in declared}
     for key in ("blocks", "layers"):
         if isinstance(declared.get(key), list):
@@ -73,7 +73,7 @@ def randomize_bn(*models):
         m.load_state_dict(states[0])
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params())
 def test_eval_outputs_equal(spec):
     planned, naive, shape = pair(spec)
     planned.double().eval()
@@ -90,7 +90,7 @@ def test_eval_outputs_equal(spec):
         assert (got - want).abs().max().item() <= 1e-9 * scale
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params())
 def test_train_gradients_equal(spec):
     planned, naive, shape = pair(spec)
     planned.double().train()
@@ -125,7 +125,7 @@ def test_every_pattern_is_covered():
     """The parametrized specs exercise dense, path, window, split, rule and graph blocks."""
     seen = set()
     for spec in SPECS:
-        for b in blocks(compile_spec(spec, **small(spec))):
+        for b in blocks(compiled(spec, **small(spec))):
             seen.add(b.pattern.split("(")[0])
     assert {"dense", "path", "window", "split", "rule", "graph"} <= seen
 
@@ -231,7 +231,9 @@ _FUSED_CASES = ["two_forwards", "channels_last", "frozen_bn", "cumulative_moment
 @pytest.mark.parametrize(
     "case, compiled",
     [(c, False) for c in _FUSED_CASES]
-    + [(c, True) for c in ("plain", "channels_last", "frozen_bn", "no_running_stats")],
+    + [(c, True) for c in ("plain",)]
+    # each torch.compile takes seconds: the fast suite compiles the plain case, the slow one every case
+    + [pytest.param(c, True, marks=pytest.mark.slow) for c in ("channels_last", "frozen_bn", "no_running_stats")],
     ids=lambda v: {True: "compiled", False: "eager"}.get(v, v) if isinstance(v, bool) else v,
 )
 def test_fused_heads_equal_naive(case, compiled):
@@ -294,7 +296,7 @@ def test_batch_statistics_once_per_feature():
         assert (calls.training, calls.eval) == (training, evals)
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["eager", "compiled"])
 def test_fused_heads_under_autocast(compiled):
     """bfloat16 autocast (CPU): the fused head's convolution runs in bfloat16 and its backward
     casts back: the float32 parameters get float32 gradients as close to float32 training's as

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from netdsl.api import build_model, compile_spec
-from netdsl.backends.torch_bench import allocator, saved_bytes
+from netdsl.backends.torch.bench import allocator, saved_bytes
 from netdsl.cli import main
 from netdsl.ir.graph import blocks
 from netdsl.memory import memory_report

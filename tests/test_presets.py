@@ -167,7 +167,10 @@ def test_the_registry_holds_exactly_the_seed_presets():
 SEGMENTATION = {"fcdensenet56", "fcdensenet67", "fcdensenet103"}
 
 
-@pytest.mark.parametrize("name", sorted(COUNTS))
+# one preset per spec file (the REDUCED ones) in the fast suite, every preset in the slow one
+@pytest.mark.parametrize(
+    "name", [n if n in REDUCED else pytest.param(n, marks=pytest.mark.slow) for n in sorted(COUNTS)]
+)
 def test_preset_counts_are_pinned(name):
     g = netdsl.compile_spec(name)
     assert (g.graph["total_params"], g.graph["total_flops"]) == COUNTS[name]
@@ -344,7 +347,13 @@ def test_reduced_set_covers_every_spec_of_the_library():
     assert {get(name).spec for name in REDUCED} == {get(name).spec for name in COUNTS}
 
 
-@pytest.mark.parametrize("name", sorted(REDUCED))
+# SeqResNeXt's streams at reduced size run in the fast suite in test_seqconv_reference.py
+_SLOW_REDUCED = {"seqresnext24"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_REDUCED else n for n in sorted(REDUCED)]
+)
 def test_reduced_preset_forward_backward_and_module_counts_equal_the_ir(name):
     model, graph = forward_backward(name, **REDUCED[name])
     assert sum(p.numel() for p in model.parameters()) == graph.graph["total_params"] < COUNTS[name][0]

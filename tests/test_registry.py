@@ -14,24 +14,24 @@ import torch.nn.functional as F
 from torch import nn
 
 import netdsl
-from netdsl.backends.onnx_export import export
-from netdsl.backends.torch_codegen import build
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch.codegen import build
 from netdsl.errors import NetdslError, ShapeError
 from netdsl.frontend import lower_spec
 from netdsl.ir import lint
 from netdsl.ir.graph import block_members, blocks, enclosing
+from netdsl.ir.plan import segments
 from netdsl.onnx_runtime import run, session
 from netdsl.ops import (
     ACTIVATIONS,
     REGISTRY,
     SPEC_OPS,
-    bn_fold_source,
     bn_scale_shift,
     fold_into_conv,
     get,
 )
 from netdsl.passes import bn_to_affine
-from netdsl.passes.plan_concat import segments
+from netdsl.passes.fold_bn import bn_fold_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_every_kind_has_every_backend(write_spec):
 
 
 def _bound(g):
-    from netdsl.backends.onnx_export import bind_weights
+    from netdsl.backends.onnx.export import bind_weights
 
     return bind_weights(g, build(g, 0))
 
@@ -300,4 +300,4 @@ def test_plan_segments_live_on_the_ir():
     assert members == {n: d["in_segment"] for n, d in g.nodes(data=True) if "in_segment" in d}
     assert all(get(g.nodes[h]["kind"]).per_channel for h in heads)
     # DenseNet-BC: every unit's first BN reads its aggregate, a view of the block buffer
-    assert heads["block1.unit2.bn1"] == ["block1.unit2.bn1", "block1.unit2.relu1", "block1.unit2.conv1"]
+    assert heads["block1.unit2.bn1"] == ("block1.unit2.bn1", "block1.unit2.relu1", "block1.unit2.conv1")

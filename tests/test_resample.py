@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import netdsl
-from netdsl.backends.onnx_export import export
-from netdsl.backends.torch_codegen import build
+from netdsl.backends.onnx.export import export
+from netdsl.backends.torch.codegen import build
 from netdsl.cli import main
 from netdsl.errors import NetdslError, ShapeError, SpecTypeError, SpecValueError
 from netdsl.ir.graph import blocks

@@ -203,7 +203,7 @@ def test_network_names_that_would_collide_are_refused_at_the_name(tmp_path, name
 
 
 def test_names_longer_than_the_cap_are_refused_and_the_cap_itself_builds(tmp_path):
-    from netdsl.frontend.lower import MAX_NAME_LENGTH
+    from netdsl.naming import MAX_NAME_LENGTH
 
     spec = tmp_path / "long.net"
     longest = "n" * MAX_NAME_LENGTH

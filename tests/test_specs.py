@@ -12,10 +12,10 @@ import torch
 import netdsl
 from netdsl.ir import lint
 
-from helpers import SPECS, fast_overrides, output_shapes, outputs, set_args
+from helpers import fast_overrides, output_shapes, outputs, set_args, spec_params
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params())
 def test_spec_lint_forward_backward(spec):
     over = fast_overrides(spec)
     g = netdsl.compile_spec(spec, check=True, **over)
@@ -60,7 +60,7 @@ def _import(path):
     return mod
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params())
 def test_emitted_source_is_the_running_module(spec, tmp_path):
     """The file ``compile --target torch`` writes holds the in-process class's source verbatim,
     loads the in-process state_dict strictly and gives its outputs."""

@@ -326,7 +326,7 @@ def test_checkpoint_file_forms(tmp_path):
 
 def test_model_without_known_network():
     _, net = small_densenet()
-    plain = netdsl.backends.torch_codegen.build(netdsl.compile_spec("densenet121", blocks=[2, 3], k=4))
+    plain = netdsl.backends.torch.codegen.build(netdsl.compile_spec("densenet121", blocks=[2, 3], k=4))
     with pytest.raises(WeightsError, match="network is unknown"):
         netdsl.load_weights(plain, net.state_dict(), layout="torchvision")
 

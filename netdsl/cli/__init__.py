@@ -21,9 +21,11 @@ COMMANDS = [
     "viz",
     "report",
     "train",
+    "search",
     "eval",
     "bench",
     "export-weights",
+    "lsp",
 ]
 
 
@@ -59,7 +61,7 @@ def add_global_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = OneLineParser(prog="netdsl", description="Compile connectivity-described CNNs.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")

@@ -32,7 +32,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..backends.torch_bench import forward_fn, median_seconds, saved_bytes, train_step_fn
+    from ..backends.torch.bench import forward_fn, median_seconds, saved_bytes, train_step_fn
     from ..memory import memory_report
     from ..pipeline import instantiate
 

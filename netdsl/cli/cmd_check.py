@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from .common import add_target, compile_target
 
@@ -14,6 +15,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     g = compile_target(args, check=True, quiet=args.json)
+    # search domains (netdsl search): refused where they cannot work, warned where they do nothing
+    from ..explore.space import domain_warnings
+
+    warnings = domain_warnings(g.graph["file"])
+    g.graph["warnings"] = [*g.graph.get("warnings", ()), *warnings]
+    for warning in () if args.json else warnings:
+        print(str(warning), file=sys.stderr)
     if args.json:
         print(json.dumps(check_dict(g), indent=2))
         return 0

@@ -14,7 +14,7 @@ TARGETS = {}
 
 
 def _torch(args):
-    from ..backends.torch_codegen import generate
+    from ..backends.torch.codegen import generate
     from ..pipeline import source_header
 
     graph = compile_target(args)
@@ -27,12 +27,13 @@ TARGETS["torch"] = _torch
 def _onnx(args):
     import warnings
 
-    from ..backends.onnx_export import UntrainedWarning, export
+    from ..backends.onnx.export import UntrainedWarning, export
+    from ..weights import in_netdsl_layout
 
     graph = compile_target(args, opt=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedWarning)
-        model, report = export(graph, args.weights, layout=args.layout)
+        model, report = export(graph, in_netdsl_layout(graph, args.weights, args.layout))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print("\n".join(report.lines()), file=sys.stderr)

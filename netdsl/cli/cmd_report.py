@@ -15,9 +15,15 @@ from .common import add_target, compile_target, existing_file, non_negative_int,
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write one self-contained HTML page about a network (and a training run)")
-    add_target(p)
+    add_target(p, optional=True)
     p.add_argument("-o", "--output", required=True, help="the HTML file to write (e.g. report.html)")
     p.add_argument("--run", metavar="RUN_DIR", help="a 'netdsl train' run folder: curves, final metrics, heat map")
+    p.add_argument(
+        "--search",
+        metavar="SEARCH_DIR",
+        help="a 'netdsl search' folder: accuracy against cost, the front, each trial's values and matrix "
+        "(the target defaults to the search's spec)",
+    )
     p.add_argument(
         "--weights",
         metavar="CKPT",
@@ -40,6 +46,15 @@ def run(args) -> int:
     if Path(args.output).suffix.lower() not in (".html", ".htm"):
         raise SpecValueError(f"-o {args.output}: a report is an HTML file; end the name in .html", None)
     writable_output(args.output)
+    search_dir = Path(args.search) if args.search else None
+    if search_dir is not None:
+        from ..explore.folder import read_record
+
+        record = read_record(search_dir)  # refuses a folder that holds no search
+        if args.target is None:
+            args.target = record["spec"]
+    if args.target is None:
+        raise SpecValueError("netdsl report needs a TARGET (a spec or preset), or --search DIR", None)
     run_dir = Path(args.run) if args.run else None
     if run_dir is not None:
         if not run_dir.is_dir():
@@ -53,7 +68,7 @@ def run(args) -> int:
         spec = Path(graph.graph["file"])
         sources = spec_sources(spec, spec.read_bytes().decode("utf-8", errors="replace"))
         weights = Path(args.weights) if args.weights else None
-        inp = ReportInput(graph, sources, run_dir, weights, args.max_units)
+        inp = ReportInput(graph, sources, run_dir, weights, args.max_units, search_dir)
         html = render_report(inp, step)
     write_atomic(args.output, html)
     print(f"wrote {shown(args.output)}", file=sys.stderr)

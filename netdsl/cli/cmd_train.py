@@ -10,22 +10,35 @@ from .common import add_target, limits, overrides
 
 
 def register(sub) -> None:
-    from ..train.config import DEVICES, FITS, PRECISIONS
-    from ..train.names import SOURCES, available
-
     p = sub.add_parser(
         "train",
         help="train a spec on real data with a seed paper's recipe",
         description="Train a spec or preset. Under torchrun every process joins one DDP run.",
     )
     add_target(p)
-    p.add_argument("--data", default="digits", help="data source: " + ", ".join(SOURCES) + " (default digits)")
+    add_data_and_recipe(p)
     p.add_argument(
         "--out",
         default=None,
         help="run folder; refused if it holds files, unless --resume or --force "
         "(default: a new runs/NAME, runs/NAME-2, ...)",
     )
+    p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation, split (default 0)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (a larger --epochs extends a finished run)",
+    )
+    p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out")
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_data_and_recipe(p) -> None:
+    """The data and recipe options of a training run (``netdsl search`` applies them to every trial)."""
+    from ..train.names import SOURCES, available
+
+    p.add_argument("--data", default="digits", help="data source: " + ", ".join(SOURCES) + " (default digits)")
     p.add_argument(
         "--recipe", help="a bundled recipe (" + ", ".join(available()) + ") or a .json file; default: the network's own"
     )
@@ -33,7 +46,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (split over the processes)")
     p.add_argument("--lr", type=float, help="override the recipe's initial learning rate")
     p.add_argument("--val-split", type=float, help="fraction of the training images held out for validation")
-    p.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation, split (default 0)")
+
+
+def add_run_options(p) -> None:
+    """How a training run uses the machine (``netdsl search`` applies them to every trial)."""
+    from ..train.config import DEVICES, FITS, PRECISIONS
+
     p.add_argument(
         "--fit",
         choices=FITS,
@@ -41,12 +59,6 @@ def register(sub) -> None:
         help="data of another size than the spec's input: resize it (grey -> 3 channels) or refuse",
     )
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N training images only")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last.pt (a larger --epochs extends a finished run)",
-    )
-    p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out")
     p.add_argument("--device", dest="accelerator", choices=DEVICES, default="auto")
     p.add_argument("--devices", type=int, default=1, help="processes (GPUs) on this machine (default 1)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (with torchrun's rendezvous)")
@@ -66,7 +78,25 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--no-curves", action="store_true", help="do not draw curves.png (netdsl eval --curves can later)")
-    p.set_defaults(func=run)
+
+
+# TrainConfig fields the two helpers above set, as (field, args attribute).
+TRIAL_FIELDS = (
+    ("data", "data"),
+    ("recipe", "recipe"),
+    ("epochs", "epochs"),
+    ("batch_size", "batch_size"),
+    ("lr", "lr"),
+    ("val_split", "val_split"),
+    ("fit", "fit"),
+    ("limit_train", "limit_train"),
+    ("accelerator", "accelerator"),
+    ("devices", "devices"),
+    ("num_nodes", "num_nodes"),
+    ("precision", "precision"),
+    ("channels_last", "channels_last"),
+    ("compile", "compile"),
+)
 
 
 def run(args) -> int:

@@ -26,8 +26,11 @@ def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE", help=help)
 
 
-def add_target(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="a .net spec file or a preset name (see 'netdsl list')")
+def add_target(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    """The target, ``--set``, the work budget and ``--opt`` (``optional``: the target may be left out)."""
+    p.add_argument(
+        "target", nargs="?" if optional else None, help="a .net spec file or a preset name (see 'netdsl list')"
+    )
     add_overrides(p, "override a spec parameter, e.g. --set k=24 (repeatable)")
     lim = Limits()
     budget = p.add_argument_group("work budget", "limits checked before anything is built (docs/errors.md)")

@@ -63,7 +63,25 @@ class Call(Node):
     name_span: Span | None = field(default=None, compare=False, repr=False)
 
 
-Expr = Literal | Var | ListExpr | BinOp | UnaryOp | Index | Call
+@dataclass(frozen=True, slots=True)
+class Range(Node):
+    """A search domain ``lo..hi [step s] [log]`` (netdsl search); only inside a parameter's domain."""
+
+    lo: Expr = None  # type: ignore[assignment]
+    hi: Expr = None  # type: ignore[assignment]
+    step: Expr | None = None
+    log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Node):
+    """A search domain ``{a, b, path(far=1..8)}``: one of its options; only inside a parameter's domain."""
+
+    options: tuple[Expr, ...] = ()
+
+
+Expr = Literal | Var | ListExpr | BinOp | UnaryOp | Index | Call | Range | Choice
+Domain = Range | Choice
 
 
 # ---- statements ---------------------------------------------------------------------------
@@ -105,6 +123,7 @@ Stmt = Let | For | If | OpStmt
 class Param(Node):
     name: str = ""
     default: Expr | None = None
+    domain: Domain | None = None  # ``k=12 in 8..32 step 4``: where netdsl search may move it
 
 
 @dataclass(frozen=True, slots=True)

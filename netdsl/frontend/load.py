@@ -10,9 +10,10 @@ from pathlib import Path
 import networkx as nx
 
 from ..errors import IncludeError, LimitError, NetdslError, Span, SpecNameError, SpecTypeError, did_you_mean
+from ..naming import check_network_name
 from . import ast
 from .evaluate import Env, Evaluator, fmt_value, type_name
-from .lower import Limits, Lowerer, NetworkScope, check_network_name
+from .lower import Limits, Lowerer, NetworkScope
 from .parser import parse, parse_expr
 from .source import library_dirs, read_spec_text, resolve_include
 from .streams import drop_unread as drop_unread_streams
@@ -194,6 +195,19 @@ def lower_spec(
     (6, 8, 8)
     """
     module, path = load_module(source, text)
+    return lower_module(module, path, collect_templates(module, path), overrides, limits)
+
+
+def lower_module(
+    module: ast.Module,
+    path: Path,
+    templates: dict[str, ast.Template],
+    overrides: dict | None = None,
+    limits: Limits | None = None,
+) -> nx.DiGraph:
+    """:func:`lower_spec` on an already parsed module and its templates: ``netdsl search`` parses a
+    spec once and lowers it at many points."""
+    text = module.span.text
     if len(module.networks) != 1:
         span = module.networks[1].span if len(module.networks) > 1 else Span(str(path), 1, 1, text=text)
         raise SpecNameError(
@@ -204,13 +218,12 @@ def lower_spec(
         )
     net = module.networks[0]
     check_network_name(net.name, _name_span(net))
-    templates = collect_templates(module, path)
     lw = Lowerer(templates, limits)
     params = bind_params(net, dict(overrides or {}), lw.evaluator)
-    scope = NetworkScope(lw._created)
+    scope = NetworkScope(lw.created)
     with _stack_headroom():
         try:
-            lw.body(net.body, scope, Env(params), {"network": net.name})
+            lw.body(net.body, scope, Env(params))
         except RecursionError:  # the nesting limits should make this unreachable; never a traceback
             raise LimitError(
                 "the spec nests too deeply to lower", net.span, "reduce the nesting of templates, blocks and statements"

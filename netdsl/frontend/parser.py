@@ -43,7 +43,7 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
-        start=["start", "expr"],  # "expr" parses one --set value
+        start=["start", "expr", "domain"],  # "expr" parses one --set value, "domain" one --space domain
     )
 
 
@@ -115,6 +115,9 @@ class _ToAst(Transformer_NonRecursive):
         self.file = file
         self.text = text
         self.depth: dict[int, int] = {}  # id(expression node) -> nesting depth; leaves are absent
+        # Every range and choice made, by id; a parameter's domain takes its own out, and any left
+        # at the end stand where no domain may (see _stray_domain).
+        self.domains: dict[int, ast.Range | ast.Choice] = {}
 
     def _s(self, meta) -> Span:
         return _pos(meta, self.file, self.text)
@@ -131,6 +134,7 @@ class _ToAst(Transformer_NonRecursive):
     # ---- top level
     @v_args(meta=True)
     def start(self, meta, items):
+        _stray_domain(self.domains)
         includes = tuple(i for i in items if isinstance(i, ast.Include))
         templates = tuple(i for i in items if isinstance(i, ast.Template))
         networks = tuple(i for i in items if isinstance(i, ast.Network))
@@ -143,6 +147,13 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def template(self, meta, items):
         name, params, body = items
+        for p in params or ():
+            if p.domain is not None:
+                raise SpecSyntaxError(
+                    f"template parameter '{p.name}' has a search domain",
+                    p.domain.span,
+                    "domains belong to the network's parameters; pass the network parameter to the template",
+                )
         return ast.Template(self._s(meta), str(name), tuple(params or ()), body)
 
     @v_args(meta=True)
@@ -155,7 +166,52 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def param(self, meta, items):
-        return ast.Param(self._s(meta), str(items[0]), items[1])
+        name, default, domain = items
+        if domain is not None:
+            if default is None:
+                raise SpecSyntaxError(
+                    f"parameter '{name}' has a domain but no default",
+                    domain.span,
+                    f"a spec compiles with its defaults: write {name}=DEFAULT in ...",
+                )
+            self._claim(domain)
+        return ast.Param(self._s(meta), str(name), default, domain)
+
+    def _claim(self, node) -> None:
+        """Take the ranges and choices of one parameter's domain out of the stray ones."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, ast.Range | ast.Choice):
+                self.domains.pop(id(n), None)
+            if isinstance(n, ast.Range):
+                stack.extend(x for x in (n.lo, n.hi, n.step) if x is not None)
+            elif isinstance(n, ast.Choice):
+                stack.extend(n.options)
+            elif isinstance(n, ast.Call):
+                stack.extend(n.args)
+                stack.extend(k.value for k in n.kwargs)
+            elif isinstance(n, ast.ListExpr):
+                stack.extend(n.items)
+
+    # ---- domains (netdsl search)
+    @v_args(meta=True)
+    def range(self, meta, items):
+        lo, hi, step, log = items
+        node = ast.Range(self._s(meta), lo, hi, step, log is not None)
+        if step is not None and log is not None:
+            raise SpecSyntaxError(
+                "a log-spaced range takes no step", node.span, "write lo..hi log, or lo..hi step s without log"
+            )
+        self.domains[id(node)] = node
+        return self._deep(node, *(x for x in (lo, hi, step) if x is not None))
+
+    @v_args(meta=True)
+    def choice(self, meta, items):
+        options = tuple(i for i in items if i is not None)
+        node = ast.Choice(self._s(meta), options)
+        self.domains[id(node)] = node
+        return self._deep(node, *options)
 
     def body(self, items):
         return tuple(s for s in items if s is not None)
@@ -316,6 +372,18 @@ def _match_example(exc: UnexpectedInput) -> str | None:
         if (position, accepts) == key:
             return label
     return None
+
+
+def _stray_domain(domains: dict) -> None:
+    """A range or choice outside a parameter's domain (``conv(8..16)``): refused where it stands."""
+    if domains:
+        node = min(domains.values(), key=lambda n: (n.span.line, n.span.column))
+        what = "a range" if isinstance(node, ast.Range) else "a choice {...}"
+        raise SpecSyntaxError(
+            f"{what} is a search domain: it may only follow 'in' after a network parameter's default",
+            node.span,
+            "for example network n(k=12 in 8..32 step 4); here write one value",
+        )
 
 
 def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> SpecSyntaxError:
@@ -525,6 +593,10 @@ _TERMINAL_NAMES = {
 
 
 def _describe_expected(expected: list[str]) -> str:
+    if "LSQB" in expected:  # where an expression may start, a '{' is a search domain's choice: not worth naming
+        expected = [e for e in expected if e != "LBRACE"]
+    if "RPAR" in expected:  # after a call's argument, a '..' would start a search domain's range: not worth naming
+        expected = [e for e in expected if _TERMINAL_NAMES.get(e) != "'..'"]
     names = []
     for e in expected:
         name = _TERMINAL_NAMES.get(e)
@@ -640,13 +712,36 @@ def _build(text: str, file: str, start: str):
             gc.enable()
 
 
+def parse_domain(text: str, file: str = "--space") -> ast.Range | ast.Choice:
+    """Parse one search domain, such as a ``--space`` value (``8..32 step 4``, ``{dense, window(2..8)}``).
+
+    >>> parse_domain("1..8 step 2").step.value
+    2
+    """
+    node = _build(text, file, "domain")
+    if not isinstance(node, ast.Range | ast.Choice):
+        raise SpecSyntaxError(
+            "a domain is a range lo..hi or a choice {a, b, ...}",
+            node.span,
+            "for example 8..32 step 4, 1e-4..1e-1 log, {dense, window(2..8)}",
+        )
+    return node
+
+
 def _build_tree(text: str, file: str, start: str):
     try:
         tree = _parse_tree(text, start)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, file, text) from None
     try:
-        return _ToAst(file, text).transform(tree)
+        builder = _ToAst(file, text)
+        node = builder.transform(tree)
+        if start == "expr":
+            _stray_domain(builder.domains)
+        elif start == "domain":
+            builder._claim(node)
+            _stray_domain(builder.domains)
+        return node
     except VisitError as exc:  # unwrap: the transformer's own errors are the real ones
         if isinstance(exc.orig_exc, NetdslError):
             raise exc.orig_exc from None
@@ -659,4 +754,4 @@ def parse_file(path: str | Path) -> ast.Module:
     return parse(read_spec_text(path), str(path))
 
 
-__all__ = ["grammar_path", "lark", "parse", "parse_expr", "parse_file"]
+__all__ = ["grammar_path", "lark", "parse", "parse_domain", "parse_expr", "parse_file"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import IncludeError, Span
@@ -22,6 +24,11 @@ from ..errors import IncludeError, Span
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: a .net file describes a network in tens of lines
 SPEC_SUFFIX = ".net"
 BOM = "\ufeff"
+
+# The unsaved text of files open in an editor (the language server, netdsl/lsp), by resolved path:
+# read instead of the file on disk, after the same checks (the file must still pass them), so an
+# include sees the buffer the user is typing in. Empty outside the language server.
+OPEN_BUFFERS: ContextVar[Mapping[Path, str]] = ContextVar("OPEN_BUFFERS", default={})  # noqa: B039 -- never mutated
 
 
 def library_dirs() -> list[Path]:
@@ -56,6 +63,13 @@ def check_spec_file(path: Path, span: Span | None = None, what: str = "spec file
 def read_spec_text(path: Path, span: Span | None = None, what: str = "spec file") -> str:
     """The text of a spec file, checked first (see :func:`check_spec_file`); a UTF-8 BOM is dropped."""
     check_spec_file(path, span, what)
+    buffers = OPEN_BUFFERS.get()
+    if buffers:
+        text = buffers.get(path.resolve())
+        if text is not None:
+            if len(text.encode("utf-8", errors="replace")) > MAX_SPEC_BYTES:
+                raise IncludeError(f"{what} '{path}' is larger than the limit of {MAX_SPEC_BYTES:,} bytes", span)
+            return strip_bom(text)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)  # bounded even if the file grew since stat

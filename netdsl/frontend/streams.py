@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import naming
 from ..errors import ShapeError, Span, SpecNameError, SpecTypeError, SpecValueError
 from ..ir.graph import StreamInfo, output_nodes
 from ..ops import fmt_shape
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from .evaluate import Env
-    from .lower import Lowerer, Scope
+    from .lower.builder import GraphBuilder
+    from .lower.scope import Scope
 
 # A unit scope's value for a stream of the enclosing body that its block does not carry.
 HIDDEN = "<not carried>"
@@ -67,7 +69,7 @@ def check_label(scope: Scope, label: str, span: Span) -> None:
         )
 
 
-def s_stream(lw: Lowerer, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
+def s_stream(lw: GraphBuilder, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
     """``stream(name)``: the current tensor becomes the stream ``name``; the current tensor stays."""
     call = stmt.call
     if stmt.label or stmt.body is not None or call.kwargs or len(call.args) != 1:
@@ -76,25 +78,25 @@ def s_stream(lw: Lowerer, stmt: ast.OpStmt, scope: Scope, env: Env) -> None:
     if not isinstance(arg, ast.Var):
         raise SpecTypeError("stream() takes a name, not an expression", arg.span, "for example stream(raw)")
     name = arg.name
-    _check_name(lw, scope, env, name, arg.span)
+    _check_name(scope, env, name, arg.span)
     if scope.streams.get(name) == HIDDEN:
         raise _not_carried(
             name, arg.span, f"add stream={name} to the block: each unit then hands on its piece of '{name}'"
         )
-    scope.streams[name] = lw._need_current(scope, stmt.span)
+    scope.streams[name] = lw.need_current(scope, stmt.span)
 
 
-def _check_name(lw: Lowerer, scope: Scope, env: Env, name: str, span: Span) -> None:
-    from .lower import _check_label
-
-    _check_label(name, span)  # a stream's name is part of node ids (block1.raw), as a label's is
+def _check_name(scope: Scope, env: Env, name: str, span: Span) -> None:
+    naming.check_label(name, span)  # a stream's name is part of node ids (block1.raw), as a label's is
     if name in scope.labels:
         raise SpecNameError(f"'{name}' is a label here, not a stream", span, "a stream and a label cannot share a name")
     if env.lookup(name)[0]:
         raise SpecNameError(f"the stream '{name}' would be hidden by the variable '{name}'", span)
 
 
-def block_streams(lw: Lowerer, value: ast.Expr, scope: Scope, env: Env, span: Span) -> list[tuple[str, str | None]]:
+def block_streams(
+    lw: GraphBuilder, value: ast.Expr, scope: Scope, env: Env, span: Span
+) -> list[tuple[str, str | None]]:
     """The streams a block carries (``stream=raw``, ``stream=[raw, aux]``; ``stream=none``: none),
     each with its value before the block (None: the stream starts in the block)."""
     if isinstance(value, ast.Literal) and value.value is None:
@@ -108,7 +110,7 @@ def block_streams(lw: Lowerer, value: ast.Expr, scope: Scope, env: Env, span: Sp
             )
         if any(item.name == n for n, _ in out):
             raise SpecValueError(f"the stream '{item.name}' is named twice", item.span)
-        _check_name(lw, scope, env, item.name, item.span)
+        _check_name(scope, env, item.name, item.span)
         node = scope.streams.get(item.name)
         if node == HIDDEN:
             raise _not_carried(item.name, item.span, f"add stream={item.name} to the enclosing block too")
@@ -118,7 +120,7 @@ def block_streams(lw: Lowerer, value: ast.Expr, scope: Scope, env: Env, span: Sp
     return out
 
 
-def check_widths(lw: Lowerer, carried: list[tuple[str, str | None]], units: int, span: Span) -> None:
+def check_widths(lw: GraphBuilder, carried: list[tuple[str, str | None]], units: int, span: Span) -> None:
     for name, node in carried:
         if node is not None and lw.shape(node)[0] % units:
             c = lw.shape(node)[0]
@@ -130,7 +132,13 @@ def check_widths(lw: Lowerer, carried: list[tuple[str, str | None]], units: int,
 
 
 def open_unit(
-    lw: Lowerer, uscope: Scope, bscope: Scope, carried: list[tuple[str, str | None]], unit: int, units: int, span: Span
+    lw: GraphBuilder,
+    uscope: Scope,
+    bscope: Scope,
+    carried: list[tuple[str, str | None]],
+    unit: int,
+    units: int,
+    span: Span,
 ) -> None:
     """Unit ``unit``'s view of the streams: its slice of each carried one; the enclosing body's
     others (``bscope`` shares them) hidden."""
@@ -165,7 +173,7 @@ def close_unit(uscope: Scope, carried: list[tuple[str, str | None]], unit: int, 
 
 
 def close_block(
-    lw: Lowerer, bscope: Scope, carried: list[tuple[str, str | None]], pieces: list[list[str]], span: Span
+    lw: GraphBuilder, bscope: Scope, carried: list[tuple[str, str | None]], pieces: list[list[str]], span: Span
 ) -> tuple[StreamInfo, ...]:
     """Concatenate each stream's pieces in unit order, bind the result in the enclosing body (whose
     streams ``bscope`` shares) and return the block's :class:`StreamInfo` records."""
@@ -187,7 +195,7 @@ def close_block(
             None if node is None else (node if len(own) == 1 else f"{bscope.path}.unit{i + 1}.{name}")
             for i in range(len(own))
         )
-        infos.append(StreamInfo(name, node, slices, tuple(own), out))
+        infos.append(StreamInfo(name=name, input=node, slices=slices, pieces=tuple(own), output=out))
     return tuple(infos)
 
 

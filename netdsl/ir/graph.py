@@ -28,7 +28,7 @@ class Feature:
         return graph.nodes[self.node]["shape"][0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # 7 fields: constructed by name
 class UnitInfo:
     index: int
     scope: str  # "block1.unit3"
@@ -43,7 +43,7 @@ class UnitInfo:
     nodes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamInfo:
     """A named stream a block carries (``block(..., stream=raw)``, docs/language.md "Streams").
 
@@ -66,7 +66,7 @@ class StreamInfo:
         return frozenset(n for n in (*self.slices, *self.pieces, self.output) if n is not None) - {self.input}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # 12 fields: constructed by name
 class BlockInfo:
     name: str  # the block's scope, "block1"
     pattern: str  # str() of the pattern

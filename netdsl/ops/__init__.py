@@ -6,7 +6,8 @@ shape rule, parameter and FLOP counts, flags (``per_channel``, ``elementwise``, 
 generates (``op.torch.module / call / inplace``), its ONNX emission, its drawing label and the
 spec-level names that lower to it (:class:`SpecOp`: arguments, defaults, checks, attrs).
 Activations are one IR kind, ``act``, whose rows live in :mod:`netdsl.ops.activations`.
-BatchNorm's folding arithmetic and the fold decision are in :mod:`netdsl.ops.norm`.
+BatchNorm's folding arithmetic is in :mod:`netdsl.ops.norm` (the fold decision, which reads the
+graph, is :mod:`netdsl.passes.fold_bn`'s).
 
 The registry imports no torch, onnx or graphviz: torch code is source text, and the ONNX
 emission is given the emitter's builder.
@@ -29,7 +30,7 @@ from __future__ import annotations
 from .activations import ACTIVATIONS, Activation
 from .base import REQUIRED, Arg, Op, Shape, SpecOp, TorchCode, fmt_shape
 from .kinds import ALL
-from .norm import bn_fold_source, bn_scale_shift, fold_into_conv
+from .norm import bn_scale_shift, fold_into_conv
 
 REGISTRY: dict[str, Op] = {op.kind: op for op in ALL}
 
@@ -61,7 +62,6 @@ __all__ = [
     "Op",
     "SpecOp",
     "TorchCode",
-    "bn_fold_source",
     "bn_scale_shift",
     "fmt_shape",
     "fold_into_conv",

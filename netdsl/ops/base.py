@@ -73,7 +73,7 @@ def zero(_a: Attrs, _ins: Sequence[Shape], _out: Shape) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # 20 fields: an entry names each one it sets
 class Op:
     """Everything netdsl knows about one IR op kind."""
 

@@ -28,15 +28,15 @@ def _l2norm_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 L2NORM = Op(
-    "l2norm",
-    1,
-    1,
-    {"scale": float, "eps": float},
-    map_only(same, "l2norm"),
-    TorchCode(lambda a, ins: ("L2Norm", (ins[0][0], a["scale"]), {"eps": a["eps"]}), call_module),
-    _l2norm_onnx,
-    lambda a: "l2norm",
-    lambda a, ins, out: ins[0][0],
+    kind="l2norm",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"scale": float, "eps": float},
+    shape=map_only(same, "l2norm"),
+    torch=TorchCode(lambda a, ins: ("L2Norm", (ins[0][0], a["scale"]), {"eps": a["eps"]}), call_module),
+    onnx=_l2norm_onnx,
+    label=lambda a: "l2norm",
+    params=lambda a, ins, out: ins[0][0],
     spec=(
         SpecOp(
             "l2norm",
@@ -65,14 +65,14 @@ def _flatten_hwc_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 FLATTEN_HWC = Op(
-    "flatten_hwc",
-    1,
-    1,
-    {},
-    _flatten_hwc_shape,
-    TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.permute(0, 2, 3, 1).flatten(1)"),
-    _flatten_hwc_onnx,
-    lambda a: "flatten hwc",
+    kind="flatten_hwc",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={},
+    shape=_flatten_hwc_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.permute(0, 2, 3, 1).flatten(1)"),
+    onnx=_flatten_hwc_onnx,
+    label=lambda a: "flatten hwc",
     spec=(
         SpecOp(
             "flatten_hwc",

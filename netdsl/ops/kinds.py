@@ -39,14 +39,14 @@ def _input_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 INPUT = Op(
-    "input",
-    0,
-    0,
-    {"shape": tuple},
-    lambda a, ins: tuple(a["shape"]),
-    TorchCode(stateless, lambda a, m, xs: "x"),
-    _input_onnx,
-    lambda a: "input",
+    kind="input",
+    min_inputs=0,
+    max_inputs=0,
+    attrs={"shape": tuple},
+    shape=lambda a, ins: tuple(a["shape"]),
+    torch=TorchCode(stateless, lambda a, m, xs: "x"),
+    onnx=_input_onnx,
+    label=lambda a: "input",
     doc="shape",
 )
 
@@ -124,16 +124,16 @@ def _conv_attrs(v: dict, _s: Shape) -> dict:
 
 
 CONV = Op(
-    "conv",
-    1,
-    1,
-    {"out": int, "kernel": int, "stride": int, "padding": int, "dilation": int, "groups": int, "bias": bool},
-    map_only(_conv_shape),
-    TorchCode(_conv_module, call_module),
-    _conv_onnx,
-    _conv_label,
-    _conv_params,
-    _conv_flops,
+    kind="conv",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"out": int, "kernel": int, "stride": int, "padding": int, "dilation": int, "groups": int, "bias": bool},
+    shape=map_only(_conv_shape),
+    torch=TorchCode(_conv_module, call_module),
+    onnx=_conv_onnx,
+    label=_conv_label,
+    params=_conv_params,
+    flops=_conv_flops,
     spec=(
         SpecOp(
             "conv",
@@ -176,17 +176,17 @@ def _bn_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 BN = Op(
-    "bn",
-    1,
-    1,
-    {"eps": float, "momentum": float},
-    map_only(same),
-    TorchCode(
+    kind="bn",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"eps": float, "momentum": float},
+    shape=map_only(same),
+    torch=TorchCode(
         lambda a, ins: ("nn.BatchNorm2d", (ins[0][0],), {"eps": a["eps"], "momentum": a["momentum"]}), call_module
     ),
-    _bn_onnx,
-    lambda a: "bn",
-    _channels2,
+    onnx=_bn_onnx,
+    label=lambda a: "bn",
+    params=_channels2,
     spec=(
         SpecOp(
             "bn",
@@ -220,15 +220,15 @@ def _affine_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 AFFINE = Op(
-    "affine",
-    1,
-    1,
-    {},
-    same,
-    TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
-    _affine_onnx,
-    lambda a: "affine",
-    _channels2,
+    kind="affine",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={},
+    shape=same,
+    torch=TorchCode(lambda a, ins: ("Affine", (ins[0][0],), {}), call_module),
+    onnx=_affine_onnx,
+    label=lambda a: "affine",
+    params=_channels2,
     doc="per-channel ``y = x * scale + shift``; made by inference rewrites",
     per_channel=True,
     weights=("weight", "bias"),
@@ -252,18 +252,18 @@ def _act_extra(a: Attrs) -> dict:
 _ARG_TYPES = {"bool": bool, "int>=0": int, "int>=1": int, "float": float, "float>0": float, "prob": float}
 
 ACT = Op(
-    "act",
-    1,
-    1,
-    {"fn": str},
-    same,
-    TorchCode(
+    kind="act",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"fn": str},
+    shape=same,
+    torch=TorchCode(
         stateless,
         lambda a, m, xs: ACTIVATIONS[a["fn"]].call(a, xs[0]),
         lambda a, x: ACTIVATIONS[a["fn"]].inplace_call(a, x),
     ),
-    lambda b, n, d, xs: ACTIVATIONS[d["attrs"]["fn"]].onnx(b, n, xs[0], d["attrs"]),
-    lambda a: a["fn"],
+    onnx=lambda b, n, d, xs: ACTIVATIONS[d["attrs"]["fn"]].onnx(b, n, xs[0], d["attrs"]),
+    label=lambda a: a["fn"],
     spec=tuple(
         SpecOp(row.name, "act", row.args, _act_attrs(row.name), doc=row.doc or "activation")
         for row in ACTIVATIONS.values()
@@ -332,27 +332,27 @@ def _pool_attrs(v: dict, _s: Shape) -> dict:
 
 
 MAXPOOL = Op(
-    "maxpool",
-    1,
-    1,
-    dict(_SPATIAL),
-    map_only(_pool_shape),
-    TorchCode(stateless, _pool_call("max")),
-    _pool_onnx("MaxPool"),
-    lambda a: f"maxpool {a['kernel']}/{a['stride']}",
+    kind="maxpool",
+    min_inputs=1,
+    max_inputs=1,
+    attrs=dict(_SPATIAL),
+    shape=map_only(_pool_shape),
+    torch=TorchCode(stateless, _pool_call("max")),
+    onnx=_pool_onnx("MaxPool"),
+    label=lambda a: f"maxpool {a['kernel']}/{a['stride']}",
     spec=(SpecOp("maxpool", "maxpool", _POOL_ARGS, _pool_attrs, doc="max pooling; stride defaults to the kernel"),),
     doc="kernel, stride, padding, ceil_mode",
     saves="input+indices",
 )
 AVGPOOL = Op(
-    "avgpool",
-    1,
-    1,
-    dict(_SPATIAL, count_include_pad=bool),
-    map_only(_pool_shape),
-    TorchCode(stateless, _pool_call("avg")),
-    _pool_onnx("AveragePool"),
-    lambda a: f"avgpool {a['kernel']}/{a['stride']}",
+    kind="avgpool",
+    min_inputs=1,
+    max_inputs=1,
+    attrs=dict(_SPATIAL, count_include_pad=bool),
+    shape=map_only(_pool_shape),
+    torch=TorchCode(stateless, _pool_call("avg")),
+    onnx=_pool_onnx("AveragePool"),
+    label=lambda a: f"avgpool {a['kernel']}/{a['stride']}",
     spec=(
         SpecOp(
             "avgpool",
@@ -374,14 +374,14 @@ def _gap_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
 
 
 GAP = Op(
-    "gap",
-    1,
-    1,
-    {},
-    _gap_shape,
-    TorchCode(stateless, lambda a, m, xs: f"F.adaptive_avg_pool2d({xs[0]}, 1)"),
-    onnx_simple("GlobalAveragePool"),
-    lambda a: "gap",
+    kind="gap",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={},
+    shape=_gap_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: f"F.adaptive_avg_pool2d({xs[0]}, 1)"),
+    onnx=onnx_simple("GlobalAveragePool"),
+    label=lambda a: "gap",
     spec=(SpecOp("gap", "gap", (), lambda v, s: {}, doc="global average pooling to C x 1 x 1"),),
     doc="global average pool, keeps ``(C, 1, 1)``",
 )
@@ -395,14 +395,14 @@ def _flatten_shape(_a: Attrs, ins: Sequence[Shape]) -> Shape:
 
 
 FLATTEN = Op(
-    "flatten",
-    1,
-    1,
-    {},
-    _flatten_shape,
-    TorchCode(stateless, lambda a, m, xs: f"torch.flatten({xs[0]}, 1)"),
-    onnx_simple("Flatten", axis=1),
-    lambda a: "flatten",
+    kind="flatten",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={},
+    shape=_flatten_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: f"torch.flatten({xs[0]}, 1)"),
+    onnx=onnx_simple("Flatten", axis=1),
+    label=lambda a: "flatten",
     spec=(SpecOp("flatten", "flatten", (), lambda v, s: {}, doc="C x H x W -> C*H*W"),),
     doc="``(C, H, W) -> (C*H*W,)``",
     view=True,
@@ -426,16 +426,16 @@ def _linear_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 LINEAR = Op(
-    "linear",
-    1,
-    1,
-    {"out": int, "bias": bool},
-    _linear_shape,
-    TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), {"bias": a["bias"]}), call_module),
-    _linear_onnx,
-    lambda a: "linear",
-    lambda a, ins, out: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
-    lambda a, ins, out: ins[0][0] * a["out"],
+    kind="linear",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"out": int, "bias": bool},
+    shape=_linear_shape,
+    torch=TorchCode(lambda a, ins: ("nn.Linear", (ins[0][0], a["out"]), {"bias": a["bias"]}), call_module),
+    onnx=_linear_onnx,
+    label=lambda a: "linear",
+    params=lambda a, ins, out: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
+    flops=lambda a, ins, out: ins[0][0] * a["out"],
     spec=(
         SpecOp(
             "linear",
@@ -452,28 +452,28 @@ LINEAR = Op(
     fresh_output=True,
 )
 DROPOUT = Op(
-    "dropout",
-    1,
-    1,
-    {"p": float},
-    same,
-    TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
-    onnx_simple("Identity"),
-    lambda a: "dropout",
+    kind="dropout",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"p": float},
+    shape=same,
+    torch=TorchCode(lambda a, ins: ("nn.Dropout", (a["p"],), {}), call_module),
+    onnx=onnx_simple("Identity"),
+    label=lambda a: "dropout",
     spec=(SpecOp("dropout", "dropout", (Arg("p", "prob", 0.5),), lambda v, s: {"p": v["p"]}),),
     doc="p",
     eval_identity=True,
     saves="mask",
 )
 IDENTITY = Op(
-    "identity",
-    1,
-    1,
-    {},
-    same,
-    TorchCode(stateless, lambda a, m, xs: xs[0]),
-    onnx_simple("Identity"),
-    lambda a: "identity",
+    kind="identity",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={},
+    shape=same,
+    torch=TorchCode(stateless, lambda a, m, xs: xs[0]),
+    onnx=onnx_simple("Identity"),
+    label=lambda a: "identity",
     spec=(SpecOp("identity", "identity", (), lambda v, s: {}),),
     elementwise=True,
     view=True,
@@ -499,16 +499,16 @@ def _se_params(a: Attrs, ins: Sequence[Shape], _out: Shape) -> int:
 
 
 SE = Op(
-    "se",
-    1,
-    1,
-    {"hidden": int, "bias": bool},
-    map_only(same),
-    TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), {"bias": a["bias"]}), call_module),
-    _se_onnx,
-    lambda a: "se",
-    _se_params,
-    lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
+    kind="se",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"hidden": int, "bias": bool},
+    shape=map_only(same),
+    torch=TorchCode(lambda a, ins: ("SqueezeExcite", (ins[0][0], a["hidden"]), {"bias": a["bias"]}), call_module),
+    onnx=_se_onnx,
+    label=lambda a: "se",
+    params=_se_params,
+    flops=lambda a, ins, out: 2 * ins[0][0] * a["hidden"],
     spec=(
         SpecOp(
             "se",
@@ -584,51 +584,51 @@ def _slice_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 ADD = Op(
-    "add",
-    2,
-    None,
-    {},
-    _add_shape,
-    TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
-    lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n),
-    lambda a: "add",
+    kind="add",
+    min_inputs=2,
+    max_inputs=None,
+    attrs={},
+    shape=_add_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: " + ".join(xs)),
+    onnx=lambda b, n, d, xs: b.node("Add" if len(xs) == 2 else "Sum", xs, n),
+    label=lambda a: "add",
     doc="elementwise sum of equal shapes",
     elementwise=True,
     fresh_output=True,
 )
 MUL = Op(
-    "mul",
-    2,
-    2,
-    {},
-    _mul_shape,
-    TorchCode(stateless, lambda a, m, xs: " * ".join(xs)),
-    onnx_simple("Mul"),
-    lambda a: "mul",
+    kind="mul",
+    min_inputs=2,
+    max_inputs=2,
+    attrs={},
+    shape=_mul_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: " * ".join(xs)),
+    onnx=onnx_simple("Mul"),
+    label=lambda a: "mul",
     doc="elementwise product; ``(C, 1, 1)`` broadcasts over ``(C, H, W)``",
     elementwise=True,
     saves="inputs",
 )
 CONCAT = Op(
-    "concat",
-    1,
-    None,
-    {},
-    _concat_shape,
-    TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"),
-    onnx_simple("Concat", axis=1),
-    lambda a: "concat",
+    kind="concat",
+    min_inputs=1,
+    max_inputs=None,
+    attrs={},
+    shape=_concat_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: f"torch.cat([{', '.join(xs)}], 1)"),
+    onnx=onnx_simple("Concat", axis=1),
+    label=lambda a: "concat",
     doc="channel concatenation of equal spatial sizes (or of vectors), in ``inputs`` order",
 )
 SLICE = Op(
-    "slice",
-    1,
-    1,
-    {"start": int, "stop": int},
-    _slice_shape,
-    TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"),
-    _slice_onnx,
-    lambda a: f"slice [{a['start']}:{a['stop']}]",
+    kind="slice",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"start": int, "stop": int},
+    shape=_slice_shape,
+    torch=TorchCode(stateless, lambda a, m, xs: f"{xs[0]}[:, {a['start']}:{a['stop']}]"),
+    onnx=_slice_onnx,
+    label=lambda a: f"slice [{a['start']}:{a['stop']}]",
     spec=(
         SpecOp(
             "slice",
@@ -664,14 +664,16 @@ def _shuffle_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 CHANNEL_SHUFFLE = Op(
-    "channel_shuffle",
-    1,
-    1,
-    {"groups": int},
-    _shuffle_shape,
-    TorchCode(stateless, lambda a, m, xs: f"{xs[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"),
-    _shuffle_onnx,
-    lambda a: f"shuffle g{a['groups']}",
+    kind="channel_shuffle",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"groups": int},
+    shape=_shuffle_shape,
+    torch=TorchCode(
+        stateless, lambda a, m, xs: f"{xs[0]}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"
+    ),
+    onnx=_shuffle_onnx,
+    label=lambda a: f"shuffle g{a['groups']}",
     spec=(
         SpecOp(
             "channel_shuffle",
@@ -713,15 +715,15 @@ def _wsum_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 WSUM = Op(
-    "wsum",
-    2,
-    None,
-    {},
-    _equal_shapes("wsum"),
-    TorchCode(lambda a, ins: ("WeightedSum", (len(ins),), {}), lambda a, m, xs: f"{m}({', '.join(xs)})"),
-    _wsum_onnx,
-    lambda a: "wsum",
-    lambda a, ins, out: len(ins),
+    kind="wsum",
+    min_inputs=2,
+    max_inputs=None,
+    attrs={},
+    shape=_equal_shapes("wsum"),
+    torch=TorchCode(lambda a, ins: ("WeightedSum", (len(ins),), {}), lambda a, m, xs: f"{m}({', '.join(xs)})"),
+    onnx=_wsum_onnx,
+    label=lambda a: "wsum",
+    params=lambda a, ins, out: len(ins),
     doc="sum of equal shapes weighted by learnable ``sigmoid(w_k)``, one weight per input (RandWire)",
     elementwise=True,
     fresh_output=True,
@@ -729,14 +731,14 @@ WSUM = Op(
     saves="inputs",
 )
 MEAN = Op(
-    "mean",
-    2,
-    None,
-    {},
-    _equal_shapes("mean"),
-    TorchCode(stateless, lambda a, m, xs: f"({' + '.join(xs)}) / {len(xs)}"),
-    onnx_simple("Mean"),
-    lambda a: "mean",
+    kind="mean",
+    min_inputs=2,
+    max_inputs=None,
+    attrs={},
+    shape=_equal_shapes("mean"),
+    torch=TorchCode(stateless, lambda a, m, xs: f"({' + '.join(xs)}) / {len(xs)}"),
+    onnx=onnx_simple("Mean"),
+    label=lambda a: "mean",
     doc="elementwise mean of equal shapes (RandWire's output node)",
     elementwise=True,
     fresh_output=True,
@@ -786,16 +788,16 @@ def _upconv_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 UPCONV = Op(
-    "upconv",
-    1,
-    1,
-    {"out": int, "kernel": int, "stride": int, "padding": int, "output_padding": int, "bias": bool},
-    map_only(_upconv_shape, "upconv"),
-    TorchCode(_upconv_module, call_module),
-    _upconv_onnx,
-    lambda a: f"upconv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else ""),
-    lambda a, ins, out: ins[0][0] * a["out"] * a["kernel"] ** 2 + (a["out"] if a["bias"] else 0),
-    _upconv_flops,
+    kind="upconv",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"out": int, "kernel": int, "stride": int, "padding": int, "output_padding": int, "bias": bool},
+    shape=map_only(_upconv_shape, "upconv"),
+    torch=TorchCode(_upconv_module, call_module),
+    onnx=_upconv_onnx,
+    label=lambda a: f"upconv {a['kernel']}x{a['kernel']}" + (f"/{a['stride']}" if a["stride"] > 1 else ""),
+    params=lambda a, ins, out: ins[0][0] * a["out"] * a["kernel"] ** 2 + (a["out"] if a["bias"] else 0),
+    flops=_upconv_flops,
     spec=(
         SpecOp(
             "upconv",
@@ -862,14 +864,14 @@ def _upsample_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 UPSAMPLE = Op(
-    "upsample",
-    1,
-    1,
-    {"scale": int, "mode": str, "align_corners": bool},
-    map_only(lambda a, ins: (ins[0][0], ins[0][1] * a["scale"], ins[0][2] * a["scale"]), "upsample"),
-    TorchCode(stateless, _upsample_call),
-    _upsample_onnx,
-    lambda a: f"upsample x{a['scale']} {a['mode']}",
+    kind="upsample",
+    min_inputs=1,
+    max_inputs=1,
+    attrs={"scale": int, "mode": str, "align_corners": bool},
+    shape=map_only(lambda a, ins: (ins[0][0], ins[0][1] * a["scale"], ins[0][2] * a["scale"]), "upsample"),
+    torch=TorchCode(stateless, _upsample_call),
+    onnx=_upsample_onnx,
+    label=lambda a: f"upsample x{a['scale']} {a['mode']}",
     spec=(
         SpecOp(
             "upsample",
@@ -917,14 +919,14 @@ def _crop_onnx(b: Any, n: str, d: dict, xs: list[str]) -> None:
 
 
 CROP = Op(
-    "crop",
-    2,
-    2,
-    {},
-    _crop_shape,
-    TorchCode(stateless, _crop_call),
-    _crop_onnx,
-    lambda a: "crop",
+    kind="crop",
+    min_inputs=2,
+    max_inputs=2,
+    attrs={},
+    shape=_crop_shape,
+    torch=TorchCode(stateless, _crop_call),
+    onnx=_crop_onnx,
+    label=lambda a: "crop",
     spec=(
         SpecOp(
             "crop",

@@ -1,6 +1,7 @@
-"""Batch normalization's arithmetic and the one decision about folding it, used by the inference
-rewrites (:mod:`netdsl.passes.fold_bn`, :mod:`netdsl.passes.bn_to_affine`), the memory model and
-the torch code generator.
+"""Batch normalization's arithmetic, used by the inference rewrites (:mod:`netdsl.passes.fold_bn`,
+:mod:`netdsl.passes.bn_to_affine`) and the torch code generator, which embeds these functions'
+source in the modules it writes. The one decision about folding (may this BN fold into the op
+before it) is :func:`netdsl.passes.fold_bn.bn_fold_source`: it reads the graph.
 
 The functions take numpy arrays or torch tensors alike (only ``*``, ``+``, ``-``, ``**`` and
 ``reshape``), so the same lines serve the ONNX weight rewrites and the generated torch code.
@@ -9,8 +10,6 @@ The functions take numpy arrays or torch tensors alike (only ``*``, ``+``, ``-``
 from __future__ import annotations
 
 from typing import Any
-
-import networkx as nx
 
 
 def bn_scale_shift(gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tuple[Any, Any]:
@@ -22,7 +21,7 @@ def bn_scale_shift(gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tu
     (array([1.5]), array([0.25]))
     """
     # Not ``** -0.5``: compiled, this runs per element, and inductor lowers that to a general pow
-    # (a 16-unit dense block at batch 64: 519 ms) but ``** 0.5`` to a vector square root (385 ms).
+    # but ``** 0.5`` to a vector square root (docs/performance.md has the measurement).
     scale = gamma / (var + eps) ** 0.5
     return scale, beta - mean * scale
 
@@ -39,23 +38,3 @@ def fold_into_conv(weight: Any, bias: Any | None, scale: Any, shift: Any) -> tup
     """
     folded = weight * scale.reshape(-1, 1, 1, 1)
     return folded, (shift if bias is None else bias * scale + shift)
-
-
-def bn_fold_source(graph: nx.DiGraph, bn: str) -> str | None:
-    """The op the BatchNorm ``bn`` may fold into, or None: the op before it folds a following BN
-    (a conv) and its pre-BN value is observable nowhere else -- the BN is its only consumer, it
-    is not a graph output, it is not stored into a concat buffer and the block metadata does
-    not name it (a feature or unit output there is read by its value)."""
-    from ..ir.graph import output_nodes
-    from ..passes.rewire import named_in_blocks
-    from . import get
-
-    src = graph.nodes[bn]["inputs"][0]
-    d = graph.nodes[src]
-    if not get(d["kind"]).folds_following_bn:
-        return None
-    if list(graph.successors(src)) != [bn] or src in output_nodes(graph) or d.get("stores"):
-        return None
-    if named_in_blocks(graph, src):
-        return None
-    return src

@@ -4,23 +4,13 @@ pipeline is a list, and a failing pass is re-raised naming itself and the passes
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import networkx as nx
 
 from ..errors import NetdslError, PassError
+from .base import Pass, PassResult
 
-
-@dataclass(frozen=True, slots=True)
-class PassResult:
-    graph: nx.DiGraph
-    modified: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Pass:
-    name: str
-    run: Callable[[nx.DiGraph], PassResult]
+__all__ = ["Pass", "PassResult", "default_passes", "run_pipeline"]
 
 
 def run_pipeline(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from . import PassResult
+from .base import PassResult
 from .fold_bn import bn_scale_shift_of, weights_of
 from .rewire import copy_graph
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ops import get
-from . import PassResult
+from .base import PassResult
 
 
 def run(graph: nx.DiGraph) -> PassResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ops import get
-from . import PassResult
+from .base import PassResult
 from .rewire import copy_graph, replace_uses
 
 

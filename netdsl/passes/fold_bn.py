@@ -4,7 +4,7 @@ Valid only when the BN reads a conv whose value nobody else sees: the conv's sol
 the BN, and the conv is neither the graph output nor named in block metadata (a feature or unit
 output there means the pre-BN value is observable). Then ``bn(conv(x)) = conv'(x)`` with
 ``W' = W * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)`` per output
-channel (the arithmetic and the decision are the registry's, :mod:`netdsl.ops.norm`). The conv
+channel (the arithmetic is the registry's, :mod:`netdsl.ops.norm`; the decision is :func:`bn_fold_source`). The conv
 keeps its id (and gains ``folded = (bn id,)``); the BN node disappears.
 
 Needs weights on the nodes (``weights``: name -> numpy array, the torch module's names), which
@@ -32,14 +32,27 @@ import networkx as nx
 import numpy as np
 
 from ..errors import IRError
-from ..ops import bn_fold_source, bn_scale_shift, fold_into_conv
-from . import PassResult
-from .rewire import copy_graph, replace_uses
+from ..ir.graph import output_nodes
+from ..ops import bn_scale_shift, fold_into_conv, get
+from .base import PassResult
+from .rewire import copy_graph, named_in_blocks, replace_uses
 
 
-def foldable(graph: nx.DiGraph, bn: str) -> str | None:
-    """The conv that ``bn`` can be folded into, or None (the registry's one fold decision)."""
-    return bn_fold_source(graph, bn)
+def bn_fold_source(graph: nx.DiGraph, bn: str) -> str | None:
+    """The op the BatchNorm ``bn`` may fold into, or None: the op before it folds a following BN
+    (a conv: the registry's ``folds_following_bn``) and its pre-BN value is observable nowhere
+    else -- the BN is its only consumer, it is not a graph output, it is not stored into a concat
+    buffer and the block metadata does not name it (a feature or unit output there is read by its
+    value). The one fold decision: this pass, the memory model and the torch code generator ask it."""
+    src = graph.nodes[bn]["inputs"][0]
+    d = graph.nodes[src]
+    if not get(d["kind"]).folds_following_bn:
+        return None
+    if list(graph.successors(src)) != [bn] or src in output_nodes(graph) or d.get("stores"):
+        return None
+    if named_in_blocks(graph, src):
+        return None
+    return src
 
 
 def bn_scale_shift_of(w: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +73,7 @@ def run(graph: nx.DiGraph) -> PassResult:
         (bn, conv)
         for bn, d in graph.nodes(data=True)
         if d["kind"] == "bn"
-        for conv in [foldable(graph, bn)]
+        for conv in [bn_fold_source(graph, bn)]
         if conv is not None
     ]
     if not pairs:

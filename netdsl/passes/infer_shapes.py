@@ -6,7 +6,7 @@ import networkx as nx
 
 from ..ir.graph import topo_nodes
 from ..ops import infer_shape
-from . import PassResult
+from .base import PassResult
 
 
 def run(graph: nx.DiGraph) -> PassResult:

@@ -13,7 +13,9 @@ netdsl knows a block's whole connectivity before anything runs, so it can lay th
 - a split (Res2Net) block's outputs ``y_1..y_s`` land in one output buffer whose whole is the
   block output; ``output=new`` (SeqConv) is a view of the buffer's tail.
 
-The plan is written onto the IR (the attribute contract is in :mod:`netdsl.ir.ops`):
+The plan of each block is one :class:`netdsl.ir.plan.BufferPlan` in
+``graph.graph["buffer_plans"]``, what the backends and the memory report read. Each planned node is
+marked too, for the per-node views (the attribute contract is in :mod:`netdsl.ir.ops`):
 ``stores`` on producers, ``read`` on the aggregate/output nodes, ``elided`` on slice nodes whose
 only consumers are planned reads, ``segment``/``in_segment`` on the per-channel chains that read
 a view, and ``graph.graph["buffers"]``. The graph's ops are unchanged,
@@ -29,21 +31,16 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.channels import DTYPE_BYTES, merge_runs
 from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
+from ..ir.plan import BufferPlan, Read, Store
 from ..ops import get
-from . import PassResult
-
-DTYPE_BYTES = 4  # the plan's byte figures are per sample, float32
+from .base import PassResult
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    runs: list[list[int]] = []
-    for a, b in ranges:
-        if runs and runs[-1][1] == a:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b])
-    return tuple((a, b) for a, b in runs)
+    """Adjacent ranges of one buffer joined (the plan's byte figures are per sample, float32)."""
+    return tuple((a, b) for _, a, b in merge_runs((None, a, b) for a, b in ranges))
 
 
 def consumer_chain(graph: nx.DiGraph, node: str) -> list[str]:
@@ -99,10 +96,17 @@ def _write_segments(graph: nx.DiGraph) -> None:
             mark([n] + consumer_chain(graph, n))
 
 
-def segments(graph: nx.DiGraph) -> dict[str, list[str]]:
-    """The plan's per-channel chains, read from the IR: head node -> the chain's nodes (head
-    first); empty for an unplanned graph."""
-    return {n: list(d["segment"]) for n, d in graph.nodes(data=True) if "segment" in d}
+def _block_segments(graph: nx.DiGraph, buffer: str) -> tuple[tuple[str, ...], ...]:
+    """The chains whose head reads ``buffer`` (a planned read of it or a value stored in it)."""
+    out = []
+    for _, d in graph.nodes(data=True):
+        if "segment" not in d:
+            continue
+        src = graph.nodes[d["inputs"][0]]
+        read = src.get("read")
+        if (read is not None and read["buffer"] == buffer) or any(s[0] == buffer for s in src.get("stores", ())):
+            out.append(tuple(d["segment"]))
+    return tuple(out)
 
 
 def choose_strategy(runs, hw: int, chain_kinds: list[str], conv_out: int | None) -> str:
@@ -185,6 +189,7 @@ def run(graph: nx.DiGraph) -> PassResult:
         return PassResult(graph, False)
     buffers: dict[str, dict] = {}
     reads: list[str] = []
+    plans: dict[str, tuple[str, tuple, list[Store], list[Read]]] = {}
     for b in blocks(graph):
         if b.kind not in ("concat", "split"):
             continue
@@ -194,6 +199,9 @@ def run(graph: nx.DiGraph) -> PassResult:
         channels = writes[-1][2]
         buffers[buf] = {"block": b.name, "shape": (channels,) + tuple(shape)}
         buf_of: dict[str, tuple[str, int, int]] = {}
+        stores = [Store(node, start, stop) for node, start, stop in writes]
+        planned_reads: list[Read] = []
+        plans[b.name] = (buf, (channels,) + tuple(shape), stores, planned_reads)
         for node, start, stop in writes:
             d = graph.nodes[node]
             d["stores"] = tuple(d.get("stores", ())) + ((buf, start, stop),)
@@ -214,6 +222,8 @@ def run(graph: nx.DiGraph) -> PassResult:
             copied = sum(bb - a for a, bb in runs) * hw * DTYPE_BYTES if strategy == "gather" else 0
             graph.nodes[node]["read"] = {"buffer": name, "runs": runs, "strategy": strategy, "copy_bytes": copied}
             reads.append(node)
+            if name == buf:
+                planned_reads.append(Read(node, runs, strategy, copied))
     read_set = set(reads)
     outputs = output_nodes(graph)
     for node in reads:
@@ -228,5 +238,9 @@ def run(graph: nx.DiGraph) -> PassResult:
                 d["elided"] = True
     graph.graph["buffers"] = buffers
     _write_segments(graph)
+    graph.graph["buffer_plans"] = {
+        block: BufferPlan(block, buf, shape, tuple(stores), tuple(rs), _block_segments(graph, buf))
+        for block, (buf, shape, stores, rs) in plans.items()
+    }
     graph.graph["planned"] = True
     return PassResult(graph, True)

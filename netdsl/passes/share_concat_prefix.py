@@ -14,7 +14,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..ir.graph import topo_nodes
-from . import PassResult
+from .base import PassResult
 from .rewire import copy_graph
 
 

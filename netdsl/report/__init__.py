@@ -27,7 +27,7 @@ from .run import trained_as, training
 from .spec import highlighted, spec_sources
 
 # The steps of :func:`render_report`, in order (the CLI's progress bar counts them).
-STEPS = ("summary", "blocks", "drawing", "matrices", "weights", "training", "spec")
+STEPS = ("summary", "blocks", "drawing", "matrices", "weights", "training", "search", "spec")
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ class ReportInput:
     run_dir: Path | None = None  # a `netdsl train` run folder
     weights: Path | None = None  # a state_dict or checkpoint for the heat map (default: the run's best.pt)
     max_units: int = 4  # block drawing: collapse larger blocks (as `netdsl viz --max-units`)
+    search_dir: Path | None = None  # a `netdsl search` folder: the accuracy-against-cost scatter
 
 
 def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: None) -> str:
     """The report page as one HTML string; ``step(name)`` is called before each of :data:`STEPS`."""
-    from .. import __version__
+    from .._version import __version__
     from ..summary import summary_dict
 
     g = inp.graph
@@ -66,6 +67,11 @@ def render_report(inp: ReportInput, step: Callable[[str], None] = lambda _name: 
     step("training")
     if inp.run_dir is not None:
         sections.append(Section("training", "Training run", training(inp.run_dir, data["name"])))
+    step("search")
+    if inp.search_dir is not None:
+        from ..explore.scatter import search_section
+
+        sections.append(Section("search", "Search: accuracy against cost", search_section(inp.search_dir)))
     step("spec")
     spec_html, spec_css = highlighted(inp.sources)
     spec_name = inp.sources[0][0]

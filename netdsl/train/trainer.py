@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__, pipeline
+from .. import pipeline
+from .._version import __version__
 from ..errors import NetdslError
 from . import loop, model, rundir
 from .checkpoint import Checkpointer, load_checkpoint, load_model_state, set_rng_states, spec_source
@@ -28,11 +29,17 @@ from .recipe import Recipe, default_recipe_name, load_recipe, recipe_from_dict
 from .report import Reporter
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> dict:
     """Train ``cfg.target`` on ``cfg.data``; returns the test metrics of the best and the last weights
     (``"best"``, ``"last"``) and the final network (``"model"``, the weights of ``last.pt``).
 
-    ``on_step(epoch, batch)`` runs after every optimizer step (tests use it to send Ctrl-C).
+    ``on_step(epoch, batch)`` runs after every optimizer step (tests use it to send Ctrl-C);
+    ``on_epoch(epoch, row)`` after each epoch's checkpoint, with its metrics row (``netdsl search``
+    reports the validation accuracy to its pruner there; an exception it raises ends the run).
     """
     cfg.validate()
     if cfg.threads:
@@ -51,7 +58,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None = None) -
         try:
             if fabric.world_size > 1:  # a numbered folder is chosen by rank 0
                 out = Path(fabric.broadcast(str(out), src=0))
-            result = _run(cfg, out, fabric, precision, on_step)
+            result = _run(cfg, out, fabric, precision, on_step, on_epoch)
             if fabric.world_size > 1:
                 fabric.barrier()  # no rank leaves while another is still in a collective
             return result
@@ -133,7 +140,7 @@ def _finished(ckpt: dict, epochs: int) -> bool:
     return bool(done) and epochs <= ckpt["epoch"]
 
 
-def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
+def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step, on_epoch=None) -> dict:
     ckpt: dict | None = load_checkpoint(out / "last.pt") if cfg.resume else None
     report = Reporter(out, rank=fabric.global_rank, verbose=cfg.verbose, progress=cfg.progress, curves=cfg.curves)
     finished = ckpt is not None and _finished(ckpt, cfg.epochs or ckpt["recipe"]["epochs"])
@@ -170,7 +177,7 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step) -> dict:
         fabric, live.net, live.optimizer, data, recipe, plan.seed, live.memory_format, cfg.eval_batch_size
     )
     try:
-        _epochs(stepper, live, checkpoints, report, out, ckpt, on_step)
+        _epochs(stepper, live, checkpoints, report, out, ckpt, on_step, on_epoch)
     except TrainingInterrupted:
         report.curves(live.history)
         raise
@@ -249,7 +256,14 @@ def _set_up(cfg: TrainConfig, plan: Plan, ckpt: dict | None, fabric, out: Path, 
 
 
 def _epochs(
-    stepper: Stepper, live: Live, checkpoints: Checkpointer, report: Reporter, out: Path, ckpt: dict | None, on_step
+    stepper: Stepper,
+    live: Live,
+    checkpoints: Checkpointer,
+    report: Reporter,
+    out: Path,
+    ckpt: dict | None,
+    on_step,
+    on_epoch=None,
 ) -> None:
     """Train from ``live``'s position to the recipe's end (or an early stop); a Ctrl-C saves and raises."""
     recipe, state, history, start_batch = stepper.recipe, live.state, live.history, live.start_batch
@@ -284,6 +298,8 @@ def _epochs(
                 checkpoints.save(out / "best.pt", epoch + 1, 0, state, history)
             checkpoints.save(out / "last.pt", epoch + 1, 0, state, history)
             report.epoch(history, recipe.epochs, improved and stepper.data.val is not None)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
             if early:
                 report.log(
                     f"early stopping: no new validation-loss minimum for "

@@ -18,7 +18,7 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
     """
     import torch
 
-    from ..backends.torch_weights import read_state_dict
+    from ..backends.torch.state_dict_file import read_state_dict
 
     out = {}
     for key, value in read_state_dict(path).items():

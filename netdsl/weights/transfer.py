@@ -16,7 +16,7 @@ import networkx as nx
 import torch
 from torch import nn
 
-from ..backends.torch_weights import read_state_dict, unwrap_checkpoint
+from ..backends.torch.state_dict_file import read_state_dict, unwrap_checkpoint
 from ..errors import WeightsError
 from . import channels
 from .layouts import Layout, get_layout
@@ -211,3 +211,13 @@ def _module_perms(graph: nx.DiGraph, layout: Layout, own: list[ModuleWeights]) -
             raise WeightsError(f"cannot permute the input channels of {mod.describe()} for the '{layout.name}' layout")
         out[mod.prefix] = perm
     return out
+
+
+def in_netdsl_layout(graph: nx.DiGraph, weights, layout: str, seed: int | None = 0):
+    """``weights`` (a path or state_dict of ``layout``) as a module of ``graph`` in netdsl's own
+    layout, for the ONNX export; a module, None or netdsl-layout weights are returned as they are."""
+    if weights is None or layout == "netdsl" or isinstance(weights, nn.Module):
+        return weights
+    from ..backends.torch.codegen import build
+
+    return load_weights(build(graph, seed), weights, layout, graph=graph)

@@ -311,7 +311,7 @@ def run_case(spec: Path, text: str, emit: bool) -> None:
 
     graph = compile_spec(spec, limits=FUZZ_LIMITS, text=text, check=True)
     if emit:
-        from netdsl.backends.torch_codegen import generate
+        from netdsl.backends.torch.codegen import generate
 
         compile(generate(graph), "<emitted>", "exec")  # parses only; never executed
 

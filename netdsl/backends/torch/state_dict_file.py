@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import NetdslError
+from ...errors import NetdslError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

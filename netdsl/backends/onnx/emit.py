@@ -13,7 +13,6 @@ and the model around them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,25 +21,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import IRError
-from ..ir.graph import topo_nodes
-from ..ops import REGISTRY, get
+from ...ir.graph import topo_nodes
+from ...naming import checked_onnx_name
+from ...ops import REGISTRY, get
 
 # Opset 20 has Gelu as one operator; onnxruntime >= 1.17 (our floor) runs it.
 OPSET = 20
 # onnx 1.23 writes IR version 14 by default; onnxruntime 1.17..1.31 read up to 9..13. Opset 20
 # needs IR 9, the oldest version every supported onnxruntime reads.
 IR_VERSION = 9
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
-
-
-def checked_name(name: str) -> str:
-    """A node id as an ONNX name. Ids come from validated spec identifiers; this re-checks, since
-    a name with ``/`` could collide with the helper nodes' ``<id>/<part>`` names."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise IRError(f"node id {name!r} is not a dotted identifier; refusing to put it in an ONNX graph")
-    return name
 
 
 @dataclass
@@ -71,7 +60,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     """The ONNX model of an IR graph whose stateful nodes carry ``weights`` (numpy arrays).
 
     >>> import netdsl
-    >>> from netdsl.backends.onnx_export import export
+    >>> from netdsl.backends.onnx.export import export
     >>> model, report = export(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
     >>> model.graph.input[0].name, [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     ('input', ['N', 3, 32, 32])
@@ -81,7 +70,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     b = Builder()
     for n in topo_nodes(graph):
         d = graph.nodes[n]
-        get(d["kind"]).onnx(b, checked_name(n), d, [checked_name(i) for i in d["inputs"]])
+        get(d["kind"]).onnx(b, checked_onnx_name(n), d, [checked_onnx_name(i) for i in d["inputs"]])
         if d.get("folded"):
             b.nodes[-1].doc_string = "folded BatchNorm: " + ", ".join(d["folded"])
     inp = graph.graph["input"]
@@ -94,7 +83,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     )
     model = helper.make_model(g, producer_name="netdsl", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
-    from .. import __version__
+    from ..._version import __version__
 
     model.producer_version = __version__
     helper.set_model_props(model, dict(metadata or {}))
@@ -108,11 +97,11 @@ def _graph_outputs(b: Builder, graph: nx.DiGraph) -> list[onnx.ValueInfoProto]:
     declared = graph.graph.get("outputs")
     if not declared:
         out = graph.graph["output"]
-        return [_value(checked_name(out), graph.nodes[out]["shape"])]
+        return [_value(checked_onnx_name(out), graph.nodes[out]["shape"])]
     values = []
     for name, node in declared:
         if name != node:
-            b.node("Identity", [checked_name(node)], checked_name(name))
+            b.node("Identity", [checked_onnx_name(node)], checked_onnx_name(name))
         values.append(_value(name, graph.nodes[node]["shape"]))
     return values
 

@@ -1,5 +1,5 @@
 """From a compiled IR graph and weights to an ONNX inference model: bind the torch module's
-weights to the nodes, run the inference rewrites, emit (:mod:`netdsl.backends.onnx_emit`)."""
+weights to the nodes, run the inference rewrites, emit (:mod:`netdsl.backends.onnx.emit`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import NetdslError
-from ..ir import lint
-from ..passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
-from ..passes.rewire import copy_graph
-from . import torch_codegen
-from .onnx_emit import concat_stats, emit_onnx
-from .torch_weights import read_state_dict
+from ...errors import NetdslError
+from ...ir import lint
+from ...passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
+from ...passes.rewire import copy_graph
+from ..torch import codegen as torch_codegen
+from ..torch.state_dict_file import read_state_dict
+from .emit import concat_stats, emit_onnx
 
 
 def inference_passes() -> list[Pass]:
@@ -39,12 +39,11 @@ class UntrainedWarning(UserWarning):
     """The exported graph carries the torch backend's initialization, not trained weights."""
 
 
-def module_with_weights(
-    graph: nx.DiGraph, weights=None, seed: int | None = 0, layout: str = "netdsl"
-) -> tuple[nn.Module, str]:
+def module_with_weights(graph: nx.DiGraph, weights=None, seed: int | None = 0) -> tuple[nn.Module, str]:
     """The torch module whose weights are exported, and a description of where they came from.
     ``weights``: None (initialization, with :class:`UntrainedWarning`), a module, a state_dict or a path;
-    a state_dict or path of another ``layout`` is mapped first (:func:`netdsl.load_weights`).
+    weights of another zoo's layout are mapped by the caller first (:func:`netdsl.load_weights`: the
+    backends never import :mod:`netdsl.weights`, which imports them).
     Whatever the kind, its keys and shapes are checked against ``graph`` here, so a module of another
     spec (or other parameter values) is one clear error, not a failure deep in the inference rewrites."""
     if weights is None:
@@ -52,10 +51,6 @@ def module_with_weights(
             f"no weights given: exporting the untrained initialization (seed {seed})", UntrainedWarning, stacklevel=3
         )
         return torch_codegen.build(graph, seed), f"untrained initialization, seed {seed}"
-    if layout != "netdsl" and not isinstance(weights, nn.Module):
-        from ..weights import load_weights
-
-        weights = load_weights(torch_codegen.build(graph, seed), weights, layout, graph=graph)
     state: Mapping
     if isinstance(weights, (str, Path)):
         origin, state = str(weights), read_state_dict(weights)
@@ -135,14 +130,12 @@ class ExportReport:
         ]
 
 
-def export(
-    graph: nx.DiGraph, weights=None, *, seed: int | None = 0, layout: str = "netdsl"
-) -> tuple[onnx.ModelProto, ExportReport]:
-    """ONNX inference model of ``graph`` (see :func:`module_with_weights` for ``weights`` and ``layout``)."""
-    module, origin = module_with_weights(graph, weights, seed, layout)
+def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[onnx.ModelProto, ExportReport]:
+    """ONNX inference model of ``graph`` (see :func:`module_with_weights` for ``weights``)."""
+    module, origin = module_with_weights(graph, weights, seed)
     bound = bind_weights(graph, module)
     rewritten = run_pipeline(bound, inference_passes(), lint)
-    from .. import __version__
+    from ..._version import __version__
 
     meta = {
         "netdsl.version": __version__,

@@ -38,12 +38,10 @@ from __future__ import annotations
 
 import copyreg
 import hashlib
-import inspect
 import itertools
-import keyword
 import linecache
-import re
 import sys
+import textwrap
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,13 +49,15 @@ from typing import NamedTuple
 
 import networkx as nx
 
-from ..errors import IRError
-from ..ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
-from ..ops import get, norm
-from ..ops.norm import bn_fold_source
-from . import torch_layers
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from ...errors import IRError
+from ...ir.channels import merge_runs
+from ...ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
+from ...ir.plan import Runs, buffer_plans, segments
+from ...naming import GENERATED_IDENTIFIERS, camel_case, checked_identifier, class_name
+from ...ops import get
+from ...passes.fold_bn import bn_fold_source
+from . import runtime
+from .file import EMBEDDABLE_NAMES, LAYERS, Namespace, Uses, embedded
 
 
 def _keeps_channels(kind: str) -> bool:
@@ -76,42 +76,18 @@ _CTOR_DEFAULTS: dict[str, dict[str, object]] = {
     "L2Norm": {"eps": 1e-10},
 }
 
-# Identifiers of the generated file itself; spec names are never allowed to shadow them.
-_RESERVED = frozenset(
-    {
-        "x",
-        "self",
-        "torch",
-        "nn",
-        "F",
-        "checkpoint",
-        "contextlib",
-        "build",
-        "Net",
-        "cin",
-        "feats",
-        "unit",
-        "reads",
-        "runs",
-        "start",
-        "stop",
-        "buf",
-        # the planned loop's own targets (``for unit, start, stop, (a, b) in ...``): a label named
-        # like them would be overwritten by the loop
-        "a",
-        "b",
-        # the module-level helpers the forward calls: a variable named like one would shadow it
-        *("_buffer", "_channels", "_read", "_store", "_output", "_buffer_head", "_feature", "_statistics"),
-        *("_recompute", "_batch_norm_eval"),
-        *("_conv_bn_eval", "_BatchNormReluConv", "_KeepBatchNormStats", "_keep_convolutions"),
-    }
-)
+# Identifiers of the generated file itself and of everything it may embed: spec names never shadow them.
+_RESERVED = GENERATED_IDENTIFIERS | EMBEDDABLE_NAMES
 
 
-def _check_ident(name: str) -> str:
-    if not _IDENT.match(name) or keyword.iskeyword(name) or not name.isascii():
-        raise IRError(f"refusing to emit unsafe identifier {name!r}")
-    return name
+class _LoopBuffer(NamedTuple):
+    """A planned block's buffer as its loop uses it (from the block's :class:`BufferPlan`)."""
+
+    channels: int
+    stores: tuple[tuple[int, int], ...]  # per unit: the channels its output is written to
+    unit_reads: tuple[Runs, ...]  # per unit: the channels its aggregate is
+    out_read: Runs  # the channels the block output is
+    in_stores: list[tuple[tuple[int, int], str]]  # the block's first features: (channels, node)
 
 
 class _Head(NamedTuple):
@@ -153,14 +129,10 @@ def _ctor_source(ctor: tuple) -> str:
     return f"{cls}({', '.join(parts)})"
 
 
-def _camel(path: str) -> str:
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", path) if p]
-    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Net"
-    return "Net" + name if name[0].isdigit() else name
-
-
-def class_name(spec_name: str) -> str:
-    return _check_ident(_camel(spec_name))
+def _class_base(unit, block: str) -> str:
+    """A unit class's name: its template's, CamelCase (``bottleneck`` -> ``Bottleneck``); a unit
+    that is no one template call is named after its block (``Block1Unit``)."""
+    return camel_case(unit.template) if unit.template else camel_case(f"{block}.unit")
 
 
 def _range_src(values: tuple[int, ...]) -> str:
@@ -183,17 +155,11 @@ def _range_src(values: tuple[int, ...]) -> str:
 class _Func:
     """Lines of one function body under construction, with readable, unique variable names."""
 
-    taken: set[str] = field(default_factory=lambda: set(_RESERVED))
+    names: Namespace = field(default_factory=lambda: Namespace(_RESERVED))
     lines: list[str] = field(default_factory=list)
 
     def fresh(self, base: str) -> str:
-        base = base if _IDENT.match(base) and not keyword.iskeyword(base) else "v"
-        name, k = base, 1
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
+        return self.names.create_name(base)
 
 
 @dataclass
@@ -205,6 +171,11 @@ class _Scope:
     containers: dict[str, str] = field(default_factory=dict)  # relative path -> "nn.Module" | "nn.ModuleDict"
     methods: list[str] = field(default_factory=list)
     declared: set[str] = field(default_factory=set)
+    uses: Uses = field(default_factory=Uses)  # the helpers and unit classes its code calls
+
+    def use(self, helper) -> str:
+        """The name of ``helper`` (a runtime function or layer class), registered where it is emitted."""
+        return self.uses.add_global(helper)
 
     def rel(self, node: str) -> str:
         return node[len(self.prefix) + 1 :] if self.prefix else node
@@ -229,12 +200,16 @@ class Generator:
         self.pos = {n: k for k, n in enumerate(self.order)}
         # unit classes generated, (name, source) in definition order (a nested unit's class comes
         # before the class that uses it); one class per distinct source
-        self.classes: list[tuple[str, str]] = []
-        self.class_by_text: dict[str, str] = {}
+        # the file's global names (unit classes, the network class), clear of every helper's
+        self.names = Namespace(_RESERVED)
+        # unit classes: name -> (source, what it uses), in definition order (a nested unit's class
+        # comes before the class that uses it); one class per unit structure (unit_signature)
+        self.unit_classes: dict[str, tuple[str, Uses]] = {}
+        self.class_of: dict[tuple, tuple[str, _Head | None]] = {}
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
         # block output -> (buffer variable, the runs it reads) of a block emitted by _buffer_loop
         self.block_buffers: dict[str, tuple[str, tuple]] = {}
-        self.segments = self._segments() if self.planned else {}
+        self.segments = segments(self.g)
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
         # node -> the blocks containing it, outermost first
@@ -259,10 +234,6 @@ class Generator:
                 out.add(b.name)
         return out
 
-    def _segments(self) -> dict[str, tuple[str, ...]]:
-        """The plan's recomputable chains, read from the IR (``plan_concat`` writes them)."""
-        return {n: tuple(d["segment"]) for n, d in self.g.nodes(data=True) if d.get("segment")}
-
     # -- statements ---------------------------------------------------------------------------
 
     def module_expr(self, scope: _Scope, node: str, ins: list, cin_of: dict) -> str:
@@ -278,9 +249,11 @@ class Generator:
             return f"self.{rel}"
         scope.declared.add(rel)
         for p in rel.split("."):
-            _check_ident(p)
+            checked_identifier(p)
         if "." in rel:
             scope.container(rel.rsplit(".", 1)[0])
+        if ctor[0] in LAYERS:
+            scope.use(LAYERS[ctor[0]])
         scope.init.append(f"self.{rel} = {_ctor_source(ctor)}")
         return f"self.{rel}"
 
@@ -372,7 +345,7 @@ class Generator:
         recomputed from the block's features (their concatenation is never saved)."""
         src = self.nodes[chain[0]]["inputs"][0]
         rel = scope.rel(chain[0])
-        name = _check_ident("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
+        name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
         f = _Func()
         feats = self.block_feats.pop(src)  # inside the method the chain is plain code
         out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
@@ -382,14 +355,16 @@ class Generator:
             buf, runs = self.block_buffers.pop(src)
             fused = ", ".join(self._fused(chain, "self", scope) or ())
             scope.methods.append(_method(name, "x", f.lines, out, f"{kinds} of the concatenation, without autograd"))
-            fn.lines.append(f"{var} = _buffer_head(self.{name}, {feats}, {buf}, {runs!r}, {fused})")
+            fn.lines.append(
+                f"{var} = {scope.use(runtime._buffer_head)}(self.{name}, {feats}, {buf}, {runs!r}, {fused})"
+            )
             return var
         scope.methods.append(
             _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
         )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         fn.lines.append(f"if {_FEATURES}:")
-        fn.lines.append(f"    {var} = _recompute(self.{name}, {feats}, {', '.join(bns)})")
+        fn.lines.append(f"    {var} = {scope.use(runtime._recompute)}(self.{name}, {feats}, {', '.join(bns)})")
         fn.lines.append("else:")
         fn.lines.append(f"    {var} = self.{name}({env[src]})")
         return var
@@ -440,23 +415,63 @@ class Generator:
     # -- blocks ---------------------------------------------------------------------------
 
     def unit_nodes(self, b: BlockInfo, u) -> list[str] | None:
-        """The nodes a unit's class computes from its aggregate: the aggregate's descendants up
-        to the unit output. None if the unit reads anything else (then it is not a loop body)."""
-        agg = u.aggregate
-        sources = {agg, *_unit_slices(b, u.index)}
+        """The nodes a unit's class computes from its aggregate (and stream slices), as lowering
+        recorded them (``UnitInfo.nodes`` after the aggregate, which lowering made from the unit's
+        reads; less what passes removed), in schedule order. None if the unit reads anything else
+        (then it is not a loop body)."""
+        sources = {u.aggregate, *_unit_slices(b, u.index)}
         sinks = {u.output, *(st.pieces[u.index - 1] for st in b.streams)}
-        down = set().union(*(nx.descendants(self.g, x) for x in sources))
-        up = set().union(*(nx.ancestors(self.g, x) | {x} for x in sinks))
-        body = ((down & up) - sources) & self._block_nodes(b)  # a stream's source may lie before the block input
-        if any(x not in body and x not in sources for x in sinks):
+        made = u.nodes[u.nodes.index(u.aggregate) + 1 :] if u.aggregate in u.nodes else u.nodes  # after its aggregate
+        body = {n for n in made if n in self.g and n not in sources}
+        if not sinks <= body | sources:
             return None
         for n in body:
-            for i in self.nodes[n]["inputs"]:
-                if i not in sources and i not in body:
-                    return None
+            if any(i not in sources and i not in body for i in self.nodes[n]["inputs"]):
+                return None
         return sorted(body, key=self.pos.__getitem__)
 
-    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, _Head | None, int]:
+    def unit_signature(self, b: BlockInfo, u, body: list[str]) -> tuple:
+        """What the source of a unit's class is a function of, read from the IR: its template and,
+        per node, its name in the unit, op, attributes, inputs, shape (the input width that flows
+        through per-channel ops is the class's ``cin``) and what the plan and the rest of the graph
+        see of it. Units of equal signature share one class."""
+        prefix = u.scope + "."
+        local = {u.aggregate: "x", **{x: f"s{k}" for k, x in enumerate(_unit_slices(b, u.index))}}
+        flows = {u.aggregate}  # the nodes whose width is the class's cin
+
+        def rel(n: str) -> str:
+            return local.get(n) or (n[len(prefix) :] if n.startswith(prefix) else "@" + n)
+
+        def shape(n: str) -> tuple:  # channels and rank: the ops' constructors read no spatial size
+            sh = tuple(self.nodes[n]["shape"])
+            return ("cin" if n in flows else sh[0], len(sh))
+
+        seg = self.segments.get(body[0]) if body else None
+        nodes = []
+        inside = set(body)
+        for n in body:
+            d = self.nodes[n]
+            if d["inputs"] and _keeps_channels(d["kind"]) and d["inputs"][0] in flows:
+                flows.add(n)
+            fold = bn_fold_source(self.g, n) if d["kind"] == "bn" else None
+            nodes.append(
+                (
+                    rel(n),
+                    d["kind"],
+                    repr(sorted(d["attrs"].items())),
+                    tuple((rel(i), shape(i)) for i in d["inputs"]),
+                    shape(n),
+                    bool(d.get("stores")),
+                    n in self.outputs,
+                    sum(1 for x in self.g.successors(n) if x in inside),
+                    n != u.output and any(x not in inside for x in self.g.successors(n)),
+                    None if fold is None else rel(fold),
+                )
+            )
+        pieces = tuple(rel(st.pieces[u.index - 1]) for st in b.streams)
+        return (u.template, rel(u.output), pieces, tuple(map(rel, seg or ())), tuple(nodes))
+
+    def unit_class(self, b: BlockInfo, u, body: list[str]) -> tuple[str, _Head | None, int, Uses]:
         """(class body source, its recomputed head or None, cin) for one unit; the
         source names no unit-specific value, so units with equal sources share one class."""
         scope = _Scope(u.scope)
@@ -502,7 +517,8 @@ class Generator:
         else:
             rest = body
         f = _Func()
-        f.taken.update(streams_in.values())
+        for v in streams_in.values():
+            f.names.reserve(v)
         keep = (*pieces, u.output) if pieces else ()  # with streams, ops may follow the unit output
         out = self.region(scope, f, rest, env, cin_of, u.output, keep=keep) if rest else "x"
         if pieces:  # a unit of a block carrying streams returns its output and its pieces
@@ -523,9 +539,9 @@ class Generator:
             + fwd
         )
         if not head_len or seg is None:
-            return text, None, cin
+            return text, None, cin, scope.uses
         bns = tuple(f"unit.{scope.rel(n)}" for n in seg[:head_len] if self.nodes[n]["kind"] == "bn")
-        return text, _Head(bns, self._fused(seg, "unit", scope)), cin
+        return text, _Head(bns, self._fused(seg, "unit", scope)), cin, scope.uses
 
     def _fused(self, chain: tuple[str, ...], owner: str, scope: _Scope) -> tuple[str, str] | None:
         """(bn, conv) module expressions when ``chain`` is BN -> ReLU [-> conv], the head
@@ -555,12 +571,14 @@ class Generator:
             if src in cin_of:
                 cin_of[n] = cin_of[src]
         bn = self.module_expr(scope, seg[0], ["x"], cin_of)
-        lines = [f"x = {_inplace_act(self.nodes[seg[1]]['attrs'], f'_batch_norm_eval(x, {bn})')}"]
+        bn_eval = scope.use(runtime._batch_norm_eval)
+        lines = [f"x = {_inplace_act(self.nodes[seg[1]]['attrs'], f'{bn_eval}(x, {bn})')}"]
         rest = list(seg[2:])
         f = _Func()
         if fold is not None and rest == [seg[-1]]:
             conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
-            f.lines.append(f"x = _conv_bn_eval(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})")
+            conv_bn_eval = scope.use(runtime._conv_bn_eval)
+            f.lines.append(f"x = {conv_bn_eval}(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})")
             out = "x"
         else:
             out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
@@ -572,38 +590,37 @@ class Generator:
         return list(seg) == body[: len(seg)] and all(sum(1 for _ in self.g.successors(n)) == 1 for n in seg[:-1])
 
     def block(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, cin_of: dict) -> str:
+        """The block as a loop over one unit class when the IR says its units are one structure
+        (:meth:`unit_signature`) that the loop computes (:meth:`_loopable`); else written out."""
         units = b.units
         found = [self.unit_nodes(b, u) for u in units]
         bodies = [body for body in found if body]
-        texts = []
-        if units and len(bodies) == len(units):
+        if not units or len(bodies) != len(units) or not self._loopable(b, bodies):
+            return self.unrolled(scope, fn, b, env, cin_of)
+        signatures = {self.unit_signature(b, u, body) for u, body in zip(units, bodies, strict=True)}
+        if len(signatures) != 1:
+            return self.unrolled(scope, fn, b, env, cin_of)
+        signature = signatures.pop()
+        if signature not in self.class_of:  # the first block of this structure: its class
             self.unrolling.add(b.output)  # a unit body never re-enters its own block
             try:
-                for u, body in zip(units, bodies, strict=True):
-                    texts.append(self.unit_class(b, u, body))
+                text, head, _, uses = self.unit_class(b, units[0], bodies[0])
             finally:
                 self.unrolling.discard(b.output)
-        if not texts or len({t[0] for t in texts}) != 1 or not self._loopable(b, bodies):
-            return self.unrolled(scope, fn, b, env, cin_of)
-        text, has_head, _ = texts[0]
-        name = self.class_by_text.get(text)
-        if name is None:
-            name = _check_ident(_camel(f"{scope.rel(b.name)}.unit"))
-            base, k = name, 1
-            while name in self.class_by_text.values():
-                k += 1
-                name = f"{base}{k}"
-            self.class_by_text[text] = name
-            self.classes.append((name, f"class {name}{text}"))
+            name = self.names.create_name(_class_base(units[0], scope.rel(b.name)), sep="")
+            self.class_of[signature] = (name, head)
+            self.unit_classes[name] = (f"class {name}{text}", uses)
+        name, has_head = self.class_of[signature]
+        scope.uses.classes.add(name)
         rel = scope.rel(b.name)
         for p in rel.split("."):
-            _check_ident(p)
+            checked_identifier(p)
         unit_names = [scope.rel(u.scope).rsplit(".", 1)[-1] for u in units]
         for un in unit_names:
-            _check_ident(un)
+            checked_identifier(un)
         if "." in rel:
             scope.container(rel.rsplit(".", 1)[0])
-        cins = tuple(int(t[2]) for t in texts)
+        cins = tuple(int(self.nodes[u.aggregate]["shape"][0]) for u in units)
         regular = unit_names == [f"unit{i}" for i in range(1, len(units) + 1)]
         if regular:
             scope.init.append(
@@ -613,7 +630,7 @@ class Generator:
         else:
             scope.init.append(
                 f"self.{rel} = nn.ModuleDict({{name: {name}(cin) for name, cin in "
-                f"zip({tuple(unit_names)!r}, {cins!r})}})"
+                f"zip({tuple(unit_names)!r}, {cins!r}, strict=True)}})"
             )
         scope.containers[rel] = "nn.ModuleDict"
         return self.loop(scope, fn, b, env, has_head)
@@ -634,15 +651,15 @@ class Generator:
             covered |= set(body)
             covered.add(u.aggregate)
             d = self.nodes[u.aggregate]
-            want = _merge_pieces([self._feature_piece(b.features, j) for j in b.aggregate_order(u)])
+            want = merge_runs([self._feature_piece(b.features, j) for j in b.aggregate_order(u)])
             made_here = u.aggregate in self._block_nodes(b)  # not the block input read whole
             if len(u.reads) > 1 and made_here and d["kind"] == ("concat" if b.kind == "concat" else "add"):
                 got = [self._piece(i) for i in d["inputs"]]
                 covered.update(d["inputs"])  # feature slices of the input
                 if b.kind == "concat":
-                    got = _merge_pieces(got)
+                    got = merge_runs(got)
             else:
-                got = _merge_pieces([self._piece(u.aggregate)])
+                got = merge_runs([self._piece(u.aggregate)])
             if got != want:
                 return False
         for f in b.features:
@@ -656,9 +673,9 @@ class Generator:
         """Positions (in feature-index order) of the features the block output concatenates."""
         index = {f.index: k for k, f in enumerate(sorted(b.features, key=lambda f: f.index))}
         if b.outputs:
-            want = _merge_pieces([self._feature_piece(b.features, j) for j in b.outputs])
+            want = merge_runs([self._feature_piece(b.features, j) for j in b.outputs])
             d = self.nodes[b.output]
-            got = _merge_pieces(
+            got = merge_runs(
                 [self._piece(i) for i in d["inputs"]] if d["kind"] == "concat" else [self._piece(b.output)]
             )
             return tuple(index[j] for j in b.outputs) if got == want else None
@@ -705,15 +722,14 @@ class Generator:
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)
         lines = fn.lines
-        comment = (
-            f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; "
-            f"reads per unit: {_reads_comment(reads)}"
-        )
+        comment = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: {_reads_comment(reads)}"
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
         streams = _StreamLoop.of(self, b, env, fn) if b.streams else None
+        naive_uses = Uses()  # what the list-of-features loop calls, registered where it is emitted
         naive = self._naive_loop(
+            naive_uses,
             fn,
             b,
             base,
@@ -733,39 +749,48 @@ class Generator:
         if buffer is None:
             lines.append(comment)
             lines += naive
+            scope.uses.merge(naive_uses)
             return base
         assert streams is None or not keep_feats  # a stream block's units return tuples
-        shape, stores, unit_reads, out_read, in_stores = buffer
+        channels, stores, unit_reads, out_read, in_stores = buffer
         out_chain = self._output_head(b) if keep_feats else None
         fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
             init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
             selected = _selected(feats_var, outs, len(init) + len(reads))
-            lines.append(f"{comment}; {_plan_comment(shape, stores)}")
-            lines += self._buffer_loop(b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused)
+            lines.append(f"{comment}; {_plan_comment(channels, stores)}")
+            lines += self._buffer_loop(
+                scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused, fn.fresh("y")
+            )
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
                 self.block_buffers[b.output] = (base, out_read)
                 self.block_feats[b.output] = selected
             else:
-                lines.append(f"{base} = _output({base}, {out_read!r}, {selected})")
+                lines.append(f"{base} = {scope.use(runtime._output)}({base}, {out_read!r}, {selected})")
             return base
         lines.append(comment)
         lines.append(f"if {_FEATURES}:  # autograd: a list of features, heads recomputed in backward")
         lines += ["    " + line for line in naive]
-        lines.append(f"else:  # {_plan_comment(shape, stores)}")
-        body = [f"{base} = _buffer({init[0]}, {shape[0]})"] + (streams.start() if streams else [])
+        scope.uses.merge(naive_uses)
+        lines.append(f"else:  # {_plan_comment(channels, stores)}")
+        body = [f"{base} = {scope.use(runtime._buffer)}({init[0]}, {channels})"] + (streams.start() if streams else [])
         for (s, e), node in in_stores:
             body.append(f"{base}[:, {s}:{e}] = {lookup[node]}")
-        single = all(len(r) == 1 for r in unit_reads)
-        names, tables, _ = _runs_tables(unit_reads)
-        x = f"_channels({base}, start, stop)" if single else f"torch.cat([_channels({base}, s, e) for s, e in runs], 1)"
-        body.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], streams))
+        tables = _Tables()
+        a, b_ = _store_vars(tables, stores)
+        runs = _runs_var(tables, unit_reads)
+        view = scope.use(runtime._channels)
+        x = f"torch.cat([{view}({base}, s, e) for s, e in {runs}], 1)"
+        if all(len(r) == 1 for r in unit_reads):
+            x = f"{view}({base}, {runs[2:-3]})"  # ((start, stop),) -> start, stop
+        stream_args = streams.args(tables) if streams else []
+        body.append(tables.header(units_expr))
         arg = f"unit.head({x})" if has_head is not None else x
         if streams is None:
-            body.append(f"    {base}[:, a:b] = unit({arg})")
+            body.append(f"    {base}[:, {a}:{b_}] = unit({arg})")
         else:
-            body += streams.call(arg, lambda y: f"{base}[:, a:b] = {y}")
-        if out_read != ((0, shape[0]),):
+            body += streams.call(arg, stream_args, lambda y: f"{base}[:, {a}:{b_}] = {y}")
+        if out_read != ((0, channels),):
             if len(out_read) == 1:
                 body.append(f"{base} = {base}[:, {out_read[0][0]}:{out_read[0][1]}]")
             else:
@@ -774,45 +799,60 @@ class Generator:
         lines += ["    " + line for line in body]
         return base
 
-    def _buffer_loop(self, b, base, feats, init, lookup, buffer, reads, units_expr, fused) -> list[str]:
+    def _buffer_loop(self, scope, b, base, feats, init, lookup, buffer, reads, units_expr, fused, y) -> list[str]:
         """The planned block in one loop for inference and training: each unit's output goes into
         its channels of the buffer, its fused head reads its runs there (in training through
         ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
-        shape, stores, unit_reads, _, in_stores = buffer
-        out = [f"{base}, {feats} = _buffer({init[0]}, {shape[0]}), [{', '.join(f'_feature({v})' for v in init)}]"]
+        channels, stores, unit_reads, _, in_stores = buffer
+        new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
+        out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), [{', '.join(f'{feature}({v})' for v in init)}]"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
-        names, tables, runs = _runs_tables(unit_reads)
+        tables = _Tables()
         gather = feats
         if any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # not dense: a gather
-            names, tables, gather = ["reads", *names], [repr(reads), *tables], f"[{feats}[j] for j in reads]"
-        out.append(_zip_header(["unit", *names, "(a, b)"], [units_expr, *tables, _pairs_src(stores)], None))
-        head = f"_buffer_head(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
-        out.append(f"    _store({base}, a, b, unit({head}), {feats})")
+            gather = f"[{feats}[j] for j in {tables.var('reads', reads)}]"
+        a, b_ = _store_vars(tables, stores)
+        runs = _runs_var(tables, unit_reads)
+        out.append(tables.header(units_expr))
+        head = f"{scope.use(runtime._buffer_head)}(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
+        out.append(f"    {y} = {head}")
+        out.append(f"    {scope.use(runtime._store)}({base}, {a}, {b_}, unit({y}), {feats})")
         return out
 
     def _naive_loop(
-        self, fn, b, base, init, reads, join, units_expr, out_positions, use_head, feats, keep_feats=False, streams=None
+        self,
+        uses: Uses,
+        fn,
+        b,
+        base,
+        init,
+        reads,
+        join,
+        units_expr,
+        out_positions,
+        use_head,
+        feats,
+        keep_feats=False,
+        streams=None,
     ) -> list[str]:
         out = [f"{feats} = [{', '.join(init)}]"] + (streams.start() if streams else [])
         dense = all(r == tuple(range(len(init) + k)) for k, r in enumerate(reads))
-        if dense:
-            gather = f"{feats}"
-            out.append(_zip_header(["unit"], [units_expr], streams))
+        tables = _Tables()
+        single = not use_head and all(len(r) == 1 for r in reads)  # each unit reads one feature
+        if single:
+            arg = f"{feats}[-1]" if dense else f"{feats}[{tables.var('read', tuple(r[0] for r in reads))}]"
         else:
-            gather = f"[{feats}[j] for j in reads]"
-            out.append(_zip_header(["unit", "reads"], [units_expr, repr(reads)], streams))
-        if use_head:
-            arg = f"_recompute(unit.head, {gather}, {', '.join(use_head)})"
-        else:
+            gather = f"{feats}" if dense else f"[{feats}[j] for j in {tables.var('reads', reads)}]"
             arg = f"torch.cat({gather}, 1)" if join == "cat" else f"sum({gather})"
-            single = all(len(r) == 1 for r in reads)
-            if single:
-                arg = f"{feats}[reads[0]]" if not dense else f"{feats}[-1]"
+            if use_head:
+                arg = f"{uses.add_global(runtime._recompute)}(unit.head, {gather}, {', '.join(use_head)})"
+        stream_args = streams.args(tables) if streams else []
+        out.append(tables.header(units_expr))
         if streams is None:
             out.append(f"    {feats}.append(unit({arg}))")
         else:
-            out += streams.call(arg, lambda y: f"{feats}.append({y})")
+            out += streams.call(arg, stream_args, lambda y: f"{feats}.append({y})")
         n = len(init) + len(reads)
         if keep_feats:
             pass  # the block output's only consumer recomputes the concatenation from the features
@@ -825,44 +865,23 @@ class Generator:
             out.append(f"{base} = torch.cat([{feats}[j] for j in {out_positions!r}], 1)")
         return out + (streams.finish() if streams else [])
 
-    def _buffer_of(self, b: BlockInfo):
-        """The plan of a concat block, read from the IR, or None when the loop cannot use it."""
-        out = self.nodes[b.output]
-        read = out.get("read")
-        first = [f for f in b.features if f.index <= 0]
-        if read is None:
+    def _buffer_of(self, b: BlockInfo) -> _LoopBuffer | None:
+        """What the block's loop takes from its :class:`BufferPlan`, or None when the loop cannot
+        use the plan (a unit output stored elsewhere, an aggregate or output the plan does not hold)."""
+        plan = buffer_plans(self.g).get(b.name)
+        out_read = None if plan is None else plan.read_of(b.output)
+        if plan is None or out_read is None:
             return None
-        bname = read["buffer"]
-        shape = tuple(self.g.graph["buffers"][bname]["shape"])
-        stores = []
-        unit_reads = []
+        stores, unit_reads = [], []
         for u in b.units:
-            st = [s for s in self.nodes[u.output].get("stores", ()) if s[0] == bname]
-            if len(st) != 1:
+            store, runs = plan.store_of(u.output), plan.runs_of(u.aggregate)
+            if store is None or runs is None:
                 return None
-            stores.append((st[0][1], st[0][2]))
-            agg = self.nodes[u.aggregate]
-            r = agg.get("read")
-            if r is not None and r["buffer"] == bname:
-                unit_reads.append(tuple(tuple(x) for x in r["runs"]))
-            else:
-                stored = [s for s in agg.get("stores", ()) if s[0] == bname]
-                if not stored:
-                    return None
-                unit_reads.append(((stored[0][1], stored[0][2]),))
-        in_stores = []
-        nodes_in = {f.node for f in first}
-        for n in nodes_in:
-            for s in self.nodes[n].get("stores", ()):
-                if s[0] == bname:
-                    in_stores.append(((s[1], s[2]), n))
-        return (
-            shape,
-            tuple(stores),
-            tuple(unit_reads),
-            tuple(tuple(x) for x in read["runs"]),
-            [(rng, n) for rng, n in sorted(in_stores)],
-        )
+            stores.append((store.start, store.stop))
+            unit_reads.append(runs)
+        first = {f.node for f in b.features if f.index <= 0}
+        in_stores = sorted(((s.start, s.stop), s.node) for s in plan.stores if s.node in first)
+        return _LoopBuffer(plan.channels, tuple(stores), tuple(unit_reads), out_read.runs, in_stores)
 
     def unrolled(self, scope: _Scope, fn: _Func, b: BlockInfo, env: dict, cin_of: dict) -> str:
         members = sorted(self._block_nodes(b), key=self.pos.__getitem__)
@@ -880,14 +899,46 @@ def _unit_slices(b: BlockInfo, unit: int) -> list[str]:
     return [x for st in b.streams if (x := st.slices[unit - 1]) is not None]
 
 
-def _zip_header(names: list[str], tables: list[str], streams: _StreamLoop | None) -> str:
-    """``for unit, ... in zip(units, tables...):`` (``for unit in units:`` alone), with a
-    stream block's per-unit slice ranges added."""
-    if streams is not None:
-        names, tables = names + streams.names, tables + streams.tables
-    if len(names) == 1:
-        return f"for {names[0]} in {tables[0]}:"
-    return f"for {', '.join(names)} in zip({', '.join(tables)}):"
+@dataclass
+class _Tables:
+    """The per-unit values a loop reads: each is a loop variable over its table, unless every unit
+    has the same value (then the value itself is written) or an earlier table is the same (then
+    that table's variable): the tables carry only what varies."""
+
+    names: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    seen: dict[tuple, str] = field(default_factory=dict)
+
+    def var(self, name: str, values: tuple) -> str:
+        """The expression of this unit's value in the loop body."""
+        if len(set(values)) == 1:
+            return repr(values[0])
+        if values not in self.seen:
+            ints = all(isinstance(v, int) for v in values)
+            self.names.append(name)
+            self.tables.append(_range_src(values) if ints else repr(values))
+            self.seen[values] = name
+        return self.seen[values]
+
+    def header(self, units: str) -> str:
+        """``for unit, ... in zip(units, tables..., strict=True):`` (``for unit in units:`` alone)."""
+        if not self.names:
+            return f"for unit in {units}:"
+        return f"for unit, {', '.join(self.names)} in zip({units}, {', '.join(self.tables)}, strict=True):"
+
+
+def _store_vars(tables: _Tables, stores) -> tuple[str, str]:
+    """The loop's expressions of the channels [a, b) a unit's output is written to."""
+    return tables.var("a", tuple(s[0] for s in stores)), tables.var("b", tuple(s[1] for s in stores))
+
+
+def _runs_var(tables: _Tables, unit_reads) -> str:
+    """The loop's expression of the runs a unit's aggregate is in the buffer."""
+    if all(len(r) == 1 for r in unit_reads):
+        start = tables.var("start", tuple(r[0][0] for r in unit_reads))
+        stop = tables.var("stop", tuple(r[0][1] for r in unit_reads))
+        return f"(({start}, {stop}),)"
+    return tables.var("runs", tuple(unit_reads))
 
 
 @dataclass
@@ -897,9 +948,8 @@ class _StreamLoop:
     value is read after the block, a list the units' pieces are appended to and its concatenation
     (an unread stream's pieces are dropped: ``y, _ = unit(...)``)."""
 
-    names: list[str]  # loop variables of the slice ranges
-    tables: list[str]  # their tables
-    args: list[str]  # the slice expressions passed to each unit
+    slices: list[tuple[str, str, str, int]]  # per stream with an input: its variable, start and stop names, width
+    units: int
     outs: list[tuple[str, str]]  # per read stream: (the pieces' list, the variable of its output)
     result: str  # the unit output's variable inside the loop
     got: list[str]  # per stream: the piece's variable inside the loop ("_": not kept)
@@ -907,14 +957,12 @@ class _StreamLoop:
     @classmethod
     def of(cls, gen: Generator, b: BlockInfo, env: dict, fn: _Func) -> _StreamLoop:
         units = len(b.units)
-        names, tables, args, outs, got = [], [], [], [], []
+        slices, outs, got = [], [], []
         for st in b.streams:
             if st.input is not None and all(x is not None for x in st.slices):
                 w = gen.nodes[st.input]["shape"][0] // units
                 start, stop = fn.fresh(f"{st.name}_start"), fn.fresh(f"{st.name}_stop")
-                names.append(f"({start}, {stop})")
-                tables.append(_pairs_src(tuple((i * w, (i + 1) * w) for i in range(units))))
-                args.append(f"{env[st.input]}[:, {start}:{stop}]")
+                slices.append((env[st.input], start, stop, w))
             elif any(x is not None for x in st.slices):
                 raise IRError(f"block '{b.name}': stream '{st.name}' is read by some units only")
             if st.output is None:
@@ -924,15 +972,24 @@ class _StreamLoop:
             env[st.output] = out
             outs.append((pieces, out))
             got.append(fn.fresh(f"{st.name}_piece"))
-        return cls(names, tables, args, outs, fn.fresh("y"), got)
+        return cls(slices, units, outs, fn.fresh("y"), got)
+
+    def args(self, tables: _Tables) -> list[str]:
+        """The slices of the streams passed to each unit, their ranges in the loop's ``tables``."""
+        out = []
+        for var, start, stop, w in self.slices:
+            a = tables.var(start, tuple(i * w for i in range(self.units)))
+            b = tables.var(stop, tuple((i + 1) * w for i in range(self.units)))
+            out.append(f"{var}[:, {a}:{b}]")
+        return out
 
     def start(self) -> list[str]:
         return [f"{p} = []" for p, _ in self.outs]
 
-    def call(self, arg: str, store: Callable[[str], str]) -> list[str]:
-        """The loop body: call the unit, store its output (the statement ``store`` makes of its
-        variable), keep its pieces."""
-        lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *self.args])})"]
+    def call(self, arg: str, args: list[str], store: Callable[[str], str]) -> list[str]:
+        """The loop body: call the unit (``args``: the stream slices), store its output (the
+        statement ``store`` makes of its variable), keep its pieces."""
+        lines = [f"    {', '.join([self.result, *self.got])} = unit({', '.join([arg, *args])})"]
         lines.append(f"    {store(self.result)}")
         lines += [
             f"    {p}.append({g})" for (p, _), g in zip(self.outs, [g for g in self.got if g != "_"], strict=True)
@@ -972,55 +1029,26 @@ def _whole_input(init, in_stores, lookup, reads, outs):
     return [lookup[in_stores[0][1]]], tuple(shift(r) for r in reads), shift(outs)
 
 
-def _plan_comment(shape, stores) -> str:
-    return f"the plan: one buffer of {shape[0]} channels, unit i writes channels {_fmt_ranges(stores)}, reads are views"
-
-
-def _runs_tables(unit_reads) -> tuple[list[str], list[str], str]:
-    """Loop targets, their tables and the runs expression for the units' buffer reads: start and
-    stop tables when every unit reads one run, else a table of runs."""
-    if all(len(r) == 1 for r in unit_reads):
-        starts = _range_src(tuple(r[0][0] for r in unit_reads))
-        stops = _range_src(tuple(r[0][1] for r in unit_reads))
-        return ["start", "stop"], [starts, stops], "((start, stop),)"
-    return ["runs"], [repr(unit_reads)], "runs"
-
-
-def _merge_pieces(pieces: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    out: list[tuple[str, int, int]] = []
-    for p in pieces:
-        if out and out[-1][0] == p[0] and out[-1][2] == p[1]:
-            out[-1] = (p[0], out[-1][1], p[2])
-        else:
-            out.append(p)
-    return out
+def _plan_comment(channels: int, stores) -> str:
+    return f"one buffer of {channels} channels"
 
 
 def _reads_comment(reads: tuple) -> str:
     if all(r == tuple(range(len(reads[0]) + k)) for k, r in enumerate(reads)) and reads:
-        return "all earlier features (dense)"
-    return "; ".join(f"{k + 1}: {list(r)}" for k, r in enumerate(reads[:4])) + (" ..." if len(reads) > 4 else "")
+        return "all earlier features"
+    return "the table below" if len(reads) > 1 else repr(list(reads[0]))
 
 
 def _fmt_ranges(ranges) -> str:
     rs = list(ranges)
-    if len(rs) > 3:
-        return f"[{rs[0][0]}, {rs[0][1]}), [{rs[1][0]}, {rs[1][1]}), ... [{rs[-1][0]}, {rs[-1][1]})"
+    if len(rs) > 2:
+        return f"[{rs[0][0]}, {rs[0][1]}) ... [{rs[-1][0]}, {rs[-1][1]})"
     return ", ".join(f"[{a}, {b})" for a, b in rs)
-
-
-def _pairs_src(pairs) -> str:
-    starts = tuple(p[0] for p in pairs)
-    stops = tuple(p[1] for p in pairs)
-    s, e = _range_src(starts), _range_src(stops)
-    if s.startswith("range") and e.startswith("range"):
-        return f"zip({s}, {e})"
-    return repr(tuple(pairs))
 
 
 # When a block's features are a list and each unit concatenates what it reads: with autograd (the
 # buffer's in-place writes would invalidate the views autograd saved). Without autograd, the
-# planned buffer -- under torch.compile too: measured, the buffer program compiles to a faster
+# planned buffer -- under torch.compile too: the buffer program compiles to a faster
 # graph than the concatenating one (docs/performance.md).
 _FEATURES = "torch.is_grad_enabled()"
 
@@ -1036,167 +1064,12 @@ def _method(name: str, args: str, lines: list[str], ret: str, doc: str | None = 
     return "\n".join(out) + "\n"
 
 
-_RECOMPUTE_SRC = '''
-class _KeepBatchNormStats:
-    """While a checkpointed head is recomputed in backward, BatchNorm must not count the batch
-    twice: its running statistics are put back as they were."""
-
-    def __init__(self, bns):
-        self.bns = [m for m in bns if m.track_running_stats]
-
-    def __enter__(self):
-        self.saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in self.bns]
-
-    def __exit__(self, *exc):
-        with torch.no_grad():
-            for m, (mean, var, count) in zip(self.bns, self.saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(count)
-
-
-
-def _recompute(head, feats, *bns):
-    """head(*feats) keeping only ``feats`` for backward (the memory-efficient DenseNet): the
-    concatenation and the per-channel chain after it are recomputed from them in backward."""
-    if not torch.is_grad_enabled():
-        return head(*feats)
-    if torch.compiler.is_compiling():  # the compiled graph updates running statistics once itself
-        return checkpoint(head, *feats, use_reentrant=False, context_fn=_keep_convolutions)
-    return checkpoint(head, *feats, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(bns)))
-'''
-
-
-_KEEP_CONV_SRC = '''
-def _keep_convolutions():
-    """Compiled, a checkpoint keeps its head's conv output (what the next layer saves anyway)."""
-    return create_selective_checkpoint_contexts([torch.ops.aten.convolution.default])
-'''
-
-_BUFFER_HEAD_SRC = '''
-def _read(buf, runs):
-    """The channel runs ``((start, stop), ...)`` of ``buf`` concatenated: a view for one run."""
-    return _channels(buf, *runs[0]) if len(runs) == 1 else torch.cat([_channels(buf, *r) for r in runs], 1)
-
-
-def _feature(y):
-    """With autograd ``(y, mean, var)``, its batch statistics: every head reading it uses the same."""
-    if not torch.is_grad_enabled():
-        return None
-    x = y if y.dtype in (torch.float32, torch.float64) else y.float()  # autocast: fp32 statistics
-    if torch.compiler.is_compiling():  # inductor fuses it into one reduction
-        return y, *torch.var_mean(x.detach(), (0, 2, 3), correction=0)[::-1]
-    _, mean, invstd = torch.ops.aten.native_batch_norm(x.detach(), None, None, None, None, True, 0.0, 0.0)
-    return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
-
-
-def _store(buf, a, b, y, feats):
-    """``y`` into channels [a, b) of ``buf``; with autograd into ``feats`` too (for its gradient)."""
-    buf[:, a:b] = y.detach()
-    feats.append(_feature(y))
-
-
-def _statistics(bn, feats):
-    """The batch's (mean, var) from its features', updating ``bn``'s running ones; eval: those."""
-    if not bn.training and bn.running_mean is not None:  # as nn.BatchNorm decides
-        return bn.running_mean, bn.running_var
-    mean, var = torch.cat([f[1] for f in feats]), torch.cat([f[2] for f in feats])
-    if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
-        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-        n = feats[0][0].numel() // feats[0][0].shape[1]
-        bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-        bn.running_var.mul_(1 - m).add_(var.detach(), alpha=m * n / (n - 1))
-    return mean, var
-
-
-def _buffer_head(head, feats, buf, runs, bn, conv):
-    """``head`` (BN -> ReLU [-> conv]) of ``buf``'s runs, copies of ``feats`` (with autograd)."""
-    if not torch.is_grad_enabled():
-        return head(_read(buf, runs))
-    mean, var, xs = *_statistics(bn, feats), [f[0] for f in feats]
-    if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
-        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, bn.weight, bn.bias, None, None)
-        return y if conv is None else conv(y)
-    w, b = (None, None) if conv is None else (conv.weight, conv.bias)
-    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, bn.weight, bn.bias, w, b, *xs)
-
-
-class _BatchNormReluConv(torch.autograd.Function):
-    """conv(relu(bn(x))), x runs of a buffer: saves the buffer, not x or relu(bn(x)) (recomputed)."""
-
-    @staticmethod
-    def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
-        ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
-        ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
-        x = buf if runs is None else _read(buf, runs)
-        y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
-        if runs is None:  # compiled, buf the concatenation: saved with y (recomputing measured slower)
-            ctx.save_for_backward(x, mean, var, bn_w, bn_b, w, b, y)
-        else:  # saved as an alias with its own version counter: the later units' writes do not bump it
-            alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
-            ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b, None)
-        return y if conv is None else F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        buf, mean, var, bn_w, bn_b, w, b, y = ctx.saved_tensors
-        x = buf if ctx.runs is None else torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
-        if y is None:  # recomputed, so ours: the masked gradient is written over it (an allocation less)
-            y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
-        gw = gb = None
-        if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
-            c, bias = ctx.conv, None if b is None else [b.shape[0]]
-            args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
-            grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
-            grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
-        grad = torch.ops.aten.threshold_backward(grad, y, 0, **({} if ctx.runs is None else {"grad_input": y}))
-        stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
-        mask = [True, bn_w is not None, bn_b is not None]
-        gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
-        feats = () if ctx.runs is None else gx.split(ctx.widths, 1)  # compiled, buf is x: its gradient
-        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats
-'''
-
-_OUTPUT_SRC = '''
-def _output(buf, runs, feats):
-    """A block's output: its runs of ``buf``; with autograd the concatenation of ``feats``."""
-    return torch.cat([f[0] for f in feats], 1) if torch.is_grad_enabled() else _read(buf, runs)
-'''
-
-_BN_EVAL_SRC = '''
-def _batch_norm_eval(x, bn):
-    """Eval-mode BatchNorm of a (strided) channel view: one multiply-add pass into a new tensor."""
-    scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
-    return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
-'''
-
-_CONV_BN_EVAL_SRC = '''
-def _conv_bn_eval(x, conv, bn):
-    """bn(conv(x)) in eval mode as one convolution: the BatchNorm folded into the conv's weights."""
-    scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
-    weight, bias = fold_into_conv(conv.weight, conv.bias, scale, shift)
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-'''
-
-_BUFFER_SRC = '''
-def _buffer(like, channels):
-    """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
-    n, _, h, w = like.shape
-    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
-
-
-def _channels(buf, start, stop):
-    """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
-    if torch.compiler.is_compiling():
-        n, _, h, w = buf.shape
-        return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
-    return buf[:, start:stop]
-'''
+def _wrapped(text: str) -> str:
+    """``text``'s lines wrapped to the file's width (the header lists every parameter value)."""
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, 116, break_long_words=False, break_on_hyphens=False)) if line else ""
+        for line in text.split("\n")
+    )
 
 
 def _docstring(text: str) -> str:
@@ -1230,35 +1103,25 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     if len(declared) > 1:  # several outputs: a tuple in declaration order (names: output_names)
         result = "(" + ", ".join(env[node] for _, node in declared) + ")"
     cls = class_name(graph.graph.get("name", "net"))
-    if cls in gen.class_by_text.values() or cls == "Net" or cls in _LAYERS:
+    if gen.names.taken(cls) or cls == "Net":
         cls = cls + "Network"
     network = _network_class(cls, graph, top, fn, result)
-    classes = _used_classes(gen.classes, network)
+    # The unit classes the network uses (directly or through another unit class) and the helpers
+    # their code calls, as recorded while it was emitted; a class made for a block that was then
+    # written out op by op is not in the file, nor what only it used.
+    used: set[str] = set()
+    helpers: set[str] = set()
+    todo = [top.uses]
+    while todo:
+        uses = todo.pop()
+        helpers |= uses.globals
+        for name in uses.classes - used:
+            used.add(name)
+            todo.append(gen.unit_classes[name][1])
+    classes = [src.rstrip() for name, (src, _) in gen.unit_classes.items() if name in used]
+    imports, sources = embedded(helpers)
     body = "\n\n\n".join([*classes, network])
-    # Helpers and imports are the ones the emitted code calls (a unit class generated for a block
-    # that was then written out op by op is not emitted, nor what only it used).
-    helpers = [inspect.getsource(layer).rstrip() for name, layer in _LAYERS.items() if _calls(name, body)]
-    bn_eval, conv_bn_eval = _calls("_batch_norm_eval", body), _calls("_conv_bn_eval", body)
-    recompute, buffer_head = _calls("_recompute", body), _calls("_buffer_head", body)
-    for wanted, source in (
-        (recompute, _RECOMPUTE_SRC),
-        (recompute, _KEEP_CONV_SRC),
-        (_calls("_buffer", body), _BUFFER_SRC),
-        (buffer_head, _BUFFER_HEAD_SRC),
-        (_calls("_output", body), _OUTPUT_SRC),
-        (bn_eval or conv_bn_eval, _embedded(norm.bn_scale_shift)),
-        (bn_eval, _BN_EVAL_SRC),
-        (conv_bn_eval, _embedded(norm.fold_into_conv)),
-        (conv_bn_eval, _CONV_BN_EVAL_SRC),
-    ):
-        if wanted:
-            helpers.append(source.strip())
-    imports = ["from __future__ import annotations", ""]
-    imports += ["import contextlib", ""] if recompute else []
-    imports += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
-    if recompute:
-        imports += ["from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts"]
-    head = [_docstring(header.strip()) if header else '"""Generated by netdsl."""', "", *imports]
+    head = [_docstring(_wrapped(header.strip())) if header else '"""Generated by netdsl."""', "", *imports]
     tail = [
         f"Net = {cls}",
         "",
@@ -1268,44 +1131,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         f"    return {cls}()",
         "",
     ]
-    return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*helpers, body]) + "\n\n\n" + "\n".join(tail)
-
-
-# The layers the registry's torch code may construct (netdsl/backends/torch_layers.py), embedded
-# in the file when used.
-_LAYERS = {
-    name: value
-    for name, value in vars(torch_layers).items()
-    if isinstance(value, type) and value.__module__ == torch_layers.__name__
-}
-
-
-def _embedded(fn) -> str:
-    """The source of one of netdsl's functions for the generated file, without its docstring's
-    examples (they are netdsl's doctests and need numpy)."""
-    lines = inspect.getsource(fn).splitlines()
-    first = next((i for i, line in enumerate(lines) if line.lstrip().startswith(">>>")), None)
-    if first is None:  # no examples
-        return "\n".join(lines)
-    end = next(i for i in range(first, len(lines)) if lines[i].strip() == '"""')
-    return "\n".join(lines[: first - 1] + lines[end:])  # first - 1: the blank line before them
-
-
-def _calls(name: str, source: str) -> bool:
-    """Whether ``source`` calls the function or class ``name`` itself (not ``x.name(`` or ``my_name(``)."""
-    return re.search(rf"(?<![\w.]){re.escape(name)}\(", source) is not None
-
-
-def _used_classes(classes: list[tuple[str, str]], network: str) -> list[str]:
-    """The unit classes the network class uses, directly or through another unit class, in
-    definition order."""
-    used: list[str] = []
-    text = network
-    for name, src in reversed(classes):
-        if f"{name}(" in text:
-            used.append(src.rstrip())
-            text += src
-    return used[::-1]
+    return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail)
 
 
 def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: str) -> str:

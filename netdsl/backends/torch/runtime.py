@@ -1,0 +1,178 @@
+"""The runtime helpers of the generated torch module: real code, linted, type-checked and tested
+here, and copied into every generated file that calls them (``inspect.getsource``; the code
+generator registers each one as it emits a call, as torch.fx's ``add_global`` does). They depend
+on torch alone and on each other; what each needs from this module's globals is read from its own
+source when it is embedded (:mod:`netdsl.backends.torch.file`).
+
+Their names start with an underscore: in a generated file they sit beside the network's own
+names, and no spec variable may shadow them (the code generator reserves every name here).
+
+Why the planned blocks run as they do (buffers, heads recomputed in backward, the batch
+statistics computed once per feature) is in :mod:`netdsl.backends.torch.codegen`; the measured
+figures behind the choices are in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+from ...ops.norm import bn_scale_shift, fold_into_conv
+
+
+def _buffer(like, channels):
+    """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
+    n, _, h, w = like.shape
+    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _channels(buf, start, stop):
+    """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
+    if torch.compiler.is_compiling():
+        n, _, h, w = buf.shape
+        return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
+    return buf[:, start:stop]
+
+
+def _read(buf, runs):
+    """The channel runs ``((start, stop), ...)`` of ``buf`` concatenated: a view for one run."""
+    return _channels(buf, *runs[0]) if len(runs) == 1 else torch.cat([_channels(buf, *r) for r in runs], 1)
+
+
+def _feature(y):
+    """With autograd ``(y, mean, var)``, its batch statistics: every head reading it uses the same."""
+    if not torch.is_grad_enabled():
+        return None
+    x = y if y.dtype in (torch.float32, torch.float64) else y.float()  # autocast: fp32 statistics
+    if torch.compiler.is_compiling():  # inductor fuses it into one reduction
+        var, mean = torch.var_mean(x.detach(), (0, 2, 3), correction=0)
+        return y, mean, var
+    _, mean, invstd = torch.ops.aten.native_batch_norm(x.detach(), None, None, None, None, True, 0.0, 0.0)
+    return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
+
+
+def _store(buf, a, b, y, feats):
+    """``y`` into channels [a, b) of ``buf``; with autograd into ``feats`` too (for its gradient)."""
+    buf[:, a:b] = y.detach()
+    feats.append(_feature(y))
+
+
+def _statistics(bn, feats):
+    """The batch's (mean, var) from its features', updating ``bn``'s running ones; eval: those."""
+    if not bn.training and bn.running_mean is not None:  # as nn.BatchNorm decides
+        return bn.running_mean, bn.running_var
+    mean, var = torch.cat([f[1] for f in feats]), torch.cat([f[2] for f in feats])
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        n = feats[0][0].numel() // feats[0][0].shape[1]
+        bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+        bn.running_var.mul_(1 - m).add_(var.detach(), alpha=m * n / (n - 1))
+    return mean, var
+
+
+def _buffer_head(head, feats, buf, runs, bn, conv):
+    """``head`` (BN -> ReLU [-> conv]) of ``buf``'s runs, copies of ``feats`` (with autograd)."""
+    if not torch.is_grad_enabled():
+        return head(_read(buf, runs))
+    (mean, var), xs = _statistics(bn, feats), [f[0] for f in feats]
+    if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
+        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, bn.weight, bn.bias, None, None)
+        return y if conv is None else conv(y)
+    w, b = (None, None) if conv is None else (conv.weight, conv.bias)
+    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, bn.weight, bn.bias, w, b, *xs)
+
+
+class _BatchNormReluConv(torch.autograd.Function):
+    """conv(relu(bn(x))), x runs of a buffer: saves the buffer, not x or relu(bn(x)) (recomputed)."""
+
+    @staticmethod
+    def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
+        ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
+        ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
+        x = buf if runs is None else _read(buf, runs)
+        y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
+        if runs is None:  # compiled, buf the concatenation: saved with y (docs/performance.md)
+            ctx.save_for_backward(x, mean, var, bn_w, bn_b, w, b, y)
+        else:  # saved as an alias with its own version counter: the later units' writes do not bump it
+            alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
+            ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b, None)
+        return y if conv is None else F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        buf, mean, var, bn_w, bn_b, w, b, y = ctx.saved_tensors
+        x = buf if ctx.runs is None else torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
+        if y is None:  # recomputed, so ours: the masked gradient is written over it (an allocation less)
+            y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
+        gw = gb = None
+        if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
+            c, bias = ctx.conv, None if b is None else [b.shape[0]]
+            args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
+            grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
+            grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
+        grad = torch.ops.aten.threshold_backward(grad, y, 0, **({} if ctx.runs is None else {"grad_input": y}))
+        stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
+        mask = [True, bn_w is not None, bn_b is not None]
+        gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
+        feats = () if ctx.runs is None else gx.split(ctx.widths, 1)  # compiled, buf is x: its gradient
+        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats
+
+
+def _output(buf, runs, feats):
+    """A block's output: its runs of ``buf``; with autograd the concatenation of ``feats``."""
+    return torch.cat([f[0] for f in feats], 1) if torch.is_grad_enabled() else _read(buf, runs)
+
+
+class _KeepBatchNormStats:
+    """While a checkpointed head is recomputed in backward, BatchNorm must not count the batch
+    twice: its running statistics are put back as they were."""
+
+    def __init__(self, bns):
+        self.bns = [m for m in bns if m.track_running_stats]
+
+    def __enter__(self):
+        self.saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in self.bns]
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for m, (mean, var, count) in zip(self.bns, self.saved, strict=True):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
+
+
+def _recompute(head, feats, *bns):
+    """head(*feats) keeping only ``feats`` for backward (the memory-efficient DenseNet): the
+    concatenation and the per-channel chain after it are recomputed from them in backward."""
+    if not torch.is_grad_enabled():
+        return head(*feats)
+    if torch.compiler.is_compiling():  # the compiled graph updates running statistics once itself
+        return checkpoint(head, *feats, use_reentrant=False, context_fn=_keep_convolutions)
+    return checkpoint(
+        head, *feats, use_reentrant=False, context_fn=lambda: (contextlib.nullcontext(), _KeepBatchNormStats(bns))
+    )
+
+
+def _keep_convolutions():
+    """Compiled, a checkpoint keeps its head's conv output (what the next layer saves anyway)."""
+    return create_selective_checkpoint_contexts([torch.ops.aten.convolution.default])
+
+
+def _batch_norm_eval(x, bn):
+    """Eval-mode BatchNorm of a (strided) channel view: one multiply-add pass into a new tensor."""
+    scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
+
+
+def _conv_bn_eval(x, conv, bn):
+    """bn(conv(x)) in eval mode as one convolution: the BatchNorm folded into the conv's weights."""
+    scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    weight, bias = fold_into_conv(conv.weight, conv.bias, scale, shift)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
