@@ -446,14 +446,19 @@ def test_precision_auto_on_a_cpu_follows_the_measured_bf16_step(monkeypatch):
 
 
 def test_the_runs_layout_follows_the_modules_choice_unless_pinned():
+    from netdsl import compile_spec
+    from netdsl.backends.torch.codegen import generate
     from netdsl.train.model import memory_format
 
-    cpu, net = torch.device("cpu"), torch.nn.Module()
-    assert memory_format(net, None, cpu) == torch.contiguous_format  # a module that makes no choice
-    assert memory_format(net, None, torch.device("cuda")) == torch.channels_last
-    net.memory_format = "channels_last"
-    assert memory_format(net, None, cpu) == torch.channels_last
-    assert memory_format(net, False, cpu) == torch.contiguous_format and net.memory_format == "contiguous"
+    cpu = torch.device("cpu")
+    for pin, fmt in ((None, "channels_last"), (True, "channels_last"), (False, "contiguous_format")):
+        graph = compile_spec("densenet_bc100_k12", depth=10, k=4)
+        assert memory_format(graph, pin, cpu) == getattr(torch, fmt)  # CPU: the compiler chose channels_last
+        assert f"x = x.contiguous(memory_format=torch.{fmt})" in generate(graph)
+    graph = compile_spec("densenet_bc100_k12", depth=10, k=4)
+    graph.graph["memory_format"] = "preserve"  # a module without a choice: channels_last on CUDA
+    assert memory_format(graph, None, cpu) == torch.contiguous_format
+    assert memory_format(graph, None, torch.device("cuda")) == torch.channels_last
 
 
 def test_run_overrides_take_the_datas_classes_and_the_recipes_declared_values():

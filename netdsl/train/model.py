@@ -125,15 +125,19 @@ def check_classes(compiled: pipeline.Compiled, classes: int, source: str) -> Non
         )
 
 
-def memory_format(net: torch.nn.Module, channels_last: bool | None, device: torch.device) -> torch.memory_format:
-    """The layout a run feeds its batches in: ``--channels-last``/``--no-channels-last`` where given
-    (and pinned in the module), else the one the compiler chose for the module (its
-    ``memory_format``), else channels_last on CUDA."""
-    chosen = getattr(net, "memory_format", None)
-    if channels_last is None:
-        channels_last = chosen == "channels_last" if chosen is not None else device.type == "cuda"
-    elif chosen is not None:  # pinned: the module runs in the layout asked for
-        setattr(net, "memory_format", "channels_last" if channels_last else "contiguous")  # noqa: B010  # Module typing
+def memory_format(graph, channels_last: bool | None, device: torch.device) -> torch.memory_format:
+    """The layout of a run: ``--channels-last``/``--no-channels-last`` where given, pinned in the
+    module (on the graph, before the module is generated); else the compiler's choice for the
+    module; for a module without one (no spatial input), channels_last on CUDA."""
+    from ..backends.torch.codegen import memory_format as chosen
+
+    if channels_last is not None:
+        graph.graph["memory_format"] = "channels_last" if channels_last else "contiguous"
+    fmt = chosen(graph)
+    if fmt is not None:
+        channels_last = fmt == "channels_last"
+    elif channels_last is None:
+        channels_last = device.type == "cuda"
     return torch.channels_last if channels_last else torch.contiguous_format
 
 

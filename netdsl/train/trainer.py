@@ -237,8 +237,8 @@ class Live:
 
 def _set_up(cfg: TrainConfig, plan: Plan, ckpt: dict | None, fabric, out: Path, finished: bool) -> Live:
     """The network instantiated from the one compile, its optimizer and schedule, restored on resume."""
+    mem = model.memory_format(plan.compiled.graph, cfg.channels_last, fabric.device)
     raw = model.build_network(plan.compiled, plan.seed)
-    mem = model.memory_format(raw, cfg.channels_last, fabric.device)
     optimizer = model.make_optimizer(raw, plan.recipe)
     raw = raw.to(memory_format=mem)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     if ckpt is not None:
