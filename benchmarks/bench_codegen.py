@@ -41,6 +41,7 @@ import torch
 warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's netdsl, not an installed one
 
 from reference_densenet import DenseNet
 
