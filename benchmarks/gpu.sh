@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The generated module against the hand-written DenseNet-BC-100 on a CUDA GPU: eager and
 # torch.compile (also mode="reduce-overhead", CUDA graphs), fp32 and bf16/fp16 autocast,
-# channels_last, and a forward under torch.cuda.set_sync_debug_mode("error") to show that the
+# channels_last (netdsl pinned to the row's layout, the reference moved to it), and a forward
+# under torch.cuda.set_sync_debug_mode("error") to show that the
 # generated code makes no host synchronisation. Prints one markdown table.
 #
 #     bash benchmarks/gpu.sh            # needs a CUDA build of torch and a GPU
@@ -47,7 +48,9 @@ for fmt in (torch.contiguous_format, torch.channels_last):
     for dtype in (None, torch.bfloat16, torch.float16):
         for mode in ("eager", "default", "reduce-overhead"):
             res = {}
-            for name, make in (("netdsl", lambda: netdsl.build_model("densenet_bc100_k12")),
+            # netdsl pinned to the row's layout (its own choice, memory_format="auto", is channels_last)
+            pin = "channels_last" if fmt == torch.channels_last else "contiguous"
+            for name, make in (("netdsl", lambda: netdsl.build_model("densenet_bc100_k12", memory_format=pin)),
                                ("reference", lambda: DenseNet([16, 16, 16], 12, 10, imagenet=False))):
                 torch._dynamo.reset()
                 m = make().to(dev, memory_format=fmt)

@@ -18,11 +18,18 @@ __all__ = ["API_OPTIONS", "DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_s
 # The keyword arguments of these functions that are options, not spec parameters: every other
 # keyword overrides a spec parameter. A spec declaring a parameter of one of these names is
 # refused here (the command line's --set NAME=VALUE is unaffected); no bundled spec does.
-API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "layout", "report"})
+API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "layout", "report", "memory_format"})
 
 
-def _compile(target: str | Path, overrides: dict, **kw) -> nx.DiGraph:
+def _compile(target: str | Path, overrides: dict, memory_format: str = "auto", **kw) -> nx.DiGraph:
+    from .backends.torch.codegen import MEMORY_FORMATS
+
+    if memory_format not in MEMORY_FORMATS:
+        raise SpecValueError(
+            f"memory_format={memory_format!r} is not a layout", None, f"use one of {', '.join(MEMORY_FORMATS)}"
+        )
     graph = compile_target(target, overrides, **kw).graph
+    graph.graph["memory_format"] = memory_format  # the torch module's layout (the code generator reads it)
     clash = sorted(API_OPTIONS & set(graph.graph.get("params", {})))
     if clash:
         raise SpecValueError(
@@ -62,6 +69,7 @@ def build_model(
     opt: int = DEFAULT_OPT,
     weights=None,
     layout: str = "netdsl",
+    memory_format: str = "auto",
     **overrides,
 ):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
@@ -69,13 +77,19 @@ def build_model(
     ``weights``: a state_dict or ``torch.save`` file of ``layout`` ("netdsl", "torchvision",
     "pytorchcv") loaded into the module, see :func:`netdsl.load_weights`.
 
+    ``memory_format``: the layout the module runs in, whatever its caller passes ("auto": the
+    compiler's choice, channels_last for image inputs; "channels_last" or "contiguous" pin one;
+    "preserve": the input's own). It converts the input at the stem, keeps its weights and
+    buffers in that layout and hands outputs with two spatial dims back in the caller's; the
+    generated source states it (``memory_format = ...``).
+
     >>> m = build_model("densenet_bc100_k12", classes=100)
     >>> m.head1.fc.out_features
     100
     """
     from .weights import load_weights, remember_graph
 
-    graph = _compile(target, overrides, limits=limits, opt=opt)
+    graph = _compile(target, overrides, memory_format, limits=limits, opt=opt)
     model = instantiate(graph, seed)
     remember_graph(model, graph)  # so load_weights(model, ...) can match modules by structure
     if weights is not None:
@@ -83,12 +97,19 @@ def build_model(
     return model
 
 
-def torch_source(target: str | Path, *, limits: Limits | None = None, opt: int = DEFAULT_OPT, **overrides) -> str:
+def torch_source(
+    target: str | Path,
+    *,
+    limits: Limits | None = None,
+    opt: int = DEFAULT_OPT,
+    memory_format: str = "auto",
+    **overrides,
+) -> str:
     """The generated module's source: exactly what :func:`build_model` execs (``inspect.getsource``
     of its class is in it), standalone (needs only torch); keyword arguments override spec parameters."""
     from .backends.torch.codegen import generate
 
-    graph = _compile(target, overrides, limits=limits, opt=opt)
+    graph = _compile(target, overrides, memory_format, limits=limits, opt=opt)
     return generate(graph, source_header(graph))
 
 

@@ -180,5 +180,6 @@ def test_bench_times_a_training_step_of_a_multi_output_network(write_spec, capsy
     spec = str(write_spec(HEADS))
     assert main(["bench", spec, "--train", "--batch-size", "2", "--repeats", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["variant"] for r in rows] == ["naive (--opt 0)", "planned"]
+    variants = [(r["variant"], r["precision"]) for r in rows]
+    assert variants == [(v, p) for p in ("fp32", "bf16") for v in ("naive (--opt 0)", "planned")]
     assert all(r["seconds"] > 0 and r["train_saved_bytes"] > 0 for r in rows)

@@ -69,7 +69,8 @@ def test_run_json_reports_what_onnxruntime_computes(tmp_path, capsys):
 
 def test_bench_json_has_one_row_per_variant(capsys):
     r = json.loads(_out(capsys, "bench", *SMALL, "--batch-size", "2", "--repeats", "1", "--json"))
-    assert [row["variant"] for row in r] == ["naive (--opt 0)", "planned"]
+    variants = [(row["variant"], row["precision"]) for row in r]
+    assert variants == [(v, p) for p in ("fp32", "bf16") for v in ("naive (--opt 0)", "planned")]
     for row in r:
         assert row["samples_per_s"] == 2 / row["seconds"] and row["seconds"] > 0
         assert row["infer_peak_bytes"] > 0

@@ -180,7 +180,8 @@ DDP_SCRIPT = """
 import os, sys, torch
 from netdsl.train import TrainConfig, train
 spec, out = sys.argv[1], sys.argv[2]
-r = train(TrainConfig(spec, out=out, epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False))
+r = train(TrainConfig(spec, out=out, epochs=2, batch_size=32, limit_train=96, progress=False, verbose=False,
+                      precision="32"))
 torch.save(r["model"].state_dict(), os.path.join(out, "rank%s.pt" % os.environ["RANK"]))
 """
 
@@ -211,7 +212,7 @@ def test_two_process_ddp_on_cpu_equals_one_process_with_the_global_batch(write_s
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     assert _same_state(rank0, rank1)  # both processes hold the same network
     assert _same_state(rank0, load_checkpoint(out / "last.pt")["model"])
-    single = train(_cfg(spec, tmp_path / "single"))["model"].state_dict()
+    single = train(_cfg(spec, tmp_path / "single", precision="32"))["model"].state_dict()
     for k in single:  # gradients averaged over 2 x 16 images == the gradient of 32 (float rounding only)
         torch.testing.assert_close(rank0[k], single[k], rtol=1e-5, atol=1e-6)
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
@@ -431,6 +432,33 @@ def test_epoch_bookkeeping_best_plateau_and_early_stop():
     assert (state["min_val_loss"], state["bad_epochs"]) == (0.7, 1) and not stops_early(state, recipe)
     state["bad_epochs"] = 20
     assert stops_early(state, recipe)
+
+
+def test_precision_auto_on_a_cpu_follows_the_measured_bf16_step(monkeypatch):
+    from netdsl.train import model
+
+    model.cpu_bf16_is_faster.cache_clear()
+    assert isinstance(model.cpu_bf16_is_faster(), bool)  # measured once per process
+    for faster, chosen in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(model, "cpu_bf16_is_faster", lambda faster=faster: faster)
+        assert model.make_fabric("cpu", 1, 1, "auto")[1] == chosen
+    assert model.make_fabric("cpu", 1, 1, "32")[1] == "32-true"  # asked for: not measured
+
+
+def test_the_runs_layout_follows_the_modules_choice_unless_pinned():
+    from netdsl import compile_spec
+    from netdsl.backends.torch.codegen import generate
+    from netdsl.train.model import memory_format
+
+    cpu = torch.device("cpu")
+    for pin, fmt in ((None, "channels_last"), (True, "channels_last"), (False, "contiguous_format")):
+        graph = compile_spec("densenet_bc100_k12", depth=10, k=4)
+        assert memory_format(graph, pin, cpu) == getattr(torch, fmt)  # CPU: the compiler chose channels_last
+        assert f"x = x.contiguous(memory_format=torch.{fmt})" in generate(graph)
+    graph = compile_spec("densenet_bc100_k12", depth=10, k=4)
+    graph.graph["memory_format"] = "preserve"  # a module without a choice: channels_last on CUDA
+    assert memory_format(graph, None, cpu) == torch.contiguous_format
+    assert memory_format(graph, None, torch.device("cuda")) == torch.channels_last
 
 
 def test_run_overrides_take_the_datas_classes_and_the_recipes_declared_values():

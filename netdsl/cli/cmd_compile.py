@@ -18,6 +18,7 @@ def _torch(args):
     from ..pipeline import source_header
 
     graph = compile_target(args)
+    graph.graph["memory_format"] = args.memory_format
     return generate(graph, source_header(graph))
 
 
@@ -56,6 +57,12 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing NAME.onnx when -o is not given")
     p.add_argument(
         "--weights", metavar="CKPT", help="onnx: a torch.save state_dict or checkpoint (default: untrained init)"
+    )
+    p.add_argument(
+        "--memory-format",
+        default="auto",
+        choices=("auto", "channels_last", "contiguous", "preserve"),
+        help="torch: the layout the module runs in (auto: the compiler's choice, channels_last; preserve: the input's)",
     )
     p.add_argument(
         "--layout",

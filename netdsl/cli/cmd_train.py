@@ -66,13 +66,14 @@ def add_run_options(p) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: bf16 (else fp16) mixed precision on CUDA, fp32 on CPU",
+        help="auto: bf16 (else fp16) mixed precision on CUDA; on a CPU bf16 where a measured bf16 step is "
+        "faster (bf16 matrix units, AMX), else fp32",
     )
     p.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="NHWC memory format (default: on for CUDA)",
+        help="NHWC memory format (default: the compiled module's own choice of layout)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")

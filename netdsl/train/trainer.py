@@ -237,8 +237,7 @@ class Live:
 
 def _set_up(cfg: TrainConfig, plan: Plan, ckpt: dict | None, fabric, out: Path, finished: bool) -> Live:
     """The network instantiated from the one compile, its optimizer and schedule, restored on resume."""
-    channels_last = cfg.channels_last if cfg.channels_last is not None else fabric.device.type == "cuda"
-    mem = torch.channels_last if channels_last else torch.contiguous_format
+    mem = model.memory_format(plan.compiled.graph, cfg.channels_last, fabric.device)
     raw = model.build_network(plan.compiled, plan.seed)
     optimizer = model.make_optimizer(raw, plan.recipe)
     raw = raw.to(memory_format=mem)  # type: ignore[call-overload]  # torch's stubs omit memory_format

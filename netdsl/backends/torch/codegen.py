@@ -32,6 +32,16 @@ What a careful engineer would write, derived from the IR:
   statistics updated once, and compiled, the checkpoint keeps the 1x1 conv's output, so no
   convolution runs twice.
 - **opt 0** is the same generator without the plan: one ``torch.cat`` per unit.
+- **The layout is the compiler's** (:func:`memory_format`): a module with an image input runs in
+  channels_last whatever its caller passes -- ``forward`` converts the input at the stem (the
+  line says whose choice it is), the weights are converted after they are drawn, the buffers
+  follow the stem's output, and outputs with two spatial dims go back in the caller's layout.
+  ``build_model(..., memory_format=...)`` / ``netdsl compile --memory-format`` pin it.
+- **Mixed precision is planned through the buffers**: under autocast the buffers hold the
+  autocast dtype (the convs' outputs), the eval-mode BatchNorm of a head writes that dtype (its
+  per-channel factors computed in fp32), and each feature's batch statistics are reduced in fp32
+  by BatchNorm's kernel itself (an fp32 weight, no fp32 copy of the feature): one cast of the
+  activations per forward, the input's (tests/test_layout_precision.py counts them).
 """
 
 from __future__ import annotations
@@ -1106,6 +1116,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     if gen.names.taken(cls) or cls == "Net":
         cls = cls + "Network"
     network = _network_class(cls, graph, top, fn, result)
+    fmt = memory_format(graph)
     # The unit classes the network uses (directly or through another unit class) and the helpers
     # their code calls, as recorded while it was emitted; a class made for a block that was then
     # written out op by op is not in the file, nor what only it used.
@@ -1128,14 +1139,37 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         "",
         "def build():",
         f'    """A fresh {cls} (torch\'s default initialization)."""',
-        f"    return {cls}()",
+        f"    return {cls}()" + ("" if fmt is None else f".to(memory_format={_TORCH_FORMAT[fmt]})"),
         "",
     ]
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail)
 
 
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous", "preserve")
+_TORCH_FORMAT = {"channels_last": "torch.channels_last", "contiguous": "torch.contiguous_format"}
+
+
+def memory_format(graph: nx.DiGraph) -> str | None:
+    """The layout the generated module runs in: ``graph.graph["memory_format"]`` (``"auto"``
+    when absent: the compiler's choice, channels_last), None where the input has no two spatial
+    dims or the module follows its caller's layout (``"preserve"``).
+
+    channels_last on every device, in fp32 and under autocast: on the CPU oneDNN runs the 1x1
+    bottlenecks as GEMMs over NHWC and bf16 on AMX wants it (docs/performance.md: the generated
+    DenseNet-BC-100 0.65x the hand-written model in channels_last against 1.06x in NCHW), on
+    CUDA it is the tensor cores' layout under AMP and TF32 (unmeasured here; benchmarks/gpu.sh).
+    """
+    chosen = graph.graph.get("memory_format", "auto")
+    if chosen not in MEMORY_FORMATS:
+        raise IRError(f"memory_format {chosen!r}: use one of {', '.join(MEMORY_FORMATS)}")
+    if len(graph.nodes[graph.graph["input"]]["shape"]) != 3 or chosen == "preserve":
+        return None
+    return "channels_last" if chosen == "auto" else chosen
+
+
 def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: str) -> str:
     shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
+    fmt = memory_format(graph)
     lines = []
     lines.append(f"class {cls}(nn.Module):")
     lines.append(f'    """{graph.graph.get("name", "net")}: input (N, {", ".join(map(str, shape))})."""')
@@ -1154,6 +1188,18 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
         lines.append(m.rstrip())
         lines.append("")
     lines.append("    def forward(self, x):")
+    spatial = [n for _, n in graph_outputs(graph) if len(graph.nodes[n]["shape"]) == 3]
+    if fmt is not None and spatial:  # outputs with two spatial dims go back in the caller's layout
+        lines.append(f"        caller = {top.use(runtime._memory_format)}(x)")
+        outs = [result] if len(graph_outputs(graph)) == 1 else result.strip("()").split(", ")
+        back = [
+            f"{o}.contiguous(memory_format=caller)" if len(graph.nodes[n]["shape"]) == 3 else o
+            for o, (_, n) in zip(outs, graph_outputs(graph), strict=True)
+        ]
+        result = back[0] if len(back) == 1 else "(" + ", ".join(back) + ")"
+    if fmt is not None:  # converted once, at the stem; the comment states the choice
+        how = "the compiler's choice" if graph.graph.get("memory_format", "auto") == "auto" else "pinned"
+        lines.append(f"        x = x.contiguous(memory_format={_TORCH_FORMAT[fmt]})  # layout: {how}")
     lines += ["        " + line for line in fn.lines]
     lines.append(f"        return {result}")
     return "\n".join(lines)
@@ -1232,8 +1278,13 @@ def build(graph: nx.DiGraph, seed: int | None = 0, header: str = ""):
     import torch
 
     mod = load(generate(graph, header))
+    fmt = memory_format(graph)
     if seed is None:
-        return init_weights(mod.build(), None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return init_weights(mod.build(), seed)
+        module = init_weights(mod.Net(), None)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = init_weights(mod.Net(), seed)
+    if fmt is None:  # the weights in the layout the module runs in, after they were drawn (as before)
+        return module
+    return module.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)

@@ -26,9 +26,14 @@ from ...ops.norm import bn_scale_shift, fold_into_conv
 def _buffer(like, channels):
     """A block's feature buffer: batch, size, dtype, device and layout (NCHW, NHWC) of ``like``."""
     n, _, h, w = like.shape
-    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     return torch.empty((n, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _memory_format(x):
+    """The layout of a 4-D tensor: channels_last (NHWC) or contiguous (NCHW, also for any other)."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _channels(buf, start, stop):
@@ -45,14 +50,14 @@ def _read(buf, runs):
 
 
 def _feature(y):
-    """With autograd ``(y, mean, var)``, its batch statistics: every head reading it uses the same."""
+    """With autograd ``(y, mean, var)``, its batch statistics, fp32 (autocast: BN given an fp32 weight)."""
     if not torch.is_grad_enabled():
         return None
-    x = y if y.dtype in (torch.float32, torch.float64) else y.float()  # autocast: fp32 statistics
-    if torch.compiler.is_compiling():  # inductor fuses it into one reduction
-        var, mean = torch.var_mean(x.detach(), (0, 2, 3), correction=0)
+    one = None if y.dtype in (torch.float32, torch.float64) else torch.ones(y.shape[1], device=y.device)
+    if torch.compiler.is_compiling():  # inductor fuses it (autocast: the upcast too) into one reduction
+        var, mean = torch.var_mean(y.detach() if one is None else y.detach().float(), (0, 2, 3), correction=0)
         return y, mean, var
-    _, mean, invstd = torch.ops.aten.native_batch_norm(x.detach(), None, None, None, None, True, 0.0, 0.0)
+    _, mean, invstd = torch.ops.aten.native_batch_norm(y.detach(), one, None, None, None, True, 0.0, 0.0)
     return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
 
 
@@ -166,9 +171,9 @@ def _keep_convolutions():
 
 
 def _batch_norm_eval(x, bn):
-    """Eval-mode BatchNorm of a (strided) channel view: one multiply-add pass into a new tensor."""
+    """Eval-mode BatchNorm of a (strided) channel view: one multiply-add pass into a new tensor of its dtype."""
     scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
-    return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1))
+    return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
 
 
 def _conv_bn_eval(x, conv, bn):
