@@ -259,7 +259,10 @@ def test_onnx_export_through_torch(name):
 
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert _same([torch.from_numpy(g) for g in got], want, atol=1e-5)
+    # The module runs in channels_last (the compiler's layout), onnxruntime in NCHW: the convs sum
+    # in another order, so the tolerance follows the outputs' magnitude (dsod300's reach 28).
+    scale = max(1.0, *(w.abs().max().item() for w in outputs(want)))
+    assert _same([torch.from_numpy(g) for g in got], want, atol=1e-5 * scale)
 
 
 DEAD_UNITS = """

@@ -38,7 +38,7 @@ def _memory_format(x):
 
 def _channels(buf, start, stop):
     """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():  # ONNX has no strides: slice
         n, _, h, w = buf.shape
         return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
     return buf[:, start:stop]
