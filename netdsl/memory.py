@@ -105,33 +105,22 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
 
 def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
-    attributed to the block of the op that first saves it."""
+    attributed to the block of the op that first saves it. ``planned=False`` is the opt 0 module
+    (every op saves what its derivative needs, the registry's ``saves``); ``planned=True`` reads
+    the blocks' :class:`BufferPlan` objects for what changes."""
     # Training keeps every feature its own tensor (autograd forbids writing into a buffer whose
-    # views it saved): no shared storage; what the plan saves is the recomputation of the chain
-    # that starts each unit, from the features it reads (torch_codegen's checkpointed heads).
+    # views it saved): no shared storage. What the plan changes is the per-channel chain on each
+    # unit's read (its ``segments``): the torch module recomputes it in backward from the stored
+    # features the read covers (torch_codegen's checkpointed heads), so they are all it saves
+    # (a block input that is a concatenation: its inputs, the concatenation is recomputed too).
     root, size = _roots(graph, False)
-    # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
-    sources = {u.aggregate for b in blocks(graph) for u in b.units}
-    sources |= {
-        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
-    }
-    chains = (
-        {
-            h: c
-            for h, c in segments(graph).items()
-            if graph.nodes[h]["inputs"][0] in sources and all(graph.out_degree(n) == 1 for n in c[:-1])
-        }
-        if planned
-        else {}
-    )
-    in_chain = {c for chain in chains.values() for c in chain}
+    recomputed = _recomputed_chains(graph) if planned else {}
+    in_chain = {c for _, chain in recomputed.values() for c in chain}
     seen: set[str] = set()
     out: dict[str | None, int] = {}
     for n in topo_nodes(graph):
-        if n in chains:
-            agg = graph.nodes[n]["inputs"][0]
-            d = graph.nodes[agg]
-            feats = d["inputs"] if d["kind"] == "concat" else (agg,)
+        if n in recomputed:
+            feats = recomputed[n][0]
             items = [(f, 0) for f in feats]  # recomputed in backward from the features it reads
         elif n in in_chain:
             items = []
@@ -144,6 +133,30 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
             seen.add(key)
             block = _block(graph, n)
             out[block] = out.get(block, 0) + (extra or size[key])
+    return out
+
+
+def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Head -> (the stored features its read covers, the chain) for each plan segment the torch
+    module recomputes in backward: the chain on a unit's aggregate, or on a block output whose only
+    consumer it is, whose members each feed only the next."""
+    sources = {u.aggregate for b in blocks(graph) for u in b.units}
+    sources |= {
+        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
+    }
+    out = {}
+    for plan in buffer_plans(graph).values():
+        for chain in plan.segments:
+            src = graph.nodes[chain[0]]["inputs"][0]
+            if src not in sources or any(graph.out_degree(n) != 1 for n in chain[:-1]):
+                continue
+            read = plan.read_of(src)
+            if read is not None:  # a read of the buffer: the stored values its runs cover
+                feats = tuple(dict.fromkeys(st.node for st, _, _ in plan.stored_in(read.runs)))
+            else:  # a stored value read whole; a concatenation is recomputed from its inputs
+                d = graph.nodes[src]
+                feats = tuple(d["inputs"]) if d["kind"] == "concat" else (src,)
+            out[chain[0]] = (feats, chain)
     return out
 
 

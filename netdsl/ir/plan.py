@@ -72,6 +72,10 @@ class BufferPlan:
             runs = after_prefix(read.runs, self.reads_by_node()[read.extends].runs)
         if runs is None:
             raise ValueError(f"{self.block}: {read.node} does not begin with the channels of {read.extends}")
+        return self.stored_in(runs)
+
+    def stored_in(self, runs: Runs) -> tuple[tuple[Store, int, int], ...]:
+        """``runs`` as pieces of the stored values, in order: ``(store, start, stop)``."""
         out = []
         for a, b in runs:
             for st in sorted(self.stores, key=lambda s: s.start):
@@ -79,7 +83,7 @@ class BufferPlan:
                 if lo < hi:
                     out.append((st, lo, hi))
         if sum(hi - lo for _, lo, hi in out) != sum(b - a for a, b in runs):
-            raise ValueError(f"{self.block}: the stores do not cover the channels {runs} of {read.node}")
+            raise ValueError(f"{self.block}: the stores do not cover the channels {runs}")
         return tuple(out)
 
     def reads_by_node(self) -> dict[str, Read]:
