@@ -150,6 +150,10 @@ def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tu
             src = graph.nodes[chain[0]]["inputs"][0]
             if src not in sources or any(graph.out_degree(n) != 1 for n in chain[:-1]):
                 continue
+            if not get(graph.nodes[chain[0]]["kind"]).per_channel:
+                # a split read's chain that is its 1x1 conv alone: no head to recompute, the
+                # module concatenates the runs and the conv saves that (HarDNet's units)
+                continue
             read = plan.read_of(src)
             if read is not None:  # a read of the buffer: the stored values its runs cover
                 feats = tuple(dict.fromkeys(st.node for st, _, _ in plan.stored_in(read.runs)))
