@@ -108,38 +108,51 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     attributed to the block of the op that first saves it. ``planned=False`` is the opt 0 module
     (every op saves what its derivative needs, the registry's ``saves``); ``planned=True`` reads
     the blocks' :class:`BufferPlan` objects for what changes."""
-    # Training keeps every feature its own tensor (autograd forbids writing into a buffer whose
-    # views it saved): no shared storage. What the plan changes is the per-channel chain on each
-    # unit's read (its ``segments``): the torch module recomputes it in backward from the stored
-    # features the read covers (torch_codegen's checkpointed heads), so they are all it saves
-    # (a block input that is a concatenation: its inputs, the concatenation is recomputed too).
+    # What the plan changes in training is the per-channel chain on each unit's read (its
+    # ``segments``): the torch module recomputes it in backward (torch_codegen's heads) and saves
+    # only what it recomputes it from. A fused BN -> ReLU [-> conv] head reads the block's buffer
+    # and saves an alias of it: the whole buffer's storage, once however many heads read it
+    # (runtime._BatchNormReluConv); a head of another form is checkpointed over the stored
+    # features its read covers (autograd forbids writing into a buffer whose views it saved), so
+    # those, each its own tensor, are what it keeps.
     root, size = _roots(graph, False)
     recomputed = _recomputed_chains(graph) if planned else {}
-    in_chain = {c for _, chain in recomputed.values() for c in chain}
+    in_chain = {c for _, chain, _ in recomputed.values() for c in chain}
     seen: set[str] = set()
     out: dict[str | None, int] = {}
     for n in topo_nodes(graph):
         if n in recomputed:
-            feats = recomputed[n][0]
-            items = [(f, 0) for f in feats]  # recomputed in backward from the features it reads
+            feats, chain, plan = recomputed[n]
+            if _fused_head(graph, chain):
+                items = [(plan.buffer, prod(plan.shape) * DTYPE_BYTES)]
+            else:
+                items = [(root[f], size[root[f]]) for f in feats]
         elif n in in_chain:
             items = []
         else:
-            items = _saved(graph, n)
-        for value, extra in items:
-            key = value if extra else root[value]
+            items = [(value if extra else root[value], extra or size[root[value]]) for value, extra in _saved(graph, n)]
+        for key, nbytes_ in items:
             if key in seen:
                 continue
             seen.add(key)
             block = _block(graph, n)
-            out[block] = out.get(block, 0) + (extra or size[key])
+            out[block] = out.get(block, 0) + nbytes_
     return out
 
 
-def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Head -> (the stored features its read covers, the chain) for each plan segment the torch
-    module recomputes in backward: the chain on a unit's aggregate, or on a block output whose only
-    consumer it is, whose members each feed only the next."""
+def _fused_head(graph: nx.DiGraph, chain: tuple[str, ...]) -> bool:
+    """BN -> ReLU [-> 1x1 conv]: the head the torch module runs as one autograd Function on the
+    buffer (what the chain can end in is the plan's: :func:`netdsl.passes.plan_concat.consumer_chain`)."""
+    kinds = [graph.nodes[c]["kind"] for c in chain]
+    if kinds[:2] != ["bn", "act"] or len(kinds) > 3 or kinds[2:] not in ([], ["conv"]):
+        return False
+    return graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
+
+
+def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tuple[str, ...], BufferPlan]]:
+    """Head -> (the stored features its read covers, the chain, the plan) for each plan segment the
+    torch module recomputes in backward: the chain on a unit's aggregate, or on a block output whose
+    only consumer it is, whose members each feed only the next."""
     sources = {u.aggregate for b in blocks(graph) for u in b.units}
     sources |= {
         b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
@@ -160,7 +173,7 @@ def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tu
             else:  # a stored value read whole; a concatenation is recomputed from its inputs
                 d = graph.nodes[src]
                 feats = tuple(d["inputs"]) if d["kind"] == "concat" else (src,)
-            out[chain[0]] = (feats, chain)
+            out[chain[0]] = (feats, chain, plan)
     return out
 
 
