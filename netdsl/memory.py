@@ -8,9 +8,11 @@ batch size; every figure is linear in it).
 - ``train``: bytes autograd keeps for backward, deduplicated by storage (what saved-tensor hooks
   measure). Ops save what PyTorch's derivatives need: conv/bn/affine/linear/pools/se their
   input (gap is a mean and saves nothing), relu/sigmoid/tanh/elu their output, mul both inputs,
-  maxpool also int64 indices, dropout a one-byte mask (the registry's ``saves``). Planned: views
-  of a buffer share its storage (counted once, whole); per-channel chains after a view save only
-  their input (they are recomputed in backward).
+  maxpool also int64 indices, dropout a one-byte mask (the registry's ``saves``). Planned (read
+  off each block's :class:`~netdsl.ir.plan.BufferPlan`): the per-channel chain on a read (a plan
+  segment) is recomputed in backward; a BN -> ReLU [-> conv] head keeps its block's whole buffer
+  (one storage, counted once), a head of another form the stored features its read covers; a
+  split read's lone 1x1 conv saves the concatenation as at opt 0.
 - ``infer``: peak live bytes of an eval forward in schedule order (a value dies after its last
   use; views are free). Planned: buffers live from their first store to their last read, a
   stored value is a transient, a fused chain materializes one activation, folded BNs and
