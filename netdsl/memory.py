@@ -8,9 +8,11 @@ batch size; every figure is linear in it).
 - ``train``: bytes autograd keeps for backward, deduplicated by storage (what saved-tensor hooks
   measure). Ops save what PyTorch's derivatives need: conv/bn/affine/linear/pools/se their
   input (gap is a mean and saves nothing), relu/sigmoid/tanh/elu their output, mul both inputs,
-  maxpool also int64 indices, dropout a one-byte mask (the registry's ``saves``). Planned: views
-  of a buffer share its storage (counted once, whole); per-channel chains after a view save only
-  their input (they are recomputed in backward).
+  maxpool also int64 indices, dropout a one-byte mask (the registry's ``saves``). Planned (read
+  off each block's :class:`~netdsl.ir.plan.BufferPlan`): the per-channel chain on a read (a plan
+  segment) is recomputed in backward; a BN -> ReLU [-> conv] head keeps its block's whole buffer
+  (one storage, counted once), a head of another form the stored features its read covers; a
+  split read's lone 1x1 conv saves the concatenation as at opt 0.
 - ``infer``: peak live bytes of an eval forward in schedule order (a value dies after its last
   use; views are free). Planned: buffers live from their first store to their last read, a
   stored value is a transient, a fused chain materializes one activation, folded BNs and
@@ -105,45 +107,75 @@ def _roots(graph: nx.DiGraph, planned: bool) -> tuple[dict[str, str], dict[str, 
 
 def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     """Bytes saved for backward per block (None: outside blocks), deduplicated by storage and
-    attributed to the block of the op that first saves it."""
-    # Training keeps every feature its own tensor (autograd forbids writing into a buffer whose
-    # views it saved): no shared storage; what the plan saves is the recomputation of the chain
-    # that starts each unit, from the features it reads (torch_codegen's checkpointed heads).
+    attributed to the block of the op that first saves it. ``planned=False`` is the opt 0 module
+    (every op saves what its derivative needs, the registry's ``saves``); ``planned=True`` reads
+    the blocks' :class:`BufferPlan` objects for what changes."""
+    # What the plan changes in training is the per-channel chain on each unit's read (its
+    # ``segments``): the torch module recomputes it in backward (torch_codegen's heads) and saves
+    # only what it recomputes it from. A fused BN -> ReLU [-> conv] head reads the block's buffer
+    # and saves an alias of it: the whole buffer's storage, once however many heads read it
+    # (runtime._BatchNormReluConv); a head of another form is checkpointed over the stored
+    # features its read covers (autograd forbids writing into a buffer whose views it saved), so
+    # those, each its own tensor, are what it keeps.
     root, size = _roots(graph, False)
-    # Recomputed: the chain starting each unit, and the chain that is a block output's only consumer.
-    sources = {u.aggregate for b in blocks(graph) for u in b.units}
-    sources |= {
-        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
-    }
-    chains = (
-        {
-            h: c
-            for h, c in segments(graph).items()
-            if graph.nodes[h]["inputs"][0] in sources and all(graph.out_degree(n) == 1 for n in c[:-1])
-        }
-        if planned
-        else {}
-    )
-    in_chain = {c for chain in chains.values() for c in chain}
+    recomputed = _recomputed_chains(graph) if planned else {}
+    in_chain = {c for _, chain, _ in recomputed.values() for c in chain}
     seen: set[str] = set()
     out: dict[str | None, int] = {}
     for n in topo_nodes(graph):
-        if n in chains:
-            agg = graph.nodes[n]["inputs"][0]
-            d = graph.nodes[agg]
-            feats = d["inputs"] if d["kind"] == "concat" else (agg,)
-            items = [(f, 0) for f in feats]  # recomputed in backward from the features it reads
+        if n in recomputed:
+            feats, chain, plan = recomputed[n]
+            if _fused_head(graph, chain):
+                items = [(plan.buffer, prod(plan.shape) * DTYPE_BYTES)]
+            else:
+                items = [(root[f], size[root[f]]) for f in feats]
         elif n in in_chain:
             items = []
         else:
-            items = _saved(graph, n)
-        for value, extra in items:
-            key = value if extra else root[value]
+            items = [(value if extra else root[value], extra or size[root[value]]) for value, extra in _saved(graph, n)]
+        for key, nbytes_ in items:
             if key in seen:
                 continue
             seen.add(key)
             block = _block(graph, n)
-            out[block] = out.get(block, 0) + (extra or size[key])
+            out[block] = out.get(block, 0) + nbytes_
+    return out
+
+
+def _fused_head(graph: nx.DiGraph, chain: tuple[str, ...]) -> bool:
+    """BN -> ReLU [-> 1x1 conv]: the head the torch module runs as one autograd Function on the
+    buffer (what the chain can end in is the plan's: :func:`netdsl.passes.plan_concat.consumer_chain`)."""
+    kinds = [graph.nodes[c]["kind"] for c in chain]
+    if kinds[:2] != ["bn", "act"] or len(kinds) > 3 or kinds[2:] not in ([], ["conv"]):
+        return False
+    return graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
+
+
+def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tuple[str, ...], BufferPlan]]:
+    """Head -> (the stored features its read covers, the chain, the plan) for each plan segment the
+    torch module recomputes in backward: the chain on a unit's aggregate, or on a block output whose
+    only consumer it is, whose members each feed only the next."""
+    sources = {u.aggregate for b in blocks(graph) for u in b.units}
+    sources |= {
+        b.output for b in blocks(graph) if graph.out_degree(b.output) == 1 and b.output not in output_nodes(graph)
+    }
+    out = {}
+    for plan in buffer_plans(graph).values():
+        for chain in plan.segments:
+            src = graph.nodes[chain[0]]["inputs"][0]
+            if src not in sources or any(graph.out_degree(n) != 1 for n in chain[:-1]):
+                continue
+            if not get(graph.nodes[chain[0]]["kind"]).per_channel:
+                # a split read's chain that is its 1x1 conv alone: no head to recompute, the
+                # module concatenates the runs and the conv saves that (HarDNet's units)
+                continue
+            read = plan.read_of(src)
+            if read is not None:  # a read of the buffer: the stored values its runs cover
+                feats = tuple(dict.fromkeys(st.node for st, _, _ in plan.stored_in(read.runs)))
+            else:  # a stored value read whole; a concatenation is recomputed from its inputs
+                d = graph.nodes[src]
+                feats = tuple(d["inputs"]) if d["kind"] == "concat" else (src,)
+            out[chain[0]] = (feats, chain, plan)
     return out
 
 

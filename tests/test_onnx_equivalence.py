@@ -22,7 +22,7 @@ from netdsl.passes import count, infer_shapes
 from netdsl.passes.rewire import copy_graph
 from netdsl.presets import presets
 
-from helpers import fast_overrides, outputs, spec_params
+from helpers import ROOT, fast_overrides, outputs, spec_params
 
 TOL = 1e-4
 
@@ -173,3 +173,19 @@ def test_every_op_kind_equals_torch(write_spec):
     for n in bns:
         assert not inits[n.input[3]].any() and (inits[n.input[4]] == 1).all()
         assert onnx.helper.get_attribute_value(n.attribute[0]) == 0.0
+
+
+@pytest.mark.parametrize("stem", ["densenet_bc", "sparsenet", "hardnet", "fcdensenet", "dsod300"])
+def test_planned_module_equals_onnxruntime(stem):
+    """At opt 1 the torch module runs the concat plan (buffers, views, fused heads) and the export
+    reads the same plan (Concats of the stored values, each read extending the one the plan names):
+    onnxruntime equals the planned module."""
+    from netdsl.passes import plan_concat
+
+    graph = plan_concat.run(copy_graph(graph_for_test(str(ROOT / "specs" / f"{stem}.net")))).graph
+    assert graph.graph["buffer_plans"]
+    _, report = assert_matches_torch(graph, batches=(2,))
+    reads = [r for p in graph.graph["buffer_plans"].values() for r in p.reads]
+    assert report.concat_nodes <= len(reads) + sum(
+        d["kind"] == "concat" and not d.get("read") for _, d in graph.nodes(data=True)
+    )

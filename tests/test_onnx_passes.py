@@ -1,6 +1,7 @@
-"""The inference rewrites (drop_inference_noops, fold_bn, bn_to_affine, share_concat_prefix):
-structure, lint, no mutation of the input graph, and unchanged values -- checked independently
-of ONNX by running a torch module of the *rewritten* graph with the rewritten weights."""
+"""The inference rewrites (drop_inference_noops, fold_bn, bn_to_affine, then the concat plan of
+the rewritten graph): structure, lint, no mutation of the input graph, and unchanged values --
+checked independently of ONNX by running a torch module of the *rewritten* graph with the
+rewritten weights; and the exported Concats as the plan's reads."""
 
 import numpy as np
 import pytest
@@ -8,11 +9,11 @@ import torch
 from test_onnx_equivalence import ALLOPS, calibrated
 
 import netdsl
-from netdsl.backends.onnx.emit import concat_stats
-from netdsl.backends.onnx.export import bind_weights, inference_passes
+from netdsl.backends.onnx.export import bind_weights, export, inference_passes
 from netdsl.backends.torch.codegen import module_from_graph
 from netdsl.ir import lint
-from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
+from netdsl.onnx_runtime import session
+from netdsl.passes import bn_to_affine, drop_inference_noops, fold_bn, run_pipeline
 
 
 def module_of(graph):
@@ -106,32 +107,48 @@ def test_drop_noops_moves_output_and_block_metadata(write_spec):
     assert g.nodes[g.graph["output"]]["kind"] == "dropout"  # the input graph is untouched
 
 
-def test_dense_aggregates_grow_incrementally_and_copy_the_same_bytes():
+def _concats(model):
+    return {n.name: tuple(n.input) for n in model.graph.node if n.op_type == "Concat"}
+
+
+def test_dense_aggregates_grow_by_the_plan():
+    """The exported Concats are the plan's reads: each dense aggregate extends the one before it
+    by the newest stored feature, and the copied bytes are the reads' (no re-planning)."""
     g = netdsl.compile_spec("densenet_bc100_k12", depth=16, k=4, opt=0)
-    out = share_concat_prefix.run(g).graph
-    lint(out)
-    assert out.nodes["block1.unit2.cat"]["inputs"] == ("stem", "block1.unit1.conv2")
-    assert [len(d["inputs"]) for n, d in out.nodes(data=True) if d["kind"] == "concat"] == [2] * 6
-    assert out.nodes["block1.cat"]["inputs"] == ("block1.unit2.cat", "block1.unit2.conv2")
-    # 3 blocks x (unit-2 aggregate 12 ch + block output 16 ch) at 32, 16, 8 px, float32
-    assert concat_stats(out) == concat_stats(g) == (6, 4 * 28 * (32 * 32 + 16 * 16 + 8 * 8))
-    x = torch.randn(2, 3, 32, 32)
     m = calibrated(g)
-    m2 = module_from_graph(out).eval()
-    m2.load_state_dict(m.state_dict())
+    model, report = export(g, m)
+    cats = _concats(model)
+    assert cats["block1.unit2.cat"] == ("stem", "block1.unit1.conv2")
+    assert cats["block1.cat"] == ("block1.unit2.cat", "block1.unit2.conv2")
+    assert all(len(ins) == 2 for ins in cats.values()) and len(cats) == 6
+    # 3 blocks x (unit-2 aggregate 12 ch + block output 16 ch) at 32, 16, 8 px, float32
+    assert (report.concat_nodes, report.concat_bytes) == (6, 4 * 28 * (32 * 32 + 16 * 16 + 8 * 8))
+    plan = run_pipeline(bind_weights(g, m), inference_passes(), lint).graph["buffer_plans"]["block1"]
+    assert [(r.node, r.extends) for r in plan.reads] == [("block1.unit2.cat", None), ("block1.cat", "block1.unit2.cat")]
+    x = torch.randn(2, 3, 32, 32)
+    sess = session(model.SerializeToString(), device="cpu", threads=1)
     with torch.no_grad():
-        assert torch.equal(m2(x), m(x))
+        assert np.abs(sess.run(None, {"input": x.numpy()})[0] - m(x).numpy()).max() <= 1e-4
 
 
-def test_path_aggregates_share_only_true_prefixes(write_spec):
+def test_path_aggregates_extend_only_true_prefixes(write_spec):
     spec = write_spec(
         "network t() { input(3, 8, 8)\n conv(4, 3)\n block(4, rule(j == 0 or i - j == 1)) { conv(4, 3) }\n}"
     )
     g = netdsl.compile_spec(spec, opt=0)
-    out = share_concat_prefix.run(g).graph
-    lint(out)
-    # unit 3 reads (x0, x2): no earlier concat computes a prefix of it, so it stays whole
-    assert out.nodes["block1.unit3.cat"]["inputs"] == g.nodes["block1.unit3.cat"]["inputs"]
+    model, _ = export(g, calibrated(g))
+    cats = _concats(model)
+    # unit 3 reads (x0, x2): no earlier read is a prefix of it, so it joins the stored values
+    assert cats["block1.unit3.cat"] == ("conv1", "block1.unit2.conv1")
     # the block output (x0, x1, x2, x3, x4) extends unit 2's (x0, x1)
-    assert out.nodes["block1.cat"]["inputs"][0] == "block1.unit2.cat"
-    assert len(out.nodes["block1.cat"]["inputs"]) == 4
+    assert cats["block1.cat"] == ("block1.unit2.cat", "block1.unit2.conv1", "block1.unit3.conv1", "block1.unit4.conv1")
+
+
+def test_an_opt1_graph_exports_as_its_opt0_graph():
+    """The export plans the rewritten graph itself: a planned input's stale plan is dropped first."""
+    kw = {"depth": 16, "k": 4}
+    g0, g1 = (netdsl.compile_spec("densenet_bc100_k12", opt=o, **kw) for o in (0, 1))
+    m = calibrated(g0)
+    (a, ra), (b, rb) = (export(g, m) for g in (g0, g1))
+    assert ra == rb and [n.name for n in a.graph.node] == [n.name for n in b.graph.node]
+    assert "buffer_plans" in g1.graph and g1.graph["planned"]  # the caller's graph is untouched

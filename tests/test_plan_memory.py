@@ -41,10 +41,12 @@ def test_summary_memory_matches_hand_computation(write_spec, capsys):
     # saves nothing and fc its 8-float input.
     assert block["train_naive"] == (4 + 4 + 6 + 6) * CH == 320
     assert mem["total"]["train_naive"] == 320 + 8 * 4 == 352
-    # planned: each unit's concat+BN+ReLU+conv head is recomputed from the features it reads,
-    # which are all autograd keeps: x0 (4) and x1 (2); x2 feeds only the output concat.
-    assert block["train_planned"] == (4 + 2) * CH
-    assert mem["total"]["train_planned"] == 6 * CH + 8 * 4 == 128
+    # planned: each unit's BN+ReLU+conv head runs on the block's buffer and is recomputed from it
+    # in backward; autograd keeps an alias of the buffer, i.e. its whole storage: x0 (4), x1 (2)
+    # and x2 (2, read by no unit, but in the buffer). Saved-tensor hooks measure exactly this plus
+    # BatchNorm's statistics (test_training_model_matches_saved_tensors; the model counted 6 channels).
+    assert block["train_planned"] == (4 + 2 + 2) * CH
+    assert mem["total"]["train_planned"] == 8 * CH + 8 * 4 == 160
     # inference peak, naive: after unit2.bn1 -- x0 4 + x1 2 + cat 6 + bn 6 = 18 channels.
     assert block["infer_naive"] == 18 * CH == 288
     # planned: the buffer (8) + unit 2's fused BN+ReLU output (6) + its conv output before the
@@ -84,6 +86,15 @@ def test_planned_dense_and_window_blocks_copy_nothing():
     assert seen == {"dense", "window"}
 
 
+def test_small_dense_training_figure_is_measured(write_spec):
+    """The hand computation's planned training figure against autograd's saved tensors."""
+    spec = write_spec(SMALL_DENSE)
+    model = build_model(spec, opt=1)
+    measured = saved_bytes(model, torch.randn(2, 4, 2, 2))
+    bn_stats = sum(2 * m.num_features * 4 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert measured == memory_report(compile_spec(spec), 2)["total"]["train_planned"] + bn_stats == 2 * 160 + 80
+
+
 @pytest.mark.parametrize("opt", [0, 1])
 def test_training_model_matches_saved_tensors(opt):
     """The model's training figure against autograd's saved tensors (hooks, deduplicated by
@@ -107,3 +118,48 @@ def test_allocator_names_preload_and_malloc_conf(monkeypatch):
     assert allocator() == "/lib/libjemalloc.so.2"
     monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
     assert allocator() == "/lib/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1"
+
+
+CONV_FIRST = """
+network t(classes=2) {
+    input(3, 8, 8)
+    conv(8, 3)
+    block(3, rule(j == 0 or i - j == 1)) { conv(2, 1); bn; relu; conv(4, 3) }
+    gap; flatten
+    fc: linear(classes)
+}
+"""
+
+
+def test_split_read_into_a_conv_saves_the_concatenation(write_spec):
+    """A read the plan splits whose chain is its 1x1 conv alone (HarDNet's units) has no head to
+    recompute: the module concatenates the runs and the conv saves that concatenation, as at opt 0.
+    (The model counted only the stored features, 4 KiB less than autograd keeps here.)"""
+    spec = write_spec(CONV_FIRST)
+    graph = compile_spec(spec)
+    (read,) = [r for p in graph.graph["buffer_plans"].values() for r in p.reads if r.strategy == "split"]
+    assert read.node == "block1.unit3.cat"
+    batch = 2
+    report = memory_report(graph, batch)["total"]
+    assert report["train_planned"] == report["train_naive"]
+    model = build_model(spec, opt=1)
+    measured = saved_bytes(model, torch.randn(batch, 3, 8, 8))
+    bn_stats = sum(2 * m.num_features * 4 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert report["train_planned"] <= measured <= report["train_planned"] + bn_stats
+
+
+def test_fused_heads_save_the_whole_buffer():
+    """SparseNet's heads (BN -> ReLU -> 1x1 conv) run as one autograd Function that saves an alias of
+    the block's buffer: autograd keeps the whole buffer's storage, channels no unit reads included
+    (a path unit gathers (0, 12) and (16, 24) of a 28-channel buffer). The model counted only the
+    stored features the reads cover, 32 KiB per sample under the hooks' figure here."""
+    spec = next(s for s in SPECS if s.stem == "sparsenet")
+    graph = compile_spec(spec)
+    assert any(r.strategy == "gather" for p in graph.graph["buffer_plans"].values() for r in p.reads)
+    model = build_model(spec, opt=1)
+    batch = 2
+    c, h, w = graph.nodes[graph.graph["input"]]["shape"]
+    measured = saved_bytes(model, torch.randn(batch, c, h, w))
+    predicted = memory_report(graph, batch)["total"]["train_planned"]
+    bn_stats = sum(2 * m.num_features * 4 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert predicted <= measured <= predicted + bn_stats

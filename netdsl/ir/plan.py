@@ -25,12 +25,18 @@ class Store:
 class Read:
     """``node`` (a unit's aggregate or the block output) equals the buffer's ``runs``, joined: a
     "view" (one run), a "gather" (a materialized concatenation copying ``copy_bytes`` per sample)
-    or a "split" (its per-channel consumer runs once per run)."""
+    or a "split" (its per-channel consumer runs once per run).
+
+    ``extends``: the read before it in schedule order whose channels are the first channels of
+    this one (the longest such; None when there is none): a backend without views of a buffer
+    (ONNX) materializes this read as that one joined with the rest (:meth:`BufferPlan.pieces`),
+    so a dense block's buffer grows by one feature per unit instead of being copied whole."""
 
     node: str
     runs: Runs
     strategy: str
     copy_bytes: int
+    extends: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,32 @@ class BufferPlan:
     def read_of(self, node: str) -> Read | None:
         return next((r for r in self.reads if r.node == node), None)
 
+    def pieces(self, read: Read) -> tuple[tuple[Store, int, int], ...]:
+        """The channels of ``read`` after those of the read it extends, in order, as pieces of the
+        stored values: ``(store, start, stop)`` is the buffer's channels [start, stop), all within
+        ``store`` (the whole stored value when they are its range)."""
+        runs: Runs | None = read.runs
+        if read.extends is not None:
+            runs = after_prefix(read.runs, self.reads_by_node()[read.extends].runs)
+        if runs is None:
+            raise ValueError(f"{self.block}: {read.node} does not begin with the channels of {read.extends}")
+        return self.stored_in(runs)
+
+    def stored_in(self, runs: Runs) -> tuple[tuple[Store, int, int], ...]:
+        """``runs`` as pieces of the stored values, in order: ``(store, start, stop)``."""
+        out = []
+        for a, b in runs:
+            for st in sorted(self.stores, key=lambda s: s.start):
+                lo, hi = max(a, st.start), min(b, st.stop)
+                if lo < hi:
+                    out.append((st, lo, hi))
+        if sum(hi - lo for _, lo, hi in out) != sum(b - a for a, b in runs):
+            raise ValueError(f"{self.block}: the stores do not cover the channels {runs}")
+        return tuple(out)
+
+    def reads_by_node(self) -> dict[str, Read]:
+        return {r.node: r for r in self.reads}
+
     def runs_of(self, node: str) -> Runs | None:
         """The channels ``node`` is in the buffer: its read, else its own stored range (a unit that
         reads one feature reads it where it was stored); None when the plan does not hold it."""
@@ -65,6 +97,24 @@ class BufferPlan:
             return read.runs
         store = self.store_of(node)
         return None if store is None else ((store.start, store.stop),)
+
+
+def after_prefix(runs: Runs, prefix: Runs) -> Runs | None:
+    """``runs`` without their first channels when those are ``prefix`` (both merged: adjacent
+    ranges joined), else None.
+
+    >>> after_prefix(((0, 12), (16, 24)), ((0, 12),)), after_prefix(((0, 20),), ((0, 12),))
+    (((16, 24),), ((12, 20),))
+    >>> after_prefix(((0, 12),), ((4, 12),)) is None, after_prefix(((0, 12),), ((0, 12),))
+    (True, ())
+    """
+    k = len(prefix)
+    if k == 0 or k > len(runs) or tuple(runs[: k - 1]) != tuple(prefix[: k - 1]):
+        return None
+    (a, b), (pa, pb) = runs[k - 1], prefix[-1]
+    if a != pa or pb > b:
+        return None
+    return (((pb, b),) if pb < b else ()) + tuple(runs[k:])
 
 
 def buffer_plans(graph) -> Mapping[str, BufferPlan]:

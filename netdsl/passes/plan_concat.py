@@ -33,9 +33,10 @@ import networkx as nx
 
 from ..ir.channels import DTYPE_BYTES, merge_runs
 from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
-from ..ir.plan import BufferPlan, Read, Store
+from ..ir.plan import BufferPlan, Read, Store, after_prefix
 from ..ops import get
 from .base import PassResult
+from .rewire import copy_graph
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -183,10 +184,39 @@ def _read_runs(graph: nx.DiGraph, node: str, buf_of: dict[str, tuple[str, int, i
     return buffers.pop(), _merge([(a, b) for _, a, b in pieces])
 
 
+def _with_extends(reads: list[Read], pos: dict[str, int]) -> tuple[Read, ...]:
+    """The reads, each with the earlier read (schedule order) that is its longest prefix."""
+    out = []
+    for r in reads:
+        earlier = [e for e in reads if pos[e.node] < pos[r.node] and after_prefix(r.runs, e.runs) is not None]
+        best = max(earlier, key=lambda e: (sum(b - a for a, b in e.runs), pos[e.node]), default=None)
+        out.append(r if best is None else Read(r.node, r.runs, r.strategy, r.copy_bytes, best.node))
+    return tuple(out)
+
+
+_NODE_MARKS = ("stores", "read", "elided", "segment", "in_segment")
+_GRAPH_MARKS = ("buffers", "buffer_plans", "planned")
+
+
+def unplan(graph: nx.DiGraph) -> PassResult:
+    """A copy of ``graph`` without the concat plan (``graph`` itself when it has none): what a
+    rewrite that removes or replaces nodes (the inference rewrites) runs on before planning again."""
+    if not any(k in graph.graph for k in _GRAPH_MARKS):
+        return PassResult(graph, False)
+    out = copy_graph(graph)
+    for _, d in out.nodes(data=True):
+        for k in _NODE_MARKS:
+            d.pop(k, None)
+    for k in _GRAPH_MARKS:
+        out.graph.pop(k, None)
+    return PassResult(out, True)
+
+
 def run(graph: nx.DiGraph) -> PassResult:
     """Write the concat plan onto ``graph`` (needs shapes). Idempotent: a planned graph is left as is."""
     if graph.graph.get("planned"):
         return PassResult(graph, False)
+    pos = {n: k for k, n in enumerate(topo_nodes(graph))}
     buffers: dict[str, dict] = {}
     reads: list[str] = []
     plans: dict[str, tuple[str, tuple, list[Store], list[Read]]] = {}
@@ -239,7 +269,7 @@ def run(graph: nx.DiGraph) -> PassResult:
     graph.graph["buffers"] = buffers
     _write_segments(graph)
     graph.graph["buffer_plans"] = {
-        block: BufferPlan(block, buf, shape, tuple(stores), tuple(rs), _block_segments(graph, buf))
+        block: BufferPlan(block, buf, shape, tuple(stores), _with_extends(rs, pos), _block_segments(graph, buf))
         for block, (buf, shape, stores, rs) in plans.items()
     }
     graph.graph["planned"] = True

@@ -8,7 +8,13 @@ that produces the op's value still carries the id. Weights are initializers name
 torch state_dict keys (``<node id>.weight``). The batch dimension is symbolic (``N``).
 
 Each op's emission is its registry entry's ``onnx`` (:mod:`netdsl.ops`); this module is the builder
-and the model around them.
+and the model around them. Where the graph is planned (:mod:`netdsl.passes.plan_concat`), the
+concatenations are the block's :class:`~netdsl.ir.plan.BufferPlan`'s: ONNX has no views of a
+buffer, so each planned read is materialized from the stored values in the buffer's channel
+order -- one ``Concat`` of the read it extends (the plan's ``extends``: a dense block's buffer
+grows by one feature per unit) and the stored values (or ``Slice`` s of them, ``<read>/slice<k>``)
+after it -- and the slice nodes the plan elides are not emitted. This module decides no
+placement itself.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...ir.graph import topo_nodes
+from ...ir.plan import BufferPlan, Read, buffer_plans
 from ...naming import checked_onnx_name
 from ...ops import REGISTRY, get
 
@@ -68,8 +75,15 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     ('stem', 20, 9)
     """
     b = Builder()
+    reads = {r.node: (plan, r) for plan in buffer_plans(graph).values() for r in plan.reads}
+    slices: dict[tuple[str, int, int], str] = {}  # (stored node, start, stop) -> its Slice, emitted once
     for n in topo_nodes(graph):
         d = graph.nodes[n]
+        if d.get("elided"):  # a slice only planned reads consume: they read the stored value
+            continue
+        if n in reads:
+            _emit_read(b, *reads[n], slices)
+            continue
         get(d["kind"]).onnx(b, checked_onnx_name(n), d, [checked_onnx_name(i) for i in d["inputs"]])
         if d.get("folded"):
             b.nodes[-1].doc_string = "folded BatchNorm: " + ", ".join(d["folded"])
@@ -90,6 +104,31 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     return model
 
 
+def _emit_read(b: Builder, plan: BufferPlan, read: Read, slices: dict[tuple[str, int, int], str]) -> None:
+    """A planned read as its plan has it: the read it extends, then the stored values (whole, or a
+    Slice of the channels it takes) in the buffer's channel order, joined by one Concat named
+    after the read's node (an Identity when it is one earlier value, a Slice when one part of one)."""
+    name = checked_onnx_name(read.node)
+    parts = [] if read.extends is None else [checked_onnx_name(read.extends)]
+    pieces = plan.pieces(read)
+    for k, (st, lo, hi) in enumerate(pieces, 1):
+        src = checked_onnx_name(st.node)
+        if (lo, hi) == (st.start, st.stop):
+            parts.append(src)
+            continue
+        key = (st.node, lo, hi)
+        if key not in slices:
+            out = name if len(pieces) == 1 and not parts else f"{name}/slice{k}"
+            starts = b.const(f"{out}.starts", [lo - st.start], np.int64)
+            ends = b.const(f"{out}.ends", [hi - st.start], np.int64)
+            slices[key] = b.node("Slice", [src, starts, ends, b.const(f"{out}.axes", [1], np.int64)], out)
+        parts.append(slices[key])
+    if len(parts) > 1:
+        b.node("Concat", parts, name, axis=1)
+    elif parts[0] != name:
+        b.node("Identity", parts, name)
+
+
 def _graph_outputs(b: Builder, graph: nx.DiGraph) -> list[onnx.ValueInfoProto]:
     """The graph's output values. One undeclared output is its node's tensor (named by the node
     id, as always); declared outputs (``output(a, b)``) are one graph output each, named after the
@@ -106,12 +145,17 @@ def _graph_outputs(b: Builder, graph: nx.DiGraph) -> list[onnx.ValueInfoProto]:
     return values
 
 
-def concat_stats(graph: nx.DiGraph, bytes_per_value: int = 4) -> tuple[int, int]:
-    """(number of concat nodes, bytes they copy per sample): a concat writes its whole output.
+def concat_stats(model: onnx.ModelProto, graph: nx.DiGraph, bytes_per_value: int = 4) -> tuple[int, int]:
+    """(number of Concat nodes in ``model``, emitted from ``graph``; the bytes they copy per
+    sample): a Concat writes its whole output, a value of the graph (every Concat is named after
+    the node whose value it computes).
 
     >>> import netdsl
-    >>> concat_stats(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
+    >>> from netdsl.backends.onnx.export import export
+    >>> model, report = export(netdsl.compile_spec("densenet_bc100_k12", depth=10, k=4))
+    >>> report.concat_nodes, report.concat_bytes
     (3, 61696)
     """
-    nodes = [d for _, d in graph.nodes(data=True) if d["kind"] == "concat"]
-    return len(nodes), sum(int(np.prod(d["shape"])) * bytes_per_value for d in nodes)
+    ids = {checked_onnx_name(n): n for n in graph}
+    outs = [ids[n.output[0]] for n in model.graph.node if n.op_type == "Concat"]
+    return len(outs), sum(int(np.prod(graph.nodes[n]["shape"])) * bytes_per_value for n in outs)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ...errors import NetdslError
 from ...ir import lint
-from ...passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, run_pipeline, share_concat_prefix
+from ...passes import Pass, bn_to_affine, count, drop_inference_noops, fold_bn, plan_concat, run_pipeline
 from ...passes.rewire import copy_graph
 from ..torch import codegen as torch_codegen
 from ..torch.state_dict_file import read_state_dict
@@ -25,12 +25,16 @@ from .emit import concat_stats, emit_onnx
 
 def inference_passes() -> list[Pass]:
     """The rewrites before emission, in order: BN folding must see the graph without no-ops
-    (a dropout between conv and BN would hide the pair)."""
+    (a dropout between conv and BN would hide the pair). The concat plan names nodes these
+    rewrites remove (a dropout that is a unit's output is a stored feature), so a planned graph is
+    unplanned first and the rewritten graph planned by the one planner (``plan_concat``), whose
+    :class:`~netdsl.ir.plan.BufferPlan` the emitter reads for where the Concat nodes go."""
     return [
+        Pass("unplan", plan_concat.unplan),
         Pass("drop_inference_noops", drop_inference_noops.run),
         Pass("fold_bn", fold_bn.run),
         Pass("bn_to_affine", bn_to_affine.run),
-        Pass("share_concat_prefix", share_concat_prefix.run),
+        Pass("plan_concat", plan_concat.run),
         Pass("count", count.run),
     ]
 
@@ -145,7 +149,7 @@ def export(graph: nx.DiGraph, weights=None, *, seed: int | None = 0) -> tuple[on
         "netdsl.weights": origin,
     }
     model = emit_onnx(rewritten, meta)
-    n_concat, concat_bytes = concat_stats(rewritten)
+    n_concat, concat_bytes = concat_stats(model, rewritten)
     folded = sum(len(d.get("folded", ())) for _, d in rewritten.nodes(data=True))
     affine = sum(1 for _, d in rewritten.nodes(data=True) if d["kind"] == "affine")
     return model, ExportReport(origin, len(model.graph.node), n_concat, concat_bytes, folded, affine)
