@@ -96,7 +96,7 @@ REDUCED = {
     "dense2net121_se": {"blocks": [1, 2, 1, 1], "k": 8},
     "dense2net121_g32": {"blocks": [1, 1, 1, 1]},
     "res2net50_26w_4s": {"layers": [1, 1, 2, 1], "base": 4, "classes": 10},
-    "seqresnet_b_k16_r7_n1": {"k": 4, "r": 2},
+    "seqresnet_b_k16_r7_n1": {"k": 8, "r": 1},  # two units per block: window reads, the raw stream
     "seqresnext24": {"blocks": [1, 1, 2, 1], "widen": 1, "ks": [8, 8, 16, 16], "classes": 10},
     "dsod300_backbone": {"blocks": [1, 1, 2, 1], "k": 8},
     "dsod300": {"blocks": [1, 1, 2, 1], "k": 8, "widths": [16, 16, 8, 8, 8], "classes": 5},
