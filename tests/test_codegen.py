@@ -29,9 +29,14 @@ NETS = {
 }
 
 
-def _model(name, opt=1, seed=0):
+def _model(name, opt=1, seed=0, **more):
     target, over = NETS[name]
-    return netdsl.build_model(target, seed=seed, opt=opt, **over)
+    return netdsl.build_model(target, seed=seed, opt=opt, **{**over, **more})
+
+
+# DenseNet-BC with one unit per block (a head reading one feature, a transition reading two): the
+# fast suite's torch.compile and export tests, whose cost grows with the traced ops.
+TINY = {"depth": 10}
 
 
 def _x(model, n=2):
@@ -110,7 +115,7 @@ def test_pickle_and_deepcopy(name):
 
 @pytest.mark.parametrize("name", _fast_first(["densenet_bc", "res2net", "dsod300"]))
 def test_jit_trace_and_export(name):
-    model = _model(name).eval()
+    model = _model(name, **(TINY if name == "densenet_bc" else {})).eval()
     x = _x(model)
     with torch.no_grad():
         want = model(x)
@@ -131,7 +136,11 @@ def _assert_no_graph_breaks(model):
     assert torch._dynamo.explain(model)(x).graph_break_count == 0
 
 
-@pytest.mark.parametrize("name", _fast_first(list(NETS)))
+# slow: the fast suite's fullgraph compiles (eval: test_compiled_eval_reads_the_same_views, training:
+# test_compiled_training_recomputes_no_convolution, test_fused_heads_equal_naive[plain-compiled])
+# fail on any graph break
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NETS))
 def test_no_graph_breaks_eval_and_train(name):
     _assert_no_graph_breaks(_model(name))
 
@@ -160,7 +169,7 @@ def test_compiled_training_recomputes_no_convolution():
     from torch.profiler import profile
 
     torch._dynamo.reset()
-    model = _model("densenet_bc").train()
+    model = _model("densenet_bc", **TINY).train()
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     x = _x(model)
     compiled(x).sum().backward()
@@ -173,8 +182,9 @@ def test_compiled_training_recomputes_no_convolution():
 
 
 _LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
-# SparseNet's gathered reads under compile: fast in test_plan_equivalence.py's plain-compiled fused heads
-_FAST_VIEWS = {("densenet_bc", "nchw"), ("seqresnet", "channels_last")}
+# SparseNet's gathered reads under compile: fast in test_plan_equivalence.py's plain-compiled fused
+# heads; SeqResNet has dense and window reads and streams
+_FAST_VIEWS = {("seqresnet", "channels_last")}
 
 
 @pytest.mark.parametrize(
@@ -216,7 +226,7 @@ def test_batch_size_change_recompiles_at_most_once():
         counts["n"] += 1
         return gm.forward
 
-    model = _model("densenet_bc").eval()
+    model = _model("densenet_bc", **TINY).eval()
     compiled = torch.compile(model, backend=backend, fullgraph=True)
     with torch.no_grad():
         for n in (2, 3, 4, 5):

@@ -4,11 +4,13 @@ bundled specs have, so the fast suite exercises each pattern at least once."""
 
 from pathlib import Path
 
+import pytest
+import torch
 from test_plan_equivalence import small  # the same compiled graphs as its test_every_pattern_is_covered
 
 from netdsl.ir.graph import blocks
 
-from helpers import FAST_SPECS, SPECS, compiled, spec_params
+from helpers import FAST_SPECS, FAST_TRACE_MAX_MODULES, SPECS, compiled, spec_params
 
 
 def _patterns(spec) -> set[str]:
@@ -31,3 +33,18 @@ def test_spec_params_mark_all_but_the_representatives_slow():
     assert [Path(p.values[0]).stem for p in params] == [s.stem for s in SPECS]
     fast = [p.id for p in params if not any(m.name == "slow" for m in p.marks)]
     assert sorted(fast) == sorted(FAST_SPECS)
+
+
+def test_the_fast_suite_traces_only_small_modules():
+    """conftest's guard: in a fast test, torch.compile and torch.export refuse a module of more than
+    FAST_TRACE_MAX_MODULES submodules (a preset at full depth), and pass a small one through."""
+    big = torch.nn.Sequential(*(torch.nn.ReLU() for _ in range(FAST_TRACE_MAX_MODULES)))
+    small = torch.nn.Sequential(torch.nn.ReLU())
+    x = torch.randn(2, 3)
+    refused = f"of {FAST_TRACE_MAX_MODULES + 1} submodules in the fast suite"
+    with pytest.raises(AssertionError, match=refused):
+        torch.compile(big)
+    with pytest.raises(AssertionError, match=refused):
+        torch.export.export(big, (x,))
+    assert torch.equal(torch.compile(small, backend="eager")(x), x.relu())
+    assert torch.equal(torch.export.export(small, (x,)).module()(x), x.relu())

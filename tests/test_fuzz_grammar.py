@@ -35,13 +35,15 @@ def test_replay_gives_the_case_text():
         assert replay(case_id) == text
 
 
-def test_500_cases_raise_only_netdsl_errors_within_budget():
-    report = fuzz(500, seed=2026, budget_s=5.0)
-    assert report.cases == 500
+# 150 cases in the fast suite (they reach every stage), the 500 in the slow one
+@pytest.mark.parametrize("cases", [150, pytest.param(500, marks=pytest.mark.slow)])
+def test_cases_raise_only_netdsl_errors_within_budget(cases):
+    report = fuzz(cases, seed=2026, budget_s=5.0)
+    assert report.cases == cases
     assert report.foreign == [], report.summary()
     assert report.internal == [], report.summary()
     assert report.slow == [], report.summary()
-    assert report.ok + sum(report.errors.values()) == 500
+    assert report.ok + sum(report.errors.values()) == cases
     # the cases reach every stage: parsing, names, types, values, limits, includes
     for kind in ("SpecSyntaxError", "SpecNameError", "SpecTypeError", "SpecValueError"):
         assert report.errors[kind] > 0, report.summary()

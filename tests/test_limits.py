@@ -84,6 +84,21 @@ def test_limits_count_every_loop_together_and_flags_raise_them(tmp_path, capsys)
     assert capsys.readouterr().out == "ok: n: 24 parameters, 5 ops\n"  # 400 + 400 * 400 iterations, 4 bn
 
 
+def test_max_edges_and_max_layers_flags_set_the_limits(tmp_path, capsys):
+    """The flags below and above a 100-unit dense block's 5,050 connections, at and below its 100
+    layers (the defaults' refusals are located above; raising them past a default is the slow test
+    below)."""
+    path = spec(tmp_path, "    block(100, dense) { conv(1, 1) }\n")
+    assert main(["check", str(path), "--max-edges", "5000"]) == 2
+    assert "about 5,050 connections, more than the 5,000 edges left" in capsys.readouterr().err
+    assert main(["check", str(path), "--max-edges", "6000", "--max-layers", "100"]) == 0
+    # unit i reads i channels (3 + i - 1), a 1x1 conv to 1 channel: 3 + 4 + ... + 102 weights
+    assert capsys.readouterr().out == f"ok: n: {sum(range(3, 103)):,} parameters, {1 + 100 + 100} ops\n"
+    assert main(["check", str(path), "--max-edges", "6000", "--max-layers", "99"]) == 2
+    assert "more than 99 layers" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # an 800-unit dense block (seconds); the flags on a 100-unit one above
 def test_max_edges_and_max_layers_flags_raise_the_limits(tmp_path, capsys):
     path = spec(tmp_path, "    block(800, dense) { conv(1, 1) }\n")
     assert main(["check", str(path)]) == 2

@@ -13,7 +13,7 @@ from netdsl.cli import main
 from netdsl.ir.graph import blocks
 from netdsl.memory import memory_report
 
-from helpers import SPECS
+from helpers import SPECS, compiled
 
 SMALL_DENSE = """
 network t(classes=2) {
@@ -65,7 +65,7 @@ def test_summary_table_shows_memory(write_spec, capsys):
 def test_planned_dense_and_window_blocks_copy_nothing():
     seen = set()
     for spec in SPECS:
-        graph = compile_spec(spec)
+        graph = compiled(spec)  # shared with test_viz's loop over the same graphs
         report = memory_report(graph)
         for b in blocks(graph):
             kind = b.pattern.split("(")[0]

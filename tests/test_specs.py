@@ -110,6 +110,9 @@ def test_float64_follows_module():
     assert y.dtype == torch.float64
 
 
+# slow: the fast suite compares compiled eval with eager (fullgraph, aot_eager: dynamo's graph and
+# AOT autograd's) in test_codegen's test_compiled_eval_reads_the_same_views
+@pytest.mark.slow
 def test_torch_compile_matches_eager():
     m = netdsl.build_model("specs/densenet_bc.net", depth=10, k=4).eval()
     x = torch.randn(2, 3, 32, 32)

@@ -12,7 +12,7 @@ from netdsl.cli import main
 from netdsl.viz.matrix import READ, SKIPPED, UNAVAILABLE, block_matrices, connectivity_matrix, weight_matrix
 from netdsl.viz.model import block_view
 
-from helpers import ROOT, SPECS
+from helpers import ROOT, SPECS, compiled
 
 SVG = "{http://www.w3.org/2000/svg}"
 DENSENET_BC = str(ROOT / "specs" / "densenet_bc.net")
@@ -222,7 +222,7 @@ def test_matrix_cells_are_the_connection_sets(pattern, write_spec):
 
 def test_matrix_equals_ir_for_every_bundled_spec():
     for spec in SPECS:
-        graph = compile_spec(spec)
+        graph = compiled(spec)  # shared with test_plan_memory's loop over the same graphs
         for b in graph.graph["blocks"]:
             m = connectivity_matrix(b)
             assert m.reads() == b.connection_sets(), (spec.name, b.name)
