@@ -100,7 +100,7 @@ class _BatchNormReluConv(torch.autograd.Function):
     def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
         ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
         ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
-        x = buf if runs is None else _read(buf, runs)
+        x = buf if runs is None else torch.cat([buf[:, s:e] for s, e in runs], 1)  # dense: BN 3x faster
         y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
         if runs is None:  # compiled, buf the concatenation: saved with y (docs/performance.md)
             ctx.save_for_backward(x, mean, var, bn_w, bn_b, w, b, y)
