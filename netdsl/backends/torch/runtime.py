@@ -100,7 +100,7 @@ class _BatchNormReluConv(torch.autograd.Function):
     def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
         ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
         ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
-        x = buf if runs is None else _read(buf, runs)
+        x = buf if runs is None else torch.cat([buf[:, s:e] for s, e in runs], 1)  # dense (and 16-bit dx): faster
         y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
         if runs is None:  # compiled, buf the concatenation: saved with y (docs/performance.md)
             ctx.save_for_backward(x, mean, var, bn_w, bn_b, w, b, y)
@@ -126,8 +126,8 @@ class _BatchNormReluConv(torch.autograd.Function):
         stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
         mask = [True, bn_w is not None, bn_b is not None]
         gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
-        feats = () if ctx.runs is None else gx.split(ctx.widths, 1)  # compiled, buf is x: its gradient
-        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats
+        feats = () if ctx.runs is None else [g.clone() if g.element_size() < 4 else g for g in gx.split(ctx.widths, 1)]
+        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats  # compiled: buf is x
 
 
 def _output(buf, runs, feats):
