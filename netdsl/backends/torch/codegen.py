@@ -66,8 +66,9 @@ from ...ir.plan import Runs, buffer_plans, segments
 from ...naming import GENERATED_IDENTIFIERS, camel_case, checked_identifier, class_name
 from ...ops import get
 from ...passes.fold_bn import bn_fold_source
-from . import runtime
+from . import runtime, windows
 from .file import EMBEDDABLE_NAMES, LAYERS, Namespace, Uses, embedded
+from .layout import fit
 
 
 def _keeps_channels(kind: str) -> bool:
@@ -146,7 +147,8 @@ def _class_base(unit, block: str) -> str:
 
 
 def _range_src(values: tuple[int, ...]) -> str:
-    """A tuple of ints as source: ``range(a, b, s)`` when it is an arithmetic run of 3 or more."""
+    """A tuple of ints as source: ``range(a, b, s)`` when it is an arithmetic run of 3 or more,
+    else its runs and repeats unpacked where that is shorter (``(*range(96, 272, 16), 256)``)."""
     if len(values) >= 3:
         step = values[1] - values[0]
         if step > 0 and all(b - a == step for a, b in itertools.pairwise(values)):
@@ -155,7 +157,30 @@ def _range_src(values: tuple[int, ...]) -> str:
                 if step != 1
                 else f"range({values[0]}, {values[-1] + 1})"
             )
-    return repr(tuple(values))
+    parts, i = [], 0
+    while i < len(values):
+        run = _run_length(values, i)
+        if run < 3:
+            parts.append(repr(values[i]))
+            run = 1
+        elif values[i + 1] == values[i]:
+            parts.append(f"*[{values[i]}] * {run}")
+        else:
+            parts.append(f"*{_range_src(values[i : i + run])}")
+        i += run
+    packed = f"({', '.join(parts)})" if len(parts) > 1 else f"({values[0]},) * {len(values)}"  # one run: a repeat
+    return packed if len(packed) < len(repr(tuple(values))) else repr(tuple(values))
+
+
+def _run_length(values: tuple[int, ...], i: int) -> int:
+    """How many values from ``values[i]`` on make one run of a constant step (upward or none)."""
+    if i + 1 == len(values):
+        return 1
+    step = values[i + 1] - values[i]
+    n = 2
+    while i + n < len(values) and values[i + n] - values[i + n - 1] == step and step >= 0:
+        n += 1
+    return n if step >= 0 else 1
 
 
 # ------------------------------------------------------------------------------------ regions
@@ -217,8 +242,9 @@ class Generator:
         self.unit_classes: dict[str, tuple[str, Uses]] = {}
         self.class_of: dict[tuple, tuple[str, _Head | None]] = {}
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
-        # block output -> (buffer variable, the runs it reads) of a block emitted by _buffer_loop
-        self.block_buffers: dict[str, tuple[str, tuple]] = {}
+        # block output -> (buffer variable, the runs it reads as source, or the arguments of its
+        # window: stop, far, near) of a block emitted by _buffer_loop
+        self.block_buffers: dict[str, tuple[str, str]] = {}
         self.segments = segments(self.g)
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -355,20 +381,30 @@ class Generator:
         recomputed from the block's features (their concatenation is never saved)."""
         src = self.nodes[chain[0]]["inputs"][0]
         rel = scope.rel(chain[0])
+        feats = self.block_feats.pop(src)
+        var = fn.fresh(rel.split(".", 1)[0])
+        if src in self.block_buffers:  # the block's loop kept its buffer: the fused head reads it
+            buf, runs = self.block_buffers.pop(src)
+            fused = self._fused(chain, "self", scope)
+            assert fused is not None  # block_buffers holds only outputs whose consumer is fused
+            widths = dict(cin_of)
+            for c in chain:  # declared here, called by _buffer_head itself (head None: no method)
+                d = self.nodes[c]
+                if _keeps_channels(d["kind"]) and d["inputs"][0] in widths:
+                    widths[c] = widths[d["inputs"][0]]
+                self.module_expr(scope, c, ["x"], widths)
+            if not runs.startswith("("):  # a window of the buffer (its stop, far, near): read first
+                fn.lines.append(f"reads, runs = {scope.use(windows._window)}({feats}, {runs})")
+                feats, runs = "reads", "runs"
+            modules = ", ".join(fused)
+            if "." in scope.rel(chain[0]) and self._only_modules(chain):  # its container holds just BN, conv
+                modules = f"*self.{scope.rel(chain[0]).rsplit('.', 1)[0]}.children()"
+            fn.lines.append(f"{var} = {scope.use(runtime._buffer_head)}(None, {feats}, {buf}, {runs}, {modules})")
+            return var
         name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
-        f = _Func()
-        feats = self.block_feats.pop(src)  # inside the method the chain is plain code
+        f = _Func()  # inside the method the chain is plain code
         out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
         kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
-        var = fn.fresh(rel.split(".", 1)[0])
-        if src in self.block_buffers:  # the block's loop kept its buffer: the head reads it
-            buf, runs = self.block_buffers.pop(src)
-            fused = ", ".join(self._fused(chain, "self", scope) or ())
-            scope.methods.append(_method(name, "x", f.lines, out, f"{kinds} of the concatenation, without autograd"))
-            fn.lines.append(
-                f"{var} = {scope.use(runtime._buffer_head)}(self.{name}, {feats}, {buf}, {runs!r}, {fused})"
-            )
-            return var
         scope.methods.append(
             _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
         )
@@ -378,6 +414,20 @@ class Generator:
         fn.lines.append("else:")
         fn.lines.append(f"    {var} = self.{name}({env[src]})")
         return var
+
+    def _only_modules(self, chain: tuple[str, ...]) -> bool:
+        """Whether the modules of ``chain``'s container (its nodes' common prefix) are exactly its
+        first and last node's, BN -> ReLU -> conv: ``container.children()`` are those two."""
+        owner = chain[0].rsplit(".", 1)[0]
+        if "." not in chain[0] or len(chain) != 3 or any(c.rsplit(".", 1)[0] != owner for c in chain):
+            return False
+        inside = [n for n in self.order if n.startswith(owner + ".") and self._has_module(n)]
+        return inside == [chain[0], chain[-1]]
+
+    def _has_module(self, node: str) -> bool:
+        d = self.nodes[node]
+        shapes = [tuple(self.nodes[i]["shape"]) for i in d["inputs"]]
+        return _op_module(d["kind"], d["attrs"], shapes) is not None
 
     def _may_overwrite_input(self, n: str, uses: dict, node_set: set[str], output: str) -> bool:
         """An activation may run in place on its input when that input is a fresh tensor that only
@@ -632,10 +682,13 @@ class Generator:
             scope.container(rel.rsplit(".", 1)[0])
         cins = tuple(int(self.nodes[u.aggregate]["shape"][0]) for u in units)
         regular = unit_names == [f"unit{i}" for i in range(1, len(units) + 1)]
-        if regular:
+        if regular and len(set(cins)) == 1:  # one width: no table
             scope.init.append(
-                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(cin) '
-                f"for i, cin in enumerate({_range_src(cins)}, 1)}})"
+                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}({cins[0]}) for i in range(1, {len(cins) + 1})}})'
+            )
+        elif regular:
+            scope.init.append(
+                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(c) for i, c in enumerate({_range_src(cins)}, 1)}})'
             )
         else:
             scope.init.append(
@@ -732,7 +785,8 @@ class Generator:
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)
         lines = fn.lines
-        comment = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: {_reads_comment(reads)}"
+        about = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: "
+        comment = about + _reads_comment(reads)
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
@@ -768,13 +822,20 @@ class Generator:
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
             init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
             selected = _selected(feats_var, outs, len(init) + len(reads))
+            window = _Window.of(buffer, len(init), reads)
+            if window is not None:
+                comment = f"{about}a window of the buffer"
             lines.append(f"{comment}; {_plan_comment(channels, stores)}")
             lines += self._buffer_loop(
                 scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused, fn.fresh("y")
             )
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
-                self.block_buffers[b.output] = (base, out_read)
-                self.block_feats[b.output] = selected
+                if window is not None and window.fits(buffer, channels, outs, out_read):
+                    self.block_buffers[b.output] = (base, f"{channels}, {window.far}, {window.near}")
+                    self.block_feats[b.output] = feats_var
+                else:
+                    self.block_buffers[b.output] = (base, repr(out_read))
+                    self.block_feats[b.output] = selected
             else:
                 lines.append(f"{base} = {scope.use(runtime._output)}({base}, {out_read!r}, {selected})")
             return base
@@ -816,15 +877,23 @@ class Generator:
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
         channels, stores, unit_reads, _, in_stores = buffer
         new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
-        out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), [{', '.join(f'{feature}({v})' for v in init)}]"]
+        firsts = f"[{', '.join(f'{feature}({v})' for v in init)}]"
+        if len(init) == 1:
+            out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), {firsts}"]
+        else:  # a long list: a statement of its own, which the layout can break
+            out = [f"{base} = {new_buffer}({init[0]}, {channels})", f"{feats} = {firsts}"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
         tables = _Tables()
         gather = feats
-        if any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # not dense: a gather
+        window = _Window.of(buffer, len(init), reads)
+        if window is None and any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # a gather
             gather = f"[{feats}[j] for j in {tables.var('reads', reads)}]"
         a, b_ = _store_vars(tables, stores)
-        runs = _runs_var(tables, unit_reads)
+        runs = "runs" if window else _runs_var(tables, unit_reads)
         out.append(tables.header(units_expr))
+        if window:  # the features and runs each unit reads, from its window of the buffer
+            gather = "reads"
+            out.append(f"    reads, runs = {scope.use(windows._window)}({feats}, {a}, {window.far}, {window.near})")
         head = f"{scope.use(runtime._buffer_head)}(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
         out.append(f"    {y} = {head}")
         out.append(f"    {scope.use(runtime._store)}({base}, {a}, {b_}, unit({y}), {feats})")
@@ -902,6 +971,46 @@ class Generator:
             return self.region(scope, fn, members, env, cin_of, b.output)
         finally:
             self.unrolling.discard(b.output)
+
+
+class _Width(NamedTuple):
+    """A stand-in for a feature's tensor: its shape, what :func:`windows._window` reads of it."""
+
+    shape: tuple[int, int]
+
+
+class _Window(NamedTuple):
+    """The ``far`` first and ``near`` last channels below its own that each unit of a planned
+    block reads (SparseNet's ``path``), when they are exactly the plan's reads (checked by calling
+    :func:`windows._window` on stand-ins of the block's features)."""
+
+    far: int
+    near: int
+
+    @classmethod
+    def of(cls, buffer: _LoopBuffer, n_init: int, reads: tuple) -> _Window | None:
+        """The window of a block with one first feature stored at channel 0 and the units' outputs
+        after it, in order; None where the units' reads are no such window (or a dense prefix)."""
+        _, stores, unit_reads, _, in_stores = buffer
+        if n_init != 1 or len(in_stores) != 1 or in_stores[0][0][0] != 0:
+            return None
+        if [s[0] for s in stores] != [in_stores[0][0][1], *(s[1] for s in stores[:-1])]:
+            return None  # not stored one after the other
+        two = [(store[0], r) for store, r in zip(stores, unit_reads, strict=True) if len(r) == 2]
+        if not two:
+            return None
+        stop, runs = two[0]
+        window = cls(runs[0][1], stop - runs[1][0])
+        ok = all(window.fits(buffer, s[0], r, rows) for s, r, rows in zip(stores, reads, unit_reads, strict=True))
+        return window if ok else None
+
+    def fits(self, buffer: _LoopBuffer, stop: int, reads: tuple[int, ...], runs: tuple) -> bool:
+        """Whether the window below channel ``stop`` is the features at ``reads`` and the runs ``runs``."""
+        widths = [buffer.in_stores[0][0][1], *(b - a for a, b in buffer.stores)]
+        stand_ins = [(_Width((1, w)),) for w in widths]
+        available = stand_ins[: 1 + sum(1 for a, _ in buffer.stores if a < stop)]
+        picked, got = windows._window(available, stop, self.far, self.near)
+        return got == tuple(runs) and [id(f) for f in picked] == [id(stand_ins[j]) for j in reads]
 
 
 def _unit_slices(b: BlockInfo, unit: int) -> list[str]:
@@ -1069,9 +1178,18 @@ def _method(name: str, args: str, lines: list[str], ret: str, doc: str | None = 
     out = [f"    def {name}(self, {args}):"]
     if doc:
         out.append(f'        """{doc}"""')
+    lines, ret = _returned(lines, ret)
     out += [f"        {line}" for line in lines]
     out.append(f"        return {ret}")
     return "\n".join(out) + "\n"
+
+
+def _returned(lines: list[str], ret: str) -> tuple[list[str], str]:
+    """(lines, what is returned): the last statement's value returned directly when it only names
+    it (``y = self.conv2(x)`` then ``return y``: ``return self.conv2(x)``)."""
+    if lines and lines[-1].startswith(f"{ret} = ") and ret.isidentifier():
+        return lines[:-1], lines[-1][len(ret) + 3 :]
+    return lines, ret
 
 
 def _wrapped(text: str) -> str:
@@ -1142,7 +1260,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         f"    return {cls}()" + ("" if fmt is None else f".to(memory_format={_TORCH_FORMAT[fmt]})"),
         "",
     ]
-    return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail)
+    return fit("\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail))
 
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous", "preserve")
@@ -1178,7 +1296,8 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     declared = graph_outputs(graph)
     if len(declared) > 1:
         names = tuple(name for name, _ in declared)
-        lines.append(f"    output_names = {names!r}  # forward returns them in this order")
+        quoted = ", ".join(f'"{n}"' if n.isidentifier() else repr(n) for n in names)  # ruff's quotes
+        lines.append(f"    output_names = ({quoted})  # forward returns them in this order")
     lines.append("")
     lines.append("    def __init__(self):")
     lines.append("        super().__init__()")
@@ -1200,7 +1319,8 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     if fmt is not None:  # converted once, at the stem; the comment states the choice
         how = "the compiler's choice" if graph.graph.get("memory_format", "auto") == "auto" else "pinned"
         lines.append(f"        x = x.contiguous(memory_format={_TORCH_FORMAT[fmt]})  # layout: {how}")
-    lines += ["        " + line for line in fn.lines]
+    body, result = _returned(fn.lines, result)
+    lines += ["        " + line for line in body]
     lines.append(f"        return {result}")
     return "\n".join(lines)
 
