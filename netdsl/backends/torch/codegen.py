@@ -192,9 +192,27 @@ class _Func:
 
     names: Namespace = field(default_factory=lambda: Namespace(_RESERVED))
     lines: list[str] = field(default_factory=list)
+    last: tuple[int, str, str] | None = None  # the last assignment: (its line, variable, value)
 
     def fresh(self, base: str) -> str:
         return self.names.create_name(base)
+
+    def assign(self, var: str, expr: str) -> None:
+        self.lines.append(f"{var} = {expr}")
+        self.last = (len(self.lines) - 1, var, expr)
+
+    def guard_first(self, condition: str) -> None:
+        """The first line under ``if condition``."""
+        self.lines[0:1] = [f"if {condition}", "    " + self.lines[0]]
+        if self.last is not None:  # the line moved down one (the first itself is now in the if)
+            self.last = None if self.last[0] == 0 else (self.last[0] + 1, *self.last[1:])
+
+    def returned(self, ret: str) -> tuple[list[str], str]:
+        """(lines, what a ``return`` gives back): the value of the last line itself where that line
+        only assigns it (``conv2 = self.conv2(x)`` then ``return conv2``: ``return self.conv2(x)``)."""
+        if self.last is not None and self.last[0] == len(self.lines) - 1 and self.last[1] == ret:
+            return self.lines[:-1], self.last[2]
+        return self.lines, ret
 
 
 @dataclass
@@ -242,9 +260,9 @@ class Generator:
         self.unit_classes: dict[str, tuple[str, Uses]] = {}
         self.class_of: dict[tuple, tuple[str, _Head | None]] = {}
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
-        # block output -> (buffer variable, the runs it reads as source, or the arguments of its
-        # window: stop, far, near) of a block emitted by _buffer_loop
-        self.block_buffers: dict[str, tuple[str, str]] = {}
+        # block output -> (buffer variable, the runs it reads, the window they are) of a block
+        # emitted by _buffer_loop
+        self.block_buffers: dict[str, tuple[str, Runs, _Window | None]] = {}
         self.segments = segments(self.g)
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -350,7 +368,7 @@ class Generator:
                 var = env[src]  # a chain: the value flows on in the same variable
             else:
                 var = fn.fresh(stage if "." in rel and not scope.prefix else rel.rsplit(".", 1)[-1])
-            fn.lines.append(f"{var} = {expr}")
+            fn.assign(var, expr)
             env[n] = var
             done.add(n)
         return env[output]
@@ -384,7 +402,7 @@ class Generator:
         feats = self.block_feats.pop(src)
         var = fn.fresh(rel.split(".", 1)[0])
         if src in self.block_buffers:  # the block's loop kept its buffer: the fused head reads it
-            buf, runs = self.block_buffers.pop(src)
+            buf, runs, window = self.block_buffers.pop(src)
             fused = self._fused(chain, "self", scope)
             assert fused is not None  # block_buffers holds only outputs whose consumer is fused
             widths = dict(cin_of)
@@ -393,20 +411,24 @@ class Generator:
                 if _keeps_channels(d["kind"]) and d["inputs"][0] in widths:
                     widths[c] = widths[d["inputs"][0]]
                 self.module_expr(scope, c, ["x"], widths)
-            if not runs.startswith("("):  # a window of the buffer (its stop, far, near): read first
-                fn.lines.append(f"reads, runs = {scope.use(windows._window)}({feats}, {runs})")
-                feats, runs = "reads", "runs"
+            read = repr(runs)
+            if window is not None:  # a window of the buffer: its features and runs first
+                stop = runs[-1][1]
+                fn.lines.append(
+                    f"reads, runs = {scope.use(windows._window)}({feats}, {stop}, {window.far}, {window.near})"
+                )
+                feats, read = "reads", "runs"
             modules = ", ".join(fused)
             if "." in scope.rel(chain[0]) and self._only_modules(chain):  # its container holds just BN, conv
                 modules = f"*self.{scope.rel(chain[0]).rsplit('.', 1)[0]}.children()"
-            fn.lines.append(f"{var} = {scope.use(runtime._buffer_head)}(None, {feats}, {buf}, {runs}, {modules})")
+            fn.lines.append(f"{var} = {scope.use(runtime._buffer_head)}(None, {feats}, {buf}, {read}, {modules})")
             return var
         name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
         f = _Func()  # inside the method the chain is plain code
-        out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
+        lines, out = f.returned(self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1]))
         kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
         scope.methods.append(
-            _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
+            _method(name, "*xs", [_JOIN] + lines, out, f"concat -> {kinds}: recomputed in backward when training")
         )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         fn.lines.append(f"if {_FEATURES}:")
@@ -561,12 +583,12 @@ class Generator:
             fast = self._inference_head(scope, seg, cin_of, fold)
             if not fast:
                 fold = None
-            hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
+            hlines, hvar = hf.returned(self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1]))
             methods.append(
                 _method(
                     "head",
                     "*xs",
-                    [_JOIN] + fast + hf.lines,
+                    [_JOIN] + fast + hlines,
                     hvar,
                     f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
                     "recomputed in backward when training",
@@ -584,12 +606,8 @@ class Generator:
         if pieces:  # a unit of a block carrying streams returns its output and its pieces
             out = ", ".join([out] + [env[p] for p in pieces])
         if head_len and fold is not None:  # in inference this BN is folded into the head's conv
-            first = f.lines[0]
-            f.lines[0:1] = [
-                "if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
-                "    " + first,
-            ]
-        fwd = _method("forward", ", ".join(["x", *streams_in.values()]), f.lines, out)
+            f.guard_first("self.training or torch.is_grad_enabled():  # inference: folded into the head's conv")
+        fwd = _method("forward", ", ".join(["x", *streams_in.values()]), *f.returned(out))
         init = [f"        {line}" for line in scope.init]
         text = (
             "(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
@@ -751,6 +769,13 @@ class Generator:
             return d["inputs"][0], d["attrs"]["start"], d["attrs"]["stop"]
         return node, 0, d["shape"][0]
 
+    def _piece_source(self, feature) -> str | None:
+        """The node a block's first feature is a channel range (a slice) of, if it is one."""
+        if feature.start is not None:
+            return feature.node
+        d = self.nodes[feature.node]
+        return d["inputs"][0] if d["kind"] == "slice" else None
+
     def _feature_piece(self, features, j: int) -> tuple[str, int, int]:
         for f in features:
             if f.index == j:
@@ -820,7 +845,8 @@ class Generator:
         out_chain = self._output_head(b) if keep_feats else None
         fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
-            init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
+            sources = [self._piece_source(f) for f in first]
+            init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions, sources)
             selected = _selected(feats_var, outs, len(init) + len(reads))
             window = _Window.of(buffer, len(init), reads)
             if window is not None:
@@ -830,11 +856,11 @@ class Generator:
                 scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused, fn.fresh("y")
             )
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
-                if window is not None and window.fits(buffer, channels, outs, out_read):
-                    self.block_buffers[b.output] = (base, f"{channels}, {window.far}, {window.near}")
+                if window is not None and window.fits(buffer, out_read[-1][1], outs, out_read):
+                    self.block_buffers[b.output] = (base, out_read, window)
                     self.block_feats[b.output] = feats_var
                 else:
-                    self.block_buffers[b.output] = (base, repr(out_read))
+                    self.block_buffers[b.output] = (base, out_read, None)
                     self.block_feats[b.output] = selected
             else:
                 lines.append(f"{base} = {scope.use(runtime._output)}({base}, {out_read!r}, {selected})")
@@ -1124,16 +1150,16 @@ def _selected(feats: str, positions: tuple[int, ...], n_feats: int) -> str:
     return feats if positions == tuple(range(n_feats)) else f"[{feats}[j] for j in {positions!r}]"
 
 
-def _whole_input(init, in_stores, lookup, reads, outs):
+def _whole_input(init, in_stores, lookup, reads, outs, sources):
     """(init, reads, outs) with the block input as one feature when it was split into pieces (a
     SparseNet block's input counts as k-channel features) that every read takes all or none of, in
     order: the heads' gradient then flows to the input in one piece, not through one full-size
-    slice backward per piece and read."""
+    slice backward per piece and read. ``sources``: per first feature, the node it is a channel
+    range of."""
     pieces = range(len(init))
     whole = len(init) > 1 and len(in_stores) == 1 and in_stores[0][0][0] == 0
-    if whole:  # the pieces are channel slices of the one value the buffer starts with
-        v = lookup[in_stores[0][1]]
-        whole = all(p.startswith(f"{v}[:, ") for p in init)
+    # the pieces are channel ranges of the one value the buffer starts with
+    whole = whole and all(node == in_stores[0][1] for node in sources)
     for r in (*reads, outs):
         taken = [j for j in r if j in pieces]
         whole = whole and taken in ([], list(pieces)) and (not taken or r[: len(init)] == tuple(pieces))
@@ -1178,18 +1204,9 @@ def _method(name: str, args: str, lines: list[str], ret: str, doc: str | None = 
     out = [f"    def {name}(self, {args}):"]
     if doc:
         out.append(f'        """{doc}"""')
-    lines, ret = _returned(lines, ret)
     out += [f"        {line}" for line in lines]
     out.append(f"        return {ret}")
     return "\n".join(out) + "\n"
-
-
-def _returned(lines: list[str], ret: str) -> tuple[list[str], str]:
-    """(lines, what is returned): the last statement's value returned directly when it only names
-    it (``y = self.conv2(x)`` then ``return y``: ``return self.conv2(x)``)."""
-    if lines and lines[-1].startswith(f"{ret} = ") and ret.isidentifier():
-        return lines[:-1], lines[-1][len(ret) + 3 :]
-    return lines, ret
 
 
 def _wrapped(text: str) -> str:
@@ -1319,7 +1336,7 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     if fmt is not None:  # converted once, at the stem; the comment states the choice
         how = "the compiler's choice" if graph.graph.get("memory_format", "auto") == "auto" else "pinned"
         lines.append(f"        x = x.contiguous(memory_format={_TORCH_FORMAT[fmt]})  # layout: {how}")
-    body, result = _returned(fn.lines, result)
+    body, result = fn.returned(result)
     lines += ["        " + line for line in body]
     lines.append(f"        return {result}")
     return "\n".join(lines)
