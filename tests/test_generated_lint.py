@@ -4,6 +4,7 @@ each passes ``ruff check`` and ``ruff format --check`` with the repository's pyp
 recomputed head) and :mod:`netdsl.backends.torch.layout` breaks what is still long as ruff's
 formatter would; tests/test_codegen.py holds the files to their length."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 import netdsl
 from netdsl.backends.torch.codegen import generate
+from netdsl.backends.torch.layout import fit
 from netdsl.presets import presets
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -65,3 +67,30 @@ def test_every_generated_file_passes_ruff(tmp_path):
         for opt in (0, 1):
             _write(tmp_path, name, opt)
     _assert_clean(tmp_path)
+
+
+def test_layout_breaks_long_statements_as_ruff_format_does(tmp_path):
+    """Each shape of statement the layout breaks -- a call whose arguments fit on one line, one
+    whose arguments do not, a literal, a comprehension, a for header, a comment -- comes out as
+    ruff's formatter writes it, and means the same."""
+    long = ", ".join(f"argument_{k}" for k in range(12))
+    many = ", ".join(f"(argument_{k}, {k})" for k in range(20))
+    source = "\n".join(
+        [
+            "def f(*args, **kwargs):",
+            f"    value = g({long})",
+            f"    value = g({many}, strict=True)",
+            f"    table = [{many}]",
+            f"    picked = [feats[j] for j in ({', '.join(map(str, range(40)))}) if j]",
+            f"    for unit, a in zip(self.units.values(), ({', '.join(map(str, range(0, 480, 16)))}), strict=True):",
+            f"        # {' '.join(['a comment that runs long'] * 8)}",
+            "        pass",
+            "",
+        ]
+    )
+    out = fit(source)
+    assert all(len(line) <= 120 for line in out.splitlines())
+    assert ast.dump(ast.parse(out)) == ast.dump(ast.parse(source))
+    (tmp_path / "laid_out.py").write_text(out)
+    fmt = _ruff("format", "--check", "--diff", tmp_path / "laid_out.py")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
