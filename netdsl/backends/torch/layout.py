@@ -23,10 +23,20 @@ _CLOSE = {"(": ")", "[": "]", "{": "}"}
 def fit(source: str) -> str:
     """``source`` with every line over :data:`WIDTH` broken as ruff would break it, a comment
     line wrapped (a line this cannot break is left as it is: the lint test shows it)."""
+    strings = _in_strings(source)
     out: list[str] = []
-    for line in source.split("\n"):
-        out += _broken(line) if len(line) > WIDTH else [line]
+    for row, line in enumerate(source.split("\n"), 1):
+        out += _broken(line) if len(line) > WIDTH and row not in strings else [line]
     return "\n".join(out)
+
+
+def _in_strings(source: str) -> set[int]:
+    """The rows (from 1) a string spanning several lines (a docstring) covers: never broken."""
+    rows: set[int] = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
+            rows.update(range(tok.start[0], tok.end[0] + 1))
+    return rows
 
 
 def _broken(line: str) -> list[str]:
