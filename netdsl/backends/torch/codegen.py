@@ -66,8 +66,9 @@ from ...ir.plan import Runs, buffer_plans, segments
 from ...naming import GENERATED_IDENTIFIERS, camel_case, checked_identifier, class_name
 from ...ops import get
 from ...passes.fold_bn import bn_fold_source
-from . import runtime
+from . import runtime, windows
 from .file import EMBEDDABLE_NAMES, LAYERS, Namespace, Uses, embedded
+from .layout import fit
 
 
 def _keeps_channels(kind: str) -> bool:
@@ -146,7 +147,8 @@ def _class_base(unit, block: str) -> str:
 
 
 def _range_src(values: tuple[int, ...]) -> str:
-    """A tuple of ints as source: ``range(a, b, s)`` when it is an arithmetic run of 3 or more."""
+    """A tuple of ints as source: ``range(a, b, s)`` when it is an arithmetic run of 3 or more,
+    else its runs and repeats unpacked where that is shorter (``(*range(96, 272, 16), 256)``)."""
     if len(values) >= 3:
         step = values[1] - values[0]
         if step > 0 and all(b - a == step for a, b in itertools.pairwise(values)):
@@ -155,7 +157,30 @@ def _range_src(values: tuple[int, ...]) -> str:
                 if step != 1
                 else f"range({values[0]}, {values[-1] + 1})"
             )
-    return repr(tuple(values))
+    parts, i = [], 0
+    while i < len(values):
+        run = _run_length(values, i)
+        if run < 3:
+            parts.append(repr(values[i]))
+            run = 1
+        elif values[i + 1] == values[i]:
+            parts.append(f"*[{values[i]}] * {run}")
+        else:
+            parts.append(f"*{_range_src(values[i : i + run])}")
+        i += run
+    packed = f"({', '.join(parts)})" if len(parts) > 1 else f"({values[0]},) * {len(values)}"  # one run: a repeat
+    return packed if len(packed) < len(repr(tuple(values))) else repr(tuple(values))
+
+
+def _run_length(values: tuple[int, ...], i: int) -> int:
+    """How many values from ``values[i]`` on make one run of a constant step (upward or none)."""
+    if i + 1 == len(values):
+        return 1
+    step = values[i + 1] - values[i]
+    n = 2
+    while i + n < len(values) and values[i + n] - values[i + n - 1] == step and step >= 0:
+        n += 1
+    return n if step >= 0 else 1
 
 
 # ------------------------------------------------------------------------------------ regions
@@ -167,9 +192,27 @@ class _Func:
 
     names: Namespace = field(default_factory=lambda: Namespace(_RESERVED))
     lines: list[str] = field(default_factory=list)
+    last: tuple[int, str, str] | None = None  # the last assignment: (its line, variable, value)
 
     def fresh(self, base: str) -> str:
         return self.names.create_name(base)
+
+    def assign(self, var: str, expr: str) -> None:
+        self.lines.append(f"{var} = {expr}")
+        self.last = (len(self.lines) - 1, var, expr)
+
+    def guard_first(self, condition: str) -> None:
+        """The first line under ``if condition``."""
+        self.lines[0:1] = [f"if {condition}", "    " + self.lines[0]]
+        if self.last is not None:  # the line moved down one (the first itself is now in the if)
+            self.last = None if self.last[0] == 0 else (self.last[0] + 1, *self.last[1:])
+
+    def returned(self, ret: str) -> tuple[list[str], str]:
+        """(lines, what a ``return`` gives back): the value of the last line itself where that line
+        only assigns it (``conv2 = self.conv2(x)`` then ``return conv2``: ``return self.conv2(x)``)."""
+        if self.last is not None and self.last[0] == len(self.lines) - 1 and self.last[1] == ret:
+            return self.lines[:-1], self.last[2]
+        return self.lines, ret
 
 
 @dataclass
@@ -217,8 +260,9 @@ class Generator:
         self.unit_classes: dict[str, tuple[str, Uses]] = {}
         self.class_of: dict[tuple, tuple[str, _Head | None]] = {}
         self.block_feats: dict[str, str] = {}  # block output -> variable of its feature list (training)
-        # block output -> (buffer variable, the runs it reads) of a block emitted by _buffer_loop
-        self.block_buffers: dict[str, tuple[str, tuple]] = {}
+        # block output -> (buffer variable, the runs it reads, the window they are) of a block
+        # emitted by _buffer_loop
+        self.block_buffers: dict[str, tuple[str, Runs, _Window | None]] = {}
         self.segments = segments(self.g)
         self._members: dict[str, set[str]] = {}
         self.unrolling: set[str] = set()
@@ -324,7 +368,7 @@ class Generator:
                 var = env[src]  # a chain: the value flows on in the same variable
             else:
                 var = fn.fresh(stage if "." in rel and not scope.prefix else rel.rsplit(".", 1)[-1])
-            fn.lines.append(f"{var} = {expr}")
+            fn.assign(var, expr)
             env[n] = var
             done.add(n)
         return env[output]
@@ -355,22 +399,36 @@ class Generator:
         recomputed from the block's features (their concatenation is never saved)."""
         src = self.nodes[chain[0]]["inputs"][0]
         rel = scope.rel(chain[0])
-        name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
-        f = _Func()
-        feats = self.block_feats.pop(src)  # inside the method the chain is plain code
-        out = self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1])
-        kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
+        feats = self.block_feats.pop(src)
         var = fn.fresh(rel.split(".", 1)[0])
-        if src in self.block_buffers:  # the block's loop kept its buffer: the head reads it
-            buf, runs = self.block_buffers.pop(src)
-            fused = ", ".join(self._fused(chain, "self", scope) or ())
-            scope.methods.append(_method(name, "x", f.lines, out, f"{kinds} of the concatenation, without autograd"))
-            fn.lines.append(
-                f"{var} = {scope.use(runtime._buffer_head)}(self.{name}, {feats}, {buf}, {runs!r}, {fused})"
-            )
+        if src in self.block_buffers:  # the block's loop kept its buffer: the fused head reads it
+            buf, runs, window = self.block_buffers.pop(src)
+            fused = self._fused(chain, "self", scope)
+            assert fused is not None  # block_buffers holds only outputs whose consumer is fused
+            widths = dict(cin_of)
+            for c in chain:  # declared here, called by _buffer_head itself (head None: no method)
+                d = self.nodes[c]
+                if _keeps_channels(d["kind"]) and d["inputs"][0] in widths:
+                    widths[c] = widths[d["inputs"][0]]
+                self.module_expr(scope, c, ["x"], widths)
+            read = repr(runs)
+            if window is not None:  # a window of the buffer: its features and runs first
+                stop = runs[-1][1]
+                fn.lines.append(
+                    f"reads, runs = {scope.use(windows._window)}({feats}, {stop}, {window.far}, {window.near})"
+                )
+                feats, read = "reads", "runs"
+            modules = ", ".join(fused)
+            if "." in scope.rel(chain[0]) and self._only_modules(chain):  # its container holds just BN, conv
+                modules = f"*self.{scope.rel(chain[0]).rsplit('.', 1)[0]}.children()"
+            fn.lines.append(f"{var} = {scope.use(runtime._buffer_head)}(None, {feats}, {buf}, {read}, {modules})")
             return var
+        name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
+        f = _Func()  # inside the method the chain is plain code
+        lines, out = f.returned(self.region(scope, f, list(chain), {src: "x"}, dict(cin_of), chain[-1]))
+        kinds = " -> ".join(self.nodes[c]["kind"] for c in chain)
         scope.methods.append(
-            _method(name, "*xs", [_JOIN] + f.lines, out, f"concat -> {kinds}: recomputed in backward when training")
+            _method(name, "*xs", [_JOIN] + lines, out, f"concat -> {kinds}: recomputed in backward when training")
         )
         bns = [f"self.{scope.rel(c)}" for c in chain if self.nodes[c]["kind"] == "bn"]
         fn.lines.append(f"if {_FEATURES}:")
@@ -378,6 +436,20 @@ class Generator:
         fn.lines.append("else:")
         fn.lines.append(f"    {var} = self.{name}({env[src]})")
         return var
+
+    def _only_modules(self, chain: tuple[str, ...]) -> bool:
+        """Whether the modules of ``chain``'s container (its nodes' common prefix) are exactly its
+        first and last node's, BN -> ReLU -> conv: ``container.children()`` are those two."""
+        owner = chain[0].rsplit(".", 1)[0]
+        if "." not in chain[0] or len(chain) != 3 or any(c.rsplit(".", 1)[0] != owner for c in chain):
+            return False
+        inside = [n for n in self.order if n.startswith(owner + ".") and self._has_module(n)]
+        return inside == [chain[0], chain[-1]]
+
+    def _has_module(self, node: str) -> bool:
+        d = self.nodes[node]
+        shapes = [tuple(self.nodes[i]["shape"]) for i in d["inputs"]]
+        return _op_module(d["kind"], d["attrs"], shapes) is not None
 
     def _may_overwrite_input(self, n: str, uses: dict, node_set: set[str], output: str) -> bool:
         """An activation may run in place on its input when that input is a fresh tensor that only
@@ -511,12 +583,12 @@ class Generator:
             fast = self._inference_head(scope, seg, cin_of, fold)
             if not fast:
                 fold = None
-            hvar = self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1])
+            hlines, hvar = hf.returned(self.region(scope, hf, list(seg), dict(env), cin_of, seg[-1]))
             methods.append(
                 _method(
                     "head",
                     "*xs",
-                    [_JOIN] + fast + hf.lines,
+                    [_JOIN] + fast + hlines,
                     hvar,
                     f"concat -> {' -> '.join(self.nodes[n]['kind'] for n in seg)}: "
                     "recomputed in backward when training",
@@ -534,12 +606,8 @@ class Generator:
         if pieces:  # a unit of a block carrying streams returns its output and its pieces
             out = ", ".join([out] + [env[p] for p in pieces])
         if head_len and fold is not None:  # in inference this BN is folded into the head's conv
-            first = f.lines[0]
-            f.lines[0:1] = [
-                "if self.training or torch.is_grad_enabled():  # inference: folded into the head's conv",
-                "    " + first,
-            ]
-        fwd = _method("forward", ", ".join(["x", *streams_in.values()]), f.lines, out)
+            f.guard_first("self.training or torch.is_grad_enabled():  # inference: folded into the head's conv")
+        fwd = _method("forward", ", ".join(["x", *streams_in.values()]), *f.returned(out))
         init = [f"        {line}" for line in scope.init]
         text = (
             "(nn.Module):\n    def __init__(self, cin):\n        super().__init__()\n"
@@ -632,10 +700,13 @@ class Generator:
             scope.container(rel.rsplit(".", 1)[0])
         cins = tuple(int(self.nodes[u.aggregate]["shape"][0]) for u in units)
         regular = unit_names == [f"unit{i}" for i in range(1, len(units) + 1)]
-        if regular:
+        if regular and len(set(cins)) == 1:  # one width: no table
             scope.init.append(
-                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(cin) '
-                f"for i, cin in enumerate({_range_src(cins)}, 1)}})"
+                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}({cins[0]}) for i in range(1, {len(cins) + 1})}})'
+            )
+        elif regular:
+            scope.init.append(
+                f'self.{rel} = nn.ModuleDict({{f"unit{{i}}": {name}(c) for i, c in enumerate({_range_src(cins)}, 1)}})'
             )
         else:
             scope.init.append(
@@ -698,6 +769,13 @@ class Generator:
             return d["inputs"][0], d["attrs"]["start"], d["attrs"]["stop"]
         return node, 0, d["shape"][0]
 
+    def _piece_source(self, feature) -> str | None:
+        """The node a block's first feature is a channel range (a slice) of, if it is one."""
+        if feature.start is not None:
+            return feature.node
+        d = self.nodes[feature.node]
+        return d["inputs"][0] if d["kind"] == "slice" else None
+
     def _feature_piece(self, features, j: int) -> tuple[str, int, int]:
         for f in features:
             if f.index == j:
@@ -732,7 +810,8 @@ class Generator:
         units_expr = f"self.{rel}.values()"
         out_positions = self._out_positions(b)
         lines = fn.lines
-        comment = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: {_reads_comment(reads)}"
+        about = f"# {b.name}: {b.pattern}, {len(units)} units, output={b.output_mode}; reads: "
+        comment = about + _reads_comment(reads)
         buffer = self._buffer_of(b) if self.planned and b.kind == "concat" else None
         feats_var = fn.fresh(f"{base}_feats")
         keep_feats = buffer is not None and self._output_head(b) is not None
@@ -766,15 +845,23 @@ class Generator:
         out_chain = self._output_head(b) if keep_feats else None
         fused_out = out_chain is not None and self._fused(out_chain, "self", scope) is not None
         if has_head and has_head.fused and streams is None and (fused_out or not keep_feats):
-            init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions)
+            sources = [self._piece_source(f) for f in first]
+            init, reads, outs = _whole_input(init, in_stores, lookup, reads, out_positions, sources)
             selected = _selected(feats_var, outs, len(init) + len(reads))
+            window = _Window.of(buffer, len(init), reads)
+            if window is not None:
+                comment = f"{about}a window of the buffer"
             lines.append(f"{comment}; {_plan_comment(channels, stores)}")
             lines += self._buffer_loop(
                 scope, b, base, feats_var, init, lookup, buffer, reads, units_expr, has_head.fused, fn.fresh("y")
             )
             if fused_out:  # the output's only consumer is a fused head: it reads the buffer too
-                self.block_buffers[b.output] = (base, out_read)
-                self.block_feats[b.output] = selected
+                if window is not None and window.fits(buffer, out_read[-1][1], outs, out_read):
+                    self.block_buffers[b.output] = (base, out_read, window)
+                    self.block_feats[b.output] = feats_var
+                else:
+                    self.block_buffers[b.output] = (base, out_read, None)
+                    self.block_feats[b.output] = selected
             else:
                 lines.append(f"{base} = {scope.use(runtime._output)}({base}, {out_read!r}, {selected})")
             return base
@@ -816,15 +903,23 @@ class Generator:
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
         channels, stores, unit_reads, _, in_stores = buffer
         new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
-        out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), [{', '.join(f'{feature}({v})' for v in init)}]"]
+        firsts = f"[{', '.join(f'{feature}({v})' for v in init)}]"
+        if len(init) == 1:
+            out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), {firsts}"]
+        else:  # a long list: a statement of its own, which the layout can break
+            out = [f"{base} = {new_buffer}({init[0]}, {channels})", f"{feats} = {firsts}"]
         out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
         tables = _Tables()
         gather = feats
-        if any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # not dense: a gather
+        window = _Window.of(buffer, len(init), reads)
+        if window is None and any(r != tuple(range(len(init) + k)) for k, r in enumerate(reads)):  # a gather
             gather = f"[{feats}[j] for j in {tables.var('reads', reads)}]"
         a, b_ = _store_vars(tables, stores)
-        runs = _runs_var(tables, unit_reads)
+        runs = "runs" if window else _runs_var(tables, unit_reads)
         out.append(tables.header(units_expr))
+        if window:  # the features and runs each unit reads, from its window of the buffer
+            gather = "reads"
+            out.append(f"    reads, runs = {scope.use(windows._window)}({feats}, {a}, {window.far}, {window.near})")
         head = f"{scope.use(runtime._buffer_head)}(unit.head, {gather}, {base}, {runs}, {', '.join(fused)})"
         out.append(f"    {y} = {head}")
         out.append(f"    {scope.use(runtime._store)}({base}, {a}, {b_}, unit({y}), {feats})")
@@ -902,6 +997,46 @@ class Generator:
             return self.region(scope, fn, members, env, cin_of, b.output)
         finally:
             self.unrolling.discard(b.output)
+
+
+class _Width(NamedTuple):
+    """A stand-in for a feature's tensor: its shape, what :func:`windows._window` reads of it."""
+
+    shape: tuple[int, int]
+
+
+class _Window(NamedTuple):
+    """The ``far`` first and ``near`` last channels below its own that each unit of a planned
+    block reads (SparseNet's ``path``), when they are exactly the plan's reads (checked by calling
+    :func:`windows._window` on stand-ins of the block's features)."""
+
+    far: int
+    near: int
+
+    @classmethod
+    def of(cls, buffer: _LoopBuffer, n_init: int, reads: tuple) -> _Window | None:
+        """The window of a block with one first feature stored at channel 0 and the units' outputs
+        after it, in order; None where the units' reads are no such window (or a dense prefix)."""
+        _, stores, unit_reads, _, in_stores = buffer
+        if n_init != 1 or len(in_stores) != 1 or in_stores[0][0][0] != 0:
+            return None
+        if [s[0] for s in stores] != [in_stores[0][0][1], *(s[1] for s in stores[:-1])]:
+            return None  # not stored one after the other
+        two = [(store[0], r) for store, r in zip(stores, unit_reads, strict=True) if len(r) == 2]
+        if not two:
+            return None
+        stop, runs = two[0]
+        window = cls(runs[0][1], stop - runs[1][0])
+        ok = all(window.fits(buffer, s[0], r, rows) for s, r, rows in zip(stores, reads, unit_reads, strict=True))
+        return window if ok else None
+
+    def fits(self, buffer: _LoopBuffer, stop: int, reads: tuple[int, ...], runs: tuple) -> bool:
+        """Whether the window below channel ``stop`` is the features at ``reads`` and the runs ``runs``."""
+        widths = [buffer.in_stores[0][0][1], *(b - a for a, b in buffer.stores)]
+        stand_ins = [(_Width((1, w)),) for w in widths]
+        available = stand_ins[: 1 + sum(1 for a, _ in buffer.stores if a < stop)]
+        picked, got = windows._window(available, stop, self.far, self.near)
+        return got == tuple(runs) and [id(f) for f in picked] == [id(stand_ins[j]) for j in reads]
 
 
 def _unit_slices(b: BlockInfo, unit: int) -> list[str]:
@@ -1015,16 +1150,16 @@ def _selected(feats: str, positions: tuple[int, ...], n_feats: int) -> str:
     return feats if positions == tuple(range(n_feats)) else f"[{feats}[j] for j in {positions!r}]"
 
 
-def _whole_input(init, in_stores, lookup, reads, outs):
+def _whole_input(init, in_stores, lookup, reads, outs, sources):
     """(init, reads, outs) with the block input as one feature when it was split into pieces (a
     SparseNet block's input counts as k-channel features) that every read takes all or none of, in
     order: the heads' gradient then flows to the input in one piece, not through one full-size
-    slice backward per piece and read."""
+    slice backward per piece and read. ``sources``: per first feature, the node it is a channel
+    range of."""
     pieces = range(len(init))
     whole = len(init) > 1 and len(in_stores) == 1 and in_stores[0][0][0] == 0
-    if whole:  # the pieces are channel slices of the one value the buffer starts with
-        v = lookup[in_stores[0][1]]
-        whole = all(p.startswith(f"{v}[:, ") for p in init)
+    # the pieces are channel ranges of the one value the buffer starts with
+    whole = whole and all(node == in_stores[0][1] for node in sources)
     for r in (*reads, outs):
         taken = [j for j in r if j in pieces]
         whole = whole and taken in ([], list(pieces)) and (not taken or r[: len(init)] == tuple(pieces))
@@ -1142,7 +1277,7 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
         f"    return {cls}()" + ("" if fmt is None else f".to(memory_format={_TORCH_FORMAT[fmt]})"),
         "",
     ]
-    return "\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail)
+    return fit("\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail))
 
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous", "preserve")
@@ -1178,7 +1313,8 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     declared = graph_outputs(graph)
     if len(declared) > 1:
         names = tuple(name for name, _ in declared)
-        lines.append(f"    output_names = {names!r}  # forward returns them in this order")
+        quoted = ", ".join(f'"{n}"' if n.isidentifier() else repr(n) for n in names)  # ruff's quotes
+        lines.append(f"    output_names = ({quoted})  # forward returns them in this order")
     lines.append("")
     lines.append("    def __init__(self):")
     lines.append("        super().__init__()")
@@ -1200,7 +1336,8 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
     if fmt is not None:  # converted once, at the stem; the comment states the choice
         how = "the compiler's choice" if graph.graph.get("memory_format", "auto") == "auto" else "pinned"
         lines.append(f"        x = x.contiguous(memory_format={_TORCH_FORMAT[fmt]})  # layout: {how}")
-    lines += ["        " + line for line in fn.lines]
+    body, result = fn.returned(result)
+    lines += ["        " + line for line in body]
     lines.append(f"        return {result}")
     return "\n".join(lines)
 

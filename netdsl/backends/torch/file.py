@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ...errors import IRError
 from ...naming import is_identifier
 from ...ops import norm
-from . import layers, runtime
+from . import layers, runtime, windows
 
 
 class Namespace:
@@ -61,11 +61,12 @@ _IMPORTS: dict[str, tuple[int, str, str | None, str | None]] = {
 # and F).
 _ALWAYS = ("torch", "F", "nn")
 
-# What the generated file may embed, in the order it lists them: the runtime helpers, the layers
+# What the generated file may embed, in the order it lists them: the runtime helpers (and the
+# buffer windows' reads), the layers
 # the op registry's constructors name, and the BatchNorm arithmetic of netdsl.ops.norm.
 _EMBEDDABLE: dict[str, object] = {
     name: obj
-    for module in (runtime, layers)
+    for module in (runtime, windows, layers)
     for name, obj in vars(module).items()
     if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__
 }
@@ -108,7 +109,7 @@ def _source(obj: object) -> str:
     if first is not None:
         end = next(i for i in range(first, len(lines)) if lines[i].strip() == '"""')
         lines = lines[: first - 1] + lines[end:]  # first - 1: the blank line before them
-    if getattr(obj, "__module__", None) not in (runtime.__name__, layers.__name__):
+    if getattr(obj, "__module__", None) not in (runtime.__name__, windows.__name__, layers.__name__):
         lines = [line for line in lines if not line.lstrip().startswith("#")]
     return textwrap.dedent("\n".join(lines))
 

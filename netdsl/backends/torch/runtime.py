@@ -82,8 +82,11 @@ def _statistics(bn, feats):
 
 
 def _buffer_head(head, feats, buf, runs, bn, conv):
-    """``head`` (BN -> ReLU [-> conv]) of ``buf``'s runs, copies of ``feats`` (with autograd)."""
+    """``head`` (BN -> ReLU [-> conv]; None: ``bn``'s, ``conv``'s) of ``buf``'s runs, copies of ``feats``."""
     if not torch.is_grad_enabled():
+        if head is None:  # the modules themselves (a block output's consumer has no method)
+            y = torch.relu_(bn(_read(buf, runs)))
+            return y if conv is None else conv(y)
         return head(_read(buf, runs))
     (mean, var), xs = _statistics(bn, feats), [f[0] for f in feats]
     if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's

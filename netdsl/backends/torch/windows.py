@@ -1,0 +1,18 @@
+"""What a loop over a planned block reads when its units read a window of the block's buffer (as
+SparseNet's ``path(far, near)`` reads the first ``far`` and the last ``near`` channels before a
+unit's own): the runs and the features in them computed in the loop from two numbers, where per-unit
+tables of both would fill dozens of lines. Copied into the generated file like the runtime helpers;
+the generator checks, by calling :func:`_window` itself, that it yields exactly the plan's reads."""
+
+
+def _window(feats, stop, far, near):
+    """The first ``far`` and last ``near`` channels below ``stop`` (one run where they meet) and the
+    features ``feats`` (in channel order; None without autograd) in them."""
+    runs = ((0, stop),) if stop <= far + near else ((0, far), (stop - near, stop))
+    if feats[0] is None:  # without autograd no feature is kept (the head reads the buffer)
+        return feats, runs
+    picked, start = [], 0
+    for f in feats:  # a run holds a feature whole or not at all (the generator checks)
+        picked += [f] if any(a <= start < b for a, b in runs) else []
+        start += f[0].shape[1]
+    return picked, runs
