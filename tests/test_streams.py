@@ -96,7 +96,7 @@ def test_generated_code_loops_over_the_units():
     # one loop per branch (autograd: recomputed heads; inference: the plan's buffer), each unit
     # handed its slice of the stem's output and its pieces collected
     assert src.count("y, raw_piece, side_piece = unit(") == 2
-    assert src.count("stem[:, raw_start:raw_stop])") == 2
+    assert src.count("stem[:, raw_start:raw_stop]") == 2
     assert src.count("side = torch.cat(side_pieces, 1)") == 2
 
 
