@@ -8,6 +8,7 @@ code needs -- found from netdsl's own source of each helper, never by searching 
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable
@@ -100,6 +101,7 @@ class Uses:
         self.classes |= other.classes
 
 
+@functools.cache  # the library's source does not change within a process; every generate reads it
 def _source(obj: object) -> str:
     """The source of an embedded helper: netdsl's own, without its docstring's examples (they are
     netdsl's doctests) and, outside the runtime module, without comment lines (they speak of the
@@ -114,9 +116,10 @@ def _source(obj: object) -> str:
     return textwrap.dedent("\n".join(lines))
 
 
-def _globals_read(source: str) -> set[str]:
+@functools.cache
+def _globals_read(source: str) -> frozenset[str]:
     """The names ``source`` (netdsl's own code) reads, its annotations' included."""
-    return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+    return frozenset(n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name))
 
 
 def embedded(names: Iterable[str]) -> tuple[list[str], list[str]]:
