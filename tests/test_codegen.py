@@ -218,6 +218,7 @@ def test_inductor_eval_equals_eager(name):
         assert _same(torch.compile(model, fullgraph=True)(x), model(x), atol=1e-5)
 
 
+@pytest.mark.slow  # a compile-cache property: two compiles of the same module
 def test_batch_size_change_recompiles_at_most_once():
     torch._dynamo.reset()
     counts = {"n": 0}

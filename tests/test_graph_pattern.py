@@ -243,6 +243,7 @@ def test_planned_equals_naive(write_spec, aggregate):
         assert torch.allclose(planned(x), naive(x), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # the fast suite's fullgraph compiles (tests/test_codegen.py) fail on any break
 def test_graph_block_has_no_graph_breaks(write_spec):
     from test_codegen import _assert_no_graph_breaks
 

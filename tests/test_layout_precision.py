@@ -112,8 +112,8 @@ def _error(got, want):
 
 @pytest.mark.parametrize(
     "compiled, depth",
-    # compiling costs seconds per traced unit: the fast suite compiles one unit per block
-    [(False, 22), (True, 10), pytest.param(True, 22, marks=pytest.mark.slow)],
+    # compiling costs seconds per traced unit: compiled, the check runs in the slow suite
+    [(False, 22), pytest.param(True, 10, marks=pytest.mark.slow), pytest.param(True, 22, marks=pytest.mark.slow)],
     ids=["eager", "compiled", "compiled-depth22"],
 )
 def test_bf16_training_is_as_close_to_float64_as_the_hand_written_models(compiled, depth):
