@@ -22,7 +22,7 @@ API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "l
 
 
 def _compile(target: str | Path, overrides: dict, memory_format: str = "auto", **kw) -> nx.DiGraph:
-    from .backends.torch.codegen import MEMORY_FORMATS
+    from .backends.torch.memory_format import MEMORY_FORMATS  # torch-free: compile_spec imports no torch
 
     if memory_format not in MEMORY_FORMATS:
         raise SpecValueError(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..backends.torch.memory_format import MEMORY_FORMATS
 from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
@@ -61,7 +62,7 @@ def register(sub) -> None:
     p.add_argument(
         "--memory-format",
         default="auto",
-        choices=("auto", "channels_last", "contiguous", "preserve"),
+        choices=MEMORY_FORMATS,
         help="torch: the layout the module runs in (auto: the compiler's choice, channels_last; preserve: the input's)",
     )
     p.add_argument(

@@ -69,6 +69,7 @@ from ...passes.fold_bn import bn_fold_source
 from . import runtime, windows
 from .file import EMBEDDABLE_NAMES, LAYERS, Namespace, Uses, embedded
 from .layout import fit
+from .memory_format import memory_format
 
 
 def _keeps_channels(kind: str) -> bool:
@@ -1245,12 +1246,12 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     nodes = [n for n in gen.order if n != inp]
     result = gen.region(top, fn, nodes, env, {}, out)
     declared = graph_outputs(graph)
-    if len(declared) > 1:  # several outputs: a tuple in declaration order (names: output_names)
-        result = "(" + ", ".join(env[node] for _, node in declared) + ")"
+    # several outputs: returned as a tuple in declaration order (names: output_names)
+    outs = [env[node] for _, node in declared] if len(declared) > 1 else [result]
     cls = class_name(graph.graph.get("name", "net"))
     if gen.names.taken(cls) or cls == "Net":
         cls = cls + "Network"
-    network = _network_class(cls, graph, top, fn, result)
+    network = _network_class(cls, graph, top, fn, outs)
     fmt = memory_format(graph)
     # The unit classes the network uses (directly or through another unit class) and the helpers
     # their code calls, as recorded while it was emitted; a class made for a block that was then
@@ -1280,29 +1281,11 @@ def generate(graph: nx.DiGraph, header: str = "") -> str:
     return fit("\n".join(head) + "\n\n\n" + "\n\n\n".join([*sources, body]) + "\n\n\n" + "\n".join(tail))
 
 
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous", "preserve")
 _TORCH_FORMAT = {"channels_last": "torch.channels_last", "contiguous": "torch.contiguous_format"}
 
 
-def memory_format(graph: nx.DiGraph) -> str | None:
-    """The layout the generated module runs in: ``graph.graph["memory_format"]`` (``"auto"``
-    when absent: the compiler's choice, channels_last), None where the input has no two spatial
-    dims or the module follows its caller's layout (``"preserve"``).
-
-    channels_last on every device, in fp32 and under autocast: on the CPU oneDNN runs the 1x1
-    bottlenecks as GEMMs over NHWC and bf16 on AMX wants it (docs/performance.md: the generated
-    DenseNet-BC-100 0.65x the hand-written model in channels_last against 1.06x in NCHW), on
-    CUDA it is the tensor cores' layout under AMP and TF32 (unmeasured here; benchmarks/gpu.sh).
-    """
-    chosen = graph.graph.get("memory_format", "auto")
-    if chosen not in MEMORY_FORMATS:
-        raise IRError(f"memory_format {chosen!r}: use one of {', '.join(MEMORY_FORMATS)}")
-    if len(graph.nodes[graph.graph["input"]]["shape"]) != 3 or chosen == "preserve":
-        return None
-    return "channels_last" if chosen == "auto" else chosen
-
-
-def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: str) -> str:
+def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, outs: list[str]) -> str:
+    """The network class; ``outs``: the variables ``forward`` returns, one per declared output."""
     shape = tuple(graph.nodes[graph.graph["input"]]["shape"])
     fmt = memory_format(graph)
     lines = []
@@ -1324,19 +1307,14 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, result: 
         lines.append(m.rstrip())
         lines.append("")
     lines.append("    def forward(self, x):")
-    spatial = [n for _, n in graph_outputs(graph) if len(graph.nodes[n]["shape"]) == 3]
-    if fmt is not None and spatial:  # outputs with two spatial dims go back in the caller's layout
+    spatial = [len(graph.nodes[n]["shape"]) == 3 for _, n in declared]
+    if fmt is not None and any(spatial):  # outputs with two spatial dims go back in the caller's layout
         lines.append(f"        caller = {top.use(runtime._memory_format)}(x)")
-        outs = [result] if len(graph_outputs(graph)) == 1 else result.strip("()").split(", ")
-        back = [
-            f"{o}.contiguous(memory_format=caller)" if len(graph.nodes[n]["shape"]) == 3 else o
-            for o, (_, n) in zip(outs, graph_outputs(graph), strict=True)
-        ]
-        result = back[0] if len(back) == 1 else "(" + ", ".join(back) + ")"
+        outs = [f"{o}.contiguous(memory_format=caller)" if s else o for o, s in zip(outs, spatial, strict=True)]
     if fmt is not None:  # converted once, at the stem; the comment states the choice
         how = "the compiler's choice" if graph.graph.get("memory_format", "auto") == "auto" else "pinned"
         lines.append(f"        x = x.contiguous(memory_format={_TORCH_FORMAT[fmt]})  # layout: {how}")
-    body, result = fn.returned(result)
+    body, result = fn.returned(outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")")
     lines += ["        " + line for line in body]
     lines.append(f"        return {result}")
     return "\n".join(lines)
