@@ -32,7 +32,7 @@ import networkx as nx
 
 from .ir.channels import DTYPE_BYTES
 from .ir.graph import blocks, output_nodes, topo_nodes
-from .ir.plan import BufferPlan, Read, buffer_plans, segments
+from .ir.plan import BufferPlan, Read, bn_relu_head, buffer_plans, segments
 from .ops import ACTIVATIONS, get
 from .passes.fold_bn import bn_fold_source
 
@@ -125,7 +125,7 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
     for n in topo_nodes(graph):
         if n in recomputed:
             feats, chain, plan = recomputed[n]
-            if _fused_head(graph, chain):
+            if bn_relu_head(graph, chain):
                 items = [(plan.buffer, prod(plan.shape) * DTYPE_BYTES)]
             else:
                 items = [(root[f], size[root[f]]) for f in feats]
@@ -140,15 +140,6 @@ def train_saved(graph: nx.DiGraph, planned: bool) -> dict[str | None, int]:
             block = _block(graph, n)
             out[block] = out.get(block, 0) + nbytes_
     return out
-
-
-def _fused_head(graph: nx.DiGraph, chain: tuple[str, ...]) -> bool:
-    """BN -> ReLU [-> 1x1 conv]: the head the torch module runs as one autograd Function on the
-    buffer (what the chain can end in is the plan's: :func:`netdsl.passes.plan_concat.consumer_chain`)."""
-    kinds = [graph.nodes[c]["kind"] for c in chain]
-    if kinds[:2] != ["bn", "act"] or len(kinds) > 3 or kinds[2:] not in ([], ["conv"]):
-        return False
-    return graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
 
 
 def _recomputed_chains(graph: nx.DiGraph) -> dict[str, tuple[tuple[str, ...], tuple[str, ...], BufferPlan]]:

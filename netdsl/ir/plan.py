@@ -69,7 +69,8 @@ class BufferPlan:
         ``store`` (the whole stored value when they are its range)."""
         runs: Runs | None = read.runs
         if read.extends is not None:
-            runs = after_prefix(read.runs, self.reads_by_node()[read.extends].runs)
+            extended = self.read_of(read.extends)
+            runs = None if extended is None else after_prefix(read.runs, extended.runs)
         if runs is None:
             raise ValueError(f"{self.block}: {read.node} does not begin with the channels of {read.extends}")
         return self.stored_in(runs)
@@ -85,9 +86,6 @@ class BufferPlan:
         if sum(hi - lo for _, lo, hi in out) != sum(b - a for a, b in runs):
             raise ValueError(f"{self.block}: the stores do not cover the channels {runs}")
         return tuple(out)
-
-    def reads_by_node(self) -> dict[str, Read]:
-        return {r.node: r for r in self.reads}
 
     def runs_of(self, node: str) -> Runs | None:
         """The channels ``node`` is in the buffer: its read, else its own stored range (a unit that
@@ -115,6 +113,14 @@ def after_prefix(runs: Runs, prefix: Runs) -> Runs | None:
     if a != pa or pb > b:
         return None
     return (((pb, b),) if pb < b else ()) + tuple(runs[k:])
+
+
+def bn_relu_head(graph, chain: tuple[str, ...]) -> bool:
+    """Whether ``chain`` is BN -> ReLU [-> conv], the head a backend may run on a buffer's runs as
+    one step (the torch module's ``_BatchNormReluConv``) and which then keeps the buffer for
+    backward: the torch generator and the memory model ask this one question."""
+    kinds = [graph.nodes[n]["kind"] for n in chain]
+    return kinds in (["bn", "act"], ["bn", "act", "conv"]) and graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
 
 
 def buffer_plans(graph) -> Mapping[str, BufferPlan]:

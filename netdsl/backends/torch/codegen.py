@@ -62,7 +62,7 @@ import networkx as nx
 from ...errors import IRError
 from ...ir.channels import merge_runs
 from ...ir.graph import BlockInfo, blocks, graph_outputs, output_nodes, topo_nodes
-from ...ir.plan import Runs, buffer_plans, segments
+from ...ir.plan import Runs, bn_relu_head, buffer_plans, segments
 from ...naming import GENERATED_IDENTIFIERS, camel_case, checked_identifier, class_name
 from ...ops import get
 from ...passes.fold_bn import bn_fold_source
@@ -625,8 +625,7 @@ class Generator:
     def _fused(self, chain: tuple[str, ...], owner: str, scope: _Scope) -> tuple[str, str] | None:
         """(bn, conv) module expressions when ``chain`` is BN -> ReLU [-> conv], the head
         ``_BatchNormReluConv`` computes in training (conv "None" when there is none)."""
-        kinds = [self.nodes[n]["kind"] for n in chain]
-        if kinds not in (["bn", "act"], ["bn", "act", "conv"]) or self.nodes[chain[1]]["attrs"].get("fn") != "relu":
+        if not bn_relu_head(self.g, chain):
             return None
         if len(chain) == 3:  # a plain zero-padded nn.Conv2d: its backward is convolution_backward
             conv = self.nodes[chain[2]]
