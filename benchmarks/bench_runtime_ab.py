@@ -20,13 +20,14 @@ import torch
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
+from bench_codegen import _runner  # eval (no_grad) or an SGD step, under the precision's autocast
 from reference_densenet import DenseNet
 
 import netdsl
 
 p = argparse.ArgumentParser()
-p.add_argument("--mode", default="train")
-p.add_argument("--prec", default="bf16")
+p.add_argument("--mode", default="train", choices=("train", "eval"))
+p.add_argument("--prec", default="bf16", choices=("bf16", "fp32"))
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--rounds", type=int, default=7)
 p.add_argument("--base", default="HEAD")
@@ -63,36 +64,7 @@ models = {"old": old, "new": new, "ref": ref}
 x = torch.randn(a.batch, 3, 32, 32)
 y = torch.randint(0, 10, (a.batch,))
 xcl = x.to(memory_format=CL)
-ac = (
-    (lambda: torch.autocast("cpu", torch.bfloat16))
-    if a.prec == "bf16"
-    else (lambda: torch.autocast("cpu", enabled=False))
-)
-
-
-def runner(m, inp):
-    if a.mode == "eval":
-        m.eval()
-
-        def run():
-            with torch.no_grad(), ac():
-                m(inp)
-
-        return run
-    m.train()
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-
-    def run():
-        opt.zero_grad(set_to_none=True)
-        with ac():
-            loss = torch.nn.functional.cross_entropy(m(inp), y)
-        loss.backward()
-        opt.step()
-
-    return run
-
-
-fns = {k: runner(m, x if (a.nchw and k != "ref") else xcl) for k, m in models.items()}
+fns = {k: _runner(m, a.mode, x if (a.nchw and k != "ref") else xcl, y, a.prec) for k, m in models.items()}
 if a.profile:
     from torch.profiler import profile
 
