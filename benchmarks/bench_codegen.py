@@ -10,10 +10,11 @@ freed pages back to the kernel, and page faults can then dominate a step; add
 ``MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`` to keep them, as torch's CUDA caching
 allocator does. The header line names the allocator in use.
 
-Variants, eager: netdsl's default module called on an NCHW tensor (the layout is then the
-compiler's choice), netdsl pinned to NCHW (where the module takes a ``memory_format`` option)
-and netdsl moved to channels_last with a channels_last input; the reference in NCHW and in
-channels_last. Ratios: best vs best (each side's fastest layout), same layout (NCHW / channels
+Variants, eager: netdsl's default module called on an NCHW tensor (the layout, and under autocast
+the precision, are then the compiler's choice), netdsl pinned to NCHW (where the module takes a
+``memory_format`` option), netdsl moved to channels_last with a channels_last input, and under
+autocast netdsl pinned to follow it (``precision="autocast"``: bf16 convolutions even where this
+CPU has no fast kernel for them); the reference in NCHW and in channels_last. Ratios: best vs best (each side's fastest layout), same layout (NCHW / channels
 last), and the default module on NCHW vs the reference's best. Compiled (inductor) runs each
 side's fastest eager layout. Cases: eval at batch 64 and 1 (no_grad), a training step at batch 64
 (forward and loss under autocast for bf16, backward, SGD); cold compile time; training
@@ -114,26 +115,29 @@ def conv_peak_gflops(threads: int, precision: str = "fp32") -> float:
     return 2 * 32 * 256 * 256 * 9 * 28 * 28 / t / 1e9
 
 
-def _netdsl(memory_format: str | None):
-    """The generated module; ``memory_format`` pins its layout (None: the compiler's choice)."""
-    if memory_format is None:
-        return netdsl.build_model("densenet_bc100_k12")
+def _netdsl(**pins):
+    """The generated module; ``pins`` (memory_format, precision) pin its decisions (none: the compiler's)."""
     try:
-        return netdsl.build_model("densenet_bc100_k12", memory_format=memory_format)
-    except (TypeError, netdsl.errors.NetdslError):  # a netdsl without the option: it runs in its input's layout
+        return netdsl.build_model("densenet_bc100_k12", **pins)
+    except (TypeError, netdsl.errors.NetdslError):  # a netdsl without the option
         return None
 
 
-def _models(ref_cp: bool, pin: bool) -> dict:
-    """name -> (model, layout of its input), both models in both layouts."""
+def _models(ref_cp: bool, pin: bool, precision: str = "fp32") -> dict:
+    """name -> (model, layout of its input), both models in both layouts; under autocast also
+    netdsl pinned to follow it (on a CPU without oneDNN's bf16 kernels the default runs float32)."""
     torch.manual_seed(0)
-    default = _netdsl(None)
+    default = _netdsl()
     ref = DenseNet([16, 16, 16], 12, 10, imagenet=False, memory_efficient=ref_cp)
     models = {"netdsl": (default, "nchw")}
-    pinned = _netdsl("contiguous") if pin else None
+    pinned = _netdsl(memory_format="contiguous") if pin else None
     if pinned is not None:
         models["netdsl pinned NCHW"] = (pinned, "nchw")
     models["netdsl CL"] = (copy.deepcopy(default).to(memory_format=CL), "cl")
+    follows = _netdsl(precision="autocast") if PRECISIONS[precision] is not None else None
+    if follows is not None:
+        follows.load_state_dict(default.state_dict())
+        models["netdsl pinned autocast"] = (follows, "nchw")  # its layout: the compiler's choice
     models["reference NCHW"] = (ref, "nchw")
     models["reference CL"] = (copy.deepcopy(ref).to(memory_format=CL), "cl")
     return models
@@ -149,7 +153,7 @@ def rss_growth(name: str, precision: str, threads: int, ref_cp: bool) -> float:
     the kernel's high-water mark (VmHWM), reset to the current RSS first (``clear_refs`` 5):
     getrusage's ru_maxrss would carry the parent's peak across fork and exec."""
     torch.set_num_threads(threads)
-    model, layout = _models(ref_cp, pin=name == "netdsl pinned NCHW")[name]
+    model, layout = _models(ref_cp, name.startswith("netdsl pinned"), precision)[name]
     x = torch.randn(64, 3, 32, 32)
     x = x.to(memory_format=CL) if layout == "cl" else x
     step = _runner(model, "train", x, torch.randint(0, 10, (64,)), precision)
@@ -185,7 +189,7 @@ def main() -> None:
         print(json.dumps(rss_growth(args.rss_child, args.precision, args.threads, args.ref_cp)))
         return
     torch.set_num_threads(args.threads)
-    models = _models(args.ref_cp, pin=True)
+    models = _models(args.ref_cp, True, args.precision)
     flops = netdsl.compile_spec("densenet_bc100_k12").graph["total_flops"]
     eager, compiled = [], []
     with TaskProgress("bench_codegen", len(args.cases)) as bar:  # a bar on a terminal, nothing in a pipe
@@ -244,17 +248,22 @@ def main() -> None:
         t = interleaved(fns, args.rounds)
         extra.append(("sparsenet_bc_v1 train64 vs its --opt 0", t["netdsl"], t["naive"]))
     peak = conv_peak_gflops(args.threads, args.precision)
+    # under autocast also the float32 peak: the module may run float32 (its choice), and "of peak"
+    # is then of the faster of the two, the machine's best conv rate
+    fp32_peak = peak if args.precision == "fp32" else conv_peak_gflops(args.threads, "fp32")
     ref_kind = "checkpointed (memory_efficient)" if args.ref_cp else "torch.cat per layer"
     print(
         f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, precision {args.precision}, "
-        f"conv peak ({args.precision}) {peak:.1f} GFLOP/s, reference {ref_kind}, allocator {allocator()}\n"
+        f"conv peak ({args.precision}) {peak:.1f} GFLOP/s, conv peak (fp32) {fp32_peak:.1f} GFLOP/s, "
+        f"reference {ref_kind}, allocator {allocator()}\n"
     )
+    peak = max(peak, fp32_peak)
     names = list(models)
     print("Eager, medians in ms; netdsl = the default module called on NCHW (its layout is its own choice).\n")
     print(
         "| case | "
         + " | ".join(names)
-        + " | best vs best | same layout NCHW / CL | netdsl on NCHW vs ref best | netdsl best GFLOP/s (of peak) |"
+        + " | best vs best | same layout NCHW / CL | netdsl on NCHW vs ref best | netdsl best GFLOP/s (of best peak) |"
     )
     print("|---" * (len(names) + 5) + "|")
     for case, batch, t in eager:

@@ -18,18 +18,27 @@ __all__ = ["API_OPTIONS", "DEFAULT_OPT", "OPT_PASSES", "build_model", "compile_s
 # The keyword arguments of these functions that are options, not spec parameters: every other
 # keyword overrides a spec parameter. A spec declaring a parameter of one of these names is
 # refused here (the command line's --set NAME=VALUE is unaffected); no bundled spec does.
-API_OPTIONS = frozenset({"limits", "check", "text", "opt", "seed", "weights", "layout", "report", "memory_format"})
+API_OPTIONS = frozenset(
+    {"limits", "check", "text", "opt", "seed", "weights", "layout", "report", "memory_format", "precision"}
+)
 
 
-def _compile(target: str | Path, overrides: dict, memory_format: str = "auto", **kw) -> nx.DiGraph:
-    from .backends.torch.memory_format import MEMORY_FORMATS  # torch-free: compile_spec imports no torch
+def _compile(
+    target: str | Path, overrides: dict, memory_format: str = "auto", precision: str = "auto", **kw
+) -> nx.DiGraph:
+    from .backends.torch.decisions import MEMORY_FORMATS, PRECISIONS  # torch-free: compile_spec imports no torch
 
-    if memory_format not in MEMORY_FORMATS:
-        raise SpecValueError(
-            f"memory_format={memory_format!r} is not a layout", None, f"use one of {', '.join(MEMORY_FORMATS)}"
-        )
+    for option, value, choices in (
+        ("memory_format", memory_format, MEMORY_FORMATS),
+        ("precision", precision, PRECISIONS),
+    ):
+        if value not in choices:
+            raise SpecValueError(
+                f"{option}={value!r} is not one of {', '.join(choices)}", None, f"use one of {', '.join(choices)}"
+            )
     graph = compile_target(target, overrides, **kw).graph
-    graph.graph["memory_format"] = memory_format  # the torch module's layout (the code generator reads it)
+    # the torch module's decisions, which the code generator reads: its layout and its precision
+    graph.graph["memory_format"], graph.graph["precision"] = memory_format, precision
     clash = sorted(API_OPTIONS & set(graph.graph.get("params", {})))
     if clash:
         raise SpecValueError(
@@ -70,6 +79,7 @@ def build_model(
     weights=None,
     layout: str = "netdsl",
     memory_format: str = "auto",
+    precision: str = "auto",
     **overrides,
 ):
     """Spec file or preset name -> ``torch.nn.Module``; keyword arguments override spec parameters.
@@ -81,7 +91,13 @@ def build_model(
     compiler's choice, channels_last for image inputs; "channels_last" or "contiguous" pin one;
     "preserve": the input's own). It converts the input at the stem, keeps its weights and
     buffers in that layout and hands outputs with two spatial dims back in the caller's; the
-    generated source states it (``memory_format = ...``).
+    generated source states it (``# layout: ...``).
+
+    ``precision``: under the caller's autocast ("auto", the compiler's choice) the module runs in
+    the autocast dtype where its device has fast convolutions in it (a GPU's tensor cores, a CPU
+    with oneDNN's bf16 kernels: AVX512 or AMX), else in float32, its outputs handed back in the
+    autocast dtype; "autocast" pins it to follow the caller's autocast everywhere. The generated
+    ``forward`` states it (``# precision: ...``).
 
     >>> m = build_model("densenet_bc100_k12", classes=100)
     >>> m.head1.fc.out_features
@@ -89,7 +105,7 @@ def build_model(
     """
     from .weights import load_weights, remember_graph
 
-    graph = _compile(target, overrides, memory_format, limits=limits, opt=opt)
+    graph = _compile(target, overrides, memory_format, precision, limits=limits, opt=opt)
     model = instantiate(graph, seed)
     remember_graph(model, graph)  # so load_weights(model, ...) can match modules by structure
     if weights is not None:
@@ -103,13 +119,14 @@ def torch_source(
     limits: Limits | None = None,
     opt: int = DEFAULT_OPT,
     memory_format: str = "auto",
+    precision: str = "auto",
     **overrides,
 ) -> str:
     """The generated module's source: exactly what :func:`build_model` execs (``inspect.getsource``
     of its class is in it), standalone (needs only torch); keyword arguments override spec parameters."""
     from .backends.torch.codegen import generate
 
-    graph = _compile(target, overrides, memory_format, limits=limits, opt=opt)
+    graph = _compile(target, overrides, memory_format, precision, limits=limits, opt=opt)
     return generate(graph, source_header(graph))
 
 

@@ -64,8 +64,9 @@ def test_embedded_brings_what_a_helper_reads():
     assert "import contextlib" in imports
     assert "from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts" in imports
     imports, sources = embedded(["_conv_bn_eval"])
-    assert "from typing import Any" in imports  # the BN arithmetic's annotations
-    assert not any(">>>" in s for s in sources)  # netdsl's doctests stay out
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    assert not any(">>>" in s for s in sources)  # netdsl's doctests stay out, a one-line summary one line
+    assert [s.splitlines()[1].strip()[-3:] for s in sources[1:]] == ['"""', '"""']
     assert not any(line.lstrip().startswith("#") for s in sources[1:] for line in s.splitlines())
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..backends.torch.memory_format import MEMORY_FORMATS
+from ..backends.torch.decisions import MEMORY_FORMATS, PRECISIONS
 from ..display import shown
 from ..errors import SpecValueError
 from ..io import write_atomic
@@ -19,7 +19,7 @@ def _torch(args):
     from ..pipeline import source_header
 
     graph = compile_target(args)
-    graph.graph["memory_format"] = args.memory_format
+    graph.graph["memory_format"], graph.graph["precision"] = args.memory_format, args.precision
     return generate(graph, source_header(graph))
 
 
@@ -64,6 +64,13 @@ def register(sub) -> None:
         default="auto",
         choices=MEMORY_FORMATS,
         help="torch: the layout the module runs in (auto: the compiler's choice, channels_last; preserve: the input's)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="torch: under autocast, auto runs float32 on a device without fast convolutions in the autocast dtype "
+        "(the compiler's choice); autocast always follows the caller's autocast",
     )
     p.add_argument(
         "--layout",

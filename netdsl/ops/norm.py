@@ -9,12 +9,9 @@ The functions take numpy arrays or torch tensors alike (only ``*``, ``+``, ``-``
 
 from __future__ import annotations
 
-from typing import Any
 
-
-def bn_scale_shift(gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tuple[Any, Any]:
-    """Eval-mode BatchNorm as ``x * scale + shift``, per channel:
-    ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``.
+def bn_scale_shift(gamma, beta, mean, var, eps):
+    """Eval-mode BatchNorm per channel: ``x * scale + shift``, ``scale = gamma / sqrt(var + eps)``.
 
     >>> import numpy as np
     >>> bn_scale_shift(np.array([3.0]), np.array([1.0]), np.array([0.5]), np.array([4.0]), 0.0)
@@ -26,15 +23,12 @@ def bn_scale_shift(gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tu
     return scale, beta - mean * scale
 
 
-def fold_into_conv(weight: Any, bias: Any | None, scale: Any, shift: Any) -> tuple[Any, Any]:
-    """``bn(conv(x)) == conv'(x)`` for a BN of per-channel ``(scale, shift)`` after a conv of
-    ``(weight, bias)`` (bias None: no bias): ``W' = W * scale`` (per output channel) and
-    ``b' = b * scale + shift``.
+def fold_into_conv(weight, bias, scale, shift):
+    """``(W', b')``, ``conv'(x) == bn(conv(x))``: ``W * scale`` per output channel, ``b * scale + shift``.
 
     >>> import numpy as np
     >>> w, b = fold_into_conv(np.full((1, 1, 1, 1), 2.0), None, np.array([1.5]), np.array([0.25]))
     >>> w.ravel().tolist(), b.tolist()
     ([3.0], [0.25])
     """
-    folded = weight * scale.reshape(-1, 1, 1, 1)
-    return folded, (shift if bias is None else bias * scale + shift)
+    return weight * scale.reshape(-1, 1, 1, 1), (shift if bias is None else bias * scale + shift)

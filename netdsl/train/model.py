@@ -129,7 +129,7 @@ def memory_format(graph, channels_last: bool | None, device: torch.device) -> to
     """The layout of a run: ``--channels-last``/``--no-channels-last`` where given, pinned in the
     module (on the graph, before the module is generated); else the compiler's choice for the
     module; for a module without one (no spatial input), channels_last on CUDA."""
-    from ..backends.torch.memory_format import memory_format as chosen
+    from ..backends.torch.decisions import memory_format as chosen
 
     if channels_last is not None:
         graph.graph["memory_format"] = "channels_last" if channels_last else "contiguous"

@@ -67,9 +67,9 @@ from ...naming import GENERATED_IDENTIFIERS, camel_case, checked_identifier, cla
 from ...ops import get
 from ...passes.fold_bn import bn_fold_source
 from . import runtime, windows
+from .decisions import memory_format, precision
 from .file import EMBEDDABLE_NAMES, LAYERS, Namespace, Uses, embedded
 from .layout import fit
-from .memory_format import memory_format
 
 
 def _keeps_channels(kind: str) -> bool:
@@ -226,6 +226,8 @@ class _Scope:
     methods: list[str] = field(default_factory=list)
     declared: set[str] = field(default_factory=set)
     uses: Uses = field(default_factory=Uses)  # the helpers and unit classes its code calls
+    # containers declared as one ModuleDict line: path -> (its init line, its members' entries)
+    groups: dict[str, tuple[int, list[tuple[str, str]]]] = field(default_factory=dict)
 
     def use(self, helper) -> str:
         """The name of ``helper`` (a runtime function or layer class), registered where it is emitted."""
@@ -239,9 +241,38 @@ class _Scope:
         for depth in range(1, len(parts) + 1):
             p = ".".join(parts[:depth])
             if p not in self.containers:
+                if p.rpartition(".")[0] in self.groups:  # a container in it: the parent is not one line
+                    self._unmerge(p.rpartition(".")[0])
                 k = kind if depth == len(parts) else "nn.Module"
                 self.containers[p] = k
                 self.init.append(f"self.{p} = {k}()")
+                if depth == len(parts) and k == "nn.Module":  # its members may make it one line
+                    self.groups[p] = (len(self.init) - 1, [])
+
+    def declare(self, rel: str, src: str) -> None:
+        """``self.rel = src``. A container whose members are all declared right after it (a
+        transition's BN and conv) is one ``nn.ModuleDict`` line, where that fits in 120 columns."""
+        parent, _, attr = rel.rpartition(".")
+        group = self.groups.get(parent)
+        if group is not None:
+            index, members = group
+            merged = [*members, (attr, src)]
+            entries = ", ".join(f'"{a}": {s}' for a, s in merged)
+            line = f"self.{parent} = nn.ModuleDict({{{entries}}})"
+            if index == len(self.init) - 1 and len(line) + 8 <= 120:  # 8: indented in __init__
+                self.init[index], self.groups[parent] = line, (index, merged)
+                return
+            self._unmerge(parent)
+        self.init.append(f"self.{rel} = {src}")
+
+    def _unmerge(self, parent: str) -> None:
+        """The container's ``nn.ModuleDict`` line back as ``nn.Module()`` and a line per member."""
+        index, members = self.groups.pop(parent)
+        lines = [f"self.{parent} = nn.Module()"] + [f"self.{parent}.{a} = {s}" for a, s in members]
+        self.init[index : index + 1] = lines
+        for other, (i, ms) in self.groups.items():  # the lines after it moved down
+            if i > index:
+                self.groups[other] = (i + len(lines) - 1, ms)
 
 
 class Generator:
@@ -309,7 +340,7 @@ class Generator:
             scope.container(rel.rsplit(".", 1)[0])
         if ctor[0] in LAYERS:
             scope.use(LAYERS[ctor[0]])
-        scope.init.append(f"self.{rel} = {_ctor_source(ctor)}")
+        scope.declare(rel, _ctor_source(ctor))
         return f"self.{rel}"
 
     def region(
@@ -656,8 +687,7 @@ class Generator:
         if fold is not None and rest == [seg[-1]]:
             conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
             conv_bn_eval = scope.use(runtime._conv_bn_eval)
-            f.lines.append(f"x = {conv_bn_eval}(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})")
-            out = "x"
+            out = f"{conv_bn_eval}(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})"
         else:
             out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
         body = ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass, activation in place"]
@@ -1306,6 +1336,13 @@ def _network_class(cls: str, graph: nx.DiGraph, top: _Scope, fn: _Func, outs: li
         lines.append(m.rstrip())
         lines.append("")
     lines.append("    def forward(self, x):")
+    if precision(graph) == "auto":  # the compiler's choice: float32 where autocast's dtype has no fast convs
+        back = "tuple(y.to(dtype) for y in {})" if len(outs) > 1 else "{}.to(dtype)"
+        slow = top.use(runtime._slow_autocast)
+        why = "precision: the compiler's choice, float32 where autocast's dtype is slow"
+        lines.append(f"        if dtype := {slow}(x):  # {why}")
+        lines.append("            with torch.autocast(x.device.type, enabled=False):")
+        lines.append("                return " + back.format("self.forward(x.float())") + "  # as autocast would give")
     spatial = [len(graph.nodes[n]["shape"]) == 3 for _, n in declared]
     if fmt is not None and any(spatial):  # outputs with two spatial dims go back in the caller's layout
         lines.append(f"        caller = {top.use(runtime._memory_format)}(x)")

@@ -111,6 +111,8 @@ def _source(obj: object) -> str:
     if first is not None:
         end = next(i for i in range(first, len(lines)) if lines[i].strip() == '"""')
         lines = lines[: first - 1] + lines[end:]  # first - 1: the blank line before them
+        if lines[first - 2].lstrip().startswith('"""'):  # a one-line summary left: one line
+            lines[first - 2 : first] = [lines[first - 2] + '"""']
     if getattr(obj, "__module__", None) not in (runtime.__name__, windows.__name__, layers.__name__):
         lines = [line for line in lines if not line.lstrip().startswith("#")]
     return textwrap.dedent("\n".join(lines))
@@ -151,9 +153,9 @@ def _import_lines(names: Iterable[str]) -> list[str]:
             plain.setdefault(section, set()).add(module + (f" as {alias}" if alias else ""))
         else:
             froms.setdefault(section, {}).setdefault(module, set()).add(name)
-    out = ["from __future__ import annotations"]
+    out: list[str] = []  # no __future__ import: the embedded code's annotations are Python 3.10's own
     for section in sorted(set(plain) | set(froms)):
-        out.append("")
+        out += [""] if out else []
         out += [f"import {m}" for m in sorted(plain.get(section, ()))]
         for module, got in sorted(froms.get(section, {}).items()):
             out.append(f"from {module} import {', '.join(sorted(got, key=_isort_key))}")

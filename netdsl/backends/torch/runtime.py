@@ -36,6 +36,22 @@ def _memory_format(x):
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def _slow_autocast(x):
+    """The caller's autocast dtype where ``x``'s device has no fast convolution for it, else None."""
+    device, dtype = x.device.type, torch.get_autocast_dtype(x.device.type)
+    on = torch.is_autocast_enabled(device) and x.dtype != torch.float64  # autocast leaves float64 alone
+    return dtype if on and not _fast_16bit(device, dtype) else None
+
+
+@torch.compiler.assume_constant_result  # a fact of the machine: compiled, a constant
+def _fast_16bit(device, dtype):
+    """CPUs: oneDNN has a kernel (else torch's reference one, 6-8x float32); CUDA: tensor cores."""
+    if device == "cuda":
+        return torch.cuda.get_device_capability() >= ((8, 0) if dtype == torch.bfloat16 else (7, 0))
+    mkldnn, bf16 = torch.ops.mkldnn, dtype == torch.bfloat16
+    return device != "cpu" or (mkldnn._is_mkldnn_bf16_supported() if bf16 else mkldnn._is_mkldnn_fp16_supported())
+
+
 def _channels(buf, start, stop):
     """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
     if torch.compiler.is_compiling() and not torch.compiler.is_exporting():  # ONNX has no strides: slice

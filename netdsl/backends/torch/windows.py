@@ -6,8 +6,7 @@ the generator checks, by calling :func:`_window` itself, that it yields exactly 
 
 
 def _window(feats, stop, far, near):
-    """The first ``far`` and last ``near`` channels below ``stop`` (one run where they meet) and the
-    features ``feats`` (in channel order; None without autograd) in them."""
+    """The runs of the first ``far`` and last ``near`` channels below ``stop``, and the ``feats`` in them."""
     runs = ((0, stop),) if stop <= far + near else ((0, far), (stop - near, stop))
     if feats[0] is None:  # without autograd no feature is kept (the head reads the buffer)
         return feats, runs
