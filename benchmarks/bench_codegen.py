@@ -14,8 +14,9 @@ Variants, eager: netdsl's default module called on an NCHW tensor (the layout, a
 the precision, are then the compiler's choice), netdsl pinned to NCHW (where the module takes a
 ``memory_format`` option), netdsl moved to channels_last with a channels_last input, and under
 autocast netdsl pinned to follow it (``precision="autocast"``: bf16 convolutions even where this
-CPU has no fast kernel for them); the reference in NCHW and in channels_last. Ratios: best vs best (each side's fastest layout), same layout (NCHW / channels
-last), and the default module on NCHW vs the reference's best. Compiled (inductor) runs each
+CPU has no fast kernel for them); the reference in NCHW and in channels_last. Ratios: best vs
+best (each side's fastest variant), same layout (NCHW / channels last), and the default module
+on NCHW vs the reference's best. Compiled (inductor) runs each
 side's fastest eager layout. Cases: eval at batch 64 and 1 (no_grad), a training step at batch 64
 (forward and loss under autocast for bf16, backward, SGD); cold compile time; training
 activation memory (bytes autograd saves); ``--rss``: peak RSS growth over two training steps,
