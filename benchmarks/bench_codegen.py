@@ -255,8 +255,9 @@ def main() -> None:
     ref_kind = "checkpointed (memory_efficient)" if args.ref_cp else "torch.cat per layer"
     print(
         f"threads={args.threads}, rounds={args.rounds}, torch {torch.__version__}, precision {args.precision}, "
-        f"conv peak ({args.precision}) {peak:.1f} GFLOP/s, conv peak (fp32) {fp32_peak:.1f} GFLOP/s, "
-        f"reference {ref_kind}, allocator {allocator()}\n"
+        f"conv peak ({args.precision}) {peak:.1f} GFLOP/s, "
+        + ("" if args.precision == "fp32" else f"conv peak (fp32) {fp32_peak:.1f} GFLOP/s, ")
+        + f"reference {ref_kind}, allocator {allocator()}\n"
     )
     peak = max(peak, fp32_peak)
     names = list(models)

@@ -37,6 +37,10 @@ What a careful engineer would write, derived from the IR:
   line says whose choice it is), the weights are converted after they are drawn, the buffers
   follow the stem's output, and outputs with two spatial dims go back in the caller's layout.
   ``build_model(..., memory_format=...)`` / ``netdsl compile --memory-format`` pin it.
+- **So is the precision** (:func:`precision`): under the caller's autocast, ``forward`` runs
+  float32 where the device has no fast convolution in autocast's dtype (``_fast_16bit``: a CPU
+  without oneDNN's kernel for it, a GPU without tensor cores for it) and hands its outputs back
+  in autocast's dtype; ``precision="autocast"`` pins following autocast.
 - **Mixed precision is planned through the buffers**: under autocast the buffers hold the
   autocast dtype (the convs' outputs), the eval-mode BatchNorm of a head writes that dtype (its
   per-channel factors computed in fp32), and each feature's batch statistics are reduced in fp32
