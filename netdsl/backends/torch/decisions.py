@@ -36,8 +36,8 @@ def memory_format(graph: nx.DiGraph) -> str | None:
 def precision(graph: nx.DiGraph) -> str:
     """``graph.graph["precision"]``, one of :data:`PRECISIONS` (``"auto"`` when absent).
 
-    Why "auto" may run float32 under a caller's bf16 autocast: a CPU without AMX or AVX512-BF16
-    has no oneDNN bf16 convolution, and torch falls back to a reference kernel (im2col + gemm)
+    Why "auto" may run float32 under a caller's bf16 autocast: on a CPU without AVX512 (or AMX)
+    oneDNN has no bf16 convolution, and torch falls back to a reference kernel (im2col + gemm)
     that ran a DenseNet-BC-100 training step 6-8x slower than float32 on this project's AVX2
     machine (docs/performance.md); a GPU without bf16 tensor cores (before sm80) emulates it too.
     """

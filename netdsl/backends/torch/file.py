@@ -50,7 +50,6 @@ class Namespace:
 # module it comes from, the name there, the alias): the generated imports are built from these.
 _IMPORTS: dict[str, tuple[int, str, str | None, str | None]] = {
     "contextlib": (0, "contextlib", None, None),
-    "Any": (0, "typing", "Any", None),
     "torch": (1, "torch", None, None),
     "F": (1, "torch.nn.functional", None, "F"),
     "nn": (1, "torch", "nn", None),
