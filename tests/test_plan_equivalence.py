@@ -323,3 +323,82 @@ def test_fused_heads_under_autocast(compiled):
         return ((torch.cat([p.grad.flatten() for p in m.parameters()]) - want).norm() / want.norm()).item()
 
     assert error(planned) <= 1.25 * error(naive)
+
+
+POOL_SPEC = """
+network t() {{
+    input(3, 8, 8)
+    stem: conv(8, 3)
+    block(3, dense) {{ bn; relu; conv(8, 1); bn; relu; conv(4, 3) }}
+    bn; relu; conv(10, {kernel}); {pool}
+    bn; relu; gap
+    fc: linear(5)
+}}
+"""
+
+
+class _TenChannelConvs:
+    """The spatial size of every convolution, forward and backward, whose weight has 10 outputs."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        sizes = self.sizes = set()
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func is torch.ops.aten.convolution.default and args[1].shape[0] == 10:
+                    sizes.add(tuple(args[0].shape[2:]))
+                if func is torch.ops.aten.convolution_backward.default and args[2].shape[0] == 10:
+                    sizes.add(tuple(args[1].shape[2:]))
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+
+
+@pytest.mark.parametrize(
+    "kernel, pool, conv_size",
+    [
+        (1, "avgpool(2)", (4, 4)),
+        (1, "avgpool(3, stride=2)", (3, 3)),  # overlapping windows: still an average of pixels
+        (1, "avgpool(2, pad=1)", None),  # zero padding: the conv's bias would not be averaged in
+        (1, "avgpool(3, stride=2, ceil=true)", None),
+        (3, "avgpool(2)", None),  # a 3x3 conv mixes neighbours
+        (1, "maxpool(2)", None),
+    ],
+)
+def test_average_pool_runs_before_a_transition_conv(write_spec, kernel, pool, conv_size):
+    """A 1x1 conv followed by an unpadded average pool is the same map either way round, so the
+    plan ends the block output's head at the pool (``pool_before_conv``) and the module runs the
+    conv on the pooled map (``conv_size``) -- in eval, in the training forward and in its
+    backward -- and keeps the written order where they do not commute. The IR (its FLOPs) is the
+    network as written; outputs, gradients and running statistics equal the naive module's."""
+    from netdsl.ir.plan import pool_before_conv, segments
+
+    spec = write_spec(POOL_SPEC.format(kernel=kernel, pool=pool))
+    graph = compile_spec(spec)
+    conv = next(n for n, d in graph.nodes(data=True) if d["kind"] == "conv" and d["attrs"]["out"] == 10)
+    after = next(iter(graph.successors(conv)))
+    commutes = conv_size is not None
+    assert (pool_before_conv(graph, conv) == after) is commutes
+    head = next(chain for chain in segments(graph).values() if conv in chain or chain[-1] in graph.predecessors(conv))
+    assert (head[-1] == after) is commutes
+    assert graph.graph["total_flops"] == compile_spec(spec, opt=0).graph["total_flops"]
+
+    planned, naive = build_model(spec, seed=1).double(), build_model(spec, seed=1, opt=0).double()
+    naive.load_state_dict(planned.state_dict())
+    x = torch.randn((3, 3, 8, 8), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    weighted_backward(naive, x)
+    convs = _TenChannelConvs()
+    with convs.mode:
+        weighted_backward(planned, x)
+    assert_same_training(planned, naive)
+    assert convs.sizes == {conv_size or (8, 8)}  # forward, and backward's weight and input gradients
+    randomize_bn(planned, naive)
+    planned.eval(), naive.eval()
+    convs = _TenChannelConvs()
+    with torch.no_grad(), convs.mode:
+        out = planned(x)
+    assert convs.sizes == {conv_size or (8, 8)}
+    with torch.no_grad():
+        assert torch.allclose(out, naive(x), rtol=1e-10, atol=1e-12)

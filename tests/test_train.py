@@ -287,6 +287,28 @@ def test_resume_and_eval_use_the_embedded_spec_text_never_the_stored_path(write_
     assert "names its spec by path (/etc/passwd) without its text" in err and "root:" not in err
 
 
+@pytest.mark.parametrize("precision", ["32", "bf16"])
+def test_eval_reproduces_the_run_in_its_precision(write_spec, tmp_path, monkeypatch, precision):
+    """The checkpoint records the run's precision and ``netdsl eval`` evaluates in it, as Fabric's
+    autocast evaluated the run: the figures the run reported come back."""
+    from netdsl.train import evaluation
+
+    spec, out = write_spec(TINY), tmp_path / "run"
+    first = train(_cfg(spec, out, epochs=1, precision=precision))
+    autocast, real = [], evaluation.evaluate
+
+    def evaluate(*args, **kwargs):
+        autocast.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)
+    again = evaluate_checkpoint(out / "best.pt")
+    want = {"32": ("32-true", None), "bf16": ("bf16-mixed", torch.bfloat16)}[precision]
+    assert (again["precision"], autocast[0]) == want == (load_checkpoint(out / "best.pt")["precision"], autocast[0])
+    assert again["loss"] == pytest.approx(first["best"]["loss"], rel=1e-6)
+    assert again["top1"] == pytest.approx(first["best"]["top1"], abs=1e-9)
+
+
 def test_threads_sets_torchs_thread_count(write_spec, tmp_path):
     spec = write_spec(TINY)
     before = torch.get_num_threads()

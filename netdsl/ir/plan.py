@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .graph import output_nodes
+
 Runs = tuple[tuple[int, int], ...]  # channel ranges [start, stop) of a buffer, in order
 
 
@@ -116,11 +118,34 @@ def after_prefix(runs: Runs, prefix: Runs) -> Runs | None:
 
 
 def bn_relu_head(graph, chain: tuple[str, ...]) -> bool:
-    """Whether ``chain`` is BN -> ReLU [-> conv], the head a backend may run on a buffer's runs as
-    one step (the torch module's ``_BatchNormReluConv``) and which then keeps the buffer for
-    backward: the torch generator and the memory model ask this one question."""
+    """Whether ``chain`` is BN -> ReLU [-> conv [-> avgpool]], the head a backend may run on a
+    buffer's runs as one step (the torch module's ``_BatchNormReluConv``) and which then keeps the
+    buffer for backward: the torch generator and the memory model ask this one question. An
+    average pool ends it only where it commutes with the conv (:func:`pool_before_conv`)."""
     kinds = [graph.nodes[n]["kind"] for n in chain]
-    return kinds in (["bn", "act"], ["bn", "act", "conv"]) and graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
+    if kinds == ["bn", "act", "conv", "avgpool"] and pool_before_conv(graph, chain[2]) != chain[3]:
+        return False
+    heads = (["bn", "act"], ["bn", "act", "conv"], ["bn", "act", "conv", "avgpool"])
+    return kinds in heads and graph.nodes[chain[1]]["attrs"].get("fn") == "relu"
+
+
+def pool_before_conv(graph, conv: str) -> str | None:
+    """The average pool that ``conv`` feeds and that may run before it, or None. A 1x1 stride-1
+    unpadded conv is the same linear map at every pixel and an unpadded average pool a convex
+    combination of pixels, so ``pool(conv(x)) == conv(pool(x))`` (the bias too: the weights sum
+    to 1), at a quarter of the conv's work behind a 2x2 pool (DenseNet's transitions). The
+    network (its IR, parameters and FLOPs) stays as written; a backend that runs the head as one
+    step (:func:`bn_relu_head`) pools first. Only where the conv's own value is seen by nothing
+    else: the pool is its only consumer and it is no output and stored nowhere."""
+    d, succ = graph.nodes[conv], list(graph.successors(conv))
+    a = d["attrs"]
+    if d["kind"] != "conv" or (a["kernel"], a["stride"], a["padding"], a.get("dilation", 1)) != (1, 1, 0, 1):
+        return None
+    if len(succ) != 1 or d.get("stores") or conv in output_nodes(graph):
+        return None
+    p = graph.nodes[succ[0]]
+    ok = p["kind"] == "avgpool" and p["attrs"]["padding"] == 0 and not p["attrs"]["ceil_mode"]
+    return succ[0] if ok else None
 
 
 def buffer_plans(graph) -> Mapping[str, BufferPlan]:

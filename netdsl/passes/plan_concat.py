@@ -33,7 +33,7 @@ import networkx as nx
 
 from ..ir.channels import DTYPE_BYTES, merge_runs
 from ..ir.graph import BlockInfo, blocks, output_nodes, topo_nodes
-from ..ir.plan import BufferPlan, Read, Store, after_prefix
+from ..ir.plan import BufferPlan, Read, Store, after_prefix, bn_relu_head, pool_before_conv
 from ..ops import get
 from .base import PassResult
 from .rewire import copy_graph
@@ -73,9 +73,11 @@ def _write_segments(graph: nx.DiGraph) -> None:
     chain's node ids, head first) on each head, ``in_segment`` (the head) on every member.
 
     A chain starts at a per-channel op whose input is a buffer view (a planned read or a stored
-    feature) and runs as :func:`consumer_chain` allows; after a "split" read it starts at the
-    read's consumer. Executors run a chain as one step (eval: a fused affine+activation pass;
-    training: recomputed in backward), and :mod:`netdsl.memory` accounts for it the same way."""
+    feature) and runs as :func:`consumer_chain` allows, a BN -> ReLU -> conv head on to the
+    average pool after its conv where the two commute (DenseNet's transitions:
+    :func:`~netdsl.ir.plan.pool_before_conv`); after a "split" read it starts at the read's
+    consumer. Executors run a chain as one step (eval: a fused affine+activation pass; training:
+    recomputed in backward), and :mod:`netdsl.memory` accounts for it the same way."""
     nodes = graph.nodes
     covered: set[str] = set()
 
@@ -94,7 +96,9 @@ def _write_segments(graph: nx.DiGraph) -> None:
             continue
         src = nodes[d["inputs"][0]]
         if src.get("read") or src.get("stores"):
-            mark([n] + consumer_chain(graph, n))
+            chain = [n] + consumer_chain(graph, n)
+            pool = pool_before_conv(graph, chain[-1]) if len(chain) == 3 else None
+            mark(chain + [pool] if pool is not None and bn_relu_head(graph, (*chain, pool)) else chain)
 
 
 def _block_segments(graph: nx.DiGraph, buffer: str) -> tuple[tuple[str, ...], ...]:

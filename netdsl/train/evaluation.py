@@ -29,7 +29,8 @@ def evaluate_checkpoint(
 
     ``target``, ``data`` and ``overrides`` default to the checkpoint's own; given ``overrides``
     are applied on top of the checkpoint's (a mismatch with the weights is a located error). Without
-    ``target`` the network is compiled from the spec text embedded in the checkpoint.
+    ``target`` the network is compiled from the spec text embedded in the checkpoint. It runs in
+    the run's precision (bf16/fp16 autocast where the run trained mixed), as the run evaluated.
     """
     ckpt = load_checkpoint(weights)
     values = {**ckpt["overrides"], **(overrides or {})}
@@ -58,19 +59,23 @@ def evaluate_checkpoint(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     model.to(dev)
-    result = evaluate(
-        model,
-        chosen,
-        torch.tensor(info["mean"], device=dev),
-        torch.tensor(info["std"], device=dev),
-        device=dev,
-        batch_size=batch_size,
-    )
+    # the run's precision (Fabric's autocast in its evaluations too), so its figures are reproduced
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(ckpt.get("precision", "32-true"))
+    with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        result = evaluate(
+            model,
+            chosen,
+            torch.tensor(info["mean"], device=dev),
+            torch.tensor(info["std"], device=dev),
+            device=dev,
+            batch_size=batch_size,
+        )
     return {
         "weights": str(weights),
         "target": str(target),
         "data": source,
         "split": split,
         "epoch": ckpt["epoch"],
+        "precision": ckpt.get("precision", "32-true"),
         **result,
     }

@@ -156,6 +156,7 @@ def _run(cfg: TrainConfig, out: Path, fabric, precision: str, on_step, on_epoch=
         "recipe": recipe.to_dict(),
         "data": data.info,
         "seed": plan.seed,
+        "precision": precision,  # what `netdsl eval` reproduces the run's figures in
         "netdsl_version": __version__,
     }
     report.started(

@@ -54,6 +54,7 @@ import copyreg
 import hashlib
 import itertools
 import linecache
+import re
 import sys
 import textwrap
 import types
@@ -110,7 +111,7 @@ class _Head(NamedTuple):
     """The recomputed head of a block's units (or of the block output's consumer)."""
 
     bns: tuple[str, ...]  # its BatchNorm modules (a checkpoint puts back their statistics)
-    fused: tuple[str, str] | None  # (bn, conv or "None") when it is BN -> ReLU [-> conv]
+    fused: tuple[str, ...] | None  # (bn, conv or "None"[, pool]) when it is BN -> ReLU [-> conv [-> pool]]
 
 
 class _Cin(int):
@@ -214,10 +215,37 @@ class _Func:
 
     def returned(self, ret: str) -> tuple[list[str], str]:
         """(lines, what a ``return`` gives back): the value of the last line itself where that line
-        only assigns it (``conv2 = self.conv2(x)`` then ``return conv2``: ``return self.conv2(x)``)."""
-        if self.last is not None and self.last[0] == len(self.lines) - 1 and self.last[1] == ret:
-            return self.lines[:-1], self.last[2]
-        return self.lines, ret
+        only assigns it (``conv2 = self.conv2(x)`` then ``return conv2``: ``return self.conv2(x)``),
+        and the line before it where that assigns the one variable the value reads, once
+        (``x = torch.relu_(x)`` then ``return self.conv2(torch.relu_(x))``), while it stays short."""
+        if self.last is None or self.last[0] != len(self.lines) - 1 or self.last[1] != ret:
+            return self.lines, ret
+        lines, value = self.lines[:-1], self.last[2]
+        for _ in range(2):
+            var, eq, expr = lines[-1].partition(" = ") if lines else ("", "", "")
+            parts = re.split(rf"(?<![\w.]){re.escape(var)}\b", value) if var.isidentifier() and eq else []
+            one_call = len(parts) == 2 and _is_call(expr)  # read once; a call binds tightest: no parentheses
+            inlined = expr.join(parts) if one_call else ""
+            if not inlined or len(inlined) > 88:  # a call in a call in a call, at most; the line fits
+                break
+            lines, value = lines[:-1], inlined
+        return lines, value
+
+
+def _is_call(expr: str) -> bool:
+    """Whether ``expr`` is one call, ``name.attr(...)``, its first parenthesis closing at the end.
+
+    >>> _is_call("torch.relu_(x)"), _is_call("f(x) + g(y)"), _is_call("x + y")
+    (True, False, False)
+    """
+    if not re.match(r"[\w.]+\(", expr) or not expr.endswith(")"):
+        return False
+    depth = 0
+    for i, ch in enumerate(expr):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and ch == ")":
+            return i == len(expr) - 1
+    return False
 
 
 @dataclass
@@ -456,7 +484,7 @@ class Generator:
                 feats, read = "reads", "runs"
             modules = ", ".join(fused)
             if "." in scope.rel(chain[0]) and self._only_modules(chain):  # its container holds just BN, conv
-                modules = f"*self.{scope.rel(chain[0]).rsplit('.', 1)[0]}.children()"
+                modules = ", ".join([f"*self.{scope.rel(chain[0]).rsplit('.', 1)[0]}.children()", *fused[2:]])
             fn.lines.append(f"{var} = {scope.use(runtime._buffer_head)}(None, {feats}, {buf}, {read}, {modules})")
             return var
         name = checked_identifier("_" + "_".join(rel.split(".")[:-1] or [rel]) + "_head")
@@ -475,12 +503,12 @@ class Generator:
 
     def _only_modules(self, chain: tuple[str, ...]) -> bool:
         """Whether the modules of ``chain``'s container (its nodes' common prefix) are exactly its
-        first and last node's, BN -> ReLU -> conv: ``container.children()`` are those two."""
+        BN and conv, BN -> ReLU -> conv [-> pool]: ``container.children()`` are those two."""
         owner = chain[0].rsplit(".", 1)[0]
-        if "." not in chain[0] or len(chain) != 3 or any(c.rsplit(".", 1)[0] != owner for c in chain):
+        if "." not in chain[0] or len(chain) not in (3, 4) or any(c.rsplit(".", 1)[0] != owner for c in chain):
             return False
         inside = [n for n in self.order if n.startswith(owner + ".") and self._has_module(n)]
-        return inside == [chain[0], chain[-1]]
+        return inside == [chain[0], chain[2]]
 
     def _has_module(self, node: str) -> bool:
         d = self.nodes[node]
@@ -657,18 +685,22 @@ class Generator:
         bns = tuple(f"unit.{scope.rel(n)}" for n in seg[:head_len] if self.nodes[n]["kind"] == "bn")
         return text, _Head(bns, self._fused(seg, "unit", scope)), cin, scope.uses
 
-    def _fused(self, chain: tuple[str, ...], owner: str, scope: _Scope) -> tuple[str, str] | None:
-        """(bn, conv) module expressions when ``chain`` is BN -> ReLU [-> conv], the head
-        ``_BatchNormReluConv`` computes in training (conv "None" when there is none)."""
+    def _fused(self, chain: tuple[str, ...], owner: str, scope: _Scope) -> tuple[str, ...] | None:
+        """(bn, conv[, pool]) arguments when ``chain`` is BN -> ReLU [-> conv [-> avg pool]], the
+        head ``_BatchNormReluConv`` computes in training (conv "None" when there is none; the pool,
+        "(kernel, stride)", runs before the conv: :func:`~netdsl.ir.plan.pool_before_conv`)."""
         if not bn_relu_head(self.g, chain):
             return None
-        if len(chain) == 3:  # a plain zero-padded nn.Conv2d: its backward is convolution_backward
+        if len(chain) >= 3:  # a plain zero-padded nn.Conv2d: its backward is convolution_backward
             conv = self.nodes[chain[2]]
             ctor = _op_module("conv", conv["attrs"], [self.nodes[conv["inputs"][0]]["shape"]])
             if ctor is None or ctor[0] != "nn.Conv2d" or ctor[2].get("padding_mode", "zeros") != "zeros":
                 return None
-        bn, conv = (f"{owner}.{scope.rel(n)}" for n in (chain[0], chain[-1]))
-        return bn, conv if len(chain) == 3 else "None"
+        bn, *conv = (f"{owner}.{scope.rel(n)}" for n in chain[:3:2])  # chain[2]: the conv
+        if len(chain) < 4:
+            return bn, conv[0] if conv else "None"
+        pool = self.nodes[chain[3]]["attrs"]
+        return bn, conv[0], f"({pool['kernel']}, {pool['stride']})"
 
     def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict, fold: str | None) -> list[str]:
         """Inference lines for a head that starts with BN and an activation with an in-place

@@ -97,27 +97,27 @@ def _statistics(bn, feats):
     return mean, var
 
 
-def _buffer_head(head, feats, buf, runs, bn, conv):
-    """``head`` (BN -> ReLU [-> conv]; None: ``bn``'s, ``conv``'s) of ``buf``'s runs, copies of ``feats``."""
+def _buffer_head(head, feats, buf, runs, bn, conv, pool=None):
+    """``head`` (BN -> ReLU [-> conv [-> avg pool]]; None: ``bn``, ``conv``, ``pool``) on ``buf``'s runs."""
     if not torch.is_grad_enabled():
         if head is None:  # the modules themselves (a block output's consumer has no method)
             y = torch.relu_(bn(_read(buf, runs)))
-            return y if conv is None else conv(y)
+            return y if conv is None else conv(y if pool is None else F.avg_pool2d(y, *pool))
         return head(_read(buf, runs))
     (mean, var), xs = _statistics(bn, feats), [f[0] for f in feats]
     if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
-        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, bn.weight, bn.bias, None, None)
-        return y if conv is None else conv(y)
+        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, None, bn.weight, bn.bias, None, None)
+        return y if conv is None else conv(y if pool is None else F.avg_pool2d(y, *pool))
     w, b = (None, None) if conv is None else (conv.weight, conv.bias)
-    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, bn.weight, bn.bias, w, b, *xs)
+    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, pool, bn.weight, bn.bias, w, b, *xs)
 
 
 class _BatchNormReluConv(torch.autograd.Function):
     """conv(relu(bn(x))), x runs of a buffer: saves the buffer, not x or relu(bn(x)) (recomputed)."""
 
     @staticmethod
-    def forward(ctx, buf, runs, mean, var, bn, conv, bn_w, bn_b, w, b, *feats):
-        ctx.runs, ctx.eps, ctx.widths, ctx.conv = runs, bn.eps, [f.shape[1] for f in feats], conv
+    def forward(ctx, buf, runs, mean, var, bn, conv, pool, bn_w, bn_b, w, b, *feats):
+        ctx.runs, ctx.eps, ctx.widths, ctx.conv, ctx.pool = runs, bn.eps, [f.shape[1] for f in feats], conv, pool
         ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
         x = buf if runs is None else torch.cat([buf[:, s:e] for s, e in runs], 1)  # dense (and 16-bit dx): faster
         y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
@@ -126,7 +126,8 @@ class _BatchNormReluConv(torch.autograd.Function):
         else:  # saved as an alias with its own version counter: the later units' writes do not bump it
             alias = buf.new_empty(0).set_(buf.untyped_storage(), buf.storage_offset(), buf.shape, buf.stride())
             ctx.save_for_backward(alias, mean, var, bn_w, bn_b, w, b, None)
-        return y if conv is None else F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        yp = y if pool is None else F.avg_pool2d(y, *pool)  # a pool that commutes: the conv on a quarter
+        return y if conv is None else F.conv2d(yp, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -137,16 +138,18 @@ class _BatchNormReluConv(torch.autograd.Function):
             y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
         gw = gb = None
         if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
-            c, bias = ctx.conv, None if b is None else [b.shape[0]]
+            c, bias, p = ctx.conv, None if b is None else [b.shape[0]], ctx.pool
             args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
-            grad, gw, gb = torch.ops.aten.convolution_backward(grad, y.to(grad.dtype), w.to(grad.dtype), *args)
+            yp = (y if p is None else F.avg_pool2d(y, *p)).to(grad.dtype)
+            grad, gw, gb = torch.ops.aten.convolution_backward(grad, yp, w.to(grad.dtype), *args)
             grad, gw, gb = grad.to(y.dtype), gw.to(w.dtype), None if b is None else gb.to(b.dtype)
+            grad = grad if p is None else torch.ops.aten.avg_pool2d_backward(grad, y, *p, 0, False, True, None)
         grad = torch.ops.aten.threshold_backward(grad, y, 0, **({} if ctx.runs is None else {"grad_input": y}))
         stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
         mask = [True, bn_w is not None, bn_b is not None]
         gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
         feats = () if ctx.runs is None else [g.clone() if g.element_size() < 4 else g for g in gx.split(ctx.widths, 1)]
-        return None if feats else gx, None, None, None, None, None, g_bn_w, g_bn_b, gw, gb, *feats  # compiled: buf is x
+        return None if feats else gx, *[None] * 6, g_bn_w, g_bn_b, gw, gb, *feats  # compiled: buf is x
 
 
 def _output(buf, runs, feats):
