@@ -66,6 +66,11 @@ def test_model_header_names_and_metadata():
     # every ONNX node is an IR node id or a helper '<id>/<part>'; the surviving ops keep their ids
     assert all(n.split("/")[0] in g for n in names)
     assert {"stem", "block1.unit1.conv1", "block1.cat", "transition1.avgpool1", "head1.fc"} <= names
+    # a transition pools before its 1x1 conv (ir.plan.pool_before_conv); the conv gives the pool's value
+    nodes = {n.name: n for n in model.graph.node}
+    assert list(nodes).index("transition1.avgpool1") < list(nodes).index("transition1.conv1")
+    assert nodes["transition1.conv1"].input[0] == nodes["transition1.avgpool1"].output[0] == "transition1.conv1/pooled"
+    assert nodes["transition1.conv1"].output[0] == "transition1.avgpool1"
     dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     assert dims == ["N", 10]
 

@@ -14,7 +14,9 @@ buffer, so each planned read is materialized from the stored values in the buffe
 order -- one ``Concat`` of the read it extends (the plan's ``extends``: a dense block's buffer
 grows by one feature per unit) and the stored values (or ``Slice`` s of them, ``<read>/slice<k>``)
 after it -- and the slice nodes the plan elides are not emitted. This module decides no
-placement itself.
+placement itself. An average pool after a 1x1 conv it commutes with
+(:func:`~netdsl.ir.plan.pool_before_conv`, DenseNet's transitions) runs first: the pool node (its
+id) writes ``<conv id>/pooled``, and the conv node (its id) writes the pool's output tensor.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...ir.graph import topo_nodes
-from ...ir.plan import BufferPlan, Read, buffer_plans
+from ...ir.plan import BufferPlan, Read, buffer_plans, pool_before_conv
 from ...naming import checked_onnx_name
 from ...ops import REGISTRY, get
 
@@ -77,14 +79,23 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     b = Builder()
     reads = {r.node: (plan, r) for plan in buffer_plans(graph).values() for r in plan.reads}
     slices: dict[tuple[str, int, int], str] = {}  # (stored node, start, stop) -> its Slice, emitted once
+    pooled_first = {pool: conv for conv in graph.nodes for pool in [pool_before_conv(graph, conv)] if pool}
     for n in topo_nodes(graph):
         d = graph.nodes[n]
-        if d.get("elided"):  # a slice only planned reads consume: they read the stored value
+        if d.get("elided") or n in pooled_first:  # a slice only planned reads consume; a pool emitted first
             continue
         if n in reads:
             _emit_read(b, *reads[n], slices)
             continue
-        get(d["kind"]).onnx(b, checked_onnx_name(n), d, [checked_onnx_name(i) for i in d["inputs"]])
+        xs = [checked_onnx_name(i) for i in d["inputs"]]
+        pool = pool_before_conv(graph, n)
+        if pool is not None:  # the pool, then the conv on a quarter of the pixels: its output is the pool's value
+            get("avgpool").onnx(b, checked_onnx_name(pool), graph.nodes[pool], xs)
+            xs = [f"{checked_onnx_name(n)}/pooled"]
+            b.nodes[-1].output[0] = xs[0]
+        get(d["kind"]).onnx(b, checked_onnx_name(n), d, xs)
+        if pool is not None:
+            b.nodes[-1].output[0] = checked_onnx_name(pool)
         if d.get("folded"):
             b.nodes[-1].doc_string = "folded BatchNorm: " + ", ".join(d["folded"])
     inp = graph.graph["input"]
