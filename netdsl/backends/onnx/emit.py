@@ -79,7 +79,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     b = Builder()
     reads = {r.node: (plan, r) for plan in buffer_plans(graph).values() for r in plan.reads}
     slices: dict[tuple[str, int, int], str] = {}  # (stored node, start, stop) -> its Slice, emitted once
-    pooled_first = {pool: conv for conv in graph.nodes for pool in [pool_before_conv(graph, conv)] if pool}
+    pooled_first = {pool for conv in graph.nodes if (pool := pool_before_conv(graph, conv)) is not None}
     for n in topo_nodes(graph):
         d = graph.nodes[n]
         if d.get("elided") or n in pooled_first:  # a slice only planned reads consume; a pool emitted first
