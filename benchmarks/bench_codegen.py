@@ -84,6 +84,11 @@ def _runner(model, case, x, y, precision="fp32"):
 
 
 def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
+    return {k: statistics.median(v) for k, v in interleaved_times(fns, rounds, warmup).items()}
+
+
+def interleaved_times(fns: dict, rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Each function's time in each round (seconds), after ``warmup`` calls each."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -95,7 +100,7 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def conv_peak_gflops(threads: int, precision: str = "fp32") -> float:

@@ -11,7 +11,6 @@ Medians of per-round ratios, the order alternating between rounds.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from bench_codegen import _runner  # eval (no_grad) or an SGD step, under the precision's autocast
+from bench_codegen import _runner, interleaved_times  # this folder's benchmark helpers
 from reference_densenet import DenseNet
 
 import netdsl
@@ -54,15 +53,7 @@ fns = {
     "new": _runner(new, a.mode, x, y, a.prec),
     "ref": _runner(ref, a.mode, x.contiguous(memory_format=fmt), y, a.prec),
 }
-for fn in fns.values():
-    fn()
-    fn()
-times: dict[str, list[float]] = {k: [] for k in fns}
-for r in range(a.rounds):
-    for k in list(fns)[:: 1 if r % 2 == 0 else -1]:
-        t0 = time.perf_counter()
-        fns[k]()
-        times[k].append(time.perf_counter() - t0)
+times = interleaved_times(fns, a.rounds)
 ms = {k: round(statistics.median(v) * 1e3, 1) for k, v in times.items()}
 ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"], strict=True))
 print(f"{a.mode} {a.prec} b{a.batch}, medians (ms): {ms}")

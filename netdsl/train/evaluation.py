@@ -60,7 +60,8 @@ def evaluate_checkpoint(
     )
     model.to(dev)
     # the run's precision (Fabric's autocast in its evaluations too), so its figures are reproduced
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(ckpt.get("precision", "32-true"))
+    precision = ckpt.get("precision", "32-true")
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
         result = evaluate(
             model,
@@ -76,6 +77,6 @@ def evaluate_checkpoint(
         "data": source,
         "split": split,
         "epoch": ckpt["epoch"],
-        "precision": ckpt.get("precision", "32-true"),
+        "precision": precision,
         **result,
     }

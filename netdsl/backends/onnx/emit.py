@@ -79,7 +79,8 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
     b = Builder()
     reads = {r.node: (plan, r) for plan in buffer_plans(graph).values() for r in plan.reads}
     slices: dict[tuple[str, int, int], str] = {}  # (stored node, start, stop) -> its Slice, emitted once
-    pooled_first = {pool for conv in graph.nodes if (pool := pool_before_conv(graph, conv)) is not None}
+    pool_of = {conv: pool for conv in graph.nodes if (pool := pool_before_conv(graph, conv)) is not None}
+    pooled_first = set(pool_of.values())
     for n in topo_nodes(graph):
         d = graph.nodes[n]
         if d.get("elided") or n in pooled_first:  # a slice only planned reads consume; a pool emitted first
@@ -88,7 +89,7 @@ def emit_onnx(graph: nx.DiGraph, metadata: dict[str, str] | None = None) -> onnx
             _emit_read(b, *reads[n], slices)
             continue
         xs = [checked_onnx_name(i) for i in d["inputs"]]
-        pool = pool_before_conv(graph, n)
+        pool = pool_of.get(n)
         if pool is not None:  # the pool, then the conv on a quarter of the pixels: its output is the pool's value
             get("avgpool").onnx(b, checked_onnx_name(pool), graph.nodes[pool], xs)
             xs = [f"{checked_onnx_name(n)}/pooled"]

@@ -696,11 +696,14 @@ class Generator:
             ctor = _op_module("conv", conv["attrs"], [self.nodes[conv["inputs"][0]]["shape"]])
             if ctor is None or ctor[0] != "nn.Conv2d" or ctor[2].get("padding_mode", "zeros") != "zeros":
                 return None
-        bn, *conv = (f"{owner}.{scope.rel(n)}" for n in chain[:3:2])  # chain[2]: the conv
-        if len(chain) < 4:
-            return bn, conv[0] if conv else "None"
+        bn = f"{owner}.{scope.rel(chain[0])}"
+        if len(chain) == 2:
+            return bn, "None"
+        conv = f"{owner}.{scope.rel(chain[2])}"
+        if len(chain) == 3:
+            return bn, conv
         pool = self.nodes[chain[3]]["attrs"]
-        return bn, conv[0], f"({pool['kernel']}, {pool['stride']})"
+        return bn, conv, f"({pool['kernel']}, {pool['stride']})"
 
     def _inference_head(self, scope: _Scope, seg: tuple[str, ...], cin_of: dict, fold: str | None) -> list[str]:
         """Inference lines for a head that starts with BN and an activation with an in-place
