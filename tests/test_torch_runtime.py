@@ -14,8 +14,8 @@ def test_buffer_keeps_the_layout_and_channels_are_views():
     x = torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last)
     buf = runtime._buffer(x, 8)
     assert buf.shape == (2, 8, 4, 4) and buf.is_contiguous(memory_format=torch.channels_last)
-    view = runtime._channels(buf, 2, 5)
-    assert view.data_ptr() == buf[:, 2:5].data_ptr()
+    view = runtime._read(buf, ((2, 5),))
+    assert view.data_ptr() == buf[:, 2:5].data_ptr() and view.stride() == buf.stride()
     buf.copy_(torch.randn_like(buf))
     assert torch.equal(runtime._read(buf, ((0, 2), (5, 8))), torch.cat([buf[:, 0:2], buf[:, 5:8]], 1))
 
@@ -23,9 +23,12 @@ def test_buffer_keeps_the_layout_and_channels_are_views():
 def test_statistics_update_running_ones_as_batchnorm_does():
     xs = [torch.randn(4, 3, 5, 5), torch.randn(4, 2, 5, 5)]
     ours, theirs = nn.BatchNorm2d(5), nn.BatchNorm2d(5)
+    buf, feats = torch.empty(4, 5, 5, 5), []
     with torch.enable_grad():
-        feats = [runtime._feature(x) for x in xs]
+        runtime._store(buf, 0, 3, xs[0], feats)
+        runtime._store(buf, 3, 5, xs[1], feats)
         mean, var = runtime._statistics(ours, feats)
+    assert torch.equal(buf, torch.cat(xs, 1)) and [f[4] for f in feats] == [0, 3]
     theirs(torch.cat(xs, 1))
     cat = torch.cat(xs, 1)
     assert torch.allclose(mean, cat.mean((0, 2, 3)), atol=1e-6)

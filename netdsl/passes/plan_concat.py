@@ -87,18 +87,20 @@ def _write_segments(graph: nx.DiGraph) -> None:
             nodes[c]["in_segment"] = chain[0]
         covered.update(chain)
 
+    def pooled(chain: list[str]) -> list[str]:  # a BN -> ReLU -> conv head on to a pool that commutes
+        pool = pool_before_conv(graph, chain[-1]) if len(chain) == 3 else None
+        return chain + [pool] if pool is not None and bn_relu_head(graph, (*chain, pool)) else chain
+
     for n in graph.nodes:
         if nodes[n].get("read", {}).get("strategy") == "split":
-            mark(consumer_chain(graph, n))
+            mark(pooled(consumer_chain(graph, n)))
     for n in topo_nodes(graph):
         d = nodes[n]
         if not get(d["kind"]).per_channel or n in covered:
             continue
         src = nodes[d["inputs"][0]]
         if src.get("read") or src.get("stores"):
-            chain = [n] + consumer_chain(graph, n)
-            pool = pool_before_conv(graph, chain[-1]) if len(chain) == 3 else None
-            mark(chain + [pool] if pool is not None and bn_relu_head(graph, (*chain, pool)) else chain)
+            mark(pooled([n] + consumer_chain(graph, n)))
 
 
 def _block_segments(graph: nx.DiGraph, buffer: str) -> tuple[tuple[str, ...], ...]:

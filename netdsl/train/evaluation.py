@@ -59,7 +59,8 @@ def evaluate_checkpoint(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     model.to(dev)
-    # the run's precision (Fabric's autocast in its evaluations too), so its figures are reproduced
+    # the run's precision (Fabric's autocast in its evaluations too, and its input cast to the
+    # autocast dtype), so its figures are reproduced
     precision = ckpt.get("precision", "32-true")
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
@@ -70,6 +71,7 @@ def evaluate_checkpoint(
             torch.tensor(info["std"], device=dev),
             device=dev,
             batch_size=batch_size,
+            input_dtype=dtype,
         )
     return {
         "weights": str(weights),

@@ -240,8 +240,11 @@ def evaluate(
     rank: int = 0,
     world: int = 1,
     fabric=None,
+    input_dtype: torch.dtype | None = None,
 ) -> dict:
     """Mean loss, top-1 and (for more than 5 classes) top-5 accuracy in percent over ``data``.
+
+    ``input_dtype``: the images cast to it, as Fabric's mixed precision casts a module's input.
 
     With several processes each evaluates its contiguous slice and the sums are all-reduced.
     """
@@ -253,6 +256,7 @@ def evaluate(
     classes = 0
     for lo in range(0, len(labels), batch_size):
         x = normalize(images[lo : lo + batch_size].to(device), mean, std).contiguous(memory_format=memory_format)
+        x = x if input_dtype is None else x.to(input_dtype)
         y = labels[lo : lo + batch_size].to(device)
         logits = model(x).float()
         classes = logits.shape[1]

@@ -16,12 +16,15 @@ What a careful engineer would write, derived from the IR:
   its runs). The per-channel chain that starts a unit (concat -> BN -> ReLU -> 1x1 conv, the
   plan's ``segment``) is the unit's ``head``. Every head that reads a feature normalizes its
   channels with the same batch statistics, so in training they are computed once per feature,
-  when it is stored (``_feature``), and a head's BatchNorm is one pass with them
+  when it is stored (``_store``), and a head's BatchNorm is one pass with them
   (``_statistics`` updates its running statistics as nn.BatchNorm does). In eager training a
   BN -> ReLU [-> conv] head runs as ``_BatchNormReluConv``, an autograd Function that reads the
   buffer and saves it with the statistics, not the concatenation or its normalized copy:
   backward recomputes those from the buffer (the memory-efficient DenseNet) and differentiates
-  through the statistics itself. Under torch.compile the Function normalizes the concatenation
+  through the statistics itself. Its input gradient is added into one buffer-shaped sum, and
+  each feature takes its channels of the sum once autograd has run all its readers (the
+  heads take the feature's ``_Claim``, whose backward runs after theirs): one add per head where
+  autograd would sum a gradient per feature and reader (narrow strided adds, 16-bit copies). Under torch.compile the Function normalizes the concatenation
   instead (dynamo cannot trace the buffer alias), saves it and the ReLU's output, and leaves
   the conv to the compiler; its backward is still BatchNorm's own, which inductor fuses better
   than the autograd of the statistics (docs/performance.md). Compiled inference reads the
@@ -727,6 +730,8 @@ class Generator:
             conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
             conv_bn_eval = scope.use(runtime._conv_bn_eval)
             out = f"{conv_bn_eval}(x, {conv}, {self.module_expr(scope, fold, ['x'], cin_of)})"
+            folded = out.replace("(x, ", f"({lines[0].removeprefix('x = ')}, ", 1)
+            lines, out = ([], folded) if len(folded) <= 88 else (lines, out)  # one line: the BN pass in the call
         else:
             out = self.region(scope, f, rest, {seg[1]: "x"}, dict(cin_of), seg[-1]) if rest else "x"
         body = ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass, activation in place"]
@@ -845,6 +850,22 @@ class Generator:
         d = self.nodes[feature.node]
         return d["inputs"][0] if d["kind"] == "slice" else None
 
+    def _first_spans(self, b: BlockInfo, in_stores) -> list[tuple[int, int]]:
+        """The buffer channels of each of the block's first features: a stored value or a channel
+        range (a slice, a piece) of one."""
+        at = {node: start for (start, _), node in in_stores}
+        spans = []
+        for f in sorted((f for f in b.features if f.index <= 0), key=lambda f: f.index):
+            node, d = f.node, self.nodes[f.node]
+            if f.start is not None:
+                a, z = f.start, f.stop
+            elif node not in at and d["kind"] == "slice":
+                node, (a, z) = d["inputs"][0], (d["attrs"]["start"], d["attrs"]["stop"])
+            else:
+                a, z = 0, next(e - s for (s, e), n in in_stores if n == node)
+            spans.append((at[node] + a, at[node] + z))
+        return spans
+
     def _feature_piece(self, features, j: int) -> tuple[str, int, int]:
         for f in features:
             if f.index == j:
@@ -945,10 +966,7 @@ class Generator:
         tables = _Tables()
         a, b_ = _store_vars(tables, stores)
         runs = _runs_var(tables, unit_reads)
-        view = scope.use(runtime._channels)
-        x = f"torch.cat([{view}({base}, s, e) for s, e in {runs}], 1)"
-        if all(len(r) == 1 for r in unit_reads):
-            x = f"{view}({base}, {runs[2:-3]})"  # ((start, stop),) -> start, stop
+        x = f"{scope.use(runtime._read)}({base}, {runs})"
         stream_args = streams.args(tables) if streams else []
         body.append(tables.header(units_expr))
         arg = f"unit.head({x})" if has_head is not None else x
@@ -971,13 +989,11 @@ class Generator:
         ``_BatchNormReluConv``, which saves the buffer, not a concatenation); with autograd the
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
         channels, stores, unit_reads, _, in_stores = buffer
-        new_buffer, feature = scope.use(runtime._buffer), scope.use(runtime._feature)
-        firsts = f"[{', '.join(f'{feature}({v})' for v in init)}]"
-        if len(init) == 1:
-            out = [f"{base}, {feats} = {new_buffer}({init[0]}, {channels}), {firsts}"]
-        else:  # a long list: a statement of its own, which the layout can break
-            out = [f"{base} = {new_buffer}({init[0]}, {channels})", f"{feats} = {firsts}"]
-        out += [f"{base}[:, {s}:{e}] = {lookup[node]}.detach()" for (s, e), node in in_stores]
+        out = [f"{base}, {feats} = {scope.use(runtime._buffer)}({init[0]}, {channels}), []"]
+        spans = self._first_spans(b, in_stores) if len(init) > 1 else [in_stores[0][0]]  # > 1: pieces
+        assert len(spans) == len(init) and spans == sorted(spans), (init, spans)  # ``feats`` in buffer order
+        store = scope.use(runtime._store)
+        out += [f"{store}({base}, {s}, {e}, {v}, {feats})" for v, (s, e) in zip(init, spans, strict=True)]
         tables = _Tables()
         gather = feats
         window = _Window.of(buffer, len(init), reads)
@@ -1068,12 +1084,6 @@ class Generator:
             self.unrolling.discard(b.output)
 
 
-class _Width(NamedTuple):
-    """A stand-in for a feature's tensor: its shape, what :func:`windows._window` reads of it."""
-
-    shape: tuple[int, int]
-
-
 class _Window(NamedTuple):
     """The ``far`` first and ``near`` last channels below its own that each unit of a planned
     block reads (SparseNet's ``path``), when they are exactly the plan's reads (checked by calling
@@ -1101,8 +1111,8 @@ class _Window(NamedTuple):
 
     def fits(self, buffer: _LoopBuffer, stop: int, reads: tuple[int, ...], runs: tuple) -> bool:
         """Whether the window below channel ``stop`` is the features at ``reads`` and the runs ``runs``."""
-        widths = [buffer.in_stores[0][0][1], *(b - a for a, b in buffer.stores)]
-        stand_ins = [(_Width((1, w)),) for w in widths]
+        starts = [0, *(a for a, _ in buffer.stores)]
+        stand_ins = [(None, None, None, None, start) for start in starts]  # ``_store``'s entries: the start
         available = stand_ins[: 1 + sum(1 for a, _ in buffer.stores if a < stop)]
         picked, got = windows._window(available, stop, self.far, self.near)
         return got == tuple(runs) and [id(f) for f in picked] == [id(stand_ins[j]) for j in reads]

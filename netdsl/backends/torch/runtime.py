@@ -52,35 +52,39 @@ def _fast_16bit(device, dtype):
     return device != "cpu" or (mkldnn._is_mkldnn_bf16_supported() if bf16 else mkldnn._is_mkldnn_fp16_supported())
 
 
-def _channels(buf, start, stop):
-    """``buf[:, start:stop]``; compiled, ``as_strided`` (from a slice inductor makes a cat per unit)."""
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():  # ONNX has no strides: slice
-        n, _, h, w = buf.shape
-        return buf.as_strided((n, stop - start, h, w), buf.stride(), start * buf.stride(1))
-    return buf[:, start:stop]
-
-
 def _read(buf, runs):
-    """The channel runs ``((start, stop), ...)`` of ``buf`` concatenated: a view for one run."""
-    return _channels(buf, *runs[0]) if len(runs) == 1 else torch.cat([_channels(buf, *r) for r in runs], 1)
-
-
-def _feature(y):
-    """With autograd ``(y, mean, var)``, its batch statistics, fp32 (autocast: BN given an fp32 weight)."""
-    if not torch.is_grad_enabled():
-        return None
-    one = None if y.dtype in (torch.float32, torch.float64) else torch.ones(y.shape[1], device=y.device)
-    if torch.compiler.is_compiling():  # inductor fuses it (autocast: the upcast too) into one reduction
-        var, mean = torch.var_mean(y.detach() if one is None else y.detach().float(), (0, 2, 3), correction=0)
-        return y, mean, var
-    _, mean, invstd = torch.ops.aten.native_batch_norm(y.detach(), one, None, None, None, True, 0.0, 0.0)
-    return y, mean, invstd.pow(-2)  # eager: constants (the Function differentiates); BN's fast kernel
+    """The channel runs ``((start, stop), ...)`` of ``buf`` concatenated (a view for one run)."""
+    n, _, h, w = buf.shape
+    strided = torch.compiler.is_compiling() and not torch.compiler.is_exporting()  # inductor: slices, a cat per unit
+    v = [buf.as_strided((n, e - s, h, w), buf.stride(), s * buf.stride(1)) if strided else buf[:, s:e] for s, e in runs]
+    return v[0] if len(v) == 1 else torch.cat(v, 1)  # (exporting: slices, ONNX has no strides)
 
 
 def _store(buf, a, b, y, feats):
-    """``y`` into channels [a, b) of ``buf``; with autograd into ``feats`` too (for its gradient)."""
+    """``y`` into channels [a, b) of ``buf``; with autograd ``(y, its batch mean, var, _Claim, a)`` into ``feats``."""
     buf[:, a:b] = y.detach()
-    feats.append(_feature(y))
+    if not torch.is_grad_enabled():
+        return feats.append(None)
+    if torch.compiler.is_compiling():  # inductor fuses it (autocast: the upcast too) into one reduction
+        z = y.detach() if y.dtype == torch.float64 else y.detach().float()
+        return feats.append((y, *reversed(torch.var_mean(z, (0, 2, 3), correction=0)), None, a))
+    one = None if y.dtype in (torch.float32, torch.float64) else torch.ones(y.shape[1], device=y.device)
+    _, mean, invstd = torch.ops.aten.native_batch_norm(y.detach(), one, None, None, None, True, 0.0, 0.0)
+    feats.append((y, mean, invstd.pow_(-2), _Claim.apply(y, vars(buf), a), a))  # eager: BN's fast kernel
+
+
+class _Claim(torch.autograd.Function):
+    """A feature's stand-in for the heads that read it from a buffer: they add their gradients into one sum
+    shaped as the buffer, autograd runs this after all of them, and it hands on the feature's channels."""
+
+    @staticmethod
+    def forward(ctx, y, sums, start):
+        ctx.sums, ctx.span = sums, slice(start, start + y.shape[1])
+        return y.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _):
+        return ctx.sums["grad"][:, ctx.span], None, None
 
 
 def _statistics(bn, feats):
@@ -99,26 +103,27 @@ def _statistics(bn, feats):
 
 def _buffer_head(head, feats, buf, runs, bn, conv, pool=None):
     """``head`` (BN -> ReLU [-> conv [-> avg pool]]; None: ``bn``, ``conv``, ``pool``) on ``buf``'s runs."""
-    if not torch.is_grad_enabled():
-        if head is None:  # the modules themselves (a block output's consumer has no method)
-            y = torch.relu_(bn(_read(buf, runs)))
-            return y if conv is None else conv(y if pool is None else F.avg_pool2d(y, *pool))
+    if not torch.is_grad_enabled() and head is not None:
         return head(_read(buf, runs))
-    (mean, var), xs = _statistics(bn, feats), [f[0] for f in feats]
-    if torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
-        y = _BatchNormReluConv.apply(torch.cat(xs, 1), None, mean, var, bn, None, None, bn.weight, bn.bias, None, None)
-        return y if conv is None else conv(y if pool is None else F.avg_pool2d(y, *pool))
-    w, b = (None, None) if conv is None else (conv.weight, conv.bias)
-    return _BatchNormReluConv.apply(buf, runs, mean, var, bn, conv, pool, bn.weight, bn.bias, w, b, *xs)
+    if not torch.is_grad_enabled():  # the modules themselves (a block output's consumer has no method)
+        y = torch.relu_(bn(_read(buf, runs)))
+    elif torch.compiler.is_compiling():  # on the concatenation (dynamo: no set_); the conv is inductor's
+        x, stats = torch.cat([f[0] for f in feats], 1), _statistics(bn, feats)
+        y = _BatchNormReluConv.apply(x, None, *stats, bn, None, None, bn.weight, bn.bias, None, None)
+    else:  # eager: its gradients flow to the features' claims
+        w, b = (None, None) if conv is None else (conv.weight, conv.bias)
+        args = (buf, runs, *_statistics(bn, feats), bn, conv, pool, bn.weight, bn.bias, w, b)
+        return _BatchNormReluConv.apply(*args, *[f[3] for f in feats])
+    return y if conv is None else conv(y if pool is None else F.avg_pool2d(y, *pool))
 
 
 class _BatchNormReluConv(torch.autograd.Function):
     """conv(relu(bn(x))), x runs of a buffer: saves the buffer, not x or relu(bn(x)) (recomputed)."""
 
     @staticmethod
-    def forward(ctx, buf, runs, mean, var, bn, conv, pool, bn_w, bn_b, w, b, *feats):
-        ctx.runs, ctx.eps, ctx.widths, ctx.conv, ctx.pool = runs, bn.eps, [f.shape[1] for f in feats], conv, pool
-        ctx.batch = bn.training or bn.running_mean is None  # batch statistics: differentiated
+    def forward(ctx, buf, runs, mean, var, bn, conv, pool, bn_w, bn_b, w, b, *claims):
+        ctx.runs, ctx.eps, ctx.claims, ctx.conv, ctx.pool = runs, bn.eps, len(claims), conv, pool
+        ctx.batch, ctx.sums = bn.training or bn.running_mean is None, runs and vars(buf)  # batch stats: differentiated
         x = buf if runs is None else torch.cat([buf[:, s:e] for s, e in runs], 1)  # dense (and 16-bit dx): faster
         y = torch.relu_(F.batch_norm(x, mean, var, bn_w, bn_b, False, 0.0, bn.eps))
         if runs is None:  # compiled, buf the concatenation: saved with y (docs/performance.md)
@@ -132,11 +137,10 @@ class _BatchNormReluConv(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        buf, mean, var, bn_w, bn_b, w, b, y = ctx.saved_tensors
+        (buf, mean, var, bn_w, bn_b, w, b, y), gw, gb = ctx.saved_tensors, None, None
         x = buf if ctx.runs is None else torch.cat([buf[:, s:e] for s, e in ctx.runs], 1)
         if y is None:  # recomputed, so ours: the masked gradient is written over it (an allocation less)
             y = torch.relu_(torch.ops.aten.native_batch_norm(x, bn_w, bn_b, mean, var, False, 0.0, ctx.eps)[0])
-        gw = gb = None
         if ctx.conv is not None:  # under autocast the conv ran in the gradient's dtype
             c, bias, p = ctx.conv, None if b is None else [b.shape[0]], ctx.pool
             args = (bias, c.stride, c.padding, c.dilation, False, [0, 0], c.groups, [True, True, b is not None])
@@ -148,8 +152,12 @@ class _BatchNormReluConv(torch.autograd.Function):
         stats = (None, None, mean, (var + ctx.eps).rsqrt()) if ctx.batch else (mean, var, None, None)
         mask = [True, bn_w is not None, bn_b is not None]
         gx, g_bn_w, g_bn_b = torch.ops.aten.native_batch_norm_backward(grad, x, bn_w, *stats, ctx.batch, ctx.eps, mask)
-        feats = () if ctx.runs is None else [g.clone() if g.element_size() < 4 else g for g in gx.split(ctx.widths, 1)]
-        return None if feats else gx, *[None] * 6, g_bn_w, g_bn_b, gw, gb, *feats  # compiled: buf is x
+        if ctx.runs is not None:  # into the buffer's gradient sum, a new one per backward pass (``_Claim``)
+            if ctx.sums.get("task") != (task := torch._C._current_graph_task_id()):
+                ctx.sums.update(task=task, grad=torch.zeros_like(buf))
+            for (s, e), g in zip(ctx.runs, gx.split([e - s for s, e in ctx.runs], 1), strict=True):
+                ctx.sums["grad"][:, s:e] += g
+        return None if ctx.runs else gx, *[None] * 6, g_bn_w, g_bn_b, gw, gb, *[None] * ctx.claims  # compiled: buf is x
 
 
 def _output(buf, runs, feats):

@@ -8,10 +8,5 @@ the generator checks, by calling :func:`_window` itself, that it yields exactly 
 def _window(feats, stop, far, near):
     """The runs of the first ``far`` and last ``near`` channels below ``stop``, and the ``feats`` in them."""
     runs = ((0, stop),) if stop <= far + near else ((0, far), (stop - near, stop))
-    if feats[0] is None:  # without autograd no feature is kept (the head reads the buffer)
-        return feats, runs
-    picked, start = [], 0
-    for f in feats:  # a run holds a feature whole or not at all (the generator checks)
-        picked += [f] if any(a <= start < b for a, b in runs) else []
-        start += f[0].shape[1]
-    return picked, runs
+    # a run holds a feature (its start: f[4]) whole or not at all (the generator checks); no autograd: None
+    return [f for f in feats if f is None or any(a <= f[4] < b for a, b in runs)], runs
