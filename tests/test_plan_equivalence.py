@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from netdsl.api import build_model, compile_spec
+from netdsl.api import build_model, compile_spec, torch_source
 from netdsl.ir.graph import blocks
+from netdsl.ir.plan import pool_before_conv, segments
 
 from helpers import SPECS, compiled, outputs, spec_params
 
@@ -402,3 +403,32 @@ def test_average_pool_runs_before_a_transition_conv(write_spec, kernel, pool, co
     assert convs.sizes == {conv_size or (8, 8)}
     with torch.no_grad():
         assert torch.allclose(out, naive(x), rtol=1e-10, atol=1e-12)
+
+
+def test_buffer_gradient_sums_start_afresh_in_each_backward_pass():
+    """The heads add their input gradients into one sum per buffer and each feature's ``_Claim``
+    hands on its channels after all its readers: the sum starts afresh in each backward pass, so
+    ``autograd.grad`` to the input equals the naive module's, and two passes over one retained
+    graph give the naive module's two passes."""
+    planned, naive, shape = pair(SPECS_BY_NAME["densenet_bc"])
+    x = torch.randn((3,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_(True)
+    for m in (planned, naive):
+        m.double().train()
+    got, want = (torch.autograd.grad(m(x).square().sum(), x)[0] for m in (planned, naive))
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+    for m in (planned, naive):
+        loss = m(x.detach()).square().sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+    assert_same_training(planned, naive)
+
+
+def test_a_transition_behind_a_window_read_pools_first():
+    """SparseNet's second transition reads a window of its block (a split read): its head runs
+    on to the average pool too, in the plan and in the generated code."""
+    graph = compile_spec("sparsenet_bc_v1")
+    pooled = [c for c in segments(graph).values() if graph.nodes[c[-1]]["kind"] == "avgpool"]
+    assert len(pooled) == 2 and all(pool_before_conv(graph, c[2]) == c[3] for c in pooled)
+    source = torch_source("sparsenet_bc_v1")
+    assert source.count("children(), (2, 2)") == 2 and "F.avg_pool2d(sparse_transition" not in source
