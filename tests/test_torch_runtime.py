@@ -49,6 +49,27 @@ def test_batch_norm_eval_and_folded_conv_equal_the_modules():
         assert torch.allclose(runtime._conv_bn_eval(x, conv, bn2), bn2(conv(x)), atol=1e-5)
 
 
+def test_clamp_conv_bn_eval_equals_the_modules_for_any_sign_of_scale():
+    """bn2(conv(relu(bn(x)))) as one clamp folded into an unpadded conv: BN weights positive,
+    negative and zero (a constant channel), a biased strided conv, a strided view as input."""
+    gen = torch.Generator().manual_seed(0)
+    bn, conv, bn2 = nn.BatchNorm2d(6), nn.Conv2d(6, 4, 3, stride=2, bias=True), nn.BatchNorm2d(4)
+    for m in (bn, conv, bn2):
+        m.double().eval()
+        for p in (*m.parameters(), *m.buffers()):
+            if p.is_floating_point():
+                p.data.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.abs_().add_(0.1)
+    bn.weight.data[:3] = torch.tensor([2.0, -1.5, 0.0], dtype=torch.float64)
+    buf = torch.randn(3, 9, 11, 11, generator=gen, dtype=torch.float64).to(memory_format=torch.channels_last)
+    x = buf[:, 2:8]
+    with torch.no_grad():
+        want = bn2(conv(torch.relu(bn(x))))
+        got = runtime._clamp_conv_bn_eval(x, bn, conv, bn2)
+    assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_namespace_cleans_and_deduplicates():
     ns = Namespace({"x", "torch"})
     assert ns.create_name("x") == "x_2"

@@ -24,12 +24,14 @@ What a careful engineer would write, derived from the IR:
   through the statistics itself. Its input gradient is added into one buffer-shaped sum, and
   each feature takes its channels of the sum once autograd has run all its readers (the
   heads take the feature's ``_Claim``, whose backward runs after theirs): one add per head where
-  autograd would sum a gradient per feature and reader (narrow strided adds, 16-bit copies). Under torch.compile the Function normalizes the concatenation
-  instead (dynamo cannot trace the buffer alias), saves it and the ReLU's output, and leaves
-  the conv to the compiler; its backward is still BatchNorm's own, which inductor fuses better
-  than the autograd of the statistics (docs/performance.md). Compiled inference reads the
-  buffer through ``as_strided`` views (from slices inductor would fuse a concatenation into
-  every reader).
+  autograd would sum a gradient per feature and reader (narrow strided adds, 16-bit copies).
+  Under torch.compile the Function normalizes the concatenation instead (dynamo cannot trace
+  the buffer alias), saves it and the ReLU's output, and leaves the conv to the compiler; its
+  backward is still BatchNorm's own, which inductor fuses better than the autograd of the
+  statistics (docs/performance.md). Compiled inference reads the buffer through
+  ``as_strided`` views (from slices inductor would fuse a concatenation into every reader). In
+  eager inference a BN -> ReLU -> unpadded conv head is one clamp of the buffer view and the
+  conv, BN and the next BN folded into the conv's weights (``_clamp_conv_bn_eval``).
   Where a block's heads have another form, a head runs under ``torch.utils.checkpoint`` over
   the list of unit outputs (such blocks use the buffer in inference only), BatchNorm's running
   statistics updated once, and compiled, the checkpoint keeps the 1x1 conv's output, so no
@@ -722,9 +724,13 @@ class Generator:
             if src in cin_of:
                 cin_of[n] = cin_of[src]
         bn = self.module_expr(scope, seg[0], ["x"], cin_of)
+        rest = list(seg[2:])
+        if fold is not None and rest == [seg[-1]] and self._clamps(seg):  # ReLU as a clamp: one pass
+            conv, bn2 = (self.module_expr(scope, n, ["x"], cin_of) for n in (seg[-1], fold))
+            out = f"{scope.use(runtime._clamp_conv_bn_eval)}(x, {bn}, {conv}, {bn2})"
+            return ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass", f"    return {out}"]
         bn_eval = scope.use(runtime._batch_norm_eval)
         lines = [f"x = {_inplace_act(self.nodes[seg[1]]['attrs'], f'{bn_eval}(x, {bn})')}"]
-        rest = list(seg[2:])
         f = _Func()
         if fold is not None and rest == [seg[-1]]:
             conv = self.module_expr(scope, seg[-1], ["x"], cin_of)
@@ -737,6 +743,13 @@ class Generator:
         body = ["if not (self.training or torch.is_grad_enabled()):  # inference: one pass, activation in place"]
         body += ["    " + line for line in lines + f.lines] + [f"    return {out}"]
         return body
+
+    def _clamps(self, seg: tuple[str, ...]) -> bool:
+        """Whether the head BN -> ReLU -> conv runs in eval as :func:`runtime._clamp_conv_bn_eval`:
+        a plain ReLU and an unpadded ungrouped conv (its bias takes the BN's shift at every pixel)."""
+        a = self.nodes[seg[-1]]["attrs"]
+        conv = self.nodes[seg[-1]]["kind"] == "conv" and a["padding"] == 0 and a["groups"] == 1
+        return len(seg) == 3 and conv and self.nodes[seg[1]]["attrs"] == {"fn": "relu"}
 
     def _segment_fits(self, seg: tuple[str, ...], body: list[str]) -> bool:
         return list(seg) == body[: len(seg)] and all(sum(1 for _ in self.g.successors(n)) == 1 for n in seg[:-1])

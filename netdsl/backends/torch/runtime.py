@@ -206,6 +206,19 @@ def _batch_norm_eval(x, bn):
     return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
 
 
+def _clamp_conv_bn_eval(x, bn, conv, bn2):
+    """bn2(conv(relu(bn(x)))) in eval mode, ``conv`` unpadded: ``relu(s * x + t) == s * clamp(x, lo, hi) + t`` per
+    channel (``lo = -t / s`` where s > 0, ``hi`` where s < 0), so one pass over ``x`` and the rest in the conv."""
+    s, t = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    edge, t = torch.where(s == 0, 0.0, -t / s), torch.where(s == 0, t.relu(), t)  # s == 0: relu(t), a constant
+    lo, hi = torch.where(s < 0, -float("inf"), edge), torch.where(s > 0, float("inf"), edge)
+    w, b = conv.weight * s.view(1, -1, 1, 1), (conv.weight * t.view(1, -1, 1, 1)).sum((1, 2, 3))
+    scale, shift = bn_scale_shift(bn2.weight, bn2.bias, bn2.running_mean, bn2.running_var, bn2.eps)
+    w, b = fold_into_conv(w, b if conv.bias is None else b + conv.bias, scale, shift)
+    y = torch.clamp(x, lo.to(x.dtype).view(1, -1, 1, 1), hi.to(x.dtype).view(1, -1, 1, 1))
+    return F.conv2d(y, w.to(y.dtype), b.to(y.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def _conv_bn_eval(x, conv, bn):
     """bn(conv(x)) in eval mode as one convolution: the BatchNorm folded into the conv's weights."""
     scale, shift = bn_scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
