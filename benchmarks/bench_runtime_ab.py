@@ -4,7 +4,8 @@ checkout ("new"), against the hand-written reference, all channels_last, weights
 new. Rounds alternate their order; medians of per-round ratios of wall time and of CPU time
 (--threads 1: the main thread's CPU time, which a loaded machine's descheduling does not inflate;
 CPU autograd runs on the calling thread). --profile: one step each under torch.profiler, the
-self-CPU ms of the top ops side by side.
+self-CPU ms of the top ops side by side. --whole: "old" is the whole file the base revision's
+netdsl generates (its code generator too, from a git worktree), not this file with old helpers.
 
     python benchmarks/bench_runtime_ab.py --mode train --prec bf16 --batch 8 --rounds 5 --threads 1
 """
@@ -13,6 +14,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -34,6 +36,7 @@ p.add_argument("--base", default="HEAD")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--profile", action="store_true")
 p.add_argument("--nchw", action="store_true", help="feed NCHW input to netdsl (the default module)")
+p.add_argument("--whole", action="store_true", help="old: the base revision's whole generated file")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 CL = torch.channels_last
@@ -47,6 +50,18 @@ old_rt = subprocess.run(
 old_rt = old_rt.replace("from ...ops.norm import bn_scale_shift, fold_into_conv", "")
 
 
+def base_source() -> str:
+    """BC-100's file as the base revision's netdsl writes it (a temporary git worktree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", tmp, a.base], check=True)
+        try:
+            code = "import netdsl; print(netdsl.torch_source('densenet_bc100_k12'), end='')"
+            run = subprocess.run([sys.executable, "-c", code], cwd=tmp, capture_output=True, text=True, check=True)
+            return run.stdout
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=True)
+
+
 def load(extra=None, name="gen"):
     ns = {"__name__": name}
     exec(compile(src, name, "exec"), ns)
@@ -57,7 +72,12 @@ def load(extra=None, name="gen"):
 
 torch.manual_seed(0)
 new = load(name="gen_new")
-old = load(old_rt, "gen_old")
+if a.whole:
+    src_new, src = src, base_source()
+    old = load(name="gen_old")
+    src = src_new
+else:
+    old = load(old_rt, "gen_old")
 old.load_state_dict(new.state_dict())
 ref = DenseNet([16, 16, 16], 12, 10, imagenet=False).to(memory_format=CL)
 models = {"old": old, "new": new, "ref": ref}
