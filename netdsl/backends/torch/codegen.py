@@ -1003,7 +1003,9 @@ class Generator:
         outputs are kept in ``feats`` too, the tensors the heads' gradients flow to."""
         channels, stores, unit_reads, _, in_stores = buffer
         out = [f"{base}, {feats} = {scope.use(runtime._buffer)}({init[0]}, {channels}), []"]
-        spans = self._first_spans(b, in_stores) if len(init) > 1 else [in_stores[0][0]]  # > 1: pieces
+        spans = self._first_spans(b, in_stores)
+        if len(init) == 1 < len(spans):  # pieces of one value, read as one feature (``_whole_input``)
+            spans = [(spans[0][0], spans[-1][1])]
         assert len(spans) == len(init) and spans == sorted(spans), (init, spans)  # ``feats`` in buffer order
         store = scope.use(runtime._store)
         out += [f"{store}({base}, {s}, {e}, {v}, {feats})" for v, (s, e) in zip(init, spans, strict=True)]
