@@ -107,7 +107,12 @@ def _train_step(model, x, dtype):
 
 
 def _error(got, want):
-    return max(((g - w).norm() / w.norm().clamp_min(1e-12)).item() for g, w in zip(got, want, strict=True))
+    """The relative error of all the tensors together, as one vector. Per tensor, a parameter with a
+    tiny gradient decides the maximum: on a CPU without bf16 kernels (AVX2) torch's emulated bf16
+    convolutions put such errors at 30-170% for both models alike, and their ratio swings from 0.96
+    to 1.73 with the seed, while this one stays at 0.99-1.14 (docs/performance.md)."""
+    g, w = (torch.cat([t.flatten() for t in ts]) for ts in (got, want))
+    return ((g - w).norm() / w.norm().clamp_min(1e-12)).item()
 
 
 @pytest.mark.parametrize(
