@@ -62,22 +62,17 @@ def base_source() -> str:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=True)
 
 
-def load(extra=None, name="gen"):
+def load(source, extra=None, name="gen"):
     ns = {"__name__": name}
-    exec(compile(src, name, "exec"), ns)
+    exec(compile(source, name, "exec"), ns)
     if extra:
         exec(compile(extra, name + "_rt", "exec"), ns)
     return ns["build"]()
 
 
 torch.manual_seed(0)
-new = load(name="gen_new")
-if a.whole:
-    src_new, src = src, base_source()
-    old = load(name="gen_old")
-    src = src_new
-else:
-    old = load(old_rt, "gen_old")
+new = load(src, name="gen_new")
+old = load(base_source(), name="gen_old") if a.whole else load(src, old_rt, "gen_old")
 old.load_state_dict(new.state_dict())
 ref = DenseNet([16, 16, 16], 12, 10, imagenet=False).to(memory_format=CL)
 models = {"old": old, "new": new, "ref": ref}

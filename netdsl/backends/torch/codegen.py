@@ -866,17 +866,17 @@ class Generator:
     def _first_spans(self, b: BlockInfo, in_stores) -> list[tuple[int, int]]:
         """The buffer channels of each of the block's first features: a stored value or a channel
         range (a slice, a piece) of one."""
-        at = {node: start for (start, _), node in in_stores}
+        stored = {node: span for span, node in in_stores}
         spans = []
         for f in sorted((f for f in b.features if f.index <= 0), key=lambda f: f.index):
             node, d = f.node, self.nodes[f.node]
             if f.start is not None:
                 a, z = f.start, f.stop
-            elif node not in at and d["kind"] == "slice":
+            elif node not in stored and d["kind"] == "slice":
                 node, (a, z) = d["inputs"][0], (d["attrs"]["start"], d["attrs"]["stop"])
             else:
-                a, z = 0, next(e - s for (s, e), n in in_stores if n == node)
-            spans.append((at[node] + a, at[node] + z))
+                a, z = 0, stored[node][1] - stored[node][0]
+            spans.append((stored[node][0] + a, stored[node][0] + z))
         return spans
 
     def _feature_piece(self, features, j: int) -> tuple[str, int, int]:
